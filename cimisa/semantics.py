@@ -1,0 +1,218 @@
+"""The meaning of every CIM opcode, as numpy. These functions *are* the specification.
+
+The golden model (:mod:`sw_model`) executes them; the RTL (:mod:`hw`) must reproduce their results bit for bit;
+``docs/isa.md`` quotes their source. Each runs on a :class:`MachineState` and has a doctest.
+
+Number formats
+  * weights: ``weight_bits``-bit two's complement, one per cell;
+  * inputs: ``input_bits``-bit two's complement, applied **bit-serially, LSB first**. Bit ``b`` of ``x`` is
+    ``(x >> b) & 1`` (two's complement bits); the column sum of bit ``b`` is weighted ``+2**b`` for
+    ``b < input_bits-1`` and ``-2**(input_bits-1)`` for the sign bit, so the weighted sum over all bits equals
+    ``x * w`` exactly (the usual signed bit-serial convention: the MSB column sum is subtracted);
+  * ADC: ``code = clip(colsum >> adc_shift, -2**(adc_bits-1), 2**(adc_bits-1)-1)`` (arithmetic shift = floor
+    division by the step ``2**adc_shift``, then saturation); the digital side adds ``code << (b + adc_shift)``;
+  * accumulators and result words: ``ACC_BITS`` = 32-bit two's complement, wrapping on overflow.
+
+With ``adc_shift = 0`` and ``adc_bits >= cfg.lossless_adc_bits`` an MVM returns the exact integer product of the
+active weight window and the input vector.
+
+Checks (:func:`check`) run on each header before its action; the first failing check stops the machine with that
+:class:`~cimisa.isa.ErrorCode` and the command has no effect.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cimisa.config import ACC_BITS, HwConfig
+from cimisa.isa import ErrorCode, Opcode
+
+__all__ = ["MachineState", "check", "wrap_acc", "write_w", "load_in", "mvm", "requant", "read", "barrier", "halt",
+           "ACTIONS"]
+
+
+def wrap_acc(v):
+    """Wrap integers to ACC_BITS-bit two's complement.
+
+    >>> int(wrap_acc(np.int64(2**31)))
+    -2147483648
+    """
+    half = 1 << (ACC_BITS - 1)
+    return ((np.asarray(v, dtype=np.int64) + half) & ((1 << ACC_BITS) - 1)) - half
+
+
+class MachineState:
+    """Architectural state of one CIM tile: weights, input buffer, output buffer, results.
+
+    Weight arrays are allocated on first write; an array never written reads as zeros.
+    """
+
+    def __init__(self, cfg: HwConfig):
+        self.cfg = cfg
+        self._arrays: dict[int, np.ndarray] = {}
+        self.inbuf = np.zeros(cfg.in_depth, dtype=np.int64)
+        self.outbuf = np.zeros(cfg.out_depth, dtype=np.int64)
+        self.results: list[int] = []
+
+    def array(self, index: int) -> np.ndarray:
+        """Return the (rows, cols) weight array ``index`` (allocated on first use)."""
+        a = self._arrays.get(index)
+        if a is None:
+            a = self._arrays[index] = np.zeros((self.cfg.rows, self.cfg.cols), dtype=np.int64)
+        return a
+
+    @property
+    def programmed_arrays(self) -> list[int]:
+        """Indices of the arrays that have been written."""
+        return sorted(self._arrays)
+
+    def __repr__(self) -> str:
+        return (f"MachineState({self.cfg.name!r}, arrays={len(self._arrays)}, results={len(self.results)})")
+
+
+def check(cfg: HwConfig, op: Opcode, a: dict) -> ErrorCode:
+    """Return the error a header would raise, checking in the order below (the RTL uses the same order).
+
+    >>> from cimisa.config import BUILTIN
+    >>> check(BUILTIN["fpga-micro"], Opcode.READ, dict(addr=30, count=3)).name
+    'BAD_OUT_ADDR'
+    """
+    if op is Opcode.WRITE_W:
+        if a["array"] >= cfg.n_arrays:
+            return ErrorCode.BAD_ARRAY
+        if a["row"] >= cfg.rows:
+            return ErrorCode.BAD_ROW
+        if a["count"] < 1 or a["col"] + a["count"] > cfg.cols:
+            return ErrorCode.BAD_COL
+    elif op is Opcode.LOAD_IN:
+        if a["count"] < 1 or a["addr"] + a["count"] > cfg.in_depth:
+            return ErrorCode.BAD_IN_ADDR
+    elif op is Opcode.MVM:
+        if a["array"] >= cfg.n_arrays:
+            return ErrorCode.BAD_ARRAY
+        if a["nrows"] < 1 or a["row0"] + a["nrows"] > cfg.rows:
+            return ErrorCode.BAD_ROW
+        if a["ncols"] < 1 or a["col0"] + a["ncols"] > cfg.cols:
+            return ErrorCode.BAD_COL
+        if not 1 <= a["adc_bits"] <= cfg.adc_bits:
+            return ErrorCode.BAD_ADC
+        if a["in_addr"] + (a["nrows"] - 1) * a["in_stride"] >= cfg.in_depth:
+            return ErrorCode.BAD_IN_ADDR
+        if (a["out_addr"] + (a["ncols"] - 1) * a["out_stride"] >= cfg.out_depth
+                or (a["ncols"] > 1 and a["out_stride"] == 0)):
+            return ErrorCode.BAD_OUT_ADDR
+    elif op is Opcode.REQUANT:
+        if a["count"] < 1 or a["src"] + a["count"] > cfg.out_depth:
+            return ErrorCode.BAD_OUT_ADDR
+        if (a["dst"] + (a["count"] - 1) * a["dst_stride"] >= cfg.in_depth
+                or (a["count"] > 1 and a["dst_stride"] == 0)):
+            return ErrorCode.BAD_IN_ADDR
+    elif op is Opcode.READ:
+        if a["count"] < 1 or a["addr"] + a["count"] > cfg.out_depth:
+            return ErrorCode.BAD_OUT_ADDR
+    return ErrorCode.NONE
+
+
+def write_w(st, array, row, col, count, data):
+    """WRITE_W: program ``count`` weights into ``array`` at ``row``, columns ``col..col+count-1``.
+
+    >>> from cimisa.config import BUILTIN
+    >>> st = MachineState(BUILTIN["fpga-micro"])
+    >>> write_w(st, array=1, row=2, col=3, count=3, data=(5, -8, 7))
+    >>> st.array(1)[2, 3:6].tolist()
+    [5, -8, 7]
+    """
+    st.array(array)[row, col:col + count] = data
+
+
+def load_in(st, addr, count, data):
+    """LOAD_IN: store ``count`` input values at input-buffer addresses ``addr..addr+count-1``.
+
+    >>> from cimisa.config import BUILTIN
+    >>> st = MachineState(BUILTIN["fpga-micro"])
+    >>> load_in(st, addr=4, count=2, data=(-3, 7))
+    >>> st.inbuf[3:7].tolist()
+    [0, -3, 7, 0]
+    """
+    st.inbuf[addr:addr + count] = data
+
+
+def mvm(st, array, row0, nrows, col0, ncols, in_addr, in_stride, out_addr, out_stride, accumulate, adc_bits,
+        adc_shift):
+    """MVM: multiply the active window of one array by inputs gathered with a stride, bit-serially.
+
+    Row ``row0+k`` is driven by ``inbuf[in_addr + k*in_stride]``; column ``col0+j`` goes to
+    ``outbuf[out_addr + j*out_stride]``, added to it when ``accumulate`` is 1, replacing it otherwise.
+    Strides fold permutations into addressing.
+
+    >>> from cimisa.config import BUILTIN
+    >>> st = MachineState(BUILTIN["fpga-micro"])
+    >>> st.array(0)[:2, :2] = [[1, -2], [3, 4]]
+    >>> st.inbuf[:4] = [5, 0, -6, 0]              # rows read addresses 0 and 2 (stride 2)
+    >>> mvm(st, array=0, row0=0, nrows=2, col0=0, ncols=2, in_addr=0, in_stride=2, out_addr=8, out_stride=1,
+    ...     accumulate=0, adc_bits=8, adc_shift=0)
+    >>> st.outbuf[8:10].tolist()                  # [5*1 + -6*3, 5*-2 + -6*4]: exact with a lossless ADC
+    [-13, -34]
+    >>> mvm(st, array=0, row0=0, nrows=2, col0=0, ncols=2, in_addr=0, in_stride=2, out_addr=8, out_stride=1,
+    ...     accumulate=1, adc_bits=2, adc_shift=0)  # 2-bit ADC: each bit's column sum saturates to -2..1
+    >>> st.outbuf[8:10].tolist()
+    [-14, -50]
+    """
+    cfg = st.cfg
+    x = st.inbuf[in_addr + in_stride * np.arange(nrows)]
+    w = st.array(array)[row0:row0 + nrows, col0:col0 + ncols]
+    lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1
+    acc = np.zeros((ncols,) + x.shape[1:], dtype=np.int64)   # x may carry a trailing batch axis
+    for b in range(cfg.input_bits):
+        xb = (x >> b) & 1                        # the rows driven for input bit b
+        colsum = w.T @ xb                         # analog sum on each active column
+        code = np.clip(colsum >> adc_shift, lo, hi)
+        term = code << (b + adc_shift)
+        acc += -term if b == cfg.input_bits - 1 else term
+    dst = out_addr + out_stride * np.arange(ncols)
+    st.outbuf[dst] = wrap_acc((st.outbuf[dst] if accumulate else 0) + acc)
+
+
+def requant(st, src, count, dst, dst_stride, shift):
+    """REQUANT: round accumulators ``src..src+count-1`` right by ``shift``, saturate to inputs, store strided.
+
+    Rounding adds ``2**(shift-1)`` before the arithmetic shift (round half up).
+
+    >>> from cimisa.config import BUILTIN
+    >>> st = MachineState(BUILTIN["fpga-micro"])        # 4-bit inputs: -8..7
+    >>> st.outbuf[:3] = [5, -6, 100]
+    >>> requant(st, src=0, count=3, dst=1, dst_stride=2, shift=1)
+    >>> st.inbuf[:6].tolist()
+    [0, 3, 0, -3, 0, 7]
+    """
+    cfg = st.cfg
+    v = st.outbuf[src:src + count]
+    if shift:
+        v = (v + (1 << (shift - 1))) >> shift
+    lo, hi = -(1 << (cfg.input_bits - 1)), (1 << (cfg.input_bits - 1)) - 1
+    st.inbuf[dst + dst_stride * np.arange(count)] = np.clip(v, lo, hi)
+
+
+def read(st, addr, count):
+    """READ: emit accumulators ``addr..addr+count-1`` as result words, in order.
+
+    >>> from cimisa.config import BUILTIN
+    >>> st = MachineState(BUILTIN["fpga-micro"])
+    >>> st.outbuf[2:4] = [-1, 9]
+    >>> read(st, addr=2, count=2); st.results
+    [-1, 9]
+    """
+    st.results.extend(int(v) for v in st.outbuf[addr:addr + count])
+
+
+def barrier(st):
+    """BARRIER: every earlier command has finished before any later one starts (no effect on state)."""
+
+
+def halt(st):
+    """HALT: the machine stops in state HALTED; words after it are ignored."""
+
+
+#: Opcode -> action.
+ACTIONS = {Opcode.WRITE_W: write_w, Opcode.LOAD_IN: load_in, Opcode.MVM: mvm, Opcode.REQUANT: requant,
+           Opcode.READ: read, Opcode.BARRIER: barrier, Opcode.HALT: halt}

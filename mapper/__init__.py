@@ -1,0 +1,1 @@
+"""Mapper: model import, dense-to-sparse (Monarch), placement, scheduling, encoding, cost model."""

@@ -1,0 +1,57 @@
+"""Command line of the mapper: ``python -m mapper <command> ...``.
+
+Each sub-command lives in its own module exposing ``register(subparsers)``; the module's handler returns an
+exit status. User errors (:class:`cimisa.errors.KitError`) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from cimisa.errors import KitError
+
+# Sub-command modules, each with ``register(subparsers)`` that adds a parser whose default ``func`` runs it.
+SUBCOMMAND_MODULES = (
+    "mapper.cli_build",
+    "mapper.cli_d2s",
+    "mapper.cli_reproduce",
+    "mapper.cli_run",
+)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every available sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m mapper",
+        description="Map Monarch (block-diagonal) transformers onto analog CIM crossbar arrays.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a sub-command not built yet
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KitError as exc:
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,154 @@
+"""The golden model: executes a CIM command stream on numpy crossbars with exact integer semantics.
+
+:func:`run` takes stream words (as written by :mod:`cimisa.stream`) and returns a :class:`RunResult`; the
+per-opcode arithmetic is :mod:`cimisa.semantics` (``impl="fast"``, vectorised numpy) or
+:mod:`sw_model.naive` (``impl="naive"``, explicit loops). Errors stop the machine exactly as the RTL does: the
+first failing check (see :func:`cimisa.semantics.check`) sets the state to ERROR with an
+:class:`~cimisa.isa.ErrorCode` and the command index, and the command has no effect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from cimisa import semantics
+from cimisa.config import HwConfig
+from cimisa.isa import PAYLOAD, Command, ErrorCode, Isa, Opcode, RunState
+from sw_model.errors import CimError, error_for
+from sw_model.naive import NAIVE_ACTIONS
+
+__all__ = ["Machine", "RunResult", "run", "run_commands"]
+
+
+@dataclass
+class RunResult:
+    """What a run produced: final state, error code, failing command index, result words, counters."""
+
+    state: RunState
+    error: ErrorCode
+    index: int                      # index of the failing command (or of the HALT / the next command)
+    results: np.ndarray             # READ outputs, int64 holding int32 values, in order
+    commands: int                   # commands executed (headers accepted)
+    opcode_counts: dict = field(default_factory=dict)
+    machine: "Machine | None" = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the run halted cleanly."""
+        return self.state is RunState.HALTED
+
+    def status_tuple(self) -> tuple[str, str, int]:
+        """Return ``(state, error, index)`` names, as compared with the RTL's status register."""
+        return self.state.name, self.error.name, self.index
+
+
+class Machine:
+    """One CIM tile's golden model, executing commands one at a time.
+
+    ``impl`` selects the arithmetic: ``"fast"`` (numpy, :mod:`cimisa.semantics`) or ``"naive"`` (loops).
+    """
+
+    def __init__(self, cfg: HwConfig, *, impl: str = "fast"):
+        if impl not in ("fast", "naive"):
+            raise ValueError(f"impl must be 'fast' or 'naive', not {impl!r}")
+        self.cfg = cfg
+        self.isa = Isa.of(cfg)
+        self.impl = impl
+        self.actions = semantics.ACTIONS if impl == "fast" else NAIVE_ACTIONS
+        self.state = semantics.MachineState(cfg)
+        self.run_state = RunState.RUNNING
+        self.error = ErrorCode.NONE
+        self.index = 0
+        self.opcode_counts: dict[Opcode, int] = {}
+
+    def __repr__(self) -> str:
+        return f"Machine({self.cfg.name!r}, impl={self.impl!r}, {self.run_state.name}, index={self.index})"
+
+    def _fail(self, code: ErrorCode, message: str):
+        self.run_state = RunState.ERROR
+        self.error = code
+        raise error_for(code, self.index, message)
+
+    def execute(self, cmd: Command) -> None:
+        """Check and execute one decoded command; raise a :class:`CimError` (and stop) if it is illegal."""
+        if self.run_state is not RunState.RUNNING:
+            raise RuntimeError(f"machine is {self.run_state.name}, cannot execute {cmd!r}")
+        code = semantics.check(self.cfg, cmd.op, cmd.args)
+        if code is not ErrorCode.NONE:
+            self._fail(code, f"{code.name} in {cmd!r}")
+        action = self.actions[cmd.op]
+        if cmd.op in PAYLOAD:
+            action(self.state, data=cmd.data, **cmd.args)
+        else:
+            action(self.state, **cmd.args)
+        self.opcode_counts[cmd.op] = self.opcode_counts.get(cmd.op, 0) + 1
+        if cmd.op is Opcode.HALT:
+            self.run_state = RunState.HALTED
+        else:
+            self.index += 1
+
+    def run_words(self, words: Sequence[int]) -> None:
+        """Execute stream words until HALT; raise :class:`CimError` on the first illegal command.
+
+        A WRITE_W / LOAD_IN whose payload is cut short applies the complete payload words it received, then
+        fails with TRUNCATED, as the RTL does.
+        """
+        isa = self.isa
+        i, n = 0, len(words)
+        while i < n and self.run_state is RunState.RUNNING:
+            hdr = isa.decode_header(int(words[i]))
+            if hdr is None:
+                self._fail(ErrorCode.ILLEGAL_OPCODE, f"illegal opcode {isa.opcode_of(int(words[i]))}")
+            op, args = hdr
+            if op in PAYLOAD:
+                code = semantics.check(self.cfg, op, args)
+                if code is not ErrorCode.NONE:
+                    self._fail(code, f"{code.name} in {op.name}{args}")
+                count, per = args["count"], isa.per_word(op)
+                need = isa.payload_words(op, count)
+                got = min(need, n - i - 1)
+                values: list[int] = []
+                for w in words[i + 1:i + 1 + got]:
+                    values.extend(isa.decode_payload_word(op, int(w)))
+                if got < need:
+                    if got:
+                        part = dict(args, count=got * per)
+                        self.actions[op](self.state, data=tuple(values[:got * per]),
+                                         **{k: v for k, v in part.items()})
+                    self._fail(ErrorCode.TRUNCATED, f"{op.name} payload truncated: needs {need} words, "
+                                                    f"{got} left")
+                self.execute(Command(op, args, tuple(values[:count])))
+                i += 1 + need
+            else:
+                self.execute(Command(op, args))
+                i += 1
+        if self.run_state is RunState.RUNNING:
+            self._fail(ErrorCode.TRUNCATED, "stream ended before HALT")
+
+    def result(self) -> RunResult:
+        """Return the outcome so far."""
+        return RunResult(self.run_state, self.error, self.index, np.array(self.state.results, dtype=np.int64),
+                         sum(self.opcode_counts.values()), dict(self.opcode_counts), self)
+
+
+def run(cfg: HwConfig, words: Sequence[int], *, impl: str = "fast", raise_on_error: bool = True) -> RunResult:
+    """Run stream ``words`` on a fresh golden model and return the result.
+
+    With ``raise_on_error`` a stream that does not halt cleanly raises its :class:`CimError`; without it the
+    error is reported in the result's ``state``/``error``/``index`` (how co-simulation compares with the RTL).
+    """
+    m = Machine(cfg, impl=impl)
+    try:
+        m.run_words(words)
+    except CimError:
+        if raise_on_error:
+            raise
+    return m.result()
+
+
+def run_commands(cfg: HwConfig, cmds: Iterable[Command], **kw) -> RunResult:
+    """Encode ``cmds`` with the command set and run the words (always through the binary encoding)."""
+    return run(cfg, Isa.of(cfg).encode(cmds), **kw)
