@@ -236,6 +236,8 @@ class Isa:
       ``weight_layout``   ArrayLayout of ``per_word_weights`` signed weights (a WRITE_W payload word)
       ``input_layout``    ArrayLayout of ``per_word_inputs`` signed inputs (a LOAD_IN payload word)
       ``status_layout``   StructLayout of the status register ``{state, error, index}``
+      ``cmd_layout``      StructLayout ``{"word", "last"}`` of the RTL command stream
+      ``result_shape``    ``signed(32)``, the RTL result stream element
       ``word_bits``       width of every stream word (header layout size rounded up to 32)
     """
 
@@ -254,6 +256,10 @@ class Isa:
         self.weight_layout = data.ArrayLayout(signed(cfg.weight_bits), self.per_word_weights)
         self.input_layout = data.ArrayLayout(signed(cfg.input_bits), self.per_word_inputs)
         self.word_bytes = self.word_bits // 8
+        #: One element of the RTL command stream: a stream word and a flag marking the stream's last word.
+        self.cmd_layout = data.StructLayout({"word": unsigned(self.word_bits), "last": unsigned(1)})
+        #: One element of the RTL result stream (a READ output).
+        self.result_shape = signed(ACC_BITS)
         self.index_bits = 32
         self.status_layout = data.StructLayout(
             {"state": RunState, "error": ErrorCode, "index": unsigned(self.index_bits)})
