@@ -251,8 +251,9 @@ BUILTIN: dict[str, HwConfig] = {
     # The paper's setting: 256x256 arrays, 8-bit weights and inputs, 8-bit ADCs shared 8 per array
     # (the paper sweeps 4..32). Array count is a capacity, large enough for every model the paper maps.
     "paper-256": HwConfig(name="paper-256"),
-    # A small tile for fast RTL tests and co-simulation: holds a 2-layer tiny model entirely.
-    "fpga-tiny": HwConfig(name="fpga-tiny", rows=32, cols=32, n_arrays=64, weight_bits=4, input_bits=8,
+    # A small tile for fast RTL tests and co-simulation: holds a 2-layer tiny model entirely, even with the
+    # linear baseline; 96 arrays (not a power of two) so that an out-of-range array index is encodable.
+    "fpga-tiny": HwConfig(name="fpga-tiny", rows=32, cols=32, n_arrays=96, weight_bits=4, input_bits=8,
                           adc_bits=9, adcs_per_array=4, in_depth=512, out_depth=512, rows_per_cycle=8),
     # The smallest useful tile, sized to fit an iCE40 UP5K FPGA.
     "fpga-micro": HwConfig(name="fpga-micro", rows=16, cols=16, n_arrays=2, weight_bits=4, input_bits=4,

@@ -1,0 +1,222 @@
+"""The golden model: naive == vectorised, exact products with lossless ADCs, ADC behaviour, every error path."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cimisa.config import load_hw
+from cimisa.isa import Command, ErrorCode, Isa, Opcode, RunState
+from sw_model import (BufferOverflow, CimError, IllegalOpcode, Machine, OutOfRange, TruncatedStream, run,
+                      run_commands)
+from sw_model import naive as naive_mod
+from tests.strategies import legal_stream
+
+TINY = load_hw("fpga-tiny")
+MICRO = load_hw("fpga-micro")
+ODD = MICRO.replace(name="micro-3", n_arrays=3)   # 3 arrays: an array index of 3 is encodable but out of range
+
+
+def compare_runs(a, b) -> list[str]:
+    """Return every difference between two runs (empty when equal): the checker of these tests."""
+    diffs = []
+    if a.status_tuple() != b.status_tuple():
+        diffs.append(f"status {a.status_tuple()} != {b.status_tuple()}")
+    if len(a.results) != len(b.results):
+        diffs.append(f"{len(a.results)} results != {len(b.results)}")
+    for i, (x, y) in enumerate(zip(a.results.tolist(), b.results.tolist())):
+        if x != y:
+            diffs.append(f"result {i}: expected {x}, actual {y}")
+    return diffs
+
+
+def _with_readback(cfg, cmds):
+    """Append READs of the whole output buffer so every accumulator is compared."""
+    return cmds[:-1] + [Command.read(0, cfg.out_depth), Command.halt()]
+
+
+@pytest.mark.parametrize("cfg", [MICRO, TINY], ids=lambda c: c.name)
+@settings(max_examples=30)
+@given(data=st.data())
+def test_naive_equals_vectorised_on_random_streams(cfg, data):
+    cmds = _with_readback(cfg, data.draw(legal_stream(cfg)))
+    words = Isa.of(cfg).encode(cmds)
+    fast = run(cfg, words, impl="fast")
+    slow = run(cfg, words, impl="naive")
+    assert compare_runs(fast, slow) == []
+    assert fast.ok and fast.commands == len(cmds)
+
+
+def test_checker_catches_a_perturbed_model(monkeypatch):
+    """The naive/fast comparison fails when one model is wrong by one LSB."""
+    cfg = MICRO
+    rng = np.random.default_rng(1)
+    cmds = ([Command.write_w(0, r, 0, rng.integers(-8, 8, 16)) for r in range(16)]
+            + [Command.load_in(0, rng.integers(-8, 8, 16)),
+               Command.mvm(array=0, row0=0, nrows=16, col0=0, ncols=16, in_addr=0, out_addr=0, adc_bits=8),
+               Command.read(0, 16), Command.halt()])
+    good = run_commands(cfg, cmds, impl="naive")
+    assert compare_runs(good, run_commands(cfg, cmds, impl="fast")) == []
+    orig = naive_mod.NAIVE_ACTIONS[Opcode.READ]
+    monkeypatch.setitem(naive_mod.NAIVE_ACTIONS, Opcode.READ,
+                        lambda st, addr, count: (orig(st, addr, count), st.results.__setitem__(-1, st.results[-1] + 1)))
+    bad = run_commands(cfg, cmds, impl="naive")
+    assert compare_runs(good, bad) == [f"result 15: expected {good.results[15]}, actual {good.results[15] + 1}"]
+
+
+def test_wrong_expected_value_is_caught():
+    cfg = MICRO
+    cmds = [Command.write_w(0, 0, 0, [3]), Command.load_in(0, [-5]),
+            Command.mvm(array=0, row0=0, nrows=1, col0=0, ncols=1, in_addr=0, out_addr=0, adc_bits=8),
+            Command.read(0, 1), Command.halt()]
+    r = run_commands(cfg, cmds)
+    assert r.results.tolist() == [-15]
+    wrong = run_commands(cfg, cmds)
+    wrong.results = wrong.results + 1
+    assert compare_runs(r, wrong) == ["result 0: expected -15, actual -14"]
+
+
+@pytest.mark.parametrize("impl", ["fast", "naive"])
+@settings(max_examples=25)
+@given(data=st.data())
+def test_lossless_adc_gives_the_integer_product(impl, data):
+    cfg = TINY
+    isa = Isa.of(cfg)
+    wlo, whi = isa.elem_range("weight")
+    ilo, ihi = isa.elem_range("input")
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    W = rng.integers(wlo, whi + 1, (cfg.rows, cfg.cols))
+    if data.draw(st.booleans()):    # extreme weights: the most negative everywhere
+        W[:] = wlo
+    x = rng.integers(ilo, ihi + 1, cfg.in_depth)
+    row0 = data.draw(st.integers(0, cfg.rows - 1))
+    nrows = data.draw(st.integers(1, cfg.rows - row0))
+    col0 = data.draw(st.integers(0, cfg.cols - 1))
+    ncols = data.draw(st.integers(1, cfg.cols - col0))
+    stride = data.draw(st.integers(0, 7))
+    in_addr = data.draw(st.integers(0, cfg.in_depth - 1 - (nrows - 1) * stride))
+    cmds = [Command.write_w(0, r, 0, W[r]) for r in range(cfg.rows)]
+    cmds += [Command.load_in(0, x[:256]), Command.load_in(256, x[256:]),
+             Command.mvm(array=0, row0=row0, nrows=nrows, col0=col0, ncols=ncols, in_addr=in_addr,
+                         in_stride=stride, out_addr=3, out_stride=2, adc_bits=cfg.lossless_adc_bits),
+             Command.read(3, 2 * ncols - 1), Command.halt()]
+    r = run_commands(cfg, cmds, impl=impl)
+    xs = x[in_addr + stride * np.arange(nrows)]
+    expect = xs @ W[row0:row0 + nrows, col0:col0 + ncols]
+    assert r.results[::2].tolist() == expect.tolist()
+
+
+def test_adc_step_and_saturation_by_hand():
+    cfg = MICRO   # 4-bit inputs, 4-bit weights
+    st_ = Machine(cfg)
+    cmds = [Command.write_w(0, r, 0, [7, -8]) for r in range(16)]
+    cmds += [Command.load_in(0, [1] * 16),   # bit 0 drives all 16 rows
+             # column sums of bit 0: 112 and -128. 4-bit ADC, step 4: codes clip(28)->7, clip(-32)->-8
+             Command.mvm(array=0, row0=0, nrows=16, col0=0, ncols=2, in_addr=0, out_addr=0, adc_bits=4,
+                         adc_shift=2),
+             Command.read(0, 2), Command.halt()]
+    for c in cmds:
+        st_.execute(c)
+    assert st_.result().results.tolist() == [7 * 4, -8 * 4]
+
+
+def test_accumulate_and_int32_wraparound():
+    cfg = MICRO
+    m = Machine(cfg)
+    m.state.outbuf[0] = 2**31 - 1
+    for c in [Command.write_w(0, 0, 0, [1]), Command.load_in(0, [1]),
+              Command.mvm(array=0, row0=0, nrows=1, col0=0, ncols=1, in_addr=0, out_addr=0, adc_bits=8,
+                          accumulate=True), Command.read(0, 1), Command.halt()]:
+        m.execute(c)
+    assert m.result().results.tolist() == [-2**31]
+
+
+def _mvm(**kw):
+    base = dict(array=0, row0=0, nrows=1, col0=0, ncols=1, in_addr=0, in_stride=1, out_addr=0, out_stride=1,
+                accumulate=0, adc_bits=1, adc_shift=0)
+    base.update(kw)
+    return Command(Opcode.MVM, base)
+
+
+@pytest.mark.parametrize("cmd, code, exc", [
+    (Command.write_w(3, 0, 0, [1]), ErrorCode.BAD_ARRAY, OutOfRange),
+    (Command.write_w(0, 0, 15, [1, 1]), ErrorCode.BAD_COL, OutOfRange),
+    (Command.load_in(31, [1, 1]), ErrorCode.BAD_IN_ADDR, BufferOverflow),
+    (_mvm(array=3), ErrorCode.BAD_ARRAY, OutOfRange),
+    (_mvm(row0=10, nrows=7), ErrorCode.BAD_ROW, OutOfRange),
+    (_mvm(nrows=0), ErrorCode.BAD_ROW, OutOfRange),
+    (_mvm(col0=15, ncols=2), ErrorCode.BAD_COL, OutOfRange),
+    (_mvm(adc_bits=0), ErrorCode.BAD_ADC, OutOfRange),
+    (_mvm(adc_bits=9), ErrorCode.BAD_ADC, OutOfRange),
+    (_mvm(nrows=4, in_addr=20, in_stride=4), ErrorCode.BAD_IN_ADDR, BufferOverflow),
+    (_mvm(ncols=3, out_addr=30), ErrorCode.BAD_OUT_ADDR, BufferOverflow),
+    (_mvm(ncols=2, out_stride=0), ErrorCode.BAD_OUT_ADDR, BufferOverflow),
+    (Command.requant(src=30, count=3, dst=0), ErrorCode.BAD_OUT_ADDR, BufferOverflow),
+    (Command.requant(src=0, count=3, dst=0, dst_stride=0), ErrorCode.BAD_IN_ADDR, BufferOverflow),
+    (Command.requant(src=0, count=3, dst=28, dst_stride=2), ErrorCode.BAD_IN_ADDR, BufferOverflow),
+    (Command.read(31, 2), ErrorCode.BAD_OUT_ADDR, BufferOverflow),
+])
+@pytest.mark.parametrize("impl", ["fast", "naive"])
+def test_each_error_names_the_command_index(cmd, code, exc, impl):
+    cmds = [Command.barrier(), Command.barrier(), cmd, Command.read(0, 1), Command.halt()]
+    with pytest.raises(exc) as e:
+        run_commands(ODD, cmds, impl=impl)
+    assert e.value.code is code and e.value.index == 2
+    assert str(e.value).startswith("command 2: ")
+    r = run_commands(ODD, cmds, impl=impl, raise_on_error=False)
+    assert r.status_tuple() == ("ERROR", code.name, 2) and len(r.results) == 0   # nothing after the error
+
+
+def test_illegal_opcode_and_truncation():
+    isa = Isa.of(MICRO)
+    words = isa.encode([Command.barrier(), Command.load_in(0, list(range(-8, 8)) * 2), Command.halt()])
+    with pytest.raises(IllegalOpcode) as e:
+        run(MICRO, words[:1] + [0] + words[1:])
+    assert e.value.index == 1 and e.value.code is ErrorCode.ILLEGAL_OPCODE
+    with pytest.raises(TruncatedStream) as e:
+        run(MICRO, words[:3])    # LOAD_IN needs 2 payload words, 1 present
+    assert e.value.index == 1
+    r = run(MICRO, words[:3], raise_on_error=False)
+    assert r.machine.state.inbuf[:16].tolist() == list(range(-8, 8))   # the complete payload word was applied
+    with pytest.raises(TruncatedStream, match="before HALT") as e:
+        run(MICRO, words[:-1])
+    assert e.value.index == 2
+    assert isinstance(e.value, CimError)
+
+
+def test_words_after_halt_are_ignored():
+    isa = Isa.of(MICRO)
+    words = isa.encode([Command.halt()]) + [0xF, 0xF]
+    r = run(MICRO, words)
+    assert r.state is RunState.HALTED and r.index == 0
+
+
+def test_machine_refuses_after_stop():
+    m = Machine(MICRO)
+    m.execute(Command.halt())
+    with pytest.raises(RuntimeError, match="HALTED"):
+        m.execute(Command.barrier())
+    with pytest.raises(ValueError, match="impl must be"):
+        Machine(MICRO, impl="quick")
+
+
+def test_batched_state_matches_per_vector_runs():
+    """The vectorised semantics accept a trailing batch axis (used to run many tokens at once)."""
+    cfg = TINY
+    rng = np.random.default_rng(3)
+    W = rng.integers(-8, 8, (32, 32))
+    X = rng.integers(-128, 128, (32, 5))
+    prog = [Command.write_w(0, r, 0, W[r]) for r in range(32)]
+    mvm = Command.mvm(array=0, row0=0, nrows=32, col0=0, ncols=32, in_addr=0, out_addr=0, adc_bits=6,
+                      adc_shift=2)
+    m = Machine(cfg)
+    for c in prog:
+        m.execute(c)
+    m.state.inbuf = np.zeros((cfg.in_depth, 5), dtype=np.int64)
+    m.state.outbuf = np.zeros((cfg.out_depth, 5), dtype=np.int64)
+    m.state.inbuf[:32] = X
+    m.execute(mvm)
+    for b in range(5):
+        r = run_commands(cfg, prog + [Command.load_in(0, X[:, b]), mvm, Command.read(0, 32), Command.halt()])
+        assert m.state.outbuf[:32, b].tolist() == r.results.tolist()
