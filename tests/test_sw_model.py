@@ -220,3 +220,31 @@ def test_batched_state_matches_per_vector_runs():
     for b in range(5):
         r = run_commands(cfg, prog + [Command.load_in(0, X[:, b]), mvm, Command.read(0, 32), Command.halt()])
         assert m.state.outbuf[:32, b].tolist() == r.results.tolist()
+
+
+def test_cli_runs_streams_and_rejects_corrupt_files(tmp_path):
+    import subprocess
+    import sys
+
+    from cimisa.stream import write_jsonl, write_stream
+    cmds = [Command.write_w(0, 0, 0, [3]), Command.load_in(0, [-5]),
+            Command.mvm(array=0, row0=0, nrows=1, col0=0, ncols=1, in_addr=0, out_addr=0, adc_bits=8),
+            Command.read(0, 1), Command.halt()]
+    write_stream(tmp_path / "ok.bin", MICRO, cmds)
+    write_jsonl(tmp_path / "ok.jsonl", MICRO, cmds)
+    write_stream(tmp_path / "err.bin", MICRO, cmds[:2] + [Command.read(31, 2), Command.halt()])
+
+    def cli(*a):
+        return subprocess.run([sys.executable, "-m", "sw_model", "run", *a], capture_output=True, text=True)
+
+    for name in ("ok.bin", "ok.jsonl"):
+        r = cli(str(tmp_path / name), "--out", str(tmp_path / "res.json"))
+        assert r.returncode == 0 and "state HALTED" in r.stdout, r.stderr
+        assert '"results": [-15]' in (tmp_path / "res.json").read_text()
+    r = cli(str(tmp_path / "err.bin"))
+    assert r.returncode == 1 and r.stderr.strip() == "error: command 2: BAD_OUT_ADDR"
+    blob = (tmp_path / "ok.bin").read_bytes()
+    (tmp_path / "bad.bin").write_bytes(blob[:-2])
+    r = cli(str(tmp_path / "bad.bin"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "truncated" in r.stderr
+    assert "Traceback" not in r.stderr
