@@ -1,0 +1,196 @@
+"""Analog non-idealities as an option of the golden model, outside the bit-exact contract.
+
+:class:`NoisyMachine` is a :class:`~sw_model.machine.Machine` whose ``WRITE_W`` and ``MVM`` actions model two
+effects of a real (e.g. PCM / RRAM) crossbar; every other opcode is the exact one of :mod:`cimisa.semantics`:
+
+* **programming noise** (``prog``): a weight written as the integer ``w`` is stored as the conductance
+  ``w + prog * wmax * N(0, 1)`` with ``wmax = 2**(weight_bits-1) - 1``, drawn once when the cell is written and
+  kept for every later read (static device-to-device variation). The draw for row ``r`` of array ``a`` comes
+  from ``numpy.random.default_rng([seed, 1, a, r])``, so it does not depend on the order of the writes.
+* **read noise** (``read``): every driven cell adds an independent ``read * wmax * N(0, 1)`` to its column's
+  analog sum on every read (thermal / 1/f noise), i.e. a column summing ``n`` driven rows gets
+  ``read * wmax * sqrt(n) * N(0, 1)`` before the ADC. The draws come, in command order, from one generator
+  seeded with ``[seed, 2]``.
+
+The ADC then converts the analog sum exactly as the exact model does, ``code = clip(floor(colsum / 2**adc_shift),
+lo, hi)``, followed by the same digital shift-add. With ``prog = read = 0`` the results equal the exact golden
+model bit for bit (the analog sums are then integers held exactly in floating point).
+
+``MVM`` runs all ``input_bits`` bit planes of a batch in one floating-point matrix product, so this machine is
+also a fast vectorised golden model for inputs with a trailing batch axis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from cimisa import semantics
+from cimisa.config import HwConfig
+from cimisa.errors import KitError
+from cimisa.isa import Opcode
+from sw_model.machine import Machine
+
+__all__ = ["NoiseParams", "NoiseError", "NoisyMachine", "parse_noise", "make_machine"]
+
+
+class NoiseError(KitError):
+    """A noise specification cannot be parsed or is out of range."""
+
+
+@dataclass(frozen=True)
+class NoiseParams:
+    """Analog noise levels, as fractions of the largest weight magnitude, and the seed of the draws."""
+
+    prog: float = 0.0
+    read: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("prog", "read"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+                raise NoiseError(f"noise {name} must be a finite number >= 0, not {v!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise NoiseError(f"noise seed must be an integer >= 0, not {self.seed!r}")
+
+    @property
+    def active(self) -> bool:
+        """Whether any noise is applied."""
+        return self.prog > 0 or self.read > 0
+
+    def to_dict(self) -> dict:
+        """Return the parameters as JSON-ready data."""
+        return {"prog": self.prog, "read": self.read, "seed": self.seed}
+
+    def label(self) -> str:
+        """Return a short text form, ``prog=0.02,read=0.01`` (``none`` without noise)."""
+        if not self.active:
+            return "none"
+        return f"prog={self.prog:g},read={self.read:g}"
+
+
+def parse_noise(text: str | None) -> NoiseParams:
+    """Parse ``prog=0.02,read=0.01[,seed=3]`` (any subset; ``none``/empty gives no noise)."""
+    if text is None or not str(text).strip() or str(text).strip().lower() in ("none", "0", "off"):
+        return NoiseParams()
+    values: dict = {}
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, val = part.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in ("prog", "read", "seed"):
+            raise NoiseError(f"bad noise setting {part!r}: expected prog=<float>, read=<float> or seed=<int>")
+        try:
+            values[key] = int(val) if key == "seed" else float(val)
+        except ValueError:
+            raise NoiseError(f"bad noise value {part!r}: {val.strip()!r} is not a number") from None
+    return NoiseParams(**values)
+
+
+class NoisyMachine(Machine):
+    """A golden model with seeded programming and read noise on its crossbars (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : the hardware configuration.
+    noise : the noise levels and seed; ``NoiseParams()`` (no noise) gives the exact results.
+    """
+
+    def __init__(self, cfg: HwConfig, noise: NoiseParams | None = None):
+        super().__init__(cfg, impl="fast")
+        self.noise = noise if noise is not None else NoiseParams()
+        self.wmax = (1 << (cfg.weight_bits - 1)) - 1
+        # float32 holds every exact column sum (|sum| <= rows * 2**(weight_bits-1)) when it is below 2**24.
+        exact32 = cfg.rows * (1 << (cfg.weight_bits - 1)) < (1 << 24)
+        self.dtype = np.float32 if exact32 else np.float64
+        # ... and every exact full product (|sum| <= rows * 2**(weight_bits-1) * 2**(input_bits-1)).
+        prod32 = cfg.rows * (1 << (cfg.weight_bits - 1)) * (1 << (cfg.input_bits - 1)) < (1 << 24)
+        self.prod_dtype = np.float32 if prod32 else np.float64
+        self._g: dict[int, np.ndarray] = {}
+        self._bounds: dict[tuple, tuple[int, int]] = {}
+        self._version: dict[int, int] = {}
+        self._read_rng = np.random.default_rng([self.noise.seed, 2])
+        self.actions = dict(self.actions)
+        self.actions[Opcode.WRITE_W] = self._write_w
+        self.actions[Opcode.MVM] = self._mvm
+
+    def __repr__(self) -> str:
+        return f"NoisyMachine({self.cfg.name!r}, {self.noise!r}, {self.run_state.name}, index={self.index})"
+
+    def conductance(self, index: int) -> np.ndarray:
+        """Return the (rows, cols) analog weights of array ``index`` (zeros until written)."""
+        g = self._g.get(index)
+        if g is None:
+            g = self._g[index] = np.zeros((self.cfg.rows, self.cfg.cols), dtype=self.dtype)
+        return g
+
+    def _write_w(self, st, array, row, col, count, data):
+        semantics.write_w(st, array=array, row=row, col=col, count=count, data=data)
+        self._version[array] = self._version.get(array, 0) + 1
+        vals = np.asarray(data, dtype=np.float64)
+        if self.noise.prog > 0:
+            rng = np.random.default_rng([self.noise.seed, 1, array, row])
+            draw = rng.standard_normal(self.cfg.cols)[col:col + count]
+            vals = vals + self.noise.prog * self.wmax * draw
+        self.conductance(array)[row, col:col + count] = vals
+
+    def _window_bounds(self, array, row0, nrows, col0, ncols) -> tuple[int, int]:
+        key = (array, row0, nrows, col0, ncols, self._version.get(array, 0))
+        b = self._bounds.get(key)
+        if b is None:
+            w = self.state.array(array)[row0:row0 + nrows, col0:col0 + ncols]
+            b = self._bounds[key] = (int(np.clip(w, None, 0).sum(axis=0).min(initial=0)),
+                                     int(np.clip(w, 0, None).sum(axis=0).max(initial=0)))
+        return b
+
+    def _mvm(self, st, array, row0, nrows, col0, ncols, in_addr, in_stride, out_addr, out_stride, accumulate,
+             adc_bits, adc_shift):
+        cfg = self.cfg
+        nb = cfg.input_bits
+        x = st.inbuf[in_addr + in_stride * np.arange(nrows)]
+        batch = x.shape[1:]
+        x2 = x.reshape(nrows, -1)
+        bsz = x2.shape[1]
+        w = self.conductance(array)[row0:row0 + nrows, col0:col0 + ncols]
+        lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1
+        if not self.noise.active and adc_shift == 0:
+            cmin, cmax = self._window_bounds(array, row0, nrows, col0, ncols)
+            exact = lo <= cmin and cmax <= hi
+        else:
+            exact = False
+        if exact:
+            # No bit plane can saturate and the ADC step is 1: the shift-add of all planes is the plain product.
+            pd = self.prod_dtype
+            acc = np.rint(w.T.astype(pd, copy=False) @ x2.astype(pd)).astype(np.int64)
+        else:
+            shifts = np.arange(nb, dtype=np.int64)
+            bits = ((x2[:, None, :] >> shifts[None, :, None]) & 1).astype(self.dtype)   # (nrows, nb, B)
+            colsum = (w.T @ bits.reshape(nrows, nb * bsz)).reshape(ncols, nb, bsz)  # analog sums per plane
+            if self.noise.read > 0:
+                driven = bits.sum(axis=0)                                   # (nb, B) rows driven per plane
+                std = (self.noise.read * self.wmax) * np.sqrt(driven)
+                colsum = colsum + self._read_rng.standard_normal(colsum.shape, dtype=self.dtype) * std[None]
+            code = np.floor(colsum * self.dtype(1.0 / (1 << adc_shift)))
+            np.clip(code, lo, hi, out=code)
+            weight = np.array([1 << b for b in range(nb - 1)] + [-(1 << (nb - 1))], dtype=np.float64)
+            weight *= float(1 << adc_shift)
+            acc = np.rint(np.matmul(code.transpose(0, 2, 1).astype(np.float64), weight)).astype(np.int64)
+        acc = acc.reshape((ncols,) + batch)
+        dst = out_addr + out_stride * np.arange(ncols)
+        st.outbuf[dst] = semantics.wrap_acc((st.outbuf[dst] if accumulate else 0) + acc)
+
+
+def make_machine(cfg: HwConfig, noise: NoiseParams | None = None, *, fast: bool = True) -> Machine:
+    """Return a golden model for ``cfg``: noisy if ``noise`` is active, else exact.
+
+    ``fast`` selects the float-BLAS exact machine (a :class:`NoisyMachine` without noise, equal bit for bit)
+    instead of :class:`~sw_model.machine.Machine`'s integer numpy, for large batched runs.
+    """
+    if noise is not None and noise.active:
+        return NoisyMachine(cfg, noise)
+    return NoisyMachine(cfg, NoiseParams()) if fast else Machine(cfg)
