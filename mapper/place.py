@@ -1,0 +1,547 @@
+"""Placement: which piece of which factor of which matmul sits on which crossbar array, where.
+
+A matmul ``(out, in)`` with ``nblocks = k`` has Monarch factors ``R (k, q, p)`` and ``L (k, s, r)``
+(:mod:`mapper.d2s.monarch`). On a crossbar, rows are inputs and columns outputs, so block ``i`` of ``R`` is a
+``p x q`` rectangle (cell ``(m, j) = R[i, j, m]``) and block ``a`` of ``L`` an ``r x s`` rectangle
+(cell ``(c, t) = L[a, t, c]``). The ``linear`` baseline places the dense ``W`` (an ``in x out`` rectangle).
+A :class:`Tile` is a piece of one block that fits an array; blocks larger than an array are cut into tiles
+(row pieces accumulate into the same outputs).
+
+Tiles that one MVM fires together form a *group*. Strategies (:data:`STRATEGIES`):
+
+``linear``
+    the dense matrix cut into ``rows x cols`` tiles, one array each (the paper's baseline).
+``sparse``
+    SparseMap: each array holds one group of ``D`` blocks of one factor on its block diagonal, the rest is zero
+    padding; one MVM fires the whole group. R groups are ``D`` consecutive blocks (inputs and outputs
+    contiguous). L groups use *permutation folding*: blocks ``a0, a0+g, ..., a0+(D-1)g`` (``g = k/D``) with
+    their rows and columns interleaved (block ``d`` on rows/cols ``d, d+D, d+2D, ...``), so that row ``c*D+d``
+    reads ``h[c*k + a0 + d*g]`` and column ``t*D+d`` writes ``y[t*k + a0 + d*g]``: one stride ``g`` on each
+    side, no explicit permutation.
+``dense``
+    DenseMap: blocks packed on rotated block diagonals (diagonal ``o`` puts block ``u`` of the diagonal at slot
+    ``(u, (u+o) mod nc)``), R and L of each matmul on their own arrays; a column mixes blocks of different
+    diagonals, so each block is fired alone, in row chunks (the paper's four timestamps t0..t3).
+``auto``
+    the kit's own: striped shelf packing. Every array is cut into shelves of one row height; pieces of every
+    factor of every matmul are laid along the shelves of all arrays round-robin (consecutive pieces of one
+    factor land on different arrays, so every stage uses the ADCs of many arrays at once), a piece crossing a
+    shelf end is cut in two (no waste), and blocks that read the same input (Q, K, V; gate and up) are laid
+    side by side so one row activation serves them all. Without a budget it uses the fewest arrays the shelves
+    allow (the lower bound when the shelf height divides the block heights); with ``arrays=N`` it spreads over
+    ``N`` arrays (more arrays, fewer activations per array, lower latency).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cimisa.config import HwConfig
+from cimisa.errors import KitError, ShapeError
+from mapper.d2s.monarch import monarch_shape
+
+__all__ = ["STRATEGIES", "DENSE_STEPS", "MatmulGeom", "Tile", "Placement", "PlacementError", "geometry",
+           "place", "lower_bound", "default_nblocks"]
+
+STRATEGIES = ("linear", "sparse", "dense", "auto")
+#: DenseMap fires each block in this many row chunks (the paper's t0..t3; 32-row blocks -> 8 rows -> 3-bit ADC).
+DENSE_STEPS = 4
+
+
+class PlacementError(KitError):
+    """A placement is impossible (e.g. the array budget is too small) or invalid (overlapping tiles)."""
+
+
+@dataclass(frozen=True)
+class MatmulGeom:
+    """Block geometry of one mapped matmul (``r_shape = (k, q, p)``, ``l_shape = (k, s, r)``)."""
+
+    name: str
+    layer: int
+    role: str
+    stage: str
+    input_group: str
+    out_features: int
+    in_features: int
+    nblocks: int
+    r_shape: tuple[int, int, int]
+    l_shape: tuple[int, int, int]
+
+    @property
+    def in_ext(self) -> int:
+        return self.nblocks * self.r_shape[2]
+
+    @property
+    def mid_len(self) -> int:
+        return self.nblocks * self.r_shape[1]
+
+    @property
+    def out_ext(self) -> int:
+        return self.nblocks * self.l_shape[1]
+
+    @property
+    def monarch_cells(self) -> int:
+        return math.prod(self.r_shape) + math.prod(self.l_shape)
+
+    @property
+    def dense_cells(self) -> int:
+        return self.out_features * self.in_features
+
+    def block_dims(self, factor: str) -> tuple[int, int]:
+        """Return ``(rows, cols)`` of one crossbar block of ``factor`` ('R', 'L' or 'W')."""
+        if factor == "R":
+            return self.r_shape[2], self.r_shape[1]
+        if factor == "L":
+            return self.l_shape[2], self.l_shape[1]
+        return self.in_features, self.out_features
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "layer": self.layer, "role": self.role, "stage": self.stage,
+                "input_group": self.input_group, "out_features": self.out_features,
+                "in_features": self.in_features, "nblocks": self.nblocks, "r_shape": list(self.r_shape),
+                "l_shape": list(self.l_shape)}
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A piece of one block on one array.
+
+    The piece covers block rows ``r0..r0+rows-1`` (inputs) and block columns ``c0..c0+cols-1`` (outputs);
+    its cell ``(rho, kappa)`` sits at array row ``row0 + rho*step``, column ``col0 + kappa*step`` (``step > 1``
+    for interleaved SparseMap groups). ``group`` is the activation group (tiles fired by one MVM).
+    ``rotation`` is the block-diagonal offset (DenseMap) or 0.
+    """
+
+    matmul: int
+    factor: str
+    block: int
+    r0: int
+    c0: int
+    rows: int
+    cols: int
+    array: int
+    row0: int
+    col0: int
+    step: int = 1
+    group: int = 0
+    rotation: int = 0
+
+    @property
+    def cells(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def row_end(self) -> int:
+        """One past the last array row used."""
+        return self.row0 + (self.rows - 1) * self.step + 1
+
+    @property
+    def col_end(self) -> int:
+        return self.col0 + (self.cols - 1) * self.step + 1
+
+
+@dataclass(frozen=True, eq=False)
+class Placement:
+    """The result of a placement strategy: tiles on arrays and the activation groups, in firing order.
+
+    ``groups[g]`` lists the indices (into ``tiles``) fired together; ``row_steps`` is how many row chunks each
+    group is fired in (``DENSE_STEPS`` for DenseMap, else 1).
+    """
+
+    strategy: str
+    rows: int
+    cols: int
+    nblocks: int
+    matmuls: tuple[MatmulGeom, ...]
+    tiles: tuple[Tile, ...] = field(repr=False)
+    groups: tuple[tuple[int, ...], ...] = field(repr=False)
+    n_arrays: int
+    row_steps: int = 1
+    shelf_rows: int = 0
+    budget: int | None = None
+
+    def __repr__(self) -> str:
+        return (f"Placement(strategy={self.strategy!r}, arrays={self.n_arrays}, tiles={len(self.tiles)}, "
+                f"groups={len(self.groups)}, utilization={self.utilization:.4f})")
+
+    @property
+    def cells_per_array(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def weight_cells(self) -> int:
+        """Weight cells placed (Monarch factor entries, or dense entries for ``linear``)."""
+        return sum(t.cells for t in self.tiles)
+
+    @property
+    def monarch_cells(self) -> int:
+        return sum(m.monarch_cells for m in self.matmuls)
+
+    @property
+    def utilization(self) -> float:
+        """Weight cells / (arrays used * cells per array)."""
+        return self.weight_cells / (self.n_arrays * self.cells_per_array) if self.n_arrays else 0.0
+
+    @property
+    def lower_bound(self) -> int:
+        """``ceil(Monarch weight cells / cells per array)`` (dense cells for ``linear``)."""
+        return -(-self.weight_cells // self.cells_per_array)
+
+    def tiles_of(self, array: int) -> list[Tile]:
+        return [t for t in self.tiles if t.array == array]
+
+    def occupancy(self, array: int) -> np.ndarray:
+        """Return a ``(rows, cols)`` int32 map of the array: matmul index + 1 per used cell, 0 where empty."""
+        occ = np.zeros((self.rows, self.cols), dtype=np.int32)
+        for t in self.tiles:
+            if t.array == array:
+                occ[t.row0:t.row_end:t.step, t.col0:t.col_end:t.step] = t.matmul + 1
+        return occ
+
+    def violations(self) -> list[str]:
+        """Return every rule the placement breaks: tiles outside arrays, overlapping tiles, bad groups."""
+        out: list[str] = []
+        counts: dict[int, np.ndarray] = {}
+        for n, t in enumerate(self.tiles):
+            if not (0 <= t.array < self.n_arrays):
+                out.append(f"tile {n} on array {t.array} outside 0..{self.n_arrays - 1}")
+                continue
+            if t.rows < 1 or t.cols < 1 or t.row0 < 0 or t.col0 < 0 or t.row_end > self.rows or \
+                    t.col_end > self.cols:
+                out.append(f"tile {n} ({t.rows}x{t.cols} at {t.row0},{t.col0} step {t.step}) outside the "
+                           f"{self.rows}x{self.cols} array")
+                continue
+            c = counts.get(t.array)
+            if c is None:
+                c = counts[t.array] = np.zeros((self.rows, self.cols), dtype=np.int16)
+            c[t.row0:t.row_end:t.step, t.col0:t.col_end:t.step] += 1
+        for a, c in sorted(counts.items()):
+            if c.max() > 1:
+                out.append(f"array {a}: {int((c > 1).sum())} cells hold more than one tile")
+        seen = np.zeros(len(self.tiles), dtype=np.int32)
+        for g, members in enumerate(self.groups):
+            if not members:
+                out.append(f"group {g} is empty")
+                continue
+            arrays = {self.tiles[i].array for i in members}
+            if len(arrays) != 1:
+                out.append(f"group {g} spans arrays {sorted(arrays)}")
+            seen[list(members)] += 1
+        if len(self.tiles) and (seen != 1).any():
+            out.append(f"{int((seen != 1).sum())} tiles are not in exactly one group")
+        return out
+
+    def validate(self) -> "Placement":
+        """Raise :class:`PlacementError` listing every violation; return self when valid."""
+        problems = self.violations()
+        if problems:
+            raise PlacementError(f"invalid {self.strategy} placement: " + "; ".join(problems[:20]) +
+                                 (f"; ... {len(problems) - 20} more" if len(problems) > 20 else ""))
+        return self
+
+    def per_matmul(self) -> dict[int, dict]:
+        """Return per matmul index: arrays touched, cells placed."""
+        res: dict[int, dict] = {}
+        for t in self.tiles:
+            d = res.setdefault(t.matmul, {"arrays": set(), "cells": 0})
+            d["arrays"].add(t.array)
+            d["cells"] += t.cells
+        return res
+
+    def to_json(self) -> dict:
+        """Return ``mapping.json`` content: geometry, every tile, every group."""
+        return {
+            "strategy": self.strategy, "array_rows": self.rows, "array_cols": self.cols, "nblocks": self.nblocks,
+            "arrays": self.n_arrays, "row_steps": self.row_steps, "shelf_rows": self.shelf_rows,
+            "budget": self.budget,
+            "matmuls": [m.to_dict() for m in self.matmuls],
+            "tile_fields": ["matmul", "factor", "block", "r0", "c0", "rows", "cols", "array", "row0", "col0",
+                            "step", "group", "rotation"],
+            "tiles": [[t.matmul, t.factor, t.block, t.r0, t.c0, t.rows, t.cols, t.array, t.row0, t.col0, t.step,
+                       t.group, t.rotation] for t in self.tiles],
+            "groups": [list(g) for g in self.groups],
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+def default_nblocks(spec) -> int:
+    """Return the default block count: ``2**round(log2(sqrt(d_model)))`` (32 for d_model 1024, 8 for 64).
+
+    ``d_model`` is the most common ``in_features`` of the mapped matmuls; the result is reduced until every
+    mapped matmul accepts it (:func:`mapper.d2s.monarch.monarch_shape`).
+    """
+    from collections import Counter
+    mapped = spec.mapped()
+    if not mapped:
+        raise ShapeError(f"model {spec.name!r} has no mapped matmuls")
+    d = Counter(m.in_features for m in mapped).most_common(1)[0][0]
+    k = 1 << max(0, round(math.log2(math.sqrt(d))))
+    while k > 1:
+        try:
+            for m in mapped:
+                monarch_shape(m.out_features, m.in_features, k)
+            break
+        except ShapeError:
+            k //= 2
+    return k
+
+
+def geometry(spec, nblocks: int) -> tuple[MatmulGeom, ...]:
+    """Return the block geometry of every mapped matmul of ``spec`` (a :class:`~mapper.models.ModelSpec`)."""
+    out = []
+    for m in spec.mapped():
+        shp = monarch_shape(m.out_features, m.in_features, nblocks)
+        out.append(MatmulGeom(m.name, m.layer, m.role, m.stage, m.input_group, m.out_features, m.in_features,
+                              nblocks, tuple(shp.r_shape), tuple(shp.l_shape)))
+    return tuple(out)
+
+
+def lower_bound(geoms, hw: HwConfig) -> int:
+    """Return ``ceil(Monarch weight cells / cells per array)``."""
+    cells = sum(g.monarch_cells for g in geoms)
+    return -(-cells // hw.cells_per_array)
+
+
+def _pieces(n: int, size: int) -> list[tuple[int, int]]:
+    return [(o, min(size, n - o)) for o in range(0, n, size)]
+
+
+class _Builder:
+    def __init__(self, hw: HwConfig):
+        self.m_r, self.m_c = hw.rows, hw.cols
+        self.tiles: list[Tile] = []
+        self.groups: list[list[int]] = []
+        self.next_array = 0
+
+    def new_array(self) -> int:
+        a = self.next_array
+        self.next_array += 1
+        return a
+
+    def add(self, group: int, **kw) -> int:
+        self.tiles.append(Tile(group=group, **kw))
+        self.groups[group].append(len(self.tiles) - 1)
+        return len(self.tiles) - 1
+
+    def new_group(self) -> int:
+        self.groups.append([])
+        return len(self.groups) - 1
+
+    def oversized(self, mi: int, factor: str, block: int, h: int, w: int):
+        """Cut a block larger than the array into tiles, one array each (row pieces in order)."""
+        for r0, rr in _pieces(h, self.m_r):
+            for c0, cc in _pieces(w, self.m_c):
+                self.add(self.new_group(), matmul=mi, factor=factor, block=block, r0=r0, c0=c0, rows=rr,
+                         cols=cc, array=self.new_array(), row0=0, col0=0)
+
+
+def _largest_divisor_at_most(k: int, cap: int) -> int:
+    return max(d for d in range(1, min(k, cap) + 1) if k % d == 0)
+
+
+def _place_linear(geoms, hw) -> _Builder:
+    b = _Builder(hw)
+    for mi, g in enumerate(geoms):
+        b.oversized(mi, "W", 0, g.in_features, g.out_features)
+    return b
+
+
+def _place_sparse(geoms, hw) -> _Builder:
+    b = _Builder(hw)
+    for mi, g in enumerate(geoms):
+        k = g.nblocks
+        for factor in ("R", "L"):
+            h, w = g.block_dims(factor)
+            if h > b.m_r or w > b.m_c:
+                for blk in range(k):
+                    b.oversized(mi, factor, blk, h, w)
+                continue
+            dmax = min(b.m_r // h, b.m_c // w)
+            if factor == "R":
+                for start in range(0, k, dmax):
+                    arr, grp = b.new_array(), b.new_group()
+                    for d, blk in enumerate(range(start, min(k, start + dmax))):
+                        b.add(grp, matmul=mi, factor="R", block=blk, r0=0, c0=0, rows=h, cols=w, array=arr,
+                              row0=d * h, col0=d * w)
+            else:
+                D = _largest_divisor_at_most(k, dmax)
+                gstride = k // D
+                for a0 in range(gstride):
+                    arr, grp = b.new_array(), b.new_group()
+                    for d in range(D):
+                        b.add(grp, matmul=mi, factor="L", block=a0 + d * gstride, r0=0, c0=0, rows=h, cols=w,
+                              array=arr, row0=d, col0=d, step=D)
+    return b
+
+
+def _place_dense(geoms, hw) -> _Builder:
+    b = _Builder(hw)
+    for mi, g in enumerate(geoms):
+        k = g.nblocks
+        for factor in ("R", "L"):
+            h, w = g.block_dims(factor)
+            if h > b.m_r or w > b.m_c:
+                for blk in range(k):
+                    b.oversized(mi, factor, blk, h, w)
+                continue
+            nr, nc = b.m_r // h, b.m_c // w
+            slots = [(u, (u + o) % nc, o) for o in range(nc) for u in range(nr)]
+            # a slot (u, v) appears once: for fixed o, u -> v is injective; all nr*nc pairs are covered when
+            # nr <= nc; when nr > nc some (u, v) repeat across o, so deduplicate keeping the first.
+            seen, uniq = set(), []
+            for u, v, o in slots:
+                if (u, v) not in seen:
+                    seen.add((u, v))
+                    uniq.append((u, v, o))
+            if len(uniq) < nr * nc:
+                uniq += [(u, v, (v - u) % nc) for u in range(nr) for v in range(nc) if (u, v) not in seen]
+            arr = None
+            for blk in range(k):
+                s = blk % len(uniq)
+                if s == 0:
+                    arr = b.new_array()
+                u, v, o = uniq[s]
+                b.add(b.new_group(), matmul=mi, factor=factor, block=blk, r0=0, c0=0, rows=h, cols=w, array=arr,
+                      row0=u * h, col0=v * w, rotation=o)
+    return b
+
+
+def _shelf_height(items_hw: list[tuple[int, int, int]], m_r: int) -> int:
+    """Pick the shelf height (a divisor of the array rows) that wastes the fewest cells for pieces (h, w, n)."""
+    best = None
+    for hs in (d for d in range(1, m_r + 1) if m_r % d == 0):
+        waste = 0
+        for h, w, n in items_hw:
+            hh = min(h, m_r)
+            waste += (-(-hh // hs) * hs - hh) * w * n * -(-h // m_r)
+        # fewer, taller shelves mean fewer activations: prefer the largest height among the least waste
+        key = (waste, -hs)
+        if best is None or key < best[0]:
+            best = (key, hs)
+    return best[1]
+
+
+def _place_auto(geoms, hw, budget: int | None, colocate: bool = True) -> _Builder:
+    b = _Builder(hw)
+    m_r, m_c = b.m_r, b.m_c
+    # Pieces: (matmul, factor, block, r0, c0, rows, cols), block rows cut at the shelf height, columns at m_c.
+    shapes: dict[tuple[int, int], int] = {}
+    for g in geoms:
+        for f in ("R", "L"):
+            h, w = g.block_dims(f)
+            shapes[(h, w)] = shapes.get((h, w), 0) + g.nblocks
+    hs = _shelf_height([(h, w, n) for (h, w), n in shapes.items()], m_r)
+    shelves = m_r // hs
+    cap = shelves * m_c                      # tape length per array (shelf-column units)
+
+    # Bundles: lists of pieces laid side by side (same rows -> one activation when they read the same input).
+    bundles: list[list[tuple]] = []
+    by_group: dict[str, list[int]] = {}
+    for mi, g in enumerate(geoms):
+        by_group.setdefault(g.input_group, []).append(mi)
+    done: set[int] = set()
+    for mi, g in enumerate(geoms):
+        if mi in done:
+            continue
+        members = by_group[g.input_group] if colocate else [mi]
+        members = [x for x in members if geoms[x].r_shape == g.r_shape] if colocate else members
+        done.update(members)
+        for f in ("R", "L"):
+            mem = members if f == "R" else []
+            if f == "L":
+                # L stages never share inputs: each member's L pieces on its own
+                for x in members:
+                    gx = geoms[x]
+                    h, w = gx.block_dims("L")
+                    for blk in range(gx.nblocks):
+                        for r0, rr in _pieces(h, hs):
+                            for c0, cc in _pieces(w, m_c):
+                                bundles.append([(x, "L", blk, r0, c0, rr, cc)])
+                continue
+            h, w = g.block_dims("R")
+            for blk in range(g.nblocks):
+                for r0, rr in _pieces(h, hs):
+                    bundles.append([(x, "R", blk, r0, c0, rr, cc) for x in mem for c0, cc in _pieces(w, m_c)])
+    total = sum(p[6] for bd in bundles for p in bd)
+    n_min = -(-total // cap)
+    if budget is not None and budget < n_min:
+        raise PlacementError(f"arrays budget too small: auto needs at least {n_min} arrays of {m_r}x{m_c} "
+                             f"(shelves of {hs} rows), budget {budget}")
+    n = budget if budget is not None else n_min
+    fill = [0] * n
+    ptr = 0
+    for bd in bundles:
+        # next array (round-robin) with room; a bundle is split only where the array's tape forces it
+        for _ in range(n):
+            if fill[ptr] < cap:
+                break
+            ptr = (ptr + 1) % n
+        pieces = list(bd)
+        a = ptr
+        ptr = (ptr + 1) % n
+        grp = None
+        while pieces:
+            if fill[a] >= cap:
+                a = next((j % n for j in range(a + 1, a + 1 + n) if fill[j % n] < cap), None)
+                if a is None:
+                    raise PlacementError("auto placement overflow (internal)")
+                grp = None
+            pos = fill[a]
+            shelf, col = divmod(pos, m_c)
+            room = m_c - col
+            mi, f, blk, r0, c0, rr, cc = pieces.pop(0)
+            take = min(cc, room)
+            if grp is None:
+                grp = b.new_group()
+            b.add(grp, matmul=mi, factor=f, block=blk, r0=r0, c0=c0, rows=rr, cols=take, array=a,
+                  row0=shelf * hs, col0=col)
+            fill[a] += take
+            if take < cc:
+                pieces.insert(0, (mi, f, blk, r0, c0 + take, rr, cc - take))
+            if fill[a] % m_c == 0:
+                grp = None            # next shelf (or array): new rows, new activation
+    b.next_array = n
+    return b
+
+
+def place(spec_or_geoms, hw: HwConfig, strategy: str = "auto", *, nblocks: int | None = None,
+          arrays: int | None = None, colocate: bool = True, validate: bool = True) -> Placement:
+    """Place every mapped matmul of a :class:`~mapper.models.ModelSpec` (or a tuple of :class:`MatmulGeom`).
+
+    ``arrays`` is a budget: ``auto`` spreads over exactly that many arrays (minimising latency), the other
+    strategies raise :class:`PlacementError` when they need more.
+    """
+    if strategy not in STRATEGIES:
+        raise PlacementError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if arrays is not None and (not isinstance(arrays, int) or arrays < 1):
+        raise PlacementError(f"arrays budget must be a positive integer, not {arrays!r}")
+    if isinstance(spec_or_geoms, tuple) and (not spec_or_geoms or isinstance(spec_or_geoms[0], MatmulGeom)):
+        geoms = spec_or_geoms
+        nb = geoms[0].nblocks if geoms else (nblocks or 1)
+    else:
+        nb = nblocks if nblocks is not None else default_nblocks(spec_or_geoms)
+        geoms = geometry(spec_or_geoms, nb)
+    if strategy == "linear":
+        b = _place_linear(geoms, hw)
+    elif strategy == "sparse":
+        b = _place_sparse(geoms, hw)
+    elif strategy == "dense":
+        b = _place_dense(geoms, hw)
+    else:
+        b = _place_auto(geoms, hw, arrays, colocate)
+    shelf = 0
+    if strategy == "auto":
+        shelf = max((t.rows for t in b.tiles), default=0)
+    p = Placement(strategy=strategy, rows=hw.rows, cols=hw.cols, nblocks=nb, matmuls=tuple(geoms),
+                  tiles=tuple(b.tiles), groups=tuple(tuple(g) for g in b.groups), n_arrays=b.next_array,
+                  row_steps=DENSE_STEPS if strategy == "dense" else 1, shelf_rows=shelf,
+                  budget=arrays)
+    if arrays is not None and p.n_arrays > arrays:
+        raise PlacementError(f"arrays budget too small: {strategy} needs {p.n_arrays} arrays, budget {arrays}")
+    if validate:
+        p.validate()
+    return p

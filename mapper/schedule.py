@@ -1,0 +1,164 @@
+"""Scheduler: per-array timestamped activations from a placement, correct by construction.
+
+An :class:`Activation` is one MVM: one array, a window of rows (driven together, one input vector) and a window
+of columns (each converted by one of the array's ``adcs_per_array`` ADCs, so a window of ``n`` columns takes
+``ceil(n / adcs)`` conversion rounds per input bit). Rules:
+
+* a group of tiles (:class:`~mapper.place.Placement`) is one activation, or ``row_steps`` activations over row
+  chunks (DenseMap's timestamps t0..t3), later chunks accumulating;
+* row pieces of a block that was cut at the shelf height or the array size accumulate into the same outputs:
+  the pieces with ``r0 = 0`` are scheduled first (overwriting), the others accumulate;
+* the ADC resolution follows from the number of rows that can add into one column in that activation
+  (``rows_per_col``: 256 for a Linear tile, one block's 32 rows for SparseMap, 8 rows per DenseMap chunk):
+
+  - ``adc_mode="paper"``: ``bits = ceil(log2(rows_per_col))`` (the paper's rule: 8 b, 5 b, 3 b), with the ADC
+    step ``2**adc_shift`` chosen so the codes span the full signed column-sum range of ``rows_per_col`` rows
+    (``adc_shift = lossless_bits - bits``; the least significant bits are dropped);
+  - ``adc_mode="exact"``: ``bits = min(cfg.adc_bits, lossless_bits(rows_per_col))``, exact whenever the
+    configuration's ADCs allow (``cfg.lossless()``);
+
+* order: matmuls in model order, each R stage (stage 1), then L (stage 2); on each array, activations run in
+  this order (timestamp ``t`` = position on the array); arrays run in parallel. Dependencies (R stage ->
+  REQUANT -> L stage, matmul after matmul) are the cost model's (:mod:`mapper.cost`) and the program's
+  barriers (:mod:`mapper.program`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from cimisa.config import HwConfig
+from mapper.place import Placement, PlacementError
+
+__all__ = ["Activation", "Schedule", "schedule", "lossless_bits", "ADC_MODES"]
+
+ADC_MODES = ("paper", "exact")
+
+
+def lossless_bits(nrows: int, weight_bits: int) -> int:
+    """Return the signed ADC width that holds any column sum of ``nrows`` rows of ``weight_bits``-bit weights."""
+    lo = -(1 << (weight_bits - 1)) * nrows
+    hi = ((1 << (weight_bits - 1)) - 1) * nrows
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
+def adc_setting(rows_per_col: int, hw: HwConfig, mode: str) -> tuple[int, int]:
+    """Return ``(adc_bits, adc_shift)`` for an activation where ``rows_per_col`` rows can add into a column."""
+    full = lossless_bits(rows_per_col, hw.weight_bits)
+    if mode == "paper":
+        bits = min(hw.adc_bits, max(1, math.ceil(math.log2(rows_per_col)) if rows_per_col > 1 else 1))
+    elif mode == "exact":
+        bits = min(hw.adc_bits, full)
+    else:
+        raise PlacementError(f"adc mode must be one of {', '.join(ADC_MODES)}, not {mode!r}")
+    return bits, max(0, full - bits)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """One MVM on one array: row window ``row0..row0+nrows-1``, column window ``col0..col0+ncols-1``."""
+
+    array: int
+    t: int
+    matmul: int
+    factor: str
+    group: int
+    chunk: int
+    row0: int
+    nrows: int
+    col0: int
+    ncols: int
+    rows_per_col: int
+    cells: int
+    adc_bits: int
+    adc_shift: int
+    accumulate: bool
+    matmuls: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """Activations in issue order, grouped by matmul stage: ``stages[(matmul, factor)]`` -> indices."""
+
+    placement: Placement
+    adc_mode: str
+    activations: tuple[Activation, ...] = field(repr=False)
+    stages: dict = field(repr=False)
+
+    def __repr__(self) -> str:
+        return (f"Schedule({self.placement.strategy!r}, activations={len(self.activations)}, "
+                f"adc_mode={self.adc_mode!r})")
+
+    def adc_bits_histogram(self) -> dict[int, int]:
+        """Return ``{adc_bits: activations}``."""
+        h: dict[int, int] = {}
+        for a in self.activations:
+            h[a.adc_bits] = h.get(a.adc_bits, 0) + 1
+        return dict(sorted(h.items()))
+
+    def timestamps(self) -> dict[int, int]:
+        """Return activations per array."""
+        out: dict[int, int] = {}
+        for a in self.activations:
+            out[a.array] = out.get(a.array, 0) + 1
+        return out
+
+
+def _rows_in(row0: int, rows: int, step: int, lo: int, hi: int) -> int:
+    """Count ``rho in range(rows)`` with ``lo <= row0 + rho*step < hi``."""
+    first = max(0, -(-(lo - row0) // step))
+    last = min(rows - 1, (hi - 1 - row0) // step)
+    return max(0, last - first + 1)
+
+
+def schedule(placement: Placement, hw: HwConfig, adc_mode: str = "paper") -> Schedule:
+    """Turn a placement into activations (see the module docstring for the rules)."""
+    if adc_mode not in ADC_MODES:
+        raise PlacementError(f"adc mode must be one of {', '.join(ADC_MODES)}, not {adc_mode!r}")
+    tiles = placement.tiles
+    # Collect groups per stage key (owner matmul, factor), sorted by r0 then by group index.
+    per_stage: dict[tuple[int, str], list[tuple[int, int]]] = {}
+    for g, members in enumerate(placement.groups):
+        ts = [tiles[i] for i in members]
+        owner = min(t.matmul for t in ts)
+        factor = ts[0].factor
+        r0s = {t.r0 > 0 for t in ts}
+        if len(r0s) != 1 or len({t.factor for t in ts}) != 1:
+            raise PlacementError(f"group {g} mixes first and later row pieces or factors (scheduler bug)")
+        per_stage.setdefault((owner, factor), []).append((min(t.r0 for t in ts), g))
+    order = {"W": 0, "R": 1, "L": 2}
+    acts: list[Activation] = []
+    stages: dict[tuple[int, str], list[int]] = {}
+    t_on: dict[int, int] = {}
+    steps = max(1, placement.row_steps)
+    for key in sorted(per_stage, key=lambda k: (k[0], order[k[1]])):
+        idx = stages.setdefault(key, [])
+        for r0, g in sorted(per_stage[key]):
+            ts = [tiles[i] for i in placement.groups[g]]
+            arr = ts[0].array
+            row_lo = min(t.row0 for t in ts)
+            row_hi = max(t.row_end for t in ts)
+            col_lo = min(t.col0 for t in ts)
+            col_hi = max(t.col_end for t in ts)
+            nrows = row_hi - row_lo
+            chunk = -(-nrows // steps)
+            mats = tuple(sorted({t.matmul for t in ts}))
+            for c, lo in enumerate(range(row_lo, row_hi, chunk)):
+                hi = min(row_hi, lo + chunk)
+                rpc = max(_rows_in(t.row0, t.rows, t.step, lo, hi) for t in ts)
+                if rpc == 0:
+                    continue
+                cells = sum(_rows_in(t.row0, t.rows, t.step, lo, hi) * t.cols for t in ts)
+                bits, shift = adc_setting(rpc, hw, adc_mode)
+                tt = t_on.get(arr, 0)
+                t_on[arr] = tt + 1
+                idx.append(len(acts))
+                acts.append(Activation(array=arr, t=tt, matmul=key[0], factor=key[1], group=g, chunk=c, row0=lo,
+                                       nrows=hi - lo, col0=col_lo, ncols=col_hi - col_lo, rows_per_col=rpc,
+                                       cells=cells, adc_bits=bits, adc_shift=shift,
+                                       accumulate=(r0 > 0) or c > 0, matmuls=mats))
+    return Schedule(placement, adc_mode, tuple(acts), {k: tuple(v) for k, v in stages.items()})
