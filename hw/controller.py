@@ -1,0 +1,361 @@
+"""Tile controller: executes decoded commands on the crossbar and the buffers; owns the status register."""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from cimisa.config import ACC_BITS
+from cimisa.isa import ErrorCode, Isa, Opcode, RunState
+from hw._util import addr_bits, check_cfg, div_const, mod_const
+from hw.adc import AdcLane
+from hw.buffers import Buffer, buffer_port
+from hw.crossbar import crossbar_port
+from hw.decoder import decoded_layout
+
+__all__ = ["Controller"]
+
+
+class Controller(wiring.Component):
+    """Tile controller: sequences every opcode, emulates the shared ADCs, keeps the status register.
+
+    Commands run one at a time, in order (so BARRIER is a one-cycle no-op). The controller accepts a decoded
+    element only in its idle state; a multi-cycle command holds ``dec.ready`` low until it is done.
+
+    Sequencing (``A = adcs_per_array``, ``P = rows_per_cycle``, ``B = input_bits``):
+
+    * WRITE_W: the addressed row is read into a row register (1 cycle), then each payload word is merged into
+      it (only the lanes of the command's columns) and the whole row is written back (1 cycle per word).
+    * LOAD_IN: one input element written per cycle.
+    * MVM: gather the ``nrows`` inputs (``in_addr + k*in_stride``) into a per-row input register, one per cycle
+      (rows outside the window hold 0, so they add nothing); then for each input bit ``b`` (LSB first) read the
+      ``G`` row groups covering the window (``P`` rows summed per cycle in the crossbar), and pass the ``ncols``
+      column sums through ``A`` ADC lanes, ``A`` columns per cycle, shift-adding into per-lane accumulator
+      memories; finally write ``ncols`` accumulators (plus the old value when ``accumulate``) to the output
+      buffer at ``out_addr + j*out_stride``, one per cycle.
+    * REQUANT: one accumulator per cycle: rounded shift, saturation to the input range, strided store.
+    * READ: one result word per cycle on ``res`` when ``res.ready`` is held high (back-pressure stalls).
+    * HALT: state HALTED. Errors from the decoder: state ERROR with that code; the command has no effect.
+
+    ``status.index`` counts completed commands (the index of the failing command, or of HALT). When the element
+    with ``last`` set has been executed and the state is still RUNNING, the state becomes ERROR/TRUNCATED.
+    Once HALTED or in ERROR, every element is accepted and discarded.
+
+    Parameters
+    ----------
+    cfg : HwConfig
+
+    Members
+    -------
+    dec : ``In(stream.Signature(decoded_layout(cfg)))``
+    res : ``Out(stream.Signature(signed(32)))``
+    status : ``Out(isa.status_layout)``
+    xbar : ``Out(crossbar_port(cfg))``
+    inbuf : ``Out(buffer_port(signed(input_bits), in_depth))``
+    outbuf : ``Out(buffer_port(signed(32), out_depth))``
+
+    Cycle counts of each command are in ``docs/hw.md``.
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg = check_cfg(cfg)
+        self._isa = isa = Isa.of(cfg)
+        super().__init__({
+            "dec": In(stream.Signature(decoded_layout(cfg))),
+            "res": Out(stream.Signature(isa.result_shape)),
+            "status": Out(isa.status_layout),
+            "xbar": Out(crossbar_port(cfg)),
+            "inbuf": Out(buffer_port(signed(cfg.input_bits), cfg.in_depth)),
+            "outbuf": Out(buffer_port(signed(ACC_BITS), cfg.out_depth)),
+        })
+
+    def __repr__(self) -> str:
+        return f"Controller({self._cfg.name!r})"
+
+    def elaborate(self, platform):
+        cfg, isa = self._cfg, self._isa
+        m = Module()
+        R, Cn, A, P, B = cfg.rows, cfg.cols, cfg.adcs_per_array, cfg.rows_per_cycle, cfg.input_bits
+        G = R // P
+        wb = cfg.weight_bits
+        acc_depth = -(-Cn // A)
+
+        # ---- accumulator lanes and ADCs ---------------------------------------------------------------
+        lanes, adcs = [], []
+        for l in range(A):
+            buf = Buffer(signed(ACC_BITS), max(2, acc_depth))
+            adc = AdcLane(cfg)
+            m.submodules[f"acc{l}"] = buf
+            m.submodules[f"adc{l}"] = adc
+            lanes.append(buf.port)
+            adcs.append(adc)
+
+        # ---- status register ---------------------------------------------------------------------------
+        state = Signal(RunState)
+        error = Signal(ErrorCode)
+        index = Signal(isa.index_bits)
+        m.d.comb += [self.status.state.eq(state), self.status.error.eq(error), self.status.index.eq(index)]
+        running = state == RunState.RUNNING
+
+        d = self.dec.payload
+        cur = Signal(isa.header_layout)          # header of the command being executed
+        last_pend = Signal()                     # the command's element was the stream's last word
+        final_pend = Signal()
+
+        def finish(m, complete):
+            """Complete the current element: count the command, apply end-of-stream truncation."""
+            m.d.sync += index.eq(index + complete)
+            with m.If(last_pend):
+                m.d.sync += [state.eq(RunState.ERROR), error.eq(ErrorCode.TRUNCATED)]
+            m.next = "IDLE"
+
+        # ---- working registers -------------------------------------------------------------------------
+        xbar = self.xbar
+        row_reg = Signal(data.ArrayLayout(signed(wb), Cn))
+        xreg = Signal(data.ArrayLayout(signed(B), R))   # gathered inputs, by physical row
+        k = Signal(range(max(R, Cn, cfg.out_depth, cfg.in_depth, isa.per_word_inputs) + 1))
+        n = Signal.like(k)                               # element count of the current loop
+        in_ptr = Signal(addr_bits(cfg.in_depth) + 1)
+        out_ptr = Signal(addr_bits(cfg.out_depth) + 1)
+        row_ptr = Signal(range(R + 1))
+        g = Signal(range(G + 1))
+        g0 = Signal(range(G))
+        g1 = Signal(range(G))
+        bit = Signal(range(B))
+        lane = Signal(range(A))
+        laddr = Signal(range(acc_depth + 1))
+        pw = Signal(isa.word_bits)                       # LOAD_IN payload word, shifted one lane per cycle
+        rv = Signal()                                    # READ: res.valid
+        rnd = Signal(ACC_BITS)                           # REQUANT rounding constant
+
+        # Pipeline registers of the one-cycle memory reads.
+        g_v = Signal()
+        g_row = Signal(range(R))
+        a_v = Signal()
+        a_addr = Signal.like(laddr)
+        a_cs = [Signal(signed(cfg.lossless_adc_bits), name=f"a_cs{l}") for l in range(A)]
+        a_act = Signal(A)
+        a_bit = Signal.like(bit)
+        w_v = Signal()
+        w_lane = Signal.like(lane)
+        w_ptr = Signal.like(out_ptr)
+        q_v = Signal()
+        q_ptr = Signal.like(in_ptr)
+        m.d.sync += [g_v.eq(0), a_v.eq(0), w_v.eq(0), q_v.eq(0)]
+
+        mv = cur.args.mvm
+        rq = cur.args.requant
+
+        # Gathered input -> input register of its row.
+        with m.If(g_v):
+            m.d.sync += xreg[g_row].eq(self.inbuf.rd_data)
+
+        # ADC stage 2: accumulate into the lane memories.
+        for l in range(A):
+            adc = adcs[l]
+            m.d.comb += [
+                adc.colsum.eq(a_cs[l]), adc.adc_bits.eq(mv.adc_bits), adc.adc_shift.eq(mv.adc_shift),
+                adc.bit.eq(a_bit), adc.msb.eq(a_bit == B - 1),
+                adc.acc_in.eq(Mux(a_bit == 0, 0, lanes[l].rd_data)),
+                lanes[l].wr_addr.eq(a_addr), lanes[l].wr_data.eq(adc.acc_out),
+                lanes[l].wr_en.eq(a_v & a_act[l]),
+                lanes[l].rd_en.eq(1),
+            ]
+
+        # Write-back stage 2: output buffer <- accumulator (+ old value).
+        acc_sel = Signal(signed(ACC_BITS))
+        m.d.comb += acc_sel.eq(Cat(*[ln.rd_data for ln in lanes]).word_select(w_lane, ACC_BITS).as_signed()
+                               if A > 1 else lanes[0].rd_data)
+        with m.If(w_v):
+            m.d.comb += [
+                self.outbuf.wr_en.eq(1), self.outbuf.wr_addr.eq(w_ptr),
+                self.outbuf.wr_data.eq((Mux(mv.accumulate, self.outbuf.rd_data, 0) + acc_sel)[:ACC_BITS]),
+            ]
+
+        # REQUANT stage 2: rounded arithmetic shift, saturation, store.
+        ilo, ihi = isa.elem_range("input")
+        q_val = Signal(signed(ACC_BITS + 2))
+        m.d.comb += q_val.eq((self.outbuf.rd_data + rnd) >> rq.shift)
+        with m.If(q_v):
+            m.d.comb += [
+                self.inbuf.wr_en.eq(1), self.inbuf.wr_addr.eq(q_ptr),
+                self.inbuf.wr_data.eq(Mux(q_val > ihi, ihi, Mux(q_val < ilo, ilo, q_val))),
+            ]
+
+        m.d.comb += [self.res.payload.eq(self.outbuf.rd_data), self.res.valid.eq(rv)]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.dec.ready.eq(1)
+                with m.If(self.dec.valid & running):
+                    with m.If(d.error != ErrorCode.NONE):
+                        m.d.sync += [state.eq(RunState.ERROR), error.eq(d.error)]
+                    with m.Elif(~d.payload):
+                        h = d.header
+                        m.d.sync += [cur.eq(h), last_pend.eq(d.last)]
+                        truncated = Signal()
+                        with m.Switch(h.opcode):
+                            with m.Case(Opcode.WRITE_W):
+                                a = h.args.write_w
+                                m.d.comb += [
+                                    xbar.rd_en.eq(1), xbar.rd_array.eq(a.array),
+                                    xbar.rd_group.eq(div_const(a.row, P)),
+                                ]
+                                m.d.comb += truncated.eq(d.last)
+                                with m.If(~d.last):
+                                    m.next = "W_FETCH"
+                            with m.Case(Opcode.LOAD_IN):
+                                m.d.sync += in_ptr.eq(h.args.load_in.addr)
+                                m.d.comb += truncated.eq(d.last)
+                            with m.Case(Opcode.MVM):
+                                a = h.args.mvm
+                                m.d.sync += [
+                                    xreg.eq(0), k.eq(0), n.eq(a.nrows), in_ptr.eq(a.in_addr), row_ptr.eq(a.row0),
+                                    g0.eq(div_const(a.row0, P)), g1.eq(div_const(a.row0 + a.nrows - 1, P)),
+                                ]
+                                m.next = "M_GATHER"
+                            with m.Case(Opcode.REQUANT):
+                                a = h.args.requant
+                                m.d.sync += [
+                                    k.eq(0), n.eq(a.count), out_ptr.eq(a.src), in_ptr.eq(a.dst),
+                                    rnd.eq(((Const(1, 1) << a.shift) >> 1)[:ACC_BITS]),
+                                ]
+                                m.next = "RQ"
+                            with m.Case(Opcode.READ):
+                                a = h.args.read
+                                m.d.sync += [n.eq(a.count), out_ptr.eq(a.addr), rv.eq(0)]
+                                m.next = "RD"
+                            with m.Case(Opcode.BARRIER):
+                                m.d.sync += index.eq(index + 1)
+                                m.d.comb += truncated.eq(d.last)
+                            with m.Case(Opcode.HALT):
+                                m.d.sync += state.eq(RunState.HALTED)
+                        with m.If(truncated):
+                            m.d.sync += [state.eq(RunState.ERROR), error.eq(ErrorCode.TRUNCATED)]
+                    with m.Elif(cur.opcode == Opcode.WRITE_W):
+                        # Merge the valid lanes of this payload word into the row, write the whole row.
+                        a = cur.args.write_w
+                        base = Signal(range(Cn + 1))
+                        m.d.comb += base.eq(a.col + a.count - d.left)
+                        lanes_v = data.View(isa.weight_layout, d.word[:isa.weight_layout.size]).as_value()
+                        lmask = Cat(*[Mux(i < d.left, Const((1 << wb) - 1, wb), 0)
+                                      for i in range(isa.per_word_weights)])
+                        shift = base * wb
+                        wdata = (lanes_v << shift)[:Cn * wb]
+                        wmask = (lmask << shift)[:Cn * wb]
+                        merged = Signal(Cn * wb)
+                        m.d.comb += merged.eq((row_reg.as_value() & ~wmask) | (wdata & wmask))
+                        m.d.sync += row_reg.eq(merged)
+                        m.d.comb += [
+                            xbar.wr_en.eq(1), xbar.wr_array.eq(a.array), xbar.wr_row.eq(a.row),
+                            xbar.wr_data.eq(merged),
+                        ]
+                        m.d.sync += index.eq(index + d.final)
+                        with m.If(d.last):
+                            m.d.sync += [state.eq(RunState.ERROR), error.eq(ErrorCode.TRUNCATED)]
+                    with m.Else():
+                        # LOAD_IN payload word: write its lanes one per cycle.
+                        m.d.sync += [pw.eq(d.word), n.eq(d.left), k.eq(0), final_pend.eq(d.final),
+                                     last_pend.eq(d.last)]
+                        m.next = "L_WRITE"
+
+            with m.State("W_FETCH"):
+                m.d.sync += row_reg.eq(xbar.rd_rows[mod_const(cur.args.write_w.row, P)])
+                m.next = "IDLE"
+
+            with m.State("L_WRITE"):
+                m.d.comb += [
+                    self.inbuf.wr_en.eq(1), self.inbuf.wr_addr.eq(in_ptr),
+                    self.inbuf.wr_data.eq(pw[:B]),
+                ]
+                m.d.sync += [pw.eq(pw >> B), in_ptr.eq(in_ptr + 1), k.eq(k + 1), n.eq(n - 1)]
+                with m.If((n == 1) | (k == isa.per_word_inputs - 1)):
+                    finish(m, final_pend)
+
+            with m.State("M_GATHER"):
+                m.d.comb += [self.inbuf.rd_en.eq(1), self.inbuf.rd_addr.eq(in_ptr)]
+                m.d.sync += [
+                    g_v.eq(1), g_row.eq(row_ptr), row_ptr.eq(row_ptr + 1), in_ptr.eq(in_ptr + mv.in_stride),
+                    k.eq(k + 1),
+                ]
+                with m.If(k == n - 1):
+                    m.next = "M_GWAIT"
+
+            with m.State("M_GWAIT"):
+                m.d.sync += [g.eq(g0), bit.eq(0)]
+                m.next = "M_XBAR"
+
+            with m.State("M_XBAR"):
+                grp = data.View(data.ArrayLayout(data.ArrayLayout(signed(B), P), G), xreg)[g]
+                m.d.comb += [
+                    xbar.rd_en.eq(1), xbar.rd_array.eq(mv.array), xbar.rd_group.eq(g),
+                    xbar.rd_first.eq(g == g0),
+                    xbar.rd_xbits.eq(Cat(*[grp[s].bit_select(bit, 1) for s in range(P)])),
+                ]
+                m.d.sync += g.eq(g + 1)
+                with m.If(g == g1):
+                    m.next = "M_XWAIT"
+
+            with m.State("M_XWAIT"):
+                m.d.sync += [k.eq(0), laddr.eq(0)]
+                m.next = "M_ADC"
+
+            with m.State("M_ADC"):
+                # Stage 1: pick A column sums (columns col0 + k .. col0 + k + A - 1), read their accumulators.
+                for l in range(A):
+                    j = k + l
+                    m.d.comb += [lanes[l].rd_addr.eq(laddr)]
+                    m.d.sync += [
+                        a_cs[l].eq(xbar.colsum[(mv.col0 + j)[:addr_bits(Cn) + 1]]),
+                        a_act[l].eq(j < mv.ncols),
+                    ]
+                m.d.sync += [a_v.eq(1), a_addr.eq(laddr), a_bit.eq(bit), k.eq(k + A), laddr.eq(laddr + 1)]
+                with m.If(k + A >= mv.ncols):
+                    m.d.sync += [bit.eq(bit + 1), g.eq(g0)]
+                    with m.If(bit == B - 1):
+                        m.next = "M_AWAIT"
+                    with m.Else():
+                        m.next = "M_XBAR"
+
+            with m.State("M_AWAIT"):
+                m.d.sync += [k.eq(0), lane.eq(0), laddr.eq(0), out_ptr.eq(mv.out_addr)]
+                m.next = "M_WB"
+
+            with m.State("M_WB"):
+                for l in range(A):
+                    m.d.comb += lanes[l].rd_addr.eq(laddr)
+                m.d.comb += [self.outbuf.rd_en.eq(1), self.outbuf.rd_addr.eq(out_ptr)]
+                m.d.sync += [w_v.eq(1), w_lane.eq(lane), w_ptr.eq(out_ptr), out_ptr.eq(out_ptr + mv.out_stride),
+                             k.eq(k + 1)]
+                with m.If(lane == A - 1):
+                    m.d.sync += [lane.eq(0), laddr.eq(laddr + 1)]
+                with m.Else():
+                    m.d.sync += lane.eq(lane + 1)
+                with m.If(k == mv.ncols - 1):
+                    m.next = "M_WWAIT"
+
+            with m.State("M_WWAIT"):
+                finish(m, 1)
+
+            with m.State("RQ"):
+                m.d.comb += [self.outbuf.rd_en.eq(1), self.outbuf.rd_addr.eq(out_ptr)]
+                m.d.sync += [q_v.eq(1), q_ptr.eq(in_ptr), in_ptr.eq(in_ptr + rq.dst_stride),
+                             out_ptr.eq(out_ptr + 1), k.eq(k + 1)]
+                with m.If(k == n - 1):
+                    m.next = "RQ_WAIT"
+
+            with m.State("RQ_WAIT"):
+                finish(m, 1)
+
+            with m.State("RD"):
+                advance = ~rv | self.res.ready
+                m.d.comb += [self.outbuf.rd_en.eq(advance & (n != 0)), self.outbuf.rd_addr.eq(out_ptr)]
+                with m.If(advance):
+                    m.d.sync += rv.eq(n != 0)
+                    with m.If(n != 0):
+                        m.d.sync += [out_ptr.eq(out_ptr + 1), n.eq(n - 1)]
+                    with m.Else():
+                        finish(m, 1)
+        return m
