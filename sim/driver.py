@@ -53,8 +53,9 @@ class CommandDriver:
         return [layout.const({"word": int(w), "last": int(i == n - 1)}).as_bits() for i, w in enumerate(words)]
 
     def idle(self) -> None:
-        """Drive ``valid`` low (call right after reset is applied)."""
+        """Drive ``valid`` low and the payload to zero (call when reset is applied: no input is left X)."""
         self.valid.value = 0
+        self.payload.value = 0
 
     async def send(self, words: Sequence[int], max_cycles: int) -> bool:
         """Push every word; return True when all were accepted, False if ``max_cycles`` ran out first.

@@ -47,9 +47,13 @@ SIMULATORS = ("verilator", "icarus")
 TIMESCALE = ("1ns", "1ps")
 #: Verilator options: Amaranth's Verilog trips width and style warnings that are harmless here.
 VERILATOR_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3")
+#: Icarus options (after the runner's ``-g2012``): under Verilog-2005 rules a declaration initialiser
+#: (``reg x = 0``) is an event at time 0, which wakes the ``always @*`` blocks of Amaranth's Verilog; under 2012
+#: rules it is not, and combinational outputs that depend only on initialised registers stay X.
+ICARUS_ARGS = ("-g2005",)
 #: make variables for Verilator's generated Makefile (see :func:`_tool_env`).
 VERILATOR_MAKE_VARS = ("CFG_CXXFLAGS_PCH_I=-include",)
-#: Bump when the build recipe changes, so old cache entries are not reused.
+#: Bump when the build recipe changes in a way the options above do not show (they are part of the cache key).
 RECIPE = "1"
 
 
@@ -205,7 +209,9 @@ def build(cfg: HwConfig, simulator: str = "verilator", *, waves: bool = False) -
     key = (simulator, cfg.arch_hash, vhash, waves)
     if key in _BUILDS and (_BUILDS[key].directory / ".built").is_file():
         return _BUILDS[key]
-    name = f"{simulator}-{cfg.tag}-{cfg.arch_hash}-{vhash}-r{RECIPE}" + ("-waves" if waves else "")
+    recipe = hashlib.sha256(repr((RECIPE, VERILATOR_ARGS, VERILATOR_MAKE_VARS, ICARUS_ARGS, TIMESCALE))
+                            .encode()).hexdigest()[:8]
+    name = f"{simulator}-{cfg.tag}-{cfg.arch_hash}-{vhash}-{recipe}" + ("-waves" if waves else "")
     bdir = cache_dir() / "build" / name
     marker = bdir / ".built"
     with _locked(bdir.parent / f".{name}.lock"):
@@ -221,7 +227,7 @@ def build(cfg: HwConfig, simulator: str = "verilator", *, waves: bool = False) -
             with _tool_env():
                 from cocotb_tools.runner import get_runner
                 r = get_runner(simulator)
-                args = list(VERILATOR_ARGS) if simulator == "verilator" else []
+                args = list(VERILATOR_ARGS if simulator == "verilator" else ICARUS_ARGS)
                 try:
                     r.build(sources=[verilog], hdl_toplevel=TOPLEVEL, build_dir=bdir, build_args=args,
                             timescale=TIMESCALE, waves=waves, always=True, log_file=logfile)
