@@ -37,36 +37,63 @@ ACC_BITS = 32
 
 @dataclass(frozen=True)
 class CostParams:
-    """Timing and energy constants of the cost model; each has its source in ``docs/cost-model.md``.
+    """Timing and energy constants of the cost model (:mod:`mapper.cost`); sources in ``docs/cost-model.md``.
 
-    Times are in nanoseconds, energies in picojoules unless the name says otherwise.
+    Times are in nanoseconds, energies in picojoules unless the name says otherwise. One MVM activation of
+    ``nrows`` rows, ``ncols`` columns and a ``b``-bit ADC costs, per input bit, one array read, ``nrows`` DAC
+    drives, the current of its weight cells and ``ncols`` conversions in ``ceil(ncols / adcs_per_array)`` rounds;
+    plus ``t_mvm_fixed_ns`` / ``e_mvm_fixed_nj`` once. :meth:`preset` gives the named sets (``kit``, ``paper``).
     """
 
-    #: Time of one analog array read (DAC settle + bit-line integration) for one input bit.
+    #: Time of one analog array read (DAC settle + bit-line integration + sample) for one input bit.
     t_array_read_ns: float = 10.0
-    #: Energy of one array read per active row for one input bit (DAC + cell + bit-line).
+    #: DAC energy per driven row per input bit.
     e_row_read_pj: float = 0.05
+    #: Bit-line energy per weight cell in the fired window per input bit.
+    e_cell_read_pj: float = 0.001
     #: Time of one ADC conversion at ``adc_ref_bits``; SAR time grows linearly with resolution.
     t_adc_ns: float = 1.0
     #: Resolution at which ``t_adc_ns`` is quoted.
     adc_ref_bits: int = 8
-    #: ADC Walden figure of merit, femtojoules per conversion step (Murmann ADC survey, SAR ADCs ~2015-2024).
+    #: ADC Walden figure of merit, femtojoules per conversion step: energy per conversion = FOM * 2**bits.
     adc_fom_fj_per_step: float = 30.0
-    #: Digital shift-add (accumulate one ADC result into an int32 accumulator).
+    #: Digital shift-add (accumulate one ADC result into an int32 accumulator): energy and time per conversion.
     e_shift_add_pj: float = 0.05
     t_shift_add_ns: float = 0.0
-    #: Buffer access energy per element (SRAM read or write of one activation).
+    #: Buffer access energy per element (SRAM read or write of one activation / accumulator).
     e_buffer_pj: float = 0.1
-    #: Digital non-matmul work: energy and time per element-operation (softmax, norms, activations, scores).
+    #: Digital vector unit: elements processed per cycle, cycle time, energy per element-operation
+    #: (REQUANT, attention scores, softmax, norms, activations, residual adds).
+    digital_lanes: int = 1024
+    t_digital_cycle_ns: float = 1.0
     e_digital_op_pj: float = 0.5
-    t_digital_op_ns: float = 0.01
-    #: Weight programming energy per cell write (not counted per token).
+    #: Fixed time of the per-vector digital operations (the paper's simulator defaults).
+    t_layernorm_ns: float = 50.0
+    t_activation_ns: float = 10.0
+    t_add_ns: float = 10.0
+    #: Communication time between dependent stages (the paper's simulator default 10 ns).
+    t_comm_ns: float = 10.0
+    #: Weight programming energy per cell write (reported once, not per token).
     e_program_cell_pj: float = 100.0
-    #: Fixed time and energy per array MVM (the "paper preset" sets these to 100 ns and 10 nJ).
+    #: Fixed time and energy per array MVM (the "paper" preset sets these to 100 ns and 10 nJ).
     t_mvm_fixed_ns: float = 0.0
     e_mvm_fixed_nj: float = 0.0
-    #: Communication time between stages (paper's simulator default 10 ns).
-    t_comm_ns: float = 10.0
+
+    @classmethod
+    def preset(cls, name: str) -> "CostParams":
+        """Return a named set of constants: ``kit`` (the defaults) or ``paper``.
+
+        ``paper``: every array MVM costs 100 ns and 10 nJ (the analog-CIM simulator defaults the paper built
+        on), DAC/array-read/ADC time are inside that figure, ADC energy is added from the Walden figure of merit
+        (the paper adds ADC cost with Accelergy's ADC plug-in); LayerNorm 50 ns, GeLU 10 ns, add 10 ns,
+        communication 10 ns.
+        """
+        if name == "kit":
+            return cls()
+        if name == "paper":
+            return cls(t_array_read_ns=0.0, e_row_read_pj=0.0, e_cell_read_pj=0.0, t_adc_ns=0.0,
+                       t_shift_add_ns=0.0, t_mvm_fixed_ns=100.0, e_mvm_fixed_nj=10.0)
+        raise ConfigError(f"unknown cost preset {name!r} (choose kit or paper)")
 
 
 @dataclass(frozen=True)

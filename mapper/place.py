@@ -440,14 +440,16 @@ def _place_auto(geoms, hw, budget: int | None, colocate: bool = True) -> _Builde
 
     # Bundles: lists of pieces laid side by side (same rows -> one activation when they read the same input).
     bundles: list[list[tuple]] = []
-    by_group: dict[str, list[int]] = {}
+    by_group: dict[tuple, list[int]] = {}
     for mi, g in enumerate(geoms):
-        by_group.setdefault(g.input_group, []).append(mi)
+        # same input and same layer: live together (BART's cross K/V of all layers read one encoder output,
+        # but run layer by layer)
+        by_group.setdefault((g.input_group, g.stage, g.layer), []).append(mi)
     done: set[int] = set()
     for mi, g in enumerate(geoms):
         if mi in done:
             continue
-        members = by_group[g.input_group] if colocate else [mi]
+        members = by_group[(g.input_group, g.stage, g.layer)] if colocate else [mi]
         members = [x for x in members if geoms[x].r_shape == g.r_shape] if colocate else members
         done.update(members)
         for f in ("R", "L"):
@@ -474,6 +476,8 @@ def _place_auto(geoms, hw, budget: int | None, colocate: bool = True) -> _Builde
     n = budget if budget is not None else n_min
     fill = [0] * n
     ptr = 0
+    remaining = total
+    free = n * cap
     for bd in bundles:
         # next array (round-robin) with room; a bundle is split only where the array's tape forces it
         for _ in range(n):
@@ -483,6 +487,16 @@ def _place_auto(geoms, hw, budget: int | None, colocate: bool = True) -> _Builde
         pieces = list(bd)
         a = ptr
         ptr = (ptr + 1) % n
+        width = sum(p[6] for p in pieces)
+        col = fill[a] % m_c
+        if col and col + width > m_c >= width and free - (m_c - col) >= remaining:
+            # spare capacity (a budget above the minimum): start on a fresh shelf instead of cutting the bundle
+            free -= m_c - col
+            fill[a] += m_c - col
+            if fill[a] >= cap:
+                a = next((j % n for j in range(a + 1, a + 1 + n) if fill[j % n] < cap), a)
+        remaining -= width
+        free -= width
         grp = None
         while pieces:
             if fill[a] >= cap:
