@@ -94,3 +94,21 @@ def run_tile(cfg: HwConfig, words: Sequence[int], *, max_cycles: int | None = No
     else:
         sim.run()
     return out
+
+
+def compare(expected, got: TileRun) -> list[str]:
+    """Return the mismatches between a :class:`sw_model.RunResult` and a :class:`TileRun` (empty if equal).
+
+    Every result word is compared (as Expected/Actual lines with its position), then the count, then the
+    final ``(state, error, index)``.
+    """
+    out = []
+    exp = [int(v) for v in expected.results]
+    for i, (e, a) in enumerate(zip(exp, got.results)):
+        if e != a:
+            out.append(f"result {i}: expected {e}, actual {a}")
+    if len(exp) != len(got.results):
+        out.append(f"result count: expected {len(exp)}, actual {len(got.results)}")
+    if tuple(expected.status_tuple()) != got.status_tuple():
+        out.append(f"status: expected {expected.status_tuple()}, actual {got.status_tuple()}")
+    return out
