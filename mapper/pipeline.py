@@ -244,7 +244,7 @@ def resolve_hw(hw: "str | HwConfig", adcs: int | None = None, cost: str | None =
 
 def build(model: str, hw: "str | HwConfig" = "paper-256", *, nblocks: int | None = None, strategy: str = "auto",
           adcs: int | None = None, arrays: int | None = None, weights: bool = True, adc_mode: str = "paper",
-          cost: str | None = None, colocate: bool = True, with_pareto: bool = True,
+          cost: str | None = None, colocate: bool = True, with_pareto: bool = True, check: bool = True,
           progress=None) -> BuildResult:
     """Map ``model`` and return a :class:`BuildResult` (nothing is written)."""
     from mapper.d2s.convert import check_nblocks  # noqa: PLC0415
@@ -276,7 +276,7 @@ def build(model: str, hw: "str | HwConfig" = "paper-256", *, nblocks: int | None
             compare[st] = evaluate(geoms, cfg, st, dims, adc_mode=adc_mode, validate=False)
         others = tuple(compare[st].placement.n_arrays for st in ("sparse", "dense"))
         par = pareto(geoms, cfg, dims, adc_mode=adc_mode, extra=others)
-    commands = check = None
+    commands = checked = None
     if weights and spec.has_weights:
         step("weights")
         factors = load_factors(model, spec, nblocks)
@@ -289,11 +289,12 @@ def build(model: str, hw: "str | HwConfig" = "paper-256", *, nblocks: int | None
                            placement=main.placement)
         commands = cm.full_stream(_stream_inputs(cm))
         step("check")
-        check = stream_check(spec, factors, cfg, strategy, nblocks, colocate=colocate, arrays=arrays)
+        if check:
+            checked = stream_check(spec, factors, cfg, strategy, nblocks, colocate=colocate, arrays=arrays)
     opts = {"adc_mode": adc_mode, "cost_preset": cost or "kit", "colocate": colocate, "arrays_budget": arrays,
             "weights": bool(commands is not None), "stream_seed": STREAM_SEED}
     return BuildResult(model=str(model), spec=spec, hw=cfg, nblocks=nblocks, strategy=strategy, main=main,
-                       baseline=base, per_strategy_layers=per, pareto=par, commands=commands, check=check,
+                       baseline=base, per_strategy_layers=per, pareto=par, commands=commands, check=checked,
                        options=opts, compare={k: v.summary(geoms) for k, v in compare.items()})
 
 

@@ -1,0 +1,120 @@
+"""Scheduler and programs: the ADC rule, and generated streams reproduce the integer Monarch product exactly."""
+
+import numpy as np
+import pytest
+
+from cimisa.config import load_hw
+from cimisa.isa import Command, Opcode
+from mapper.d2s.convert import project_model
+from mapper.models import load_hf_model, load_model_spec
+from mapper.place import geometry, place
+from mapper.program import compile_model
+from mapper.quant import calibrate_requant_shift, reference_int_product
+from mapper.schedule import lossless_bits, schedule
+from sw_model import Machine
+
+HW = load_hw("paper-256")
+TINY = load_hw("fpga-tiny", n_arrays=256).lossless()
+
+
+def test_paper_adc_rule_linear_8_sparse_5_dense_3():
+    g = tuple(m for m in geometry(load_model_spec("bert-large"), 32) if m.layer == 0 and m.role == "q")
+    bits = {st: set(schedule(place(g, HW, st), HW, "paper").adc_bits_histogram()) for st in
+            ("linear", "sparse", "dense", "auto")}
+    assert bits == {"linear": {8}, "sparse": {5}, "dense": {3}, "auto": {5}}
+
+
+def test_adc_sharing_and_exact_mode():
+    g = tuple(m for m in geometry(load_model_spec("bert-large"), 32) if m.layer == 0 and m.role == "q")
+    s = schedule(place(g, HW, "sparse"), HW, "exact")
+    assert {a.adc_bits for a in s.activations} == {8}          # capped by the configuration
+    assert all(a.adc_shift == lossless_bits(32, 8) - 8 for a in s.activations)
+    assert all(a.ncols == 256 and a.nrows == 256 and a.rows_per_col == 32 for a in s.activations)
+
+
+@pytest.fixture(scope="module", params=["tiny-bert", "tiny-gpt2", "tiny-llama", "tiny-bart"])
+def tiny(request):
+    spec = load_model_spec(request.param)
+    return spec, project_model(spec, load_hf_model(request.param), 8, show_progress=False)
+
+
+def run_programs(cm, hw, batch=3, seed=0, corrupt=None):
+    """Run every program on one machine the way the runner does; return {name: (y, x)}."""
+    m = Machine(hw)
+    for c in cm.weight_commands:
+        m.execute(c)
+    m.state.inbuf = np.zeros((hw.in_depth, batch), np.int64)
+    m.state.outbuf = np.zeros((hw.out_depth, batch), np.int64)
+    rng = np.random.default_rng(seed)
+    out, xs = {}, {}
+    for name, p in cm.programs.items():
+        q = cm.quant[name]
+        x = xs[p.depends_on[0]] if p.depends_on else rng.integers(-128, 128, size=(q.in_features, batch))
+        xs[name] = x
+        m.state.inbuf[p.in_addr:p.in_addr + p.in_len] = 0
+        m.state.inbuf[p.in_addr:p.in_addr + len(x)] = x
+        cmds = p.commands if corrupt is None else corrupt(name, p.commands)
+        for c in cmds:
+            m.execute(c)
+        out[name] = (m.state.outbuf[p.out_addr:p.out_addr + p.out_len].copy(), x)
+    return out
+
+
+@pytest.mark.parametrize("strategy,colocate", [("linear", False), ("sparse", False), ("dense", False),
+                                               ("auto", False), ("auto", True)])
+def test_stream_equals_integer_monarch_product(tiny, strategy, colocate):
+    spec, factors = tiny
+    cm = compile_model(spec, factors, TINY, strategy=strategy, colocate=colocate)
+    assert set(cm.programs) == {m.name for m in spec.mapped()}
+    for name, (y, x) in run_programs(cm, TINY).items():
+        p = cm.programs[name]
+        ref = reference_int_product(cm.quant[name], x, p.requant_shift, TINY.input_bits)
+        np.testing.assert_array_equal(y, ref, err_msg=f"{strategy}: {name}")
+
+
+def test_oversized_blocks_and_budget(tiny):
+    spec, _ = tiny
+    if spec.name != "tiny-bert":
+        pytest.skip("one model is enough")
+    factors = project_model(spec, load_hf_model("tiny-bert"), 2, show_progress=False)   # 32x32 .. 64x32 blocks
+    for strategy, arrays in (("sparse", None), ("dense", None), ("auto", None), ("auto", 70)):
+        cm = compile_model(spec, factors, TINY, strategy=strategy, arrays=arrays)
+        for name, (y, x) in run_programs(cm, TINY).items():
+            ref = reference_int_product(cm.quant[name], x, cm.programs[name].requant_shift, TINY.input_bits)
+            np.testing.assert_array_equal(y, ref, err_msg=f"{strategy}: {name}")
+
+
+def test_checker_catches_a_corrupted_command(tiny):
+    spec, factors = tiny
+    if spec.name != "tiny-bert":
+        pytest.skip("one model is enough")
+    cm = compile_model(spec, factors, TINY, strategy="sparse")
+    victim = next(iter(cm.programs))
+
+    def corrupt(name, cmds):
+        if name != victim:
+            return cmds
+        i = next(i for i, c in enumerate(cmds) if c.op is Opcode.MVM and c.args["nrows"] > 1)
+        c = cmds[i]
+        bad = Command(Opcode.MVM, dict(c.args, in_stride=c.args["in_stride"] + 1))
+        return cmds[:i] + (bad,) + cmds[i + 1:]
+
+    y, x = run_programs(cm, TINY, corrupt=corrupt)[victim]
+    ref = reference_int_product(cm.quant[victim], x, cm.programs[victim].requant_shift, TINY.input_bits)
+    assert not np.array_equal(y, ref)
+
+
+def test_with_requant_shifts(tiny):
+    spec, factors = tiny
+    if spec.name != "tiny-llama":
+        pytest.skip("one model is enough")
+    cm = compile_model(spec, factors, TINY, strategy="auto")
+    name = next(iter(cm.programs))
+    x = np.random.default_rng(1).integers(-128, 128, size=(cm.quant[name].in_features, 4))
+    s = calibrate_requant_shift(cm.quant[name], x, TINY.input_bits)
+    cm2 = cm.with_requant_shifts({name: s + 1})
+    assert cm2.programs[name].requant_shift == s + 1
+    assert all(c.args["shift"] == s + 1 for c in cm2.programs[name].commands if c.op is Opcode.REQUANT)
+    for n, (y, xx) in run_programs(cm2, TINY).items():
+        ref = reference_int_product(cm2.quant[n], xx, cm2.programs[n].requant_shift, TINY.input_bits)
+        np.testing.assert_array_equal(y, ref)
