@@ -14,18 +14,27 @@ def addr_bits(depth: int) -> int:
     return max(1, (depth - 1).bit_length())
 
 
-def check_cfg(cfg) -> HwConfig:
+def _silence(owner):
+    # A component whose constructor fails is never elaborated; don't let Amaranth warn "created but never used".
+    if owner is not None:
+        setattr(owner, "_MustUse__silence", True)
+
+
+def check_cfg(cfg, owner=None) -> HwConfig:
     """Return ``cfg`` if it is a :class:`HwConfig`, raise TypeError otherwise."""
     if not isinstance(cfg, HwConfig):
+        _silence(owner)
         raise TypeError(f"cfg must be a HwConfig, not {cfg!r}")
     return cfg
 
 
-def check_int(name: str, value, lo: int, hi: int | None = None) -> int:
+def check_int(name: str, value, lo: int, hi: int | None = None, owner=None) -> int:
     """Return ``value`` if it is an integer in ``lo..hi``, raise TypeError/ValueError otherwise."""
     if not isinstance(value, int) or isinstance(value, bool):
+        _silence(owner)
         raise TypeError(f"{name} must be an integer, not {value!r}")
     if value < lo or (hi is not None and value > hi):
+        _silence(owner)
         rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
         raise ValueError(f"{name} must be {rng}, not {value!r}")
     return value

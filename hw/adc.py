@@ -40,7 +40,7 @@ class AdcLane(wiring.Component):
     """
 
     def __init__(self, cfg):
-        self._cfg = cfg = check_cfg(cfg)
+        self._cfg = cfg = check_cfg(cfg, self)
         widths = Isa.of(cfg).field_widths[Opcode.MVM]
         super().__init__({
             "colsum": In(signed(cfg.lossless_adc_bits)),

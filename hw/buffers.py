@@ -48,9 +48,13 @@ class Buffer(wiring.Component):
     """
 
     def __init__(self, shape, depth: int):
-        Shape.cast(shape)
+        try:
+            Shape.cast(shape)
+        except TypeError:
+            setattr(self, "_MustUse__silence", True)
+            raise TypeError(f"shape must be a shape-castable object, not {shape!r}") from None
         self._shape = shape
-        self._depth = check_int("depth", depth, 2)
+        self._depth = check_int("depth", depth, 2, owner=self)
         super().__init__({"port": In(buffer_port(shape, depth))})
 
     @property

@@ -60,7 +60,7 @@ class Controller(wiring.Component):
     """
 
     def __init__(self, cfg):
-        self._cfg = cfg = check_cfg(cfg)
+        self._cfg = cfg = check_cfg(cfg, self)
         self._isa = isa = Isa.of(cfg)
         super().__init__({
             "dec": In(stream.Signature(decoded_layout(cfg))),

@@ -71,7 +71,7 @@ class Crossbar(wiring.Component):
     """
 
     def __init__(self, cfg):
-        self._cfg = check_cfg(cfg)
+        self._cfg = check_cfg(cfg, self)
         super().__init__({"port": In(crossbar_port(cfg))})
 
     def __repr__(self) -> str:

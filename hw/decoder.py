@@ -61,7 +61,7 @@ class CommandDecoder(wiring.Component):
     """
 
     def __init__(self, cfg):
-        self._cfg = cfg = check_cfg(cfg)
+        self._cfg = cfg = check_cfg(cfg, self)
         self._isa = isa = Isa.of(cfg)
         super().__init__({
             "cmd": In(stream.Signature(isa.cmd_layout)),

@@ -32,7 +32,7 @@ class PinWrapper(wiring.Component):
     """
 
     def __init__(self, cfg):
-        self._cfg = check_cfg(cfg)
+        self._cfg = check_cfg(cfg, self)
         super().__init__({"sin": In(1), "sout": Out(1)})
 
     def elaborate(self, platform):

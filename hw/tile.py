@@ -49,7 +49,7 @@ class CimTile(wiring.Component):
     """
 
     def __init__(self, cfg):
-        self._cfg = cfg = check_cfg(cfg)
+        self._cfg = cfg = check_cfg(cfg, self)
         isa = Isa.of(cfg)
         super().__init__({
             "cmd": In(stream.Signature(isa.cmd_layout)),

@@ -1,0 +1,81 @@
+"""Verilog export + Verilator lint for fpga-micro and fpga-tiny; the ``python -m hw`` command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cimisa.config import load_hw
+from cimisa.isa import Isa
+from hw.export import LintError, export_verilog, lint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["fpga-micro", "fpga-tiny"])
+def test_export_and_lint(name, tmp_path):
+    cfg = load_hw(name)
+    path = export_verilog(cfg, tmp_path)
+    assert path.name == f"cim_tile_{cfg.tag}.v"
+    text = path.read_text()
+    assert "module cim_tile(" in text
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["config"] == cfg.to_dict() and meta["arch_hash"] == cfg.arch_hash
+    assert meta["word_bits"] == Isa.of(cfg).word_bits
+    ports = {p["name"]: p for p in meta["ports"]}
+    assert ports["cmd__payload"]["width"] == Isa.of(cfg).word_bits + 1
+    assert ports["cmd__payload"]["fields"]["last"]["offset"] == Isa.of(cfg).word_bits
+    assert ports["res__payload"]["width"] == 32 and ports["res__payload"]["dir"] == "output"
+    assert ports["status"]["width"] == Isa.of(cfg).status_layout.size
+    for p in meta["ports"]:           # every sidecar port is a port of the Verilog module
+        assert f"{'input' if p['dir'] == 'input' else 'output'} " in text and p["name"] in text
+    lint(path)
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted([path.name, path.with_suffix(".json").name])
+
+
+def test_lint_reports_failure(tmp_path):
+    bad = tmp_path / "bad.v"
+    bad.write_text("module cim_tile(input a, output b); assign b = c; endmodule\n")
+    with pytest.raises(LintError):
+        lint(bad)
+    with pytest.raises(LintError):
+        lint(tmp_path / "missing.v")
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "hw", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_cli_export(tmp_path):
+    out = tmp_path / "rtl"
+    r = _cli("export", "--hw", "fpga-micro", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert len(list(out.glob("cim_tile_*.v"))) == 1 and len(list(out.glob("cim_tile_*.json"))) == 1
+
+
+def test_cli_export_from_file(tmp_path):
+    f = tmp_path / "mine.toml"
+    f.write_text('base = "fpga-micro"\nname = "mine"\nrows_per_cycle = 2\n')
+    r = _cli("export", "--hw", str(f), "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "o" / f"cim_tile_{load_hw(f).tag}.json").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["export", "--hw", "no-such-config", "--out", "{tmp}/x"], "unknown hardware configuration"),
+    (["export", "--hw", "fpga-micro"], "--out"),
+    (["synth", "--hw", "fpga-micro", "--target", "ice99"], "unknown target"),
+    (["lint", "{tmp}/nothing.v"], "no such Verilog file"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_cli_user_errors(tmp_path, args, needle):
+    r = _cli(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr
+    assert list(tmp_path.iterdir()) == []          # no partial output
