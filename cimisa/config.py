@@ -55,6 +55,8 @@ class CostParams:
     t_adc_ns: float = 1.0
     #: Resolution at which ``t_adc_ns`` is quoted.
     adc_ref_bits: int = 8
+    #: Share of the ADC time that grows as ``2**bits`` (ramp/counting ADC) instead of linearly (SAR): 0..1.
+    adc_ramp_fraction: float = 0.0
     #: ADC Walden figure of merit, femtojoules per conversion step: energy per conversion = FOM * 2**bits.
     adc_fom_fj_per_step: float = 30.0
     #: Digital shift-add (accumulate one ADC result into an int32 accumulator): energy and time per conversion.

@@ -6,7 +6,8 @@ Activation (one MVM, :class:`~mapper.schedule.Activation`) with ``n_r`` rows, ``
 cells and a ``b``-bit ADC, on an array with ``A`` ADCs, for ``I`` input bits::
 
     rounds   = ceil(n_c / A)
-    time     = t_mvm_fixed + I * (t_array_read + rounds * (t_adc * b / adc_ref_bits + t_shift_add))
+    t_adc(b) = t_adc * ((1 - ramp) * b / adc_ref_bits + ramp * 2**(b - adc_ref_bits))   # SAR .. ramp ADC
+    time     = t_mvm_fixed + I * (t_array_read + rounds * (t_adc(b) + t_shift_add))
     energy   = e_mvm_fixed + I * (n_r * e_row_read + cells * e_cell_read
                                   + n_c * (adc_fom * 2**b + e_shift_add))
 
@@ -77,7 +78,8 @@ def activation_costs(sched: Schedule, hw: HwConfig) -> dict[str, np.ndarray]:
     t = {
         "mvm_fixed": np.full(n, c.t_mvm_fixed_ns),
         "dac_array": np.full(n, ib * c.t_array_read_ns),
-        "adc": ib * rounds * c.t_adc_ns * bits / c.adc_ref_bits,
+        "adc": ib * rounds * c.t_adc_ns * ((1 - c.adc_ramp_fraction) * bits / c.adc_ref_bits
+                                           + c.adc_ramp_fraction * np.exp2(bits - c.adc_ref_bits)),
         "shift_add": ib * rounds * c.t_shift_add_ns,
     }
     e = {
