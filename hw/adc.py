@@ -15,7 +15,7 @@ __all__ = ["AdcLane"]
 
 
 class AdcLane(wiring.Component):
-    """One shared ADC: quantises a column sum and shift-adds the code into an accumulator.
+    """One shared ADC: quantises a column sum and shift-adds the code into an accumulator (2 stages).
 
     ``code = clip(colsum >> adc_shift, -2**(adc_bits-1), 2**(adc_bits-1)-1)`` (arithmetic shift, then
     saturation to the command's resolution) and ``acc_out = acc_in + (code << (bit + adc_shift))``, or minus
@@ -36,7 +36,9 @@ class AdcLane(wiring.Component):
     code : ``Out(signed(cfg.adc_bits))``
     acc_out : ``Out(signed(32))``
 
-    Cycle-level contract: purely combinational.
+    Cycle-level contract: one register stage. ``colsum``, ``adc_bits``, ``adc_shift``, ``bit`` and ``msb`` are
+    sampled at the end of cycle t (the quantiser: shift, saturate); in cycle t+1 ``code`` shows the code and
+    ``acc_out`` is ``acc_in`` (of cycle t+1, combinationally) plus or minus the shifted code. Fully pipelined.
     """
 
     def __init__(self, cfg):
@@ -66,8 +68,14 @@ class AdcLane(wiring.Component):
         m.d.comb += [hi.eq(half - 1), lo.eq(-half)]
         shifted = Signal(signed(cfg.lossless_adc_bits))
         m.d.comb += shifted.eq(self.colsum >> self.adc_shift)
-        m.d.comb += self.code.eq(Mux(shifted > hi, hi, Mux(shifted < lo, lo, shifted)))
+        amount = Signal(max(len(self.bit), len(self.adc_shift)) + 1)
+        msb = Signal()
+        m.d.sync += [
+            self.code.eq(Mux(shifted > hi, hi, Mux(shifted < lo, lo, shifted))),
+            amount.eq(self.bit + self.adc_shift),
+            msb.eq(self.msb),
+        ]
         term = Signal(signed(ACC_BITS))
-        m.d.comb += term.eq((self.code << (self.bit + self.adc_shift))[:ACC_BITS])
-        m.d.comb += self.acc_out.eq(Mux(self.msb, self.acc_in - term, self.acc_in + term)[:ACC_BITS])
+        m.d.comb += term.eq((self.code << amount)[:ACC_BITS])
+        m.d.comb += self.acc_out.eq(Mux(msb, self.acc_in - term, self.acc_in + term)[:ACC_BITS])
         return m

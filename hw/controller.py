@@ -152,15 +152,22 @@ class Controller(wiring.Component):
         with m.If(g_v):
             m.d.sync += xreg[g_row].eq(self.inbuf.rd_data)
 
-        # ADC stage 2: accumulate into the lane memories.
+        # ADC stage 2: quantise (inside the lanes) and read the accumulators; stage 3: shift-add and write back.
+        b_v = Signal()
+        b_act = Signal(A)
+        b_addr = Signal.like(laddr)
+        b_first = Signal()
+        m.d.sync += [b_v.eq(a_v), b_act.eq(a_act), b_addr.eq(a_addr), b_first.eq(a_bit == 0)]
+        in_wb = Signal()
         for l in range(A):
             adc = adcs[l]
             m.d.comb += [
                 adc.colsum.eq(a_cs[l]), adc.adc_bits.eq(mv.adc_bits), adc.adc_shift.eq(mv.adc_shift),
                 adc.bit.eq(a_bit), adc.msb.eq(a_bit == B - 1),
-                adc.acc_in.eq(Mux(a_bit == 0, 0, lanes[l].rd_data)),
-                lanes[l].wr_addr.eq(a_addr), lanes[l].wr_data.eq(adc.acc_out),
-                lanes[l].wr_en.eq(a_v & a_act[l]),
+                adc.acc_in.eq(Mux(b_first, 0, lanes[l].rd_data)),
+                lanes[l].rd_addr.eq(Mux(in_wb, laddr, a_addr)),
+                lanes[l].wr_addr.eq(b_addr), lanes[l].wr_data.eq(adc.acc_out),
+                lanes[l].wr_en.eq(b_v & b_act[l]),
                 lanes[l].rd_en.eq(1),
             ]
 
@@ -303,10 +310,9 @@ class Controller(wiring.Component):
                 m.next = "M_ADC"
 
             with m.State("M_ADC"):
-                # Stage 1: pick A column sums (columns col0 + k .. col0 + k + A - 1), read their accumulators.
+                # Stage 1: pick A column sums (columns col0 + k .. col0 + k + A - 1).
                 for l in range(A):
                     j = k + l
-                    m.d.comb += [lanes[l].rd_addr.eq(laddr)]
                     m.d.sync += [
                         a_cs[l].eq(xbar.colsum[(mv.col0 + j)[:addr_bits(Cn) + 1]]),
                         a_act[l].eq(j < mv.ncols),
@@ -319,13 +325,15 @@ class Controller(wiring.Component):
                     with m.Else():
                         m.next = "M_XBAR"
 
-            with m.State("M_AWAIT"):
+            with m.State("M_AWAIT"):           # the last ADC step is in stage 2
+                m.next = "M_AWAIT2"
+
+            with m.State("M_AWAIT2"):          # ... and in stage 3 (its write lands at the end of this cycle)
                 m.d.sync += [k.eq(0), lane.eq(0), laddr.eq(0), out_ptr.eq(mv.out_addr)]
                 m.next = "M_WB"
 
             with m.State("M_WB"):
-                for l in range(A):
-                    m.d.comb += lanes[l].rd_addr.eq(laddr)
+                m.d.comb += in_wb.eq(1)
                 m.d.comb += [self.outbuf.rd_en.eq(1), self.outbuf.rd_addr.eq(out_ptr)]
                 m.d.sync += [w_v.eq(1), w_lane.eq(lane), w_ptr.eq(out_ptr), out_ptr.eq(out_ptr + mv.out_stride),
                              k.eq(k + 1)]

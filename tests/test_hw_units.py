@@ -88,11 +88,12 @@ def test_adc_lane_matches_semantics():
             ctx.set(dut.adc_shift, shift)
             ctx.set(dut.bit, b)
             ctx.set(dut.msb, int(b == cfg.input_bits - 1))
+            await ctx.tick()                        # one register stage: acc_in is added in the next cycle
             ctx.set(dut.acc_in, acc)
-            await ctx.delay(1e-9)
             assert (ctx.get(dut.code), ctx.get(dut.acc_out)) == model(colsum, bits, shift, b, acc)
 
     sim = Simulator(dut)
+    sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
 
