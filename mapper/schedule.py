@@ -120,11 +120,27 @@ def schedule(placement: Placement, hw: HwConfig, adc_mode: str = "paper") -> Sch
     if adc_mode not in ADC_MODES:
         raise PlacementError(f"adc mode must be one of {', '.join(ADC_MODES)}, not {adc_mode!r}")
     tiles = placement.tiles
+    # Co-located matmuls (some group fires tiles of several): all their shared stage-1 activations belong to the
+    # first of them, so the row pieces of every block stay in r0 order in one program.
+    head = list(range(len(placement.matmuls)))
+
+    def find(x):
+        while head[x] != x:
+            head[x] = head[head[x]]
+            x = head[x]
+        return x
+
+    for members in placement.groups:
+        ms = sorted({tiles[i].matmul for i in members})
+        for m in ms[1:]:
+            a, b = find(ms[0]), find(m)
+            if a != b:
+                head[max(a, b)] = min(a, b)
     # Collect groups per stage key (owner matmul, factor), sorted by r0 then by group index.
     per_stage: dict[tuple[int, str], list[tuple[int, int]]] = {}
     for g, members in enumerate(placement.groups):
         ts = [tiles[i] for i in members]
-        owner = min(t.matmul for t in ts)
+        owner = find(min(t.matmul for t in ts)) if ts[0].factor == "R" else ts[0].matmul
         factor = ts[0].factor
         r0s = {t.r0 > 0 for t in ts}
         if len(r0s) != 1 or len({t.factor for t in ts}) != 1:

@@ -118,3 +118,17 @@ def test_with_requant_shifts(tiny):
     for n, (y, xx) in run_programs(cm2, TINY).items():
         ref = reference_int_product(cm2.quant[n], xx, cm2.programs[n].requant_shift, TINY.input_bits)
         np.testing.assert_array_equal(y, ref)
+
+
+@pytest.mark.parametrize("nblocks", [7, 5, 2])
+@pytest.mark.parametrize("strategy", ["sparse", "dense", "auto"])
+def test_uneven_blocks_and_colocation_exact(nblocks, strategy):
+    """Blocks that do not divide the array, row pieces (shelf cuts) and co-location: still exact."""
+    spec = load_model_spec("tiny-llama")
+    rng = np.random.default_rng(nblocks)
+    factors = {g.name: (rng.standard_normal(g.r_shape), rng.standard_normal(g.l_shape), None)
+               for g in geometry(spec, nblocks)}
+    cm = compile_model(spec, factors, TINY, strategy=strategy, colocate=True)
+    for name, (y, x) in run_programs(cm, TINY, seed=nblocks).items():
+        ref = reference_int_product(cm.quant[name], x, cm.programs[name].requant_shift, TINY.input_bits)
+        np.testing.assert_array_equal(y, ref, err_msg=f"{strategy}: {name}")

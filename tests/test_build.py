@@ -1,0 +1,142 @@
+"""``mapper build`` / ``mapper reproduce``: outputs, determinism, clean errors, snapshots of command streams."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cimisa.config import load_hw
+from cimisa.stream import dumps_jsonl
+from mapper.cli import main
+from mapper.models import load_model_spec
+from mapper.place import geometry
+from mapper.program import compile_model
+
+SNAP = Path(__file__).parent / "snapshots"
+SUMMARY_KEYS = {"arrays", "lower_bound_arrays", "utilization", "params_dense", "params_monarch", "macs_dense",
+                "macs_monarch", "latency_ns", "energy_nj"}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("b") / "tiny-bert"
+    assert main(["build", "--model", "tiny-bert", "--hw", "fpga-tiny", "--out", str(out)]) == 0
+    return out
+
+
+def test_build_outputs(built):
+    names = {p.relative_to(built).as_posix() for p in built.rglob("*") if p.is_file()}
+    assert {"report.json", "mapping.json", "commands.bin", "commands.jsonl", "plots/occupancy.png",
+            "plots/utilization_per_layer.png", "plots/breakdown.png", "plots/pareto.png"} <= names
+    rep = json.loads((built / "report.json").read_text())
+    s = rep["summary"]
+    assert SUMMARY_KEYS <= set(s) and SUMMARY_KEYS <= set(s["baseline"])
+    assert s["baseline"]["strategy"] == "linear"
+    assert s["arrays"] == s["lower_bound_arrays"]
+    assert rep["stream"]["exact"] is True and "mean_rel_l2" in rep["stream"]["adc_error"]
+    assert rep["layers"] and {"linear", "sparse", "dense", "auto"} == set(rep["utilization_per_layer"])
+    assert any(p["on_front"] for p in rep["pareto"])
+    mp = json.loads((built / "mapping.json").read_text())
+    assert mp["arrays"] == s["arrays"] and len(mp["tiles"]) > 0
+
+
+def test_build_is_deterministic(built, tmp_path):
+    again = tmp_path / "again"
+    assert main(["build", "--model", "tiny-bert", "--hw", "fpga-tiny", "--out", str(again)]) == 0
+    for p in built.rglob("*"):
+        if p.is_file():
+            assert (again / p.relative_to(built)).read_bytes() == p.read_bytes(), p.name
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--model", "no-such-model"], "unknown model"),
+    (["--model", "tiny-bert", "--hw", "no-such-hw"], "unknown hardware configuration"),
+    (["--model", "tiny-bert", "--hw", "fpga-tiny", "--arrays", "3"], "budget too small"),
+    (["--model", "tiny-bert", "--hw", "fpga-tiny", "--nblocks", "100"], "nblocks"),
+])
+def test_build_errors_are_one_line_and_leave_nothing(tmp_path, capsys, argv, needle):
+    out = tmp_path / "out"
+    assert main(["build", *argv, "--out", str(out), "--no-plots"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and needle in err[0]
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_unknown_strategy_is_rejected(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["build", "--model", "tiny-bert", "--strategy", "best"])
+    assert exc.value.code == 2
+
+
+def test_shape_only_build_has_no_stream(tmp_path):
+    out = tmp_path / "gpt2"
+    assert main(["build", "--model", "gpt2", "--strategy", "sparse", "--no-plots", "--out", str(out)]) == 0
+    assert not (out / "commands.bin").exists()
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["stream"] is None and rep["summary"]["utilization"] < 0.15
+
+
+def test_cli_subprocess(tmp_path):
+    out = tmp_path / "sub"
+    r = subprocess.run([sys.executable, "-m", "mapper", "build", "--model", "tiny-gpt2", "--hw", "fpga-tiny",
+                        "--strategy", "dense", "--no-plots", "--out", str(out)], capture_output=True, text=True,
+                       cwd=Path(__file__).parents[1], timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (out / "commands.bin").is_file() and "dense" in r.stdout
+
+
+def test_reproduce_small(tmp_path):
+    out = tmp_path / "rep"
+    assert main(["reproduce", "--out", str(out), "--hw", "fpga-tiny", "--nblocks", "8", "--models",
+                 "tiny-bert"]) == 0
+    for f in ("strategies.csv", "adc_sweep.csv", "pareto.csv", "summary.md", "arrays_utilization.png",
+              "latency_energy_vs_linear.png", "adc_sweep.png", "pareto.png"):
+        assert (out / f).is_file(), f
+    assert "tiny-bert" in (out / "strategies.csv").read_text()
+
+
+@pytest.mark.slow
+def test_reproduce_paper_models(tmp_path):
+    out = tmp_path / "rep"
+    assert main(["reproduce", "--out", str(out)]) == 0
+    rows = (out / "strategies.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 2 * 4
+
+
+# ---- snapshots ----------------------------------------------------------------------------------------------
+
+def snapshot_stream(model: str) -> str:
+    """Return the JSONL stream of ``model`` on fpga-tiny (auto, co-located), from seeded numpy factors.
+
+    Factors come from a numpy generator (not from the torch projection), so the snapshot does not depend on
+    floating-point details of the machine.
+    """
+    spec = load_model_spec(model)
+    hw = load_hw("fpga-tiny")
+    rng = np.random.default_rng(7)
+    factors = {g.name: (rng.standard_normal(g.r_shape), rng.standard_normal(g.l_shape), None)
+               for g in geometry(spec, 8)}
+    cm = compile_model(spec, factors, hw, strategy="auto", adc_mode="paper", colocate=True)
+    inputs = {n: rng.integers(-128, 128, size=cm.quant[n].in_features) for n in cm.programs}
+    for n, p in cm.programs.items():
+        if p.depends_on:
+            inputs[n] = inputs[p.depends_on[0]]
+    return dumps_jsonl(hw, cm.full_stream(inputs))
+
+
+@pytest.mark.parametrize("model", ["tiny-bert", "tiny-gpt2"])
+def test_snapshot(model):
+    path = SNAP / f"{model}.jsonl"
+    text = snapshot_stream(model)
+    if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():
+        path.write_text(text)
+    old = path.read_text().splitlines()
+    new = text.splitlines()
+    diff = [f"line {i}: {a[:120]} != {b[:120]}" for i, (a, b) in enumerate(zip(old, new)) if a != b]
+    assert len(old) == len(new) and not diff, (f"{model}: stream changed ({len(diff)} lines, {len(old)} -> "
+                                               f"{len(new)}); rerun with UPDATE_SNAPSHOTS=1 if intended:\n"
+                                               + "\n".join(diff[:5]))
