@@ -202,25 +202,44 @@ class Placement:
         return occ
 
     def violations(self) -> list[str]:
-        """Return every rule the placement breaks: tiles outside arrays, overlapping tiles, bad groups."""
+        """Return every rule the placement breaks: tiles outside arrays, overlapping tiles, bad groups.
+
+        Overlaps are found per array from the tiles' row/column lattices (bounding boxes and, for interleaved
+        tiles, residues), cell by cell only for arrays mixing different steps.
+        """
         out: list[str] = []
-        counts: dict[int, np.ndarray] = {}
+        by_array: dict[int, list[int]] = {}
         for n, t in enumerate(self.tiles):
             if not (0 <= t.array < self.n_arrays):
                 out.append(f"tile {n} on array {t.array} outside 0..{self.n_arrays - 1}")
                 continue
-            if t.rows < 1 or t.cols < 1 or t.row0 < 0 or t.col0 < 0 or t.row_end > self.rows or \
+            if t.rows < 1 or t.cols < 1 or t.step < 1 or t.row0 < 0 or t.col0 < 0 or t.row_end > self.rows or \
                     t.col_end > self.cols:
                 out.append(f"tile {n} ({t.rows}x{t.cols} at {t.row0},{t.col0} step {t.step}) outside the "
                            f"{self.rows}x{self.cols} array")
                 continue
-            c = counts.get(t.array)
-            if c is None:
-                c = counts[t.array] = np.zeros((self.rows, self.cols), dtype=np.int16)
-            c[t.row0:t.row_end:t.step, t.col0:t.col_end:t.step] += 1
-        for a, c in sorted(counts.items()):
-            if c.max() > 1:
-                out.append(f"array {a}: {int((c > 1).sum())} cells hold more than one tile")
+            by_array.setdefault(t.array, []).append(n)
+        for a, idx in sorted(by_array.items()):
+            if len(idx) == 1:
+                continue
+            ts = [self.tiles[i] for i in idx]
+            steps = {t.step for t in ts}
+            if len(steps) == 1:
+                s = steps.pop()
+                r0 = np.array([t.row0 for t in ts]); r1 = np.array([t.row_end for t in ts])
+                c0 = np.array([t.col0 for t in ts]); c1 = np.array([t.col_end for t in ts])
+                ov = ((r0[:, None] < r1[None, :]) & (r0[None, :] < r1[:, None]) &
+                      (c0[:, None] < c1[None, :]) & (c0[None, :] < c1[:, None]) &
+                      (r0[:, None] % s == r0[None, :] % s) & (c0[:, None] % s == c0[None, :] % s))
+                np.fill_diagonal(ov, False)
+                bad = int(ov.any(axis=1).sum())
+            else:
+                c = np.zeros((self.rows, self.cols), dtype=np.int16)
+                for t in ts:
+                    c[t.row0:t.row_end:t.step, t.col0:t.col_end:t.step] += 1
+                bad = int((c > 1).sum())
+            if bad:
+                out.append(f"array {a}: {bad} cells or tiles hold more than one tile")
         seen = np.zeros(len(self.tiles), dtype=np.int32)
         for g, members in enumerate(self.groups):
             if not members:
@@ -410,19 +429,19 @@ def _place_dense(geoms, hw) -> _Builder:
     return b
 
 
-def _shelf_height(items_hw: list[tuple[int, int, int]], m_r: int) -> int:
-    """Pick the shelf height (a divisor of the array rows) that wastes the fewest cells for pieces (h, w, n)."""
-    best = None
+def _shelf_height(items_hw: list[tuple[int, int, int]], m_r: int, tolerance: float = 0.03) -> int:
+    """Pick the shelf height: the tallest divisor of the array rows that wastes at most ``tolerance`` of the
+    cells more than the least wasteful divisor (taller shelves: fewer row pieces, fewer activations).
+
+    ``items_hw`` lists block shapes ``(rows, cols, count)``; a block of ``h`` rows takes ``ceil(h / hs)``
+    shelves of ``hs`` rows.
+    """
+    total = sum(min(h, m_r) * w * n * -(-h // m_r) for h, w, n in items_hw) or 1
+    waste = {}
     for hs in (d for d in range(1, m_r + 1) if m_r % d == 0):
-        waste = 0
-        for h, w, n in items_hw:
-            hh = min(h, m_r)
-            waste += (-(-hh // hs) * hs - hh) * w * n * -(-h // m_r)
-        # fewer, taller shelves mean fewer activations: prefer the largest height among the least waste
-        key = (waste, -hs)
-        if best is None or key < best[0]:
-            best = (key, hs)
-    return best[1]
+        waste[hs] = sum((-(-min(h, m_r) // hs) * hs - min(h, m_r)) * w * n * -(-h // m_r) for h, w, n in items_hw)
+    best = min(waste.values())
+    return max(hs for hs, wst in waste.items() if wst <= best + tolerance * total)
 
 
 def _place_auto(geoms, hw, budget: int | None, colocate: bool = True) -> _Builder:
