@@ -16,8 +16,8 @@ Number formats (per matmul, all per-tensor and symmetric):
   not saturate (:func:`choose_requant_shift`);
 * the result is ``y = x_scale * r_scale * l_scale * 2**requant_shift * y_int + bias``.
 
-ADC resolution (:func:`adc_plan`): every ``MVM`` gets ``adc_bits`` (at most the configuration's) and the
-smallest ``adc_shift`` for which *every* column sum its window can produce fits the ADC without saturating:
+ADC resolution (:func:`adc_plan`): every ``MVM`` keeps the compiler's ``adc_bits`` capped at the run's ADC
+resolution (never above the configuration's) and gets the smallest ``adc_shift`` for which *every* column sum its window can produce fits the ADC without saturating:
 with binary inputs a column sum lies in ``[sum of the column's negative weights, sum of its positive
 weights]``, so the rule is a bound computed from the programmed weights, independent of the data (and equal to
 0 when ``adc_bits`` is lossless for the window).
@@ -115,18 +115,20 @@ def adc_shift_for(colmin: int, colmax: int, adc_bits: int, max_shift: int = 31) 
     return s
 
 
-def adc_plan(commands, arrays, cfg: HwConfig, adc_bits: int | None) -> tuple[Command, ...]:
+def adc_plan(commands, arrays, cfg: HwConfig, adc_bits: int | None = None) -> tuple[Command, ...]:
     """Return ``commands`` with every MVM's ``adc_bits``/``adc_shift`` set by the bound rule (module docstring).
 
-    ``arrays(index)`` returns the programmed integer weights of an array; ``adc_bits=None`` keeps the lossless
-    setting: ``adc_bits = cfg.adc_bits`` and the bound-rule shift (0 whenever the ADC is wide enough).
+    The resolution is ``min(the MVM's adc_bits, cfg.adc_bits, adc_bits)``: the compiler's scheduler already
+    caps an MVM at what its rows can need, so a 32-row window keeps its 13-bit setting under a 16-bit ADC.
+    ``arrays(index)`` returns the programmed integer weights of an array.
     """
-    bits = cfg.adc_bits if adc_bits is None else min(int(adc_bits), cfg.adc_bits)
+    cap = cfg.adc_bits if adc_bits is None else min(int(adc_bits), cfg.adc_bits)
     max_shift = (1 << max(1, cfg.lossless_adc_bits.bit_length())) - 1
     out = []
     for c in commands:
         if c.op is Opcode.MVM:
             a = c.args
+            bits = max(1, min(a["adc_bits"], cap))
             w = arrays(a["array"])[a["row0"]:a["row0"] + a["nrows"], a["col0"]:a["col0"] + a["ncols"]]
             colmax = int(np.clip(w, 0, None).sum(axis=0).max(initial=0))
             colmin = int(np.clip(w, None, 0).sum(axis=0).min(initial=0))

@@ -86,24 +86,24 @@ def _tokenizer_for(folder: Path | None):
         return None
 
 
-def _d2s_calibrate(spec, model, nblocks, show_progress):
-    """Return calibrated factors from mapper.d2s (the D2S engineer's calibration)."""
+def _d2s_calibrate(spec, model, factors, show_progress, calib_config=None):
+    """Return the factors refined by the D2S calibration (:func:`mapper.d2s.calibrate.calibrate`)."""
     try:
-        from mapper.d2s import calibrate as cal  # noqa: PLC0415
+        from mapper.d2s.calibrate import CalibConfig, calibrate  # noqa: PLC0415
     except ImportError:
-        raise RunError("--calibrate needs mapper.d2s.calibrate, which this kit does not have yet") from None
-    fn = getattr(cal, "calibrate_model", None)
-    if fn is None:
-        raise RunError("mapper.d2s.calibrate has no calibrate_model()")
-    result = fn(spec, model, nblocks, show_progress=show_progress)
-    return result[0] if isinstance(result, tuple) else result
+        raise RunError("--calibrate needs mapper.d2s.calibrate, which this kit does not have") from None
+    cfg = calib_config if calib_config is not None else CalibConfig()
+    factors, _record = calibrate(spec, model, factors, cfg, show_progress=show_progress)
+    return factors
 
 
-def prepare(model: str, nblocks: int | None = 4, calibrate: bool = False, show_progress: bool = True) -> Prepared:
+def prepare(model: str, nblocks: int | None = 4, calibrate: bool = False, show_progress: bool = True,
+            calib_config=None) -> Prepared:
     """Load ``model`` (zoo name, checkpoint folder or d2s folder) and return it with its Monarch version.
 
     A d2s folder brings its own factors (``nblocks`` must be None or match). Otherwise the factors are the
-    optimal projection at ``nblocks``, followed by the D2S calibration when ``calibrate`` is set.
+    optimal projection at ``nblocks``, followed by the D2S calibration when ``calibrate`` is set (settings
+    ``calib_config``, a :class:`mapper.d2s.calibrate.CalibConfig`; its defaults when None).
     """
     from mapper.d2s.convert import project_model, replace_with_monarch  # noqa: PLC0415
     kind, _entry, folder = resolve_source(model)
@@ -131,10 +131,9 @@ def prepare(model: str, nblocks: int | None = 4, calibrate: bool = False, show_p
                        f"{spec.family!r} ({model})")
     nblocks = 4 if nblocks is None else int(nblocks)
     dense = load_hf_model(model)
+    factors = project_model(spec, dense, nblocks, show_progress=show_progress)
     if calibrate:
-        factors = _d2s_calibrate(spec, dense, nblocks, show_progress)
-    else:
-        factors = project_model(spec, dense, nblocks, show_progress=show_progress)
+        factors = _d2s_calibrate(spec, dense, factors, show_progress, calib_config)
     monarch = replace_with_monarch(copy.deepcopy(dense), spec, factors).eval()
     return Prepared(spec, dense, monarch, factors, _tokenizer_for(folder), spec.family, nblocks, calibrate,
                     spec.source)
@@ -180,7 +179,11 @@ def layer_progress(model: torch.nn.Module, desc: str, enabled: bool = True, pass
     from tqdm import tqdm  # noqa: PLC0415
     bar = tqdm(total=len(layers) * passes, desc=desc, unit="layer", file=sys.stderr, leave=False,
                dynamic_ncols=True)
-    handles = [m.register_forward_hook(lambda *_: bar.update(1)) for m in layers]
+
+    def tick(*_):
+        bar.update(1)      # returns None: a forward hook's return value would replace the layer's output
+
+    handles = [m.register_forward_hook(tick) for m in layers]
     try:
         yield
     finally:
@@ -262,10 +265,7 @@ def compile_cim(prep: Prepared, hw: HwConfig, activations: dict[str, torch.Tenso
     """
     compile_model = _program_api()
     t0 = time.perf_counter()
-    try:
-        compiled = compile_model(prep.spec, prep.factors, hw, strategy=strategy, **compile_kw)
-    except KitError:
-        raise
+    compiled = compile_model(prep.spec, prep.factors, hw, strategy=strategy, **compile_kw)
     ib = hw.input_bits
     scales, shifts = {}, {}
     for name in prep.factors:
@@ -273,6 +273,8 @@ def compile_cim(prep: Prepared, hw: HwConfig, activations: dict[str, torch.Tenso
         absmax = float(x.abs().max()) if x is not None and x.numel() else 1.0
         scales[name] = act_scale(absmax, ib)
         q = compiled.quant[name]
+        if getattr(q, "W", None) is not None:
+            continue
         xq = quantize_act(x, scales[name], ib) if x is not None else np.zeros((0, 1), np.int64)
         shifts[name] = choose_requant_shift(q.R, xq, ib)
     if hasattr(compiled, "with_requant_shifts"):
@@ -283,15 +285,22 @@ def compile_cim(prep: Prepared, hw: HwConfig, activations: dict[str, torch.Tenso
     infos = {}
     for name in prep.factors:
         q = compiled.quant[name]
-        shift = int(compiled.programs[name].requant_shift)
-        y_scale = scales[name] * _scalar(q.r_scale) * _scalar(q.l_scale) * 2.0 ** shift
+        prog = compiled.programs[name]
+        if prog.depends_on:
+            raise RunError(f"{name}: co-located programs (depends_on) are not supported by the batched runner")
+        shift = int(prog.requant_shift)
+        if getattr(q, "W", None) is not None:       # linear strategy: one dense stage, no REQUANT
+            shift = 0
+            y_scale = scales[name] * _scalar(q.w_scale)
+        else:
+            y_scale = scales[name] * _scalar(q.r_scale) * _scalar(q.l_scale) * 2.0 ** shift
         infos[name] = MatmulQuantInfo(name, scales[name], shift, y_scale)
     return CimSetup(compiled, hw, infos, strategy, time.perf_counter() - t0)
 
 
 def hw_for_adc(hw: HwConfig, adc_bits) -> HwConfig:
     """Return ``hw`` with ADCs of ``adc_bits`` bits (``"lossless"``: wide enough for every MVM; None: as is)."""
-    if adc_bits is None:
+    if adc_bits is None or (not isinstance(adc_bits, str) and adc_bits == hw.adc_bits):
         return hw
     if str(adc_bits).lower() == "lossless":
         return hw.lossless()
@@ -311,6 +320,8 @@ def build_cim_model(prep: Prepared, setup: CimSetup, adc_bits=None, noise: Noise
     ``adc_bits`` (int, ``"lossless"`` or None for the configuration's) sets the machine's ADCs and every MVM's.
     """
     hw = hw_for_adc(setup.hw, adc_bits)
+    if hw.adc_bits > setup.hw.adc_bits:
+        raise RunError(f"the model was compiled for {setup.hw.adc_bits}-bit ADCs; cannot run {hw.adc_bits}-bit")
     machine = make_machine(hw, noise, fast=fast)
     executor = CimExecutor(setup.compiled, machine, adc_bits=hw.adc_bits)
     model = copy.deepcopy(prep.monarch)
@@ -345,7 +356,7 @@ def build_quantref_model(prep: Prepared, setup: CimSetup, use_kit_reference: boo
         info = setup.infos[name]
         fn = None
         if ref is not None:
-            fn = (lambda xq, q=q, s=info.requant_shift: ref(q, xq, s, ib))
+            fn = (lambda xq, q=q, s=info.requant_shift: ref(q, xq.T, s, ib).T)
         _set_submodule(model, name, QuantRefLinear(q.R, q.L, m.in_features, m.out_features, info, bias, ib,
                                                    int_product=fn))
     return model.eval()
@@ -414,19 +425,26 @@ def _teacher_forced(model, ids: torch.Tensor) -> torch.Tensor:
     return _lm_logits(model, h)
 
 
-def greedy_generate(model: torch.nn.Module, ids: torch.Tensor, n_new: int) -> list[int]:
-    """Generate ``n_new`` tokens greedily with a KV cache (one token per step after the prompt)."""
+def greedy_generate(model: torch.nn.Module, ids: torch.Tensor, n_new: int,
+                    return_logits: bool = False):
+    """Generate ``n_new`` tokens greedily with a KV cache (one token per step after the prompt).
+
+    Returns the token list, and with ``return_logits`` also each step's next-token logits ``(vocab,)``.
+    """
     out_tokens: list[int] = []
+    step_logits: list[torch.Tensor] = []
     cache = None
     cur = ids
     with torch.no_grad():
         for _ in range(n_new):
             out = model(input_ids=cur, cache=cache, use_cache=True)
             cache = out.past_key_values
-            nxt = int(_lm_logits(model, out.last_hidden_state[:, -1]).argmax(-1)[0])
+            logits = _lm_logits(model, out.last_hidden_state[:, -1])[0]
+            nxt = int(logits.argmax(-1))
             out_tokens.append(nxt)
+            step_logits.append(logits)
             cur = torch.tensor([[nxt]], dtype=ids.dtype)
-    return out_tokens
+    return (out_tokens, step_logits) if return_logits else out_tokens
 
 
 def decoder_metrics(dense_logits: torch.Tensor, logits: torch.Tensor, ids: torch.Tensor) -> dict:
@@ -438,7 +456,7 @@ def decoder_metrics(dense_logits: torch.Tensor, logits: torch.Tensor, ids: torch
             return float("nan")
         nll = torch.nn.functional.cross_entropy(lg[:, :-1].reshape(-1, lg.shape[-1]).double(),
                                                 ids[:, 1:].reshape(-1))
-        return float(torch.exp(nll))
+        return float(torch.exp(nll.detach()))
 
     p_dense, p = ppl(dense_logits), ppl(logits)
     return {"top1_agreement": float(agree), "ppl_dense": p_dense, "ppl": p,
@@ -454,19 +472,10 @@ def _cost_report(setup: CimSetup, spec: ModelSpec, hw: HwConfig) -> dict | None:
         from mapper import cost  # noqa: PLC0415
     except ImportError:
         return None
-    for fn_name in ("cost_of_compiled", "cost_report", "estimate"):
-        fn = getattr(cost, fn_name, None)
-        if fn is None:
-            continue
-        for args in ((setup.compiled, hw), (setup.compiled,)):
-            try:
-                rep = fn(*args)
-            except TypeError:
-                continue
-            except Exception as exc:  # noqa: BLE001 - the cost model is optional here
-                return {"error": " ".join(str(exc).split())[:200]}
-            return rep.to_dict() if hasattr(rep, "to_dict") else rep
-    return None
+    fn = getattr(cost, "cost_of_compiled", None)
+    if fn is None:
+        return None
+    return fn(setup.compiled, hw, spec)
 
 
 def _calibration_texts(n: int = 64) -> list[str]:
@@ -491,7 +500,7 @@ def run(model: str, text: str | list[str], *, nblocks: int | None = None, calibr
     prep = prepare(model, nblocks, calibrate, show_progress)
     calib = calib_texts if calib_texts is not None else _calibration_texts()
     acts = collect_activations(prep, calib, max_len=min(128, prep.max_len))
-    setup = compile_cim(prep, base, acts, strategy=strategy)
+    setup = compile_cim(prep, run_hw, acts, strategy=strategy)
     cim_model, executor = build_cim_model(prep, setup, adc_bits=run_hw.adc_bits, noise=noise)
     t_exec = time.perf_counter()
     report: dict = {

@@ -1,0 +1,101 @@
+"""``python -m mapper run``: a forward pass with every mapped matmul executed as CIM commands, vs dense."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cimisa.errors import KitError
+
+__all__ = ["register", "main_run", "format_report"]
+
+
+def _adc_arg(text: str):
+    if text.lower() == "lossless":
+        return "lossless"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer or 'lossless', not {text!r}") from None
+
+
+def register(subparsers) -> None:
+    """Add the ``run`` sub-command."""
+    p = subparsers.add_parser(
+        "run", help="run text through the model with every mapped matmul on the CIM golden model",
+        description="Forward pass in which every mapped matmul runs as CIM commands on the golden model "
+                    "(weights and inputs quantised, ADC effects and optional analog noise included) and the rest "
+                    "runs digitally; prints and saves the output against the dense model next to the cost report.")
+    p.add_argument("--model", required=True, help="zoo name (tiny-bert, tiny-gpt2, minilm, ...), Hugging Face "
+                                                  "checkpoint folder, or d2s output folder")
+    p.add_argument("--text", required=True, action="append",
+                   help="input text (repeat for several sentences; decoders use the first)")
+    p.add_argument("--nblocks", type=int, default=None, help="Monarch blocks per factor (default 4, or the d2s "
+                                                             "folder's)")
+    p.add_argument("--calibrate", action="store_true", help="refine the projected factors with the D2S "
+                                                            "calibration before mapping")
+    p.add_argument("--hw", default="paper-256", help="hardware configuration: built-in name or .toml/.json file")
+    p.add_argument("--strategy", default="auto", help="mapping strategy (linear, sparse, dense, auto)")
+    p.add_argument("--adc-bits", type=_adc_arg, default=None, metavar="N|lossless",
+                   help="ADC resolution of every MVM (default: the configuration's)")
+    p.add_argument("--noise", default=None, metavar="prog=P,read=R[,seed=S]",
+                   help="analog noise as fractions of the largest weight (default: none, bit-exact)")
+    p.add_argument("--gen-tokens", type=int, default=8, help="decoders: tokens to generate greedily (KV cache)")
+    p.add_argument("--out", default=None, metavar="DIR", help="write run.json into DIR")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=main_run)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def format_report(rep: dict) -> str:
+    """Return a human-readable summary of a run report."""
+    lines = [f"model {rep['model']} ({rep['family']}), nblocks {rep['nblocks']}"
+             f"{', calibrated' if rep['calibrated'] else ''}; hw {rep['hw']}: weights {rep['weight_bits']} b, "
+             f"inputs {rep['input_bits']} b, ADC {rep['adc_bits']} b{' (lossless)' if rep['adc_lossless'] else ''}"
+             f", noise {rep['noise']}"]
+    met = rep["metrics"]
+    for key in ("cim_vs_dense", "monarch_float_vs_dense", "cim_vs_monarch_float"):
+        if key in met:
+            lines.append(f"  {key:24s} " + ", ".join(f"{k} {_fmt(v)}" for k, v in met[key].items()))
+    for key in ("generated_dense", "generated_cim", "generated_agreement", "tokens"):
+        if key in met:
+            lines.append(f"  {key:24s} {_fmt(met[key])}")
+    ex = rep["execution"]
+    lines.append(f"  executed {ex['matmul_calls']} matmul calls, {ex['mvm_token_commands']} MVM x token, "
+                 f"{ex['exec_seconds']:.1f} s (total {ex['total_seconds']:.1f} s)")
+    cost = rep.get("cost")
+    if cost:
+        summary = cost.get("summary", cost) if isinstance(cost, dict) else cost
+        if isinstance(summary, dict):
+            flat = {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}
+            lines.append("  cost: " + ", ".join(f"{k} {_fmt(v)}" for k, v in list(flat.items())[:10]))
+    else:
+        lines.append("  cost: (cost model not available)")
+    return "\n".join(lines)
+
+
+def main_run(args) -> int:
+    """Run the ``run`` sub-command; return the exit status."""
+    import torch  # noqa: PLC0415
+
+    from mapper.run import run, save_report  # noqa: PLC0415
+    from sw_model.noise import parse_noise  # noqa: PLC0415
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    noise = parse_noise(args.noise)
+    if args.gen_tokens < 0:
+        raise KitError(f"--gen-tokens must be >= 0, not {args.gen_tokens}")
+    rep = run(args.model, args.text, nblocks=args.nblocks, calibrate=args.calibrate, hw=args.hw,
+              strategy=args.strategy, adc_bits=args.adc_bits, noise=noise, gen_tokens=args.gen_tokens,
+              show_progress=not args.no_progress)
+    if args.out:
+        path = save_report(rep, args.out)
+        print(f"wrote {path}", file=sys.stderr)
+    print(json.dumps(rep, indent=2, default=str) if args.json else format_report(rep))
+    return 0
