@@ -63,7 +63,7 @@ class CostParams:
     e_shift_add_pj: float = 0.05
     t_shift_add_ns: float = 0.0
     #: Buffer access energy per element (SRAM read or write of one activation / accumulator).
-    e_buffer_pj: float = 0.1
+    e_buffer_pj: float = 1.0
     #: Digital vector unit: elements processed per cycle, cycle time, energy per element-operation
     #: (REQUANT, attention scores, softmax, norms, activations, residual adds).
     digital_lanes: int = 1024
