@@ -1,0 +1,208 @@
+"""Co-simulation tier (``pytest -m cosim``): cocotb drives the exported RTL, sw_model is the reference.
+
+Every group of streams runs as one job (one simulator process, the tile reset between streams) on one
+Verilator build of fpga-tiny, shared by the whole session and cached across sessions (see :mod:`sim.runner`).
+Icarus Verilog, when installed, runs the same mixed job and must agree with Verilator cycle for cycle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import sw_model
+from cimisa.config import load_hw
+from cimisa.isa import ErrorCode, Opcode
+from sim import runner
+from sim.model_stream import STRATEGIES, TINY_MODELS, model_stream
+from sim.runner import make_cases
+from sim.streams import illegal_streams, opcodes_of, random_stream, reachable_errors
+
+pytestmark = pytest.mark.cosim
+
+ROOT = Path(__file__).resolve().parent.parent
+#: (gap, backpressure) cycled over the random streams: plain, light and heavy handshake stress.
+HANDSHAKES = [(0.0, 0.0), (0.3, 0.3), (0.6, 0.8), (0.0, 0.5), (0.5, 0.0)]
+N_RANDOM = 10
+
+
+def _require(simulator: str) -> None:
+    reason = runner.unavailable_reason(simulator)
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    return load_hw("fpga-tiny")
+
+
+@pytest.fixture(scope="session")
+def verilator_build(tiny):
+    _require("verilator")
+    return runner.build(tiny, "verilator")
+
+
+@pytest.fixture(scope="session")
+def model_streams(tiny):
+    return {s.name: s for s in (model_stream(m, tiny, st) for m in TINY_MODELS for st in STRATEGIES)}
+
+
+@pytest.fixture(scope="session")
+def model_report(tiny, model_streams, verilator_build, tmp_path_factory):
+    cases = make_cases(tiny, [(s.name, s.words) for s in model_streams.values()])
+    return runner.run(tiny, cases, work_dir=tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def random_job(tiny):
+    streams = [random_stream(tiny, seed, n=60) for seed in range(N_RANDOM)]
+    opts = [dict(gap=g, backpressure=b) for g, b in (HANDSHAKES * N_RANDOM)[:N_RANDOM]]
+    return streams, make_cases(tiny, [(s.name, s.words, o) for s, o in zip(streams, opts)])
+
+
+@pytest.fixture(scope="session")
+def random_report(tiny, random_job, verilator_build, tmp_path_factory):
+    return runner.run(tiny, random_job[1], work_dir=tmp_path_factory.mktemp("random"))
+
+
+@pytest.fixture(scope="session")
+def illegal_job(tiny):
+    streams = illegal_streams(tiny, seed=1)
+    return streams, make_cases(tiny, [(s.name, s.words, dict(backpressure=0.3)) for s in streams])
+
+
+@pytest.fixture(scope="session")
+def illegal_report(tiny, illegal_job, verilator_build, tmp_path_factory):
+    return runner.run(tiny, illegal_job[1], work_dir=tmp_path_factory.mktemp("illegal"))
+
+
+# ---- (a) mapper-generated streams -----------------------------------------------------------------------------
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("model", TINY_MODELS)
+def test_mapper_stream_matches_sw_model(model_report, model, strategy):
+    c = model_report.by_name()[f"{model}/{strategy}"]
+    assert c.mismatches == 0, c.details
+    assert c.status == ("HALTED", "NONE", c.commands - 1) == c.expected_status
+    assert c.results == c.expected_results > 0
+    assert not c.timed_out
+
+
+# ---- (b) random legal streams ---------------------------------------------------------------------------------
+def test_random_streams_cover_every_opcode(random_job):
+    streams, _ = random_job
+    for s in streams:
+        assert set(Opcode) - opcodes_of(s.commands) == set(), s
+
+
+def test_random_streams_match_sw_model(random_report, random_job):
+    _, cases = random_job
+    assert [c.name for c in random_report.cases] == [c.name for c in cases]
+    for c in random_report.cases:
+        assert c.mismatches == 0, (c, c.details)
+        assert c.status[0] == "HALTED" and not c.timed_out
+    assert sum(c.results for c in random_report.cases) > 0
+
+
+# ---- (c) illegal streams --------------------------------------------------------------------------------------
+def test_illegal_streams_status_equals_sw_model(illegal_report, illegal_job):
+    streams, cases = illegal_job
+    seen = set()
+    for s, case, rep in zip(streams, cases, illegal_report.cases):
+        assert case.expected_status[:2] == ("ERROR", s.intent.name), s       # sw_model stops as intended
+        assert rep.status == case.expected_status, (s, rep)                 # the RTL stops identically
+        assert rep.mismatches == 0, (rep, rep.details)
+        seen.add(s.intent)
+    assert seen == reachable_errors(load_hw("fpga-tiny")) == set(ErrorCode) - {ErrorCode.NONE}
+
+
+# ---- (d) expect-fail: the checker must catch a wrong expectation and a wrong model ----------------------------
+class OffByOneMachine(sw_model.Machine):
+    """A deliberately wrong golden model: the first column of every MVM comes out one too large."""
+
+    def __init__(self, cfg, **kw):
+        super().__init__(cfg, **kw)
+        right = self.actions[Opcode.MVM]
+
+        def wrong(st, **args):
+            right(st, **args)
+            st.outbuf[args["out_addr"]] += 1
+
+        self.actions = {**self.actions, Opcode.MVM: wrong}
+
+
+def test_expect_fail_corrupted_and_perturbed_references_are_mismatches(tiny, random_job, verilator_build,
+                                                                        tmp_path):
+    streams, _ = random_job
+    pairs = [(s.name, s.words) for s in (streams[0], streams[1], streams[0])]
+    good = make_cases(tiny, pairs)             # the job's cases in order: each starts from the memory left before
+    corrupted = dataclasses.replace(good[0], name="corrupted-result", expected_results=(
+        (good[0].expected_results[0] + 1,) + good[0].expected_results[1:]))
+    perturbed = dataclasses.replace(make_cases(tiny, pairs[:2], machine=OffByOneMachine)[1], name="perturbed-model")
+    assert perturbed.expected_results != good[1].expected_results          # the perturbation is visible
+    wrong_status = dataclasses.replace(good[2], name="corrupted-status", expected_status=(
+        good[2].expected_status[:2] + (good[2].expected_status[2] + 1,)))
+    rep = runner.run(tiny, [corrupted, perturbed, wrong_status], work_dir=tmp_path).by_name()
+    assert rep["corrupted-result"].mismatches == 1
+    assert rep["corrupted-result"].details[0]["what"] == "result[0]"
+    assert rep["perturbed-model"].mismatches > 0
+    assert rep["corrupted-status"].mismatches == 1
+    assert rep["corrupted-status"].details[0]["what"] == "status.index"
+
+
+# ---- runner: one build per configuration ----------------------------------------------------------------------
+def test_build_is_reused(tiny, verilator_build):
+    again = runner.build(tiny, "verilator")
+    assert again.directory == verilator_build.directory
+    assert (again.directory / ".built").is_file()
+    assert verilator_build.directory.name.startswith(f"verilator-{tiny.tag}-{tiny.arch_hash}-")
+
+
+# ---- second simulator -----------------------------------------------------------------------------------------
+def test_icarus_agrees_with_verilator_cycle_for_cycle(tiny, random_job, illegal_job, model_streams,
+                                                       verilator_build, tmp_path):
+    _require("icarus")
+    ms = model_streams["tiny-gpt2/auto"]
+    items = [(s.name, s.words, dict(gap=0.3, backpressure=0.3)) for s in random_job[0][:3]]
+    items += [(s.name, s.words) for s in illegal_job[0][::4]]
+    items += [(ms.name, ms.words)]
+    cases = make_cases(tiny, items)
+    ica = runner.run(tiny, cases, simulator="icarus", work_dir=tmp_path / "icarus")
+    ver = runner.run(tiny, cases, simulator="verilator", work_dir=tmp_path / "verilator")
+    assert ica.mismatches == 0, [(c, c.details) for c in ica.cases if c.mismatches]
+    for i, v in zip(ica.cases, ver.cases):
+        assert (i.name, i.cycles, i.status, i.results) == (v.name, v.cycles, v.status, v.results)
+
+
+# ---- command line ---------------------------------------------------------------------------------------------
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "sim", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_cli_run_maps_simulates_and_writes_summary(verilator_build, tmp_path):
+    out = tmp_path / "out"
+    p = _cli("run", "--model", "tiny-gpt2", "--hw", "fpga-tiny", "--strategy", "sparse", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "tiny-gpt2/sparse" in p.stdout and "cycles/s" in p.stdout and "0 mismatches" in p.stdout
+    assert "build reused" in p.stdout                                      # the session's build, another process
+    s = json.loads((out / "summary.json").read_text())
+    assert s["mismatches"] == 0 and s["ok"] and s["cycles"] > 0 and s["cycles_per_s"] > 0
+    assert [st["name"] for st in s["streams"]] == ["tiny-gpt2/sparse"]
+
+
+def test_cli_waves_with_icarus(tmp_path):
+    _require("icarus")
+    out = tmp_path / "out"
+    p = _cli("run", "--model", "tiny-gpt2", "--hw", "fpga-tiny", "--simulator", "icarus", "--waves", "--out",
+             str(out))
+    assert p.returncode == 0, p.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["simulator"] == "icarus" and s["mismatches"] == 0
+    assert Path(s["waves"]).is_file() and Path(s["waves"]).stat().st_size > 0
