@@ -22,7 +22,8 @@ def register(subparsers) -> None:
                                                      "(default: paper-256)")
     p.add_argument("--nblocks", type=int, default=None,
                    help="Monarch blocks per factor (default: 2**round(log2(sqrt(d_model))), 32 for 1024)")
-    p.add_argument("--strategy", default="auto", choices=STRATEGIES, help="placement strategy (default: auto)")
+    p.add_argument("--strategy", default="auto", metavar="|".join(STRATEGIES),
+                   help="placement strategy (default: auto)")
     p.add_argument("--adcs", type=int, default=None, help="ADCs per array (overrides the configuration)")
     p.add_argument("--arrays", type=int, default=None, help="array budget (auto: spread to minimise latency)")
     p.add_argument("--out", default=None, help="output folder (default: build-<model>-<strategy>)")
