@@ -20,7 +20,7 @@ from mapper.place import STRATEGIES, Placement, default_nblocks, geometry, place
 from mapper.schedule import Schedule, schedule
 
 __all__ = ["BuildResult", "build", "write_build", "load_factors", "StrategyResult", "evaluate", "pareto",
-           "stream_check", "STREAM_SEED"]
+           "stream_check", "STREAM_SEED", "project_factors", "check_nblocks"]
 
 #: Seed of the test inputs written into ``commands.bin`` (one vector per input group).
 STREAM_SEED = 1234
@@ -100,8 +100,34 @@ def load_factors(model: str, spec, nblocks: int, show_progress: bool = False) ->
             raise ShapeError(f"the d2s folder holds factors with nblocks {sorted(nbs)}, not {nblocks} "
                              f"(omit --nblocks or pass the folder's value)")
         return factors
-    from mapper.d2s.convert import project_model  # noqa: PLC0415
-    return project_model(spec, load_hf_model(model), nblocks, show_progress=show_progress)
+    return project_factors(spec, load_hf_model(model), nblocks)
+
+
+def project_factors(spec, model, nblocks: int) -> dict:
+    """Return ``{name: (R, L, bias)}``: the Monarch projection of every mapped matmul of a loaded model."""
+    from mapper.d2s.project import project  # noqa: PLC0415
+    from mapper.models import get_weight  # noqa: PLC0415
+    check_nblocks(spec, nblocks)
+    out = {}
+    for m in spec.mapped():
+        R, L = project(get_weight(model, m), nblocks)
+        bias = getattr(model.get_submodule(m.name), "bias", None)
+        out[m.name] = (R, L, None if bias is None else bias.detach().float().clone())
+    return out
+
+
+def check_nblocks(spec, nblocks: int) -> None:
+    """Raise :class:`ShapeError` naming the matmuls that ``nblocks`` cannot split."""
+    from mapper.d2s.monarch import monarch_shape  # noqa: PLC0415
+    bad = []
+    for m in spec.mapped():
+        try:
+            monarch_shape(m.out_features, m.in_features, nblocks)
+        except ShapeError as exc:
+            bad.append(f"{m.name}: {exc}")
+    if bad:
+        raise ShapeError(f"nblocks {nblocks} does not fit {len(bad)} matmul(s): {bad[0]}"
+                         + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
 
 
 def _stream_inputs(compiled) -> dict[str, np.ndarray]:
@@ -254,7 +280,6 @@ def build(model: str, hw: "str | HwConfig" = "paper-256", *, nblocks: int | None
           cost: str | None = None, colocate: bool = True, with_pareto: bool = True, check: bool = True,
           progress=None) -> BuildResult:
     """Map ``model`` and return a :class:`BuildResult` (nothing is written)."""
-    from mapper.d2s.convert import check_nblocks  # noqa: PLC0415
     from mapper.models import load_model_spec  # noqa: PLC0415
     step = progress or (lambda msg: None)
     if strategy not in STRATEGIES:

@@ -5,8 +5,8 @@ import pytest
 
 from cimisa.config import load_hw
 from cimisa.isa import Command, Opcode
-from mapper.d2s.convert import project_model
 from mapper.models import load_hf_model, load_model_spec
+from mapper.pipeline import project_factors
 from mapper.place import geometry, place
 from mapper.program import compile_model
 from mapper.quant import calibrate_requant_shift, reference_int_product
@@ -35,7 +35,7 @@ def test_adc_sharing_and_exact_mode():
 @pytest.fixture(scope="module", params=["tiny-bert", "tiny-gpt2", "tiny-llama", "tiny-bart"])
 def tiny(request):
     spec = load_model_spec(request.param)
-    return spec, project_model(spec, load_hf_model(request.param), 8, show_progress=False)
+    return spec, project_factors(spec, load_hf_model(request.param), 8)
 
 
 def run_programs(cm, hw, batch=3, seed=0, corrupt=None):
@@ -76,7 +76,7 @@ def test_oversized_blocks_and_budget(tiny):
     spec, _ = tiny
     if spec.name != "tiny-bert":
         pytest.skip("one model is enough")
-    factors = project_model(spec, load_hf_model("tiny-bert"), 2, show_progress=False)   # 32x32 .. 64x32 blocks
+    factors = project_factors(spec, load_hf_model("tiny-bert"), 2)   # 32x32 .. 64x32 blocks
     for strategy, arrays in (("sparse", None), ("dense", None), ("auto", None), ("auto", 70)):
         cm = compile_model(spec, factors, TINY, strategy=strategy, arrays=arrays)
         for name, (y, x) in run_programs(cm, TINY).items():
