@@ -93,3 +93,19 @@ def test_reference_cases_chain_memory_across_resets():
     assert a.expected_results == () and b.expected_results == (6,)
     assert make_case(cfg, "alone", second).expected_results == (0,)
     assert b.expected_status == ("HALTED", "NONE", 2) and b.seed == 1
+
+
+def test_cli_user_errors_print_one_line_and_exit_2(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    for args in (["--hw", "no-such-hw"], ["--model", "no-such-model"], ["--gap", "1.5"]):
+        argv = {"--model": "tiny-gpt2", "--hw": "fpga-tiny", "--out": str(tmp_path / "out")}
+        argv.update(dict(zip(args[::2], args[1::2])))
+        p = subprocess.run([sys.executable, "-m", "sim", "run", *[x for kv in argv.items() for x in kv]], cwd=root,
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 2, (args, p.stderr)
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, p.stderr)
+        assert not (tmp_path / "out").exists()
