@@ -76,6 +76,6 @@ class AdcLane(wiring.Component):
             msb.eq(self.msb),
         ]
         term = Signal(signed(ACC_BITS))
-        m.d.comb += term.eq((self.code << amount)[:ACC_BITS])
+        m.d.comb += term.eq(self.code << amount)      # sign-extends or truncates to ACC_BITS
         m.d.comb += self.acc_out.eq(Mux(msb, self.acc_in - term, self.acc_in + term)[:ACC_BITS])
         return m

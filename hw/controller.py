@@ -171,23 +171,31 @@ class Controller(wiring.Component):
                 lanes[l].rd_en.eq(1),
             ]
 
-        # Write-back stage 2: output buffer <- accumulator (+ old value).
+        # Write-back stage 2: add the accumulator to the old value (or 0); stage 3: store it.
         acc_sel = Signal(signed(ACC_BITS))
         m.d.comb += acc_sel.eq(Cat(*[ln.rd_data for ln in lanes]).word_select(w_lane, ACC_BITS).as_signed()
                                if A > 1 else lanes[0].rd_data)
-        with m.If(w_v):
-            m.d.comb += [
-                self.outbuf.wr_en.eq(1), self.outbuf.wr_addr.eq(w_ptr),
-                self.outbuf.wr_data.eq((Mux(mv.accumulate, self.outbuf.rd_data, 0) + acc_sel)[:ACC_BITS]),
-            ]
+        w2_v = Signal()
+        w2_ptr = Signal.like(w_ptr)
+        w_sum = Signal(signed(ACC_BITS))
+        m.d.sync += [w2_v.eq(w_v), w2_ptr.eq(w_ptr),
+                     w_sum.eq(Mux(mv.accumulate, self.outbuf.rd_data, 0) + acc_sel)]
+        with m.If(w2_v):
+            m.d.comb += [self.outbuf.wr_en.eq(1), self.outbuf.wr_addr.eq(w2_ptr), self.outbuf.wr_data.eq(w_sum)]
 
-        # REQUANT stage 2: rounded arithmetic shift, saturation, store.
+        # REQUANT stage 2: add the rounding constant; stage 3: arithmetic shift; stage 4: saturate and store.
         ilo, ihi = isa.elem_range("input")
+        q_sum = Signal(signed(ACC_BITS + 2))
         q_val = Signal(signed(ACC_BITS + 2))
-        m.d.comb += q_val.eq((self.outbuf.rd_data + rnd) >> rq.shift)
-        with m.If(q_v):
+        q2_v, q3_v = Signal(), Signal()
+        q2_ptr, q3_ptr = Signal.like(in_ptr), Signal.like(in_ptr)
+        m.d.sync += [
+            q_sum.eq(self.outbuf.rd_data + rnd), q2_v.eq(q_v), q2_ptr.eq(q_ptr),
+            q_val.eq(q_sum >> rq.shift), q3_v.eq(q2_v), q3_ptr.eq(q2_ptr),
+        ]
+        with m.If(q3_v):
             m.d.comb += [
-                self.inbuf.wr_en.eq(1), self.inbuf.wr_addr.eq(q_ptr),
+                self.inbuf.wr_en.eq(1), self.inbuf.wr_addr.eq(q3_ptr),
                 self.inbuf.wr_data.eq(Mux(q_val > ihi, ihi, Mux(q_val < ilo, ilo, q_val))),
             ]
 
@@ -345,6 +353,9 @@ class Controller(wiring.Component):
                     m.next = "M_WWAIT"
 
             with m.State("M_WWAIT"):
+                m.next = "M_WWAIT2"
+
+            with m.State("M_WWAIT2"):
                 finish(m, 1)
 
             with m.State("RQ"):
@@ -355,6 +366,12 @@ class Controller(wiring.Component):
                     m.next = "RQ_WAIT"
 
             with m.State("RQ_WAIT"):
+                m.next = "RQ_WAIT2"
+
+            with m.State("RQ_WAIT2"):
+                m.next = "RQ_WAIT3"
+
+            with m.State("RQ_WAIT3"):
                 finish(m, 1)
 
             with m.State("RD"):

@@ -22,11 +22,11 @@ def row_groups(cfg: HwConfig, row0: int, nrows: int) -> int:
 def mvm_cycles(cfg: HwConfig, row0: int, nrows: int, ncols: int) -> int:
     """Return the cycles of one MVM: gather, per input bit (crossbar groups + ADC lanes), write-back.
 
-    ``nrows + ncols + input_bits * (G + 1 + ceil(ncols / adcs_per_array)) + 5`` with ``G = row_groups(...)``.
+    ``nrows + ncols + input_bits * (G + 1 + ceil(ncols / adcs_per_array)) + 6`` with ``G = row_groups(...)``.
     """
     g = row_groups(cfg, row0, nrows)
     adc = -(-ncols // cfg.adcs_per_array)
-    return nrows + ncols + cfg.input_bits * (g + 1 + adc) + 5
+    return nrows + ncols + cfg.input_bits * (g + 1 + adc) + 6
 
 
 def command_cycles(cfg: HwConfig, cmd: Command) -> int:
@@ -39,7 +39,9 @@ def command_cycles(cfg: HwConfig, cmd: Command) -> int:
         return 1 + isa.payload_words(op, cmd.count) + cmd.count
     if op is Opcode.MVM:
         return mvm_cycles(cfg, cmd.row0, cmd.nrows, cmd.ncols)
-    if op in (Opcode.REQUANT, Opcode.READ):
+    if op is Opcode.REQUANT:
+        return cmd.count + 4
+    if op is Opcode.READ:
         return cmd.count + 2
     return 1
 

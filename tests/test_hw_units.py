@@ -8,7 +8,7 @@ from amaranth import signed
 from amaranth.sim import Simulator
 
 from cimisa import semantics
-from cimisa.config import ACC_BITS, load_hw
+from cimisa.config import ACC_BITS, HwConfig, load_hw
 from cimisa.isa import ErrorCode, Isa, Opcode
 from hw.adc import AdcLane
 from hw.buffers import Buffer
@@ -19,6 +19,9 @@ from hw.tile import CimTile
 
 MICRO = load_hw("fpga-micro")
 TINY = load_hw("fpga-tiny")
+#: A shifted ADC code narrower than 32 bits (6-bit ADC, shift + bit < 16) must still be sign-extended.
+ODD = HwConfig(name="odd", rows=12, cols=10, n_arrays=3, weight_bits=3, input_bits=5, adc_bits=6,
+               adcs_per_array=3, in_depth=20, out_depth=24, rows_per_cycle=3)
 
 
 def _expected_error(cfg, isa, word):
@@ -65,8 +68,8 @@ def test_decoder_checks_random_headers(cfg):
                              ErrorCode.BAD_IN_ADDR, ErrorCode.BAD_OUT_ADDR, ErrorCode.BAD_ROW}
 
 
-def test_adc_lane_matches_semantics():
-    cfg = TINY
+@pytest.mark.parametrize("cfg", [MICRO, TINY, ODD], ids=["micro", "tiny", "odd"])
+def test_adc_lane_matches_semantics(cfg):
     dut = AdcLane(cfg)
     rng = np.random.default_rng(1)
     L = cfg.lossless_adc_bits
