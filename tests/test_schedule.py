@@ -1,5 +1,7 @@
 """Scheduler and programs: the ADC rule, and generated streams reproduce the integer Monarch product exactly."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -32,10 +34,15 @@ def test_adc_sharing_and_exact_mode():
     assert all(a.ncols == 256 and a.nrows == 256 and a.rows_per_col == 32 for a in s.activations)
 
 
+@functools.lru_cache(maxsize=None)
+def tiny_model(name, nblocks=8):
+    spec = load_model_spec(name)
+    return spec, project_factors(spec, load_hf_model(name), nblocks)
+
+
 @pytest.fixture(scope="module", params=["tiny-bert", "tiny-gpt2", "tiny-llama", "tiny-bart"])
 def tiny(request):
-    spec = load_model_spec(request.param)
-    return spec, project_factors(spec, load_hf_model(request.param), 8)
+    return tiny_model(request.param)
 
 
 def run_programs(cm, hw, batch=3, seed=0, corrupt=None):
@@ -72,11 +79,8 @@ def test_stream_equals_integer_monarch_product(tiny, strategy, colocate):
         np.testing.assert_array_equal(y, ref, err_msg=f"{strategy}: {name}")
 
 
-def test_oversized_blocks_and_budget(tiny):
-    spec, _ = tiny
-    if spec.name != "tiny-bert":
-        pytest.skip("one model is enough")
-    factors = project_factors(spec, load_hf_model("tiny-bert"), 2)   # 32x32 .. 64x32 blocks
+def test_oversized_blocks_and_budget():
+    spec, factors = tiny_model("tiny-bert", 2)          # 32x32 .. 64x32 blocks on 32x32 arrays
     for strategy, arrays in (("sparse", None), ("dense", None), ("auto", None), ("auto", 70)):
         cm = compile_model(spec, factors, TINY, strategy=strategy, arrays=arrays)
         for name, (y, x) in run_programs(cm, TINY).items():
@@ -84,10 +88,8 @@ def test_oversized_blocks_and_budget(tiny):
             np.testing.assert_array_equal(y, ref, err_msg=f"{strategy}: {name}")
 
 
-def test_checker_catches_a_corrupted_command(tiny):
-    spec, factors = tiny
-    if spec.name != "tiny-bert":
-        pytest.skip("one model is enough")
+def test_checker_catches_a_corrupted_command():
+    spec, factors = tiny_model("tiny-bert")
     cm = compile_model(spec, factors, TINY, strategy="sparse")
     victim = next(iter(cm.programs))
 
@@ -104,10 +106,8 @@ def test_checker_catches_a_corrupted_command(tiny):
     assert not np.array_equal(y, ref)
 
 
-def test_with_requant_shifts(tiny):
-    spec, factors = tiny
-    if spec.name != "tiny-llama":
-        pytest.skip("one model is enough")
+def test_with_requant_shifts():
+    spec, factors = tiny_model("tiny-llama")
     cm = compile_model(spec, factors, TINY, strategy="auto")
     name = next(iter(cm.programs))
     x = np.random.default_rng(1).integers(-128, 128, size=(cm.quant[name].in_features, 4))
