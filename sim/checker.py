@@ -68,7 +68,8 @@ class Checker:
         before = self.mismatches
         for i in range(max(len(expected), len(actual))):
             e = int(expected[i]) if i < len(expected) else None
-            a = int(actual[i]) if i < len(actual) else None
+            a = actual[i] if i < len(actual) else None
+            a = int(a) if isinstance(a, int) or hasattr(a, "__index__") else a     # e.g. "X:..." stays text
             self.compare(f"result[{i}]", e, a)
         if len(expected) != len(actual):
             self.log.error("%s: %d result words expected, %d received", self.name, len(expected), len(actual))

@@ -57,13 +57,14 @@ class CommandDriver:
         self.valid.value = 0
         self.payload.value = 0
 
-    async def send(self, words: Sequence[int], max_cycles: int) -> bool:
-        """Push every word; return True when all were accepted, False if ``max_cycles`` ran out first.
+    async def send(self, words: Sequence[int], max_cycles: int, stall_limit: int = 0) -> bool:
+        """Push every word; return True when all were accepted, False if ``max_cycles`` ran out first or
+        ``ready`` stayed low for ``stall_limit`` cycles in a row (0: no limit).
 
         Call right after a rising edge (or before the first one); returns right after a rising edge.
         """
         packed = self.pack(words)
-        n, i, cycles = len(packed), 0, 0
+        n, i, cycles, stall = len(packed), 0, 0, 0
         fired, driving = False, False
         gap, rng = self.gap, self.rng
         while True:
@@ -72,7 +73,7 @@ class CommandDriver:
             if fired:
                 i += 1
                 self.sent = i
-            if i >= n or cycles > max_cycles:
+            if i >= n or cycles > max_cycles or (stall_limit and stall >= stall_limit):
                 break
             want = not (gap and rng.random() < gap)
             if want:
@@ -81,10 +82,14 @@ class CommandDriver:
                 self.valid.value = int(want)
                 driving = want
             await ReadOnly()
-            ready = int(self.ready.value)
+            rv = self.ready.value
+            ready = rv.is_resolvable and int(rv)           # X/Z: not ready (and counted as a stall)
             fired = want and ready
             if want and not ready:
                 self.stalled += 1
+                stall += 1
+            elif fired:
+                stall = 0
         if driving:
             self.valid.value = 0
         self.cycles = cycles

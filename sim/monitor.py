@@ -64,10 +64,14 @@ class ResultMonitor:
                 self.ready.value = int(want)
                 ready = want
             await ReadOnly()
-            fired = ready and int(self.valid.value)
+            vv = self.valid.value
+            fired = ready and vv.is_resolvable and int(vv)
             if fired:
                 v = self.payload.value
-                value = v.to_signed() if self.signed else v.to_unsigned()
+                if v.is_resolvable:
+                    value = v.to_signed() if self.signed else v.to_unsigned()
+                else:
+                    value = f"X:{v}"                           # reported as a mismatch, never as a number
 
 
 def unpack_status(isa: Isa, bits: int) -> tuple[str, str, int]:

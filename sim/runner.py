@@ -51,6 +51,18 @@ VERILATOR_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3")
 #: (``reg x = 0``) is an event at time 0, which wakes the ``always @*`` blocks of Amaranth's Verilog; under 2012
 #: rules it is not, and combinational outputs that depend only on initialised registers stay X.
 ICARUS_ARGS = ("-g2005",)
+#: A Verilog-2005 wave-dump module for Icarus (the file name comes from ``+dumpfile_path=...``; vvp's ``-fst``
+#: selects the format).
+ICARUS_DUMP_TOP = "cimsim_dump"
+ICARUS_DUMP = """module {top};
+  reg [8*4096-1:0] path;
+  initial begin
+    if ($value$plusargs("dumpfile_path=%s", path)) $dumpfile(path);
+    else $dumpfile("{dut}.fst");
+    $dumpvars(0, {dut});
+  end
+endmodule
+"""
 #: make variables for Verilator's generated Makefile (see :func:`_tool_env`). The C++ optimisation levels are
 #: chosen for build time: measured on fpga-tiny, -O1 for the per-cycle code and -O0 for the rest build with
 #: 36 s of CPU instead of 53 s (Verilator's defaults, -Os) and simulate as fast: the cocotb coroutines, not the
@@ -212,8 +224,8 @@ def build(cfg: HwConfig, simulator: str = "verilator", *, waves: bool = False) -
     key = (simulator, cfg.arch_hash, vhash, waves)
     if key in _BUILDS and (_BUILDS[key].directory / ".built").is_file():
         return _BUILDS[key]
-    recipe = hashlib.sha256(repr((RECIPE, VERILATOR_ARGS, VERILATOR_MAKE_VARS, ICARUS_ARGS, TIMESCALE))
-                            .encode()).hexdigest()[:8]
+    options = (RECIPE, VERILATOR_ARGS, VERILATOR_MAKE_VARS, ICARUS_ARGS, ICARUS_DUMP, TIMESCALE)
+    recipe = hashlib.sha256(repr(options).encode()).hexdigest()[:8]
     name = f"{simulator}-{cfg.tag}-{cfg.arch_hash}-{vhash}-{recipe}" + ("-waves" if waves else "")
     bdir = cache_dir() / "build" / name
     marker = bdir / ".built"
@@ -231,9 +243,18 @@ def build(cfg: HwConfig, simulator: str = "verilator", *, waves: bool = False) -
                 from cocotb_tools.runner import get_runner
                 r = get_runner(simulator)
                 args = list(VERILATOR_ARGS if simulator == "verilator" else ICARUS_ARGS)
+                sources = [verilog]
+                runner_waves = waves
+                if simulator == "icarus" and waves:
+                    # cocotb's own dump module declares a SystemVerilog `string`, which -g2005 rejects.
+                    dump = bdir / f"{ICARUS_DUMP_TOP}.v"
+                    dump.write_text(ICARUS_DUMP.format(top=ICARUS_DUMP_TOP, dut=TOPLEVEL))
+                    sources.append(dump)
+                    args += ["-s", ICARUS_DUMP_TOP]
+                    runner_waves = False
                 try:
-                    r.build(sources=[verilog], hdl_toplevel=TOPLEVEL, build_dir=bdir, build_args=args,
-                            timescale=TIMESCALE, waves=waves, always=True, log_file=logfile)
+                    r.build(sources=sources, hdl_toplevel=TOPLEVEL, build_dir=bdir, build_args=args,
+                            timescale=TIMESCALE, waves=runner_waves, always=True, log_file=logfile)
                 except (RuntimeError, SystemExit) as exc:
                     tail = _tail(logfile)
                     shutil.rmtree(bdir, ignore_errors=True)

@@ -30,6 +30,11 @@ RESET_CYCLES = 2
 DRAIN_CYCLES = 16
 
 
+#: A tile that neither accepts a word nor stops for this many cycles in a row is taken to be stuck (the longest
+#: legal command, a full-window MVM or a long READ under back-pressure, takes a few thousand cycles).
+STALL_CYCLES = 50_000
+
+
 def default_max_cycles(n_words: int, cfg) -> int:
     """A generous cycle budget for a stream: a full-window MVM per word, at most."""
     full_mvm = (cfg.rows // cfg.rows_per_cycle + 2) * cfg.input_bits * (cfg.cols // cfg.adcs_per_array + 2)
@@ -51,14 +56,14 @@ async def run_case(dut, isa: Isa, case, log) -> CaseReport:
         await RisingEdge(dut.clk)
     dut.rst.value = 0
     start = cocotb.start_soon(monitor.run())
-    sent_all = await driver.send(case.words, max_cycles)
+    sent_all = await driver.send(case.words, max_cycles, STALL_CYCLES)
     cycles = driver_cycles = driver.cycles
     status = read_status(dut, isa)
     if sent_all:
         while True:                                       # wait until the tile stops
             await ReadOnly()
             status = read_status(dut, isa)
-            if status[0] != "RUNNING" or cycles >= max_cycles:
+            if status[0] != "RUNNING" or cycles >= max_cycles or cycles - driver_cycles >= STALL_CYCLES:
                 break
             await RisingEdge(dut.clk)
             cycles += 1
