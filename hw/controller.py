@@ -26,8 +26,9 @@ class Controller(wiring.Component):
 
     Sequencing (``A = adcs_per_array``, ``P = rows_per_cycle``, ``B = input_bits``):
 
-    * WRITE_W: the addressed row is read into a row register (1 cycle), then each payload word is merged into
-      it (only the lanes of the command's columns) and the whole row is written back (1 cycle per word).
+    * WRITE_W: the addressed row is read into a row register (1 cycle), then each payload word is aligned with
+      its columns (1 cycle) and merged into it (only the lanes of the command's columns), and the whole row is
+      written back (1 cycle).
     * LOAD_IN: one input element written per cycle.
     * MVM: gather the ``nrows`` inputs (``in_addr + k*in_stride``) into a per-row input register, one per cycle
       (rows outside the window hold 0, so they add nothing); then for each input bit ``b`` (LSB first) read the
@@ -127,6 +128,8 @@ class Controller(wiring.Component):
         lane = Signal(range(A))
         laddr = Signal(range(acc_depth + 1))
         pw = Signal(isa.word_bits)                       # LOAD_IN payload word, shifted one lane per cycle
+        w_data = Signal(Cn * wb)                         # WRITE_W payload lanes aligned with their columns
+        w_mask = Signal(Cn * wb)
         rv = Signal()                                    # READ: res.valid
         rnd = Signal(ACC_BITS)                           # REQUANT rounding constant
 
@@ -250,7 +253,7 @@ class Controller(wiring.Component):
                         with m.If(truncated):
                             m.d.sync += [state.eq(RunState.ERROR), error.eq(ErrorCode.TRUNCATED)]
                     with m.Elif(cur.opcode == Opcode.WRITE_W):
-                        # Merge the valid lanes of this payload word into the row, write the whole row.
+                        # Align the valid lanes of this payload word with their columns (merged next cycle).
                         a = cur.args.write_w
                         base = Signal(range(Cn + 1))
                         m.d.comb += base.eq(a.col + a.count - d.left)
@@ -258,23 +261,27 @@ class Controller(wiring.Component):
                         lmask = Cat(*[Mux(i < d.left, Const((1 << wb) - 1, wb), 0)
                                       for i in range(isa.per_word_weights)])
                         shift = base * wb
-                        wdata = (lanes_v << shift)[:Cn * wb]
-                        wmask = (lmask << shift)[:Cn * wb]
-                        merged = Signal(Cn * wb)
-                        m.d.comb += merged.eq((row_reg.as_value() & ~wmask) | (wdata & wmask))
-                        m.d.sync += row_reg.eq(merged)
-                        m.d.comb += [
-                            xbar.wr_en.eq(1), xbar.wr_array.eq(a.array), xbar.wr_row.eq(a.row),
-                            xbar.wr_data.eq(merged),
+                        m.d.sync += [
+                            w_data.eq((lanes_v << shift)[:Cn * wb]), w_mask.eq((lmask << shift)[:Cn * wb]),
+                            final_pend.eq(d.final), last_pend.eq(d.last),
                         ]
-                        m.d.sync += index.eq(index + d.final)
-                        with m.If(d.last):
-                            m.d.sync += [state.eq(RunState.ERROR), error.eq(ErrorCode.TRUNCATED)]
+                        m.next = "W_MERGE"
                     with m.Else():
                         # LOAD_IN payload word: write its lanes one per cycle.
                         m.d.sync += [pw.eq(d.word), n.eq(d.left), k.eq(0), final_pend.eq(d.final),
                                      last_pend.eq(d.last)]
                         m.next = "L_WRITE"
+
+            with m.State("W_MERGE"):
+                # Merge the aligned lanes into the row register and write the whole row.
+                merged = Signal(Cn * wb)
+                m.d.comb += merged.eq((row_reg.as_value() & ~w_mask) | (w_data & w_mask))
+                m.d.sync += row_reg.eq(merged)
+                m.d.comb += [
+                    xbar.wr_en.eq(1), xbar.wr_array.eq(cur.args.write_w.array),
+                    xbar.wr_row.eq(cur.args.write_w.row), xbar.wr_data.eq(merged),
+                ]
+                finish(m, final_pend)
 
             with m.State("W_FETCH"):
                 m.d.sync += row_reg.eq(xbar.rd_rows[mod_const(cur.args.write_w.row, P)])

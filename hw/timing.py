@@ -34,7 +34,7 @@ def command_cycles(cfg: HwConfig, cmd: Command) -> int:
     isa = Isa.of(cfg)
     op = cmd.op
     if op is Opcode.WRITE_W:
-        return 2 + isa.payload_words(op, cmd.count)
+        return 2 + 2 * isa.payload_words(op, cmd.count)
     if op is Opcode.LOAD_IN:
         return 1 + isa.payload_words(op, cmd.count) + cmd.count
     if op is Opcode.MVM:
