@@ -34,6 +34,7 @@ Tiles that one MVM fires together form a *group*. Strategies (:data:`STRATEGIES`
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 
@@ -494,18 +495,37 @@ def _place_auto(geoms, hw, budget: int | None, colocate: bool = True) -> _Builde
                              f"(shelves of {hs} rows), budget {budget}")
     n = budget if budget is not None else n_min
     fill = [0] * n
-    ptr = 0
     remaining = total
     free = n * cap
+    # Striping: each bundle goes to the array with the most free cells among those that hold nothing of the
+    # same stage yet (so a stage's activations spread over distinct arrays and the arrays fill evenly).
+    heap = [(0, a) for a in range(n)]
+    stage_key, used = None, set()
     for bd in bundles:
-        # next array (round-robin) with room; a bundle is split only where the array's tape forces it
-        for _ in range(n):
-            if fill[ptr] < cap:
-                break
-            ptr = (ptr + 1) % n
+        key = (bd[0][0], bd[0][1])
+        if key != stage_key or len(used) >= n:
+            stage_key, used = key, set()
+        skipped = []
+        a = None
+        while heap:
+            f_a, cand = heapq.heappop(heap)
+            if f_a != fill[cand]:          # stale entry
+                continue
+            if fill[cand] >= cap:
+                continue
+            if cand in used:
+                skipped.append((f_a, cand))
+                continue
+            a = cand
+            break
+        if a is None:                      # every array with room already holds this stage: reuse the emptiest
+            skipped.sort()
+            a = skipped.pop(0)[1] if skipped else next(j for j in range(n) if fill[j] < cap)
+        for item in skipped:
+            heapq.heappush(heap, item)
+        used.add(a)
+        touched = {a}
         pieces = list(bd)
-        a = ptr
-        ptr = (ptr + 1) % n
         width = sum(p[6] for p in pieces)
         col = fill[a] % m_c
         if col and col + width > m_c >= width and free - (m_c - col) >= remaining:
@@ -514,6 +534,7 @@ def _place_auto(geoms, hw, budget: int | None, colocate: bool = True) -> _Builde
             fill[a] += m_c - col
             if fill[a] >= cap:
                 a = next((j % n for j in range(a + 1, a + 1 + n) if fill[j % n] < cap), a)
+                touched.add(a)
         remaining -= width
         free -= width
         grp = None
@@ -522,6 +543,7 @@ def _place_auto(geoms, hw, budget: int | None, colocate: bool = True) -> _Builde
                 a = next((j % n for j in range(a + 1, a + 1 + n) if fill[j % n] < cap), None)
                 if a is None:
                     raise PlacementError("auto placement overflow (internal)")
+                touched.add(a)
                 grp = None
             pos = fill[a]
             shelf, col = divmod(pos, m_c)
@@ -537,6 +559,8 @@ def _place_auto(geoms, hw, budget: int | None, colocate: bool = True) -> _Builde
                 pieces.insert(0, (mi, f, blk, r0, c0 + take, rr, cc - take))
             if fill[a] % m_c == 0:
                 grp = None            # next shelf (or array): new rows, new activation
+        for t_a in touched:
+            heapq.heappush(heap, (fill[t_a], t_a))
     b.next_array = n
     return b
 
