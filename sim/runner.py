@@ -242,6 +242,7 @@ def build(cfg: HwConfig, simulator: str = "verilator", *, waves: bool = False) -
             with _tool_env():
                 from cocotb_tools.runner import get_runner
                 r = get_runner(simulator)
+                _quiet(r)
                 args = list(VERILATOR_ARGS if simulator == "verilator" else ICARUS_ARGS)
                 sources = [verilog]
                 runner_waves = waves
@@ -265,6 +266,11 @@ def build(cfg: HwConfig, simulator: str = "verilator", *, waves: bool = False) -
             b = Build(simulator, cfg, bdir, verilog, seconds, False, waves)
     _BUILDS[key] = b
     return b
+
+
+def _quiet(r) -> None:
+    """Log the cocotb runner's commands only when this module logs at INFO (it sets INFO on its own logger)."""
+    r.log.setLevel(logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING)
 
 
 def _tail(path: Path, n: int = 15) -> str:
@@ -344,13 +350,14 @@ def run(cfg: HwConfig, cases: Sequence[Case], *, simulator: str = "verilator", w
         with _tool_env():
             from cocotb_tools.runner import get_runner
             r = get_runner(simulator)
-            # The runner's test() needs the build's settings; building again is a no-op with the cache marker
-            # present, so only the attributes test() reads are set here.
+            _quiet(r)
+            # test() reads a few attributes that build() sets; the build came from the cache, so set them here.
             r.build_dir = b.directory
             r.hdl_toplevel = TOPLEVEL
             r.timescale = TIMESCALE
             try:
-                r.test(test_module=TEST_MODULE, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog", build_dir=b.directory, test_dir=wd,
+                r.test(test_module=TEST_MODULE, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
+                       build_dir=b.directory, test_dir=wd,
                        extra_env={JOB_ENV: str(job_file), REPORT_ENV: str(report_file),
                                   "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "INFO")},
                        results_xml=str(wd / "results.xml"), waves=waves, plusargs=plusargs, log_file=logfile,
