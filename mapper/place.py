@@ -24,8 +24,9 @@ Tiles that one MVM fires together form a *group*. Strategies (:data:`STRATEGIES`
     diagonals, so each block is fired alone, in row chunks (the paper's four timestamps t0..t3).
 ``auto``
     the kit's own: striped shelf packing. Every array is cut into shelves of one row height; pieces of every
-    factor of every matmul are laid along the shelves of all arrays round-robin (consecutive pieces of one
-    factor land on different arrays, so every stage uses the ADCs of many arrays at once), a piece crossing a
+    factor of every matmul are laid along the shelves, each on the emptiest array that holds nothing of its
+    stage yet (a stage's pieces land on different arrays, so every stage uses the ADCs of many arrays at
+    once, and the arrays fill evenly), a piece crossing a
     shelf end is cut in two (no waste), and blocks that read the same input (Q, K, V; gate and up) are laid
     side by side so one row activation serves them all. Without a budget it uses the fewest arrays the shelves
     allow (the lower bound when the shelf height divides the block heights); with ``arrays=N`` it spreads over
