@@ -7,7 +7,7 @@ import sys
 
 from mapper.place import STRATEGIES
 
-__all__ = ["register", "run", "summary_table"]
+__all__ = ["register", "run"]
 
 _STEPS = ("model", "place", "baseline", "pareto", "weights", "stream", "check", "write")
 
@@ -36,23 +36,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def summary_table(report: dict):
-    """Return a rich Table of the summary against the linear baseline."""
-    from rich.table import Table
-    s, b = report["summary"], report["summary"]["baseline"]
-    t = Table(title=f"{report['model']} on {report['hw']['name']} ({report['strategy']}, "
-                    f"nblocks {report['nblocks']})")
-    t.add_column("metric")
-    t.add_column(report["strategy"], justify="right")
-    t.add_column("linear", justify="right")
-    for key, fmt in (("arrays", "{:,}"), ("lower_bound_arrays", "{:,}"), ("utilization", "{:.1%}"),
-                     ("params_monarch", "{:,}"), ("params_dense", "{:,}"), ("latency_ns", "{:,.0f}"),
-                     ("matmul_latency_ns", "{:,.0f}"), ("energy_nj", "{:,.0f}"), ("prefill_latency_ns", "{:,.0f}"),
-                     ("activations", "{:,}")):
-        t.add_row(key, fmt.format(s[key]), fmt.format(b[key]))
-    return t
-
-
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -73,9 +56,13 @@ def run(args: argparse.Namespace) -> int:
         write_build(res, out, plots=not args.no_plots)
     finally:
         bar.close()
+    from mapper.report import layers_table, strategies_table, summary_table
     rep = res.report()
     console = Console()
     console.print(summary_table(rep))
+    for table in (strategies_table(rep), layers_table(rep)):
+        if table is not None:
+            console.print(table)
     if rep.get("stream"):
         st = rep["stream"]
         console.print(f"stream: {len(res.commands)} commands; exact on sw_model: {st['exact']}; "

@@ -1,0 +1,59 @@
+"""Console tables of a build report (``report.json`` content): summary, strategies, layers."""
+
+from __future__ import annotations
+
+__all__ = ["summary_table", "strategies_table", "layers_table"]
+
+
+def summary_table(report: dict):
+    """Return a rich Table of the summary against the linear baseline."""
+    from rich.table import Table
+    s, b = report["summary"], report["summary"]["baseline"]
+    t = Table(title=f"{report['model']} on {report['hw']['name']} ({report['strategy']}, "
+                    f"nblocks {report['nblocks']})")
+    t.add_column("metric")
+    t.add_column(report["strategy"], justify="right")
+    t.add_column("linear", justify="right")
+    for key, fmt in (("arrays", "{:,}"), ("lower_bound_arrays", "{:,}"), ("utilization", "{:.1%}"),
+                     ("params_monarch", "{:,}"), ("params_dense", "{:,}"), ("latency_ns", "{:,.0f}"),
+                     ("matmul_latency_ns", "{:,.0f}"), ("energy_nj", "{:,.0f}"), ("prefill_latency_ns", "{:,.0f}"),
+                     ("activations", "{:,}")):
+        t.add_row(key, fmt.format(s[key]), fmt.format(b[key]))
+    return t
+
+
+def strategies_table(report: dict):
+    """Return a rich Table comparing the strategies evaluated in the build (None if only one)."""
+    from rich.table import Table
+    rows = report.get("strategies") or {}
+    if len(rows) < 3:
+        return None
+    t = Table(title="strategies (decode, per token)")
+    for c in ("strategy", "arrays", "arrays / LB", "utilisation", "latency ns", "energy nJ"):
+        t.add_column(c, justify="right")
+    for name in sorted(rows, key=lambda k: ("linear", "sparse", "dense", "auto").index(k)
+                       if k in ("linear", "sparse", "dense", "auto") else 9):
+        r = rows[name]
+        lb = r["lower_bound_arrays"] or 1
+        t.add_row(name, f"{r['arrays']:,}", f"{r['arrays'] / lb:.2f}", f"{r['utilization']:.1%}",
+                  f"{r['latency_ns']:,.0f}", f"{r['energy_nj']:,.0f}")
+    return t
+
+
+def layers_table(report: dict, limit: int = 6):
+    """Return a rich Table of the first and last layers (arrays, utilisation, latency, energy vs linear)."""
+    from rich.table import Table
+    rows = report["layers"]
+    if len(rows) > limit:
+        rows = rows[:limit // 2] + [None] + rows[-(limit // 2):]
+    t = Table(title="per layer")
+    for c in ("layer", "arrays", "util", "latency ns", "energy nJ", "linear latency", "linear energy"):
+        t.add_column(c, justify="right")
+    for r in rows:
+        if r is None:
+            t.add_row("...", "", "", "", "", "", "")
+            continue
+        t.add_row(f"{r['stage']}.{r['layer']}", f"{r['arrays']:,}", f"{r['utilization']:.1%}",
+                  f"{r['latency_ns']:,.0f}", f"{r['energy_nj']:,.1f}", f"{r['baseline_latency_ns']:,.0f}",
+                  f"{r['baseline_energy_nj']:,.1f}")
+    return t
