@@ -224,6 +224,7 @@ class BuildResult:
             "cost": self.main.cost.to_dict(),
             "baseline_cost": self.baseline.cost.to_dict(),
             "layers": _layer_table(self.main, self.baseline),
+            "matmuls": matmul_spread(self.main.placement),
             "utilization_per_layer": self.per_strategy_layers,
             "pareto": self.pareto,
             "strategies": {k: {x: v[x] for x in ("arrays", "lower_bound_arrays", "utilization", "latency_ns",
@@ -247,6 +248,28 @@ def layer_utilization(pl: Placement) -> dict[str, float]:
         cells[key] = cells.get(key, 0) + t.cells
         share[key] = share.get(key, 0.0) + t.cells / on_array[t.array] * pl.cells_per_array
     return {k: round(cells[k] / share[k], 6) for k in cells}
+
+
+def matmul_spread(pl: Placement) -> list[dict]:
+    """Return per matmul and factor: arrays holding its blocks and the most blocks (pieces) on one array.
+
+    This is how many block diagonals of each matrix share an array, the quantity ``auto`` chooses per matrix
+    (implicitly, through the array budget and the striping).
+    """
+    per: dict[tuple[int, str], dict[int, int]] = {}
+    for t in pl.tiles:
+        d = per.setdefault((t.matmul, t.factor), {})
+        d[t.array] = d.get(t.array, 0) + 1
+    out = []
+    for mi, g in enumerate(pl.matmuls):
+        row = {"name": g.name}
+        for f in ("W", "R", "L"):
+            d = per.get((mi, f))
+            if d:
+                row[f"arrays_{f}"] = len(d)
+                row[f"max_pieces_per_array_{f}"] = max(d.values())
+        out.append(row)
+    return out
 
 
 def _layer_table(main: StrategyResult, base: StrategyResult) -> list[dict]:
