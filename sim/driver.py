@@ -13,7 +13,8 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 
 from cimisa.isa import Isa
 
@@ -23,13 +24,14 @@ __all__ = ["CommandDriver"]
 class CommandDriver:
     """Drive words into ``dut.cmd__*`` on ``dut.clk``.
 
-    Parameters: ``dut`` (the ``cim_tile`` toplevel), ``isa`` (the configuration's command set), ``gap`` (probability
-    of leaving ``valid`` low on a cycle), ``rng`` (for the gaps).
+    Parameters: ``dut`` (the ``cim_tile`` toplevel), ``isa`` (the configuration's command set), ``period_ns`` (the
+    clock period, for counting cycles), ``gap`` (probability of leaving ``valid`` low on a cycle), ``rng`` (for
+    the gaps).
     Members: ``sent`` (words accepted so far), ``stalled`` (cycles with ``valid`` high and ``ready`` low),
     ``cycles`` (rising edges the last :meth:`send` took).
     """
 
-    def __init__(self, dut, isa: Isa, *, gap: float = 0.0, rng: random.Random | None = None):
+    def __init__(self, dut, isa: Isa, *, period_ns: float, gap: float = 0.0, rng: random.Random | None = None):
         if not 0.0 <= gap < 1.0:
             raise ValueError(f"gap must be in [0, 1), not {gap!r}")
         self.clk = dut.clk
@@ -38,6 +40,7 @@ class CommandDriver:
         self.payload = dut.cmd__payload
         self.isa = isa
         self.gap = gap
+        self.period_ns = period_ns
         self.rng = rng or random.Random(0)
         self.sent = 0
         self.stalled = 0
@@ -61,19 +64,26 @@ class CommandDriver:
         """Push every word; return True when all were accepted, False if ``max_cycles`` ran out first or
         ``ready`` stayed low for ``stall_limit`` cycles in a row (0: no limit).
 
-        Call right after a rising edge (or before the first one); returns right after a rising edge.
+        Call right after a rising edge (or before the first one); returns right after a rising edge. Without
+        gaps, a stalled word does not poll ``ready`` every cycle: the driver sleeps until ``ready`` rises (the
+        tile's multi-cycle commands then simulate at the simulator's own speed).
         """
         packed = self.pack(words)
-        n, i, cycles, stall = len(packed), 0, 0, 0
-        fired, driving = False, False
-        gap, rng = self.gap, self.rng
+        n, i, stall_run = len(packed), 0, 0
+        fired, driving, stuck = False, False, False
+        gap, rng, period = self.gap, self.rng, self.period_ns
+        t0 = get_sim_time("ns")
+
+        def elapsed() -> int:
+            return round((get_sim_time("ns") - t0) / period)
+
         while True:
             await RisingEdge(self.clk)
-            cycles += 1
             if fired:
                 i += 1
                 self.sent = i
-            if i >= n or cycles > max_cycles or (stall_limit and stall >= stall_limit):
+            cycles = elapsed()
+            if i >= n or cycles > max_cycles:
                 break
             want = not (gap and rng.random() < gap)
             if want:
@@ -82,15 +92,42 @@ class CommandDriver:
                 self.valid.value = int(want)
                 driving = want
             await ReadOnly()
-            rv = self.ready.value
-            ready = rv.is_resolvable and int(rv)           # X/Z: not ready (and counted as a stall)
-            fired = want and ready
+            ready = _high(self.ready)
             if want and not ready:
-                self.stalled += 1
-                stall += 1
-            elif fired:
-                stall = 0
+                if gap:                               # gapped: poll every cycle, count the stall run
+                    self.stalled += 1
+                    stall_run += 1
+                    if stall_limit and stall_run >= stall_limit:
+                        stuck = True
+                        break
+                else:                                 # sleep until ready rises (or the budget runs out)
+                    stall_start = cycles
+                    while not ready:
+                        budget = max_cycles - cycles
+                        if stall_limit:
+                            budget = min(budget, stall_limit - (cycles - stall_start))
+                        if budget <= 0:
+                            break
+                        await First(RisingEdge(self.ready), Timer(budget * period, "ns"))
+                        await ReadOnly()
+                        ready = _high(self.ready)
+                        cycles = elapsed()
+                    self.stalled += cycles - stall_start
+                    if not ready:
+                        stuck = True
+                        break
+            elif want:
+                stall_run = 0
+            fired = want and ready
+        if stuck:                                     # left in the read-only phase: step to a writable one
+            await RisingEdge(self.clk)
         if driving:
             self.valid.value = 0
-        self.cycles = cycles
+        self.cycles = elapsed()
         return i >= n
+
+
+def _high(sig) -> bool:
+    """Whether a 1-bit signal is 1 (X/Z count as 0)."""
+    v = sig.value
+    return bool(v.is_resolvable and int(v))

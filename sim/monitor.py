@@ -20,8 +20,7 @@ class ResultMonitor:
 
     ``backpressure`` is the probability of holding ``res.ready`` low on a cycle (0: always ready); it may be
     changed while running.
-    Start :meth:`run` as a task; cancel it when done. ``last_cycle`` is the cycle (counted from the task's start)
-    of the latest transfer.
+    Start :meth:`run` as a task; cancel it when done.
     """
 
     def __init__(self, dut, isa: Isa, *, backpressure: float = 0.0, rng: random.Random | None = None):
@@ -38,8 +37,6 @@ class ResultMonitor:
         self.backpressure = backpressure
         self.rng = rng or random.Random(1)
         self.words: list[int] = []
-        self.cycles = 0
-        self.last_cycle = 0
 
     def __repr__(self) -> str:
         return f"ResultMonitor(backpressure={self.backpressure}, words={len(self.words)})"
@@ -49,29 +46,40 @@ class ResultMonitor:
         self.ready.value = 0
 
     async def run(self) -> None:
-        """Collect words forever (call right after a rising edge)."""
+        """Collect words forever (call right after a rising edge).
+
+        While ``ready`` is high without back-pressure and no word is offered, the monitor sleeps until ``valid``
+        rises instead of polling every cycle.
+        """
         rng = self.rng
         fired, ready, value = False, False, 0
         while True:
             await RisingEdge(self.clk)
-            self.cycles += 1
             if fired:
                 self.words.append(value)
-                self.last_cycle = self.cycles
             bp = self.backpressure
             want = not (bp and rng.random() < bp)
             if want != ready:
                 self.ready.value = int(want)
                 ready = want
             await ReadOnly()
-            vv = self.valid.value
-            fired = ready and vv.is_resolvable and int(vv)
+            fired = ready and _high(self.valid)
+            if ready and not bp and not fired:
+                await RisingEdge(self.valid)
+                await ReadOnly()
+                fired = _high(self.valid)
             if fired:
                 v = self.payload.value
                 if v.is_resolvable:
                     value = v.to_signed() if self.signed else v.to_unsigned()
                 else:
                     value = f"X:{v}"                           # reported as a mismatch, never as a number
+
+
+def _high(sig) -> bool:
+    """Whether a 1-bit signal is 1 (X/Z count as 0)."""
+    v = sig.value
+    return bool(v.is_resolvable and int(v))
 
 
 def unpack_status(isa: Isa, bits: int) -> tuple[str, str, int]:

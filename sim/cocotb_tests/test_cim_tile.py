@@ -15,7 +15,8 @@ import time
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import First, ReadOnly, RisingEdge, Timer, ValueChange
 
 from cimisa.isa import Isa
 from sim.checker import Checker
@@ -44,7 +45,7 @@ def default_max_cycles(n_words: int, cfg) -> int:
 async def run_case(dut, isa: Isa, case, log) -> CaseReport:
     cfg = isa.cfg
     rng = random.Random(case.seed)
-    driver = CommandDriver(dut, isa, gap=case.gap, rng=random.Random(rng.random()))
+    driver = CommandDriver(dut, isa, period_ns=CLOCK_NS, gap=case.gap, rng=random.Random(rng.random()))
     monitor = ResultMonitor(dut, isa, backpressure=case.backpressure, rng=random.Random(rng.random()))
     max_cycles = case.max_cycles or default_max_cycles(len(case.words), cfg)
 
@@ -55,7 +56,12 @@ async def run_case(dut, isa: Isa, case, log) -> CaseReport:
     for _ in range(RESET_CYCLES):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
-    start = cocotb.start_soon(monitor.run())
+    start = get_sim_time("ns")
+
+    def elapsed() -> int:
+        return round((get_sim_time("ns") - start) / CLOCK_NS)
+
+    task = cocotb.start_soon(monitor.run())
     sent_all = await driver.send(case.words, max_cycles, STALL_CYCLES)
     cycles = driver_cycles = driver.cycles
     status = read_status(dut, isa)
@@ -63,10 +69,12 @@ async def run_case(dut, isa: Isa, case, log) -> CaseReport:
         while True:                                       # wait until the tile stops
             await ReadOnly()
             status = read_status(dut, isa)
-            if status[0] != "RUNNING" or cycles >= max_cycles or cycles - driver_cycles >= STALL_CYCLES:
+            cycles = elapsed()
+            budget = min(max_cycles - cycles, STALL_CYCLES - (cycles - driver_cycles))
+            if status[0] != "RUNNING" or budget <= 0:
                 break
-            await RisingEdge(dut.clk)
-            cycles += 1
+            await First(ValueChange(dut.status), Timer(budget * CLOCK_NS, "ns"))
+        await RisingEdge(dut.clk)                         # leave the read-only phase
     timed_out = not sent_all or status[0] == "RUNNING"
     monitor.backpressure = 0.0                            # drain: always ready, until the stream stays idle
     idle = drained = 0
@@ -75,7 +83,8 @@ async def run_case(dut, isa: Isa, case, log) -> CaseReport:
         await RisingEdge(dut.clk)
         drained += 1
         idle = 0 if len(monitor.words) != n else idle + 1
-    start.cancel()
+    task.cancel()
+    sim_cycles = elapsed() + RESET_CYCLES
     wall = time.perf_counter() - t0
 
     checker = Checker(case.name, log=log)
@@ -87,7 +96,7 @@ async def run_case(dut, isa: Isa, case, log) -> CaseReport:
     log.info("%s: %d words, %d cycles (%d driving), %d results, status %s, %d mismatches", case.name,
              len(case.words), cycles, driver_cycles, len(monitor.words), status, checker.mismatches)
     return CaseReport(name=case.name, words=len(case.words), commands=case.commands, cycles=cycles,
-                      sim_cycles=cycles + drained + RESET_CYCLES, wall_s=wall, status=status,
+                      sim_cycles=sim_cycles, wall_s=wall, status=status,
                       expected_status=tuple(case.expected_status), results=len(monitor.words),
                       expected_results=len(case.expected_results), mismatches=checker.mismatches,
                       details=[m.to_json() for m in checker.details], timed_out=timed_out)
