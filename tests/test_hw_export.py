@@ -37,6 +37,14 @@ def test_export_and_lint(name, tmp_path):
     assert sorted(f.name for f in tmp_path.iterdir()) == sorted([path.name, path.with_suffix(".json").name])
 
 
+def test_export_is_deterministic(tmp_path):
+    a = export_verilog("fpga-micro", tmp_path / "a")
+    b = export_verilog("fpga-micro", tmp_path / "b")
+    assert a.read_bytes() == b.read_bytes()
+    assert a.with_suffix(".json").read_bytes() == b.with_suffix(".json").read_bytes()
+    assert str(tmp_path) not in a.read_text()
+
+
 def test_lint_reports_failure(tmp_path):
     bad = tmp_path / "bad.v"
     bad.write_text("module cim_tile(input a, output b); assign b = c; endmodule\n")
@@ -79,3 +87,24 @@ def test_cli_user_errors(tmp_path, args, needle):
     assert needle in r.stderr
     assert "Traceback" not in r.stderr
     assert list(tmp_path.iterdir()) == []          # no partial output
+
+
+def test_cli_diagram(tmp_path):
+    r = _cli("diagram", "--out", str(tmp_path / "d.png"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_cli_synth_small_config_on_ice40(tmp_path):
+    """yosys + nextpnr on a very small tile: figures written as JSON and printed as a table."""
+    f = tmp_path / "pico.toml"
+    f.write_text('base = "fpga-micro"\nname = "pico"\nrows = 4\ncols = 4\nn_arrays = 1\nadc_bits = 5\n'
+                 'adcs_per_array = 1\nin_depth = 8\nout_depth = 8\nrows_per_cycle = 2\n')
+    out = tmp_path / "res.json"
+    r = _cli("synth", "--hw", str(f), "--target", "ice40-up5k", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["target"] == "ice40-up5k" and res["config"] == "pico"
+    assert 0 < res["logic_cells"] <= res["logic_cells_avail"] and res["ffs"] > 0 and res["fmax_mhz"] > 1
+    assert "Fmax MHz" in r.stdout and "pico" in r.stdout
