@@ -111,6 +111,8 @@ def reproduce(hw: str = "paper-256", nblocks: int = 32, models=PAPER_MODELS, pro
 
 
 def _plots(data: dict, out: Path) -> None:
+    from matplotlib.ticker import NullFormatter
+
     from mapper.plots import _plt, save
     plt = _plt()
     rows = [r for r in data["strategies"] if r["cost_preset"] == "kit"]
@@ -177,6 +179,7 @@ def _plots(data: dict, out: Path) -> None:
             ax.plot([r["arrays"]], [r["matmul_latency_ns"]], "s", label=st)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("arrays")
         ax.set_ylabel("matmul latency per token (ns)")
         ax.set_title(m)

@@ -106,6 +106,9 @@ def pareto_plot(points: list[dict], summary: dict, path: Path, others: dict | No
     if b:
         ax.plot([b["arrays"]], [b["latency_ns"]], "x", label="linear")
     ax.set_xscale("log")
+    ax.set_yscale("log")
+    from matplotlib.ticker import NullFormatter
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("arrays")
     ax.set_ylabel("decode latency per token (ns)")
     ax.legend(fontsize=7)
