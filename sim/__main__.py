@@ -38,7 +38,44 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--gap", type=float, default=0.0, help="probability of an idle cycle on cmd.valid")
     r.add_argument("--backpressure", type=float, default=0.0, help="probability of res.ready low on a cycle")
     r.set_defaults(func=_run)
+    c = sub.add_parser("check", help="run random legal streams and every illegal-stream variant on the RTL")
+    c.add_argument("--hw", default="fpga-tiny", help="built-in configuration name or .toml/.json file")
+    c.add_argument("--simulator", default="verilator", choices=SIMULATORS)
+    c.add_argument("--random", type=int, default=10, help="random legal streams (default: %(default)s)")
+    c.add_argument("--length", type=int, default=60, help="commands per random stream (default: %(default)s)")
+    c.add_argument("--no-illegal", action="store_true", help="leave out the illegal streams")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--gap", type=float, default=0.0, help="probability of an idle cycle on cmd.valid")
+    c.add_argument("--backpressure", type=float, default=0.0, help="probability of res.ready low on a cycle")
+    c.add_argument("--out", default=None, help="output folder for summary.json and the simulator files")
+    c.set_defaults(func=_check)
     return p
+
+
+def _print_summary(s: dict, out) -> None:
+    b = s["build"]
+    built = "reused" if b["reused"] else f"{b['seconds']:.1f} s"
+    print(f"{s['model']} on {s['hw']} ({s['hw_tag']}), {s['simulator']}: build {built}")
+    width = max([24] + [len(st["name"]) for st in s["streams"]])
+    print(f"{'stream':<{width}} {'commands':>9} {'words':>7} {'cycles':>9} {'cycles/s':>10} {'results':>8} "
+          f"{'status':<28} {'mismatches':>10}")
+    for st in s["streams"]:
+        status = "/".join(str(v) for v in st["status"])
+        print(f"{st['name']:<{width}} {st['commands']:>9} {st['words']:>7} {st['cycles']:>9} "
+              f"{st['cycles_per_s']:>10.0f} {st['results']:>8} {status:<28} {st['mismatches']:>10}")
+    where = f" -> {out}/summary.json" if out else ""
+    print(f"total: {s['commands']} commands, {s['cycles']} cycles, {s['cycles_per_s']:.0f} cycles/s, "
+          f"{s['mismatches']} mismatches{where}")
+
+
+def _check(args) -> int:
+    from cimisa.config import load_hw  # noqa: PLC0415
+    from sim.flow import cosim_check  # noqa: PLC0415
+    s = cosim_check(load_hw(args.hw), n_random=args.random, length=args.length, illegal=not args.no_illegal,
+                    simulator=args.simulator, seed=args.seed, gap=args.gap, backpressure=args.backpressure,
+                    out_dir=args.out)
+    _print_summary(s, args.out)
+    return 0 if s["ok"] else 1
 
 
 def _run(args) -> int:
@@ -50,17 +87,7 @@ def _run(args) -> int:
     s = cosim_model(args.model, cfg, strategies=strategies, simulator=args.simulator, waves=args.waves,
                     out_dir=args.out, seed=args.seed, nblocks=args.nblocks, gap=args.gap,
                     backpressure=args.backpressure)
-    b = s["build"]
-    built = "reused" if b["reused"] else f"{b['seconds']:.1f} s"
-    print(f"{s['model']} on {s['hw']} ({s['hw_tag']}), {s['simulator']}: build {built}")
-    print(f"{'stream':<24} {'commands':>9} {'words':>7} {'cycles':>9} {'cycles/s':>10} {'results':>8} "
-          f"{'status':<28} {'mismatches':>10}")
-    for st in s["streams"]:
-        status = "/".join(str(v) for v in st["status"])
-        print(f"{st['name']:<24} {st['commands']:>9} {st['words']:>7} {st['cycles']:>9} "
-              f"{st['cycles_per_s']:>10.0f} {st['results']:>8} {status:<28} {st['mismatches']:>10}")
-    print(f"total: {s['commands']} commands, {s['cycles']} cycles, {s['cycles_per_s']:.0f} cycles/s, "
-          f"{s['mismatches']} mismatches -> {args.out}/summary.json")
+    _print_summary(s, args.out)
     return 0 if s["ok"] else 1
 
 

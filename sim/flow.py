@@ -7,6 +7,7 @@ through :func:`cimisa.fsutil.atomic_dir` (nothing is left behind when a step fai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,8 +22,9 @@ from cimisa.fsutil import atomic_dir
 from sim import runner
 from sim.job import JobReport
 from sim.model_stream import STRATEGIES, resolve_stream
+from sim.streams import illegal_streams, random_stream
 
-__all__ = ["cosim_model", "summarize"]
+__all__ = ["cosim_model", "cosim_check", "summarize"]
 
 
 def summarize(cfg: HwConfig, report: JobReport, *, model: str, strategies: Sequence[str], build) -> dict:
@@ -93,4 +95,34 @@ def cosim_model(model: str, cfg: HwConfig, *, strategies: Sequence[str] = ("auto
             shutil.move(str(wave), dest)
             summary["waves"] = str(Path(out_dir) / dest.name)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def cosim_check(cfg: HwConfig, *, n_random: int = 10, length: int = 60, illegal: bool = True,
+                simulator: str = "verilator", seed: int = 0, gap: float = 0.0, backpressure: float = 0.0,
+                out_dir: str | os.PathLike | None = None) -> dict:
+    """Co-simulate ``n_random`` random legal streams of ``length`` commands and (with ``illegal``) one stream per
+    illegal-command variant on ``cfg``; return the summary (as :func:`cosim_model`, model ``"(random)"``).
+    """
+    if n_random < 0 or length < 1:
+        raise KitError(f"--random must be >= 0 and --length >= 1, not {n_random} and {length}")
+    if not (0.0 <= gap < 1.0 and 0.0 <= backpressure < 1.0):
+        raise KitError(f"--gap and --backpressure must be in [0, 1), not {gap} and {backpressure}")
+    reason = runner.unavailable_reason(simulator)
+    if reason:
+        raise runner.SimulatorError(f"cannot use simulator {simulator!r}: {reason}")
+    items = [(st.name, st.words) for st in (random_stream(cfg, seed + k, length) for k in range(n_random))]
+    if illegal:
+        items += [(st.name, st.words) for st in illegal_streams(cfg, seed=seed)]
+    if not items:
+        raise KitError("nothing to run: give --random N > 0 or leave illegal streams on")
+    cases = runner.make_cases(cfg, items, gap=gap, backpressure=backpressure, seed=seed)
+    build = runner.build(cfg, simulator)
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(atomic_dir(out_dir) if out_dir is not None
+                                       else tempfile.TemporaryDirectory(prefix="cimsim-")))
+        report = runner.run(cfg, cases, simulator=simulator, work_dir=tmp / "sim")
+        summary = summarize(cfg, report, model="(random)", strategies=[], build=build)
+        if out_dir is not None:
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

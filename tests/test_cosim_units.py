@@ -109,3 +109,19 @@ def test_cli_user_errors_print_one_line_and_exit_2(tmp_path):
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), (args, p.stderr)
         assert not (tmp_path / "out").exists()
+
+
+def test_cli_exit_status_is_1_on_any_mismatch(monkeypatch, capsys):
+    import sim.flow
+    from sim.__main__ import main
+
+    def fake(model, cfg, **kw):
+        return {"model": model, "hw": cfg.name, "hw_tag": cfg.tag, "simulator": "verilator",
+                "build": {"reused": True, "seconds": 0.0}, "commands": 3, "cycles": 10, "cycles_per_s": 1.0,
+                "mismatches": 1, "ok": False,
+                "streams": [{"name": "m/auto", "commands": 3, "words": 3, "cycles": 10, "cycles_per_s": 1.0,
+                             "results": 0, "status": ["HALTED", "NONE", 2], "mismatches": 1}]}
+
+    monkeypatch.setattr(sim.flow, "cosim_model", fake)
+    assert main(["run", "--model", "m", "--out", "unused"]) == 1
+    assert "1 mismatches" in capsys.readouterr().out
