@@ -115,23 +115,41 @@ def adc_shift_for(colmin: int, colmax: int, adc_bits: int, max_shift: int = 31) 
     return s
 
 
-def adc_plan(commands, arrays, cfg: HwConfig, adc_bits: int | None = None) -> tuple[Command, ...]:
-    """Return ``commands`` with every MVM's ``adc_bits``/``adc_shift`` set by the bound rule (module docstring).
+def _lossless_bits(nrows: int, weight_bits: int) -> int:
+    lo, hi = -(1 << (weight_bits - 1)) * nrows, ((1 << (weight_bits - 1)) - 1) * nrows
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
 
-    The resolution is ``min(the MVM's adc_bits, cfg.adc_bits, adc_bits)``: the compiler's scheduler already
-    caps an MVM at what its rows can need, so a 32-row window keeps its 13-bit setting under a 16-bit ADC.
+
+ADC_RULES = ("bound", "calib")
+
+
+def adc_plan(commands, arrays, cfg: HwConfig, adc_bits: int | None = None, rule: str = "bound",
+             observed: dict | None = None) -> tuple[Command, ...]:
+    """Return ``commands`` with every MVM's ``adc_bits``/``adc_shift`` set by ``rule`` (module docstring).
+
+    The resolution is ``min(lossless bits of the window's rows, cfg.adc_bits, adc_bits)``. ``rule="bound"``
+    takes the shift from the programmed weights (no column sum can saturate); ``rule="calib"`` from the
+    column-sum range ``observed[i]`` of MVM ``i`` on calibration data (rarer values saturate).
     ``arrays(index)`` returns the programmed integer weights of an array.
     """
+    if rule not in ADC_RULES:
+        raise ValueError(f"ADC rule must be one of {ADC_RULES}, not {rule!r}")
     cap = cfg.adc_bits if adc_bits is None else min(int(adc_bits), cfg.adc_bits)
     max_shift = (1 << max(1, cfg.lossless_adc_bits.bit_length())) - 1
     out = []
-    for c in commands:
+    for i, c in enumerate(commands):
         if c.op is Opcode.MVM:
             a = c.args
-            bits = max(1, min(a["adc_bits"], cap))
+            bits = max(1, min(_lossless_bits(a["nrows"], cfg.weight_bits), cap))
             w = arrays(a["array"])[a["row0"]:a["row0"] + a["nrows"], a["col0"]:a["col0"] + a["ncols"]]
             colmax = int(np.clip(w, 0, None).sum(axis=0).max(initial=0))
             colmin = int(np.clip(w, None, 0).sum(axis=0).min(initial=0))
+            if rule == "calib" and observed is not None and i in observed:
+                lo_o, hi_o = observed[i]
+                colmin, colmax = max(colmin, math.floor(lo_o)), min(colmax, math.ceil(hi_o))
             shift = adc_shift_for(colmin, colmax, bits, max_shift)
             c = Command(Opcode.MVM, dict(a, adc_bits=bits, adc_shift=shift))
         out.append(c)
@@ -166,23 +184,68 @@ class CimExecutor:
     adc_bits : MVM ADC resolution (``None``: the machine configuration's ``adc_bits``).
     """
 
-    def __init__(self, compiled, machine, adc_bits: int | None = None):
+    def __init__(self, compiled, machine, adc_bits: int | None = None, adc_rule: str = "bound"):
         self.compiled = compiled
         self.machine = machine
         self.cfg = machine.cfg
+        self.adc_bits = adc_bits
+        self.adc_rule = adc_rule
         for cmd in compiled.weight_commands:
             machine.execute(cmd)
-        arrays = machine.state.array
+        self.raw = {name: (prog, tuple(c for c in prog.commands if c.op in (Opcode.MVM, Opcode.REQUANT)))
+                    for name, prog in compiled.programs.items()}
         self.programs = {}
         self.adc_shifts = {}
-        for name, prog in compiled.programs.items():
-            cmds = adc_plan([c for c in prog.commands if c.op in (Opcode.MVM, Opcode.REQUANT)], arrays, self.cfg,
-                            adc_bits)
-            self.programs[name] = (prog, cmds)
-            self.adc_shifts[name] = tuple(c.args["adc_shift"] for c in cmds if c.op is Opcode.MVM)
+        self.plan_adcs()
         self.calls = 0
         self.tokens = 0
         self.mvms = 0
+
+    def plan_adcs(self, observed: dict | None = None) -> None:
+        """(Re)compute every MVM's ADC setting with this executor's rule (``observed``: per matmul, per MVM
+        index, the calibration column-sum range, from :meth:`observe_adcs`)."""
+        arrays = self.machine.state.array
+        for name, (prog, cmds) in self.raw.items():
+            planned = adc_plan(cmds, arrays, self.cfg, self.adc_bits, self.adc_rule,
+                               (observed or {}).get(name))
+            self.programs[name] = (prog, planned)
+            self.adc_shifts[name] = tuple(c.args["adc_shift"] for c in planned if c.op is Opcode.MVM)
+
+    def observe_adcs(self, inputs: dict[str, np.ndarray]) -> dict:
+        """Return the column-sum range of every MVM on calibration inputs ``{name: x_q (B, in)}``.
+
+        The pass runs each program with lossless ADCs outside the command checks (a calibration of the analog
+        front end, not part of the stream); it needs a machine with ``observe`` support
+        (:class:`sw_model.noise.NoisyMachine`).
+        """
+        m = self.machine
+        if not hasattr(m, "observe"):
+            raise TypeError("ADC calibration needs a sw_model.noise.NoisyMachine")
+        mvm = m.actions[Opcode.MVM]
+        rq = m.actions[Opcode.REQUANT]
+        observed: dict = {}
+        m.observe = {}
+        try:
+            for name, x_q in inputs.items():
+                prog, cmds = self.raw[name]
+                x_q = np.asarray(x_q, dtype=np.int64)
+                st = m.state
+                st.inbuf = np.zeros((self.cfg.in_depth, x_q.shape[0]), dtype=np.int64)
+                st.outbuf = np.zeros((self.cfg.out_depth, x_q.shape[0]), dtype=np.int64)
+                st.inbuf[prog.in_addr:prog.in_addr + x_q.shape[1]] = x_q.T
+                m.observe = {}
+                for i, c in enumerate(cmds):
+                    if c.op is Opcode.MVM:
+                        m.observe_key = i
+                        mvm(st, **dict(c.args, adc_bits=_lossless_bits(c.args["nrows"], self.cfg.weight_bits),
+                                       adc_shift=0))
+                    else:
+                        rq(st, **c.args)
+                observed[name] = dict(m.observe)
+        finally:
+            m.observe = None
+            m.observe_key = None
+        return observed
 
     def run_int(self, name: str, x_q: np.ndarray) -> np.ndarray:
         """Return the integer outputs ``(B, out_len)`` of matmul ``name`` for quantised inputs ``(B, in)``."""

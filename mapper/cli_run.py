@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--strategy", default="auto", help="mapping strategy (linear, sparse, dense, auto)")
     p.add_argument("--adc-bits", type=_adc_arg, default=None, metavar="N|lossless",
                    help="ADC resolution of every MVM (default: the configuration's)")
+    p.add_argument("--adc-rule", choices=("bound", "calib"), default="bound",
+                   help="ADC step per MVM: 'bound' (no column sum the weights allow saturates) or 'calib' (the "
+                        "range seen on calibration text fits)")
     p.add_argument("--noise", default=None, metavar="prog=P,read=R[,seed=S]",
                    help="analog noise as fractions of the largest weight (default: none, bit-exact)")
     p.add_argument("--gen-tokens", type=int, default=8, help="decoders: tokens to generate greedily (KV cache)")
@@ -93,6 +96,7 @@ def main_run(args) -> int:
         raise KitError(f"--gen-tokens must be >= 0, not {args.gen_tokens}")
     rep = run(args.model, args.text, nblocks=args.nblocks, calibrate=args.calibrate, hw=args.hw,
               strategy=args.strategy, adc_bits=args.adc_bits, noise=noise, gen_tokens=args.gen_tokens,
+              adc_rule=args.adc_rule,
               show_progress=not args.no_progress)
     if args.out:
         path = save_report(rep, args.out)

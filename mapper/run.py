@@ -40,6 +40,8 @@ __all__ = ["Prepared", "CimSetup", "prepare", "tokenize", "collect_activations",
            "decoder_metrics", "greedy_generate", "hw_for_adc", "run", "RunError", "layer_progress"]
 
 DECODER_FAMILIES = ("gpt2", "opt", "llama")
+#: Calibration tokens per matmul used to observe column-sum ranges for the ``calib`` ADC rule.
+ADC_CALIB_ROWS = 512
 SUPPORTED_FAMILIES = ("bert", "gpt2")
 
 
@@ -267,15 +269,17 @@ def compile_cim(prep: Prepared, hw: HwConfig, activations: dict[str, torch.Tenso
     t0 = time.perf_counter()
     compiled = compile_model(prep.spec, prep.factors, hw, strategy=strategy, **compile_kw)
     ib = hw.input_bits
-    scales, shifts = {}, {}
+    scales, shifts, calib_xq = {}, {}, {}
     for name in prep.factors:
         x = activations.get(name)
         absmax = float(x.abs().max()) if x is not None and x.numel() else 1.0
         scales[name] = act_scale(absmax, ib)
         q = compiled.quant[name]
+        xq = quantize_act(x, scales[name], ib) if x is not None else np.zeros((0, 1), np.int64)
+        calib_xq[name] = xq[np.linspace(0, len(xq) - 1, min(len(xq), ADC_CALIB_ROWS)).round().astype(int)] \
+            if len(xq) else xq
         if getattr(q, "W", None) is not None:
             continue
-        xq = quantize_act(x, scales[name], ib) if x is not None else np.zeros((0, 1), np.int64)
         shifts[name] = choose_requant_shift(q.R, xq, ib)
     if hasattr(compiled, "with_requant_shifts"):
         compiled = compiled.with_requant_shifts(shifts)
@@ -295,7 +299,7 @@ def compile_cim(prep: Prepared, hw: HwConfig, activations: dict[str, torch.Tenso
         else:
             y_scale = scales[name] * _scalar(q.r_scale) * _scalar(q.l_scale) * 2.0 ** shift
         infos[name] = MatmulQuantInfo(name, scales[name], shift, y_scale)
-    return CimSetup(compiled, hw, infos, strategy, time.perf_counter() - t0)
+    return CimSetup(compiled, hw, infos, strategy, time.perf_counter() - t0, {"calib_xq": calib_xq})
 
 
 def hw_for_adc(hw: HwConfig, adc_bits) -> HwConfig:
@@ -314,16 +318,22 @@ def hw_for_adc(hw: HwConfig, adc_bits) -> HwConfig:
 
 
 def build_cim_model(prep: Prepared, setup: CimSetup, adc_bits=None, noise: NoiseParams | None = None,
-                    fast: bool = True) -> tuple[torch.nn.Module, CimExecutor]:
+                    fast: bool = True, adc_rule: str = "bound") -> tuple[torch.nn.Module, CimExecutor]:
     """Return a copy of the Monarch model whose factored matmuls run on a fresh golden model, and its executor.
 
     ``adc_bits`` (int, ``"lossless"`` or None for the configuration's) sets the machine's ADCs and every MVM's.
+    ``adc_rule`` chooses each MVM's ADC step: ``"bound"`` (no column sum the weights allow can saturate) or
+    ``"calib"`` (the column-sum range seen on the calibration activations fits; see :mod:`mapper.cim_exec`).
     """
     hw = hw_for_adc(setup.hw, adc_bits)
     if hw.adc_bits > setup.hw.adc_bits:
         raise RunError(f"the model was compiled for {setup.hw.adc_bits}-bit ADCs; cannot run {hw.adc_bits}-bit")
     machine = make_machine(hw, noise, fast=fast)
-    executor = CimExecutor(setup.compiled, machine, adc_bits=hw.adc_bits)
+    if adc_rule == "calib" and not fast and not (noise is not None and noise.active):
+        raise RunError("the calib ADC rule needs the fast (NoisyMachine) golden model")
+    executor = CimExecutor(setup.compiled, machine, adc_bits=hw.adc_bits, adc_rule=adc_rule)
+    if adc_rule == "calib":
+        executor.plan_adcs(executor.observe_adcs(setup.extra["calib_xq"]))
     model = copy.deepcopy(prep.monarch)
     from mapper.d2s.convert import _set_submodule  # noqa: PLC0415
     for name, (_R, _L, bias) in prep.factors.items():
@@ -489,7 +499,8 @@ def _calibration_texts(n: int = 64) -> list[str]:
 
 def run(model: str, text: str | list[str], *, nblocks: int | None = None, calibrate: bool = False,
         hw: str | HwConfig = "paper-256", strategy: str = "auto", adc_bits=None, noise: NoiseParams | None = None,
-        gen_tokens: int = 8, show_progress: bool = True, calib_texts: list[str] | None = None) -> dict:
+        gen_tokens: int = 8, show_progress: bool = True, calib_texts: list[str] | None = None,
+        adc_rule: str = "bound") -> dict:
     """Run ``text`` through the dense, float Monarch and CIM-executed Monarch models; return the report."""
     t_start = time.perf_counter()
     texts = [text] if isinstance(text, str) else list(text)
@@ -501,13 +512,15 @@ def run(model: str, text: str | list[str], *, nblocks: int | None = None, calibr
     calib = calib_texts if calib_texts is not None else _calibration_texts()
     acts = collect_activations(prep, calib, max_len=min(128, prep.max_len))
     setup = compile_cim(prep, run_hw, acts, strategy=strategy)
-    cim_model, executor = build_cim_model(prep, setup, adc_bits=run_hw.adc_bits, noise=noise)
+    if adc_rule not in ("bound", "calib"):
+        raise RunError(f"--adc-rule must be 'bound' or 'calib', not {adc_rule!r}")
+    cim_model, executor = build_cim_model(prep, setup, adc_bits=run_hw.adc_bits, noise=noise, adc_rule=adc_rule)
     t_exec = time.perf_counter()
     report: dict = {
         "model": model, "source": prep.source, "family": prep.family, "nblocks": prep.nblocks,
         "calibrated": prep.calibrated, "hw": run_hw.name, "adc_bits": run_hw.adc_bits,
         "adc_lossless": run_hw.adc_bits >= run_hw.lossless_adc_bits, "input_bits": run_hw.input_bits,
-        "weight_bits": run_hw.weight_bits, "strategy": strategy,
+        "weight_bits": run_hw.weight_bits, "strategy": strategy, "adc_rule": adc_rule,
         "noise": (noise or NoiseParams()).to_dict(), "texts": texts,
     }
     if prep.is_decoder:

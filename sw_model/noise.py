@@ -115,6 +115,10 @@ class NoisyMachine(Machine):
         self._bounds: dict[tuple, tuple[int, int]] = {}
         self._version: dict[int, int] = {}
         self._read_rng = np.random.default_rng([self.noise.seed, 2])
+        #: When a dict, every MVM records the range of its analog column sums under ``observe_key``
+        #: (``min, max`` over columns, bit planes and tokens): used to calibrate ADC ranges.
+        self.observe: dict | None = None
+        self.observe_key = None
         self.actions = dict(self.actions)
         self.actions[Opcode.WRITE_W] = self._write_w
         self.actions[Opcode.MVM] = self._mvm
@@ -148,6 +152,16 @@ class NoisyMachine(Machine):
                                      int(np.clip(w, 0, None).sum(axis=0).max(initial=0)))
         return b
 
+    def _bit_planes(self, x2: np.ndarray, nb: int) -> np.ndarray:
+        """Return the two's complement bits of ``x2`` (nrows, B) as (nrows, B, nb), LSB first, in ``dtype``."""
+        if nb <= 8:
+            u = x2.astype(np.uint8)                            # wraps: the low 8 bits of two's complement
+            bits = np.unpackbits(u[..., None], axis=-1, bitorder="little")[..., :nb]
+        else:
+            u = x2.astype("<u2").view(np.uint8).reshape(x2.shape + (2,))
+            bits = np.unpackbits(u, axis=-1, bitorder="little")[..., :nb]
+        return bits.astype(self.dtype)
+
     def _mvm(self, st, array, row0, nrows, col0, ncols, in_addr, in_stride, out_addr, out_stride, accumulate,
              adc_bits, adc_shift):
         cfg = self.cfg
@@ -158,7 +172,7 @@ class NoisyMachine(Machine):
         bsz = x2.shape[1]
         w = self.conductance(array)[row0:row0 + nrows, col0:col0 + ncols]
         lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1
-        if not self.noise.active and adc_shift == 0:
+        if not self.noise.active and adc_shift == 0 and self.observe is None:
             cmin, cmax = self._window_bounds(array, row0, nrows, col0, ncols)
             exact = lo <= cmin and cmax <= hi
         else:
@@ -168,18 +182,26 @@ class NoisyMachine(Machine):
             pd = self.prod_dtype
             acc = np.rint(w.T.astype(pd, copy=False) @ x2.astype(pd)).astype(np.int64)
         else:
-            shifts = np.arange(nb, dtype=np.int64)
-            bits = ((x2[:, None, :] >> shifts[None, :, None]) & 1).astype(self.dtype)   # (nrows, nb, B)
-            colsum = (w.T @ bits.reshape(nrows, nb * bsz)).reshape(ncols, nb, bsz)  # analog sums per plane
+            planes = self._bit_planes(x2, nb)                                     # (nrows, B, nb) 0/1
+            colsum = (w.T @ planes.reshape(nrows, bsz * nb)).reshape(ncols, bsz, nb)  # analog sum per plane
             if self.noise.read > 0:
-                driven = bits.sum(axis=0)                                   # (nb, B) rows driven per plane
+                driven = planes.sum(axis=0, dtype=self.dtype)                     # (B, nb) rows driven
                 std = (self.noise.read * self.wmax) * np.sqrt(driven)
-                colsum = colsum + self._read_rng.standard_normal(colsum.shape, dtype=self.dtype) * std[None]
-            code = np.floor(colsum * self.dtype(1.0 / (1 << adc_shift)))
+                colsum += self._read_rng.standard_normal(colsum.shape, dtype=self.dtype) * std[None]
+            if self.observe is not None and colsum.size:
+                lo_o, hi_o = float(colsum.min()), float(colsum.max())
+                old = self.observe.get(self.observe_key)
+                if old is not None:
+                    lo_o, hi_o = min(lo_o, old[0]), max(hi_o, old[1])
+                self.observe[self.observe_key] = (lo_o, hi_o)
+            if adc_shift:
+                colsum *= self.dtype(1.0 / (1 << adc_shift))
+            code = np.floor(colsum, out=colsum)
             np.clip(code, lo, hi, out=code)
-            weight = np.array([1 << b for b in range(nb - 1)] + [-(1 << (nb - 1))], dtype=np.float64)
-            weight *= float(1 << adc_shift)
-            acc = np.rint(np.matmul(code.transpose(0, 2, 1).astype(np.float64), weight)).astype(np.int64)
+            weight = [float(1 << (b + adc_shift)) for b in range(nb - 1)] + [-float(1 << (nb - 1 + adc_shift))]
+            big = (1 << (adc_bits - 1)) * (1 << (nb + adc_shift)) >= (1 << 24)
+            ct = np.float64 if (big or self.dtype is np.float64) else np.float32
+            acc = np.rint(code.astype(ct, copy=False) @ np.array(weight, dtype=ct)).astype(np.int64)
         acc = acc.reshape((ncols,) + batch)
         dst = out_addr + out_stride * np.arange(ncols)
         st.outbuf[dst] = semantics.wrap_acc((st.outbuf[dst] if accumulate else 0) + acc)
