@@ -10,7 +10,7 @@ each available simulator, checks it against sw_model (a mismatch fails the bench
 and the Verilator/Icarus ratios, measured side by side in one run. Results go to ``bench/results/cosim.json``.
 The 1-minute load average is recorded too: on a shared machine it explains slow figures.
 
-    python bench/bench_cosim.py [--model tiny-bert] [--strategy auto] [--hw fpga-tiny] [--repeat 2] [--fresh]
+    python bench/bench_cosim.py [--model tiny-bert] [--strategy auto] [--hw fpga-tiny] [--repeat 1] [--fresh]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="tiny-bert")
     ap.add_argument("--strategy", default="auto")
     ap.add_argument("--hw", default="fpga-tiny")
-    ap.add_argument("--repeat", type=int, default=2, help="copies of the stream in the job (default: %(default)s)")
+    ap.add_argument("--repeat", type=int, default=1, help="copies of the stream in the job (default: %(default)s)")
     ap.add_argument("--fresh", action="store_true", help="rebuild the simulator models in a new cache folder")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "cosim.json"))
     args = ap.parse_args(argv)
