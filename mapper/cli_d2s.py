@@ -1,0 +1,129 @@
+"""``python -m mapper d2s``: dense-to-sparse (Monarch) conversion of a model, optionally calibrated."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cimisa.errors import KitError
+
+__all__ = ["register", "run_d2s"]
+
+
+def register(subparsers) -> None:
+    """Add the ``d2s`` sub-command."""
+    p = subparsers.add_parser(
+        "d2s", help="project a model's weight matmuls onto Monarch factors (optionally calibrate)",
+        description="Project every weight matmul of a model onto Monarch (block-diagonal) factors and write "
+                    "monarch.safetensors, monarch.json and report.json into --out.")
+    p.add_argument("--model", required=True, help="built-in name (tiny-bert, minilm, ...) or a Hugging Face "
+                                                  "checkpoint folder")
+    p.add_argument("--nblocks", required=True, type=int, help="number of blocks per Monarch factor")
+    p.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    p.add_argument("--calibrate", action="store_true", help="refine the factors on calibration text")
+    p.add_argument("--steps", type=int, default=None, help="distillation steps of the calibration "
+                                                            "(default: %(default)s = the built-in budget)")
+    p.add_argument("--sentences", type=int, default=None, help="calibration sentences for the layer-wise fit")
+    p.add_argument("--seed", type=int, default=0, help="calibration seed (default: %(default)s)")
+    p.add_argument("--include-embeddings", action="store_true", help="also project the token embedding "
+                                                                     "and LM head")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--eval", action="store_true", help="measure held-out embedding cosine/Spearman (also on "
+                                                       "with --calibrate)")
+    p.set_defaults(func=_main)
+
+
+def run_d2s(model: str, nblocks: int, out: str | Path, calibrate: bool = False, steps: int | None = None,
+            sentences: int | None = None, seed: int = 0, include_embeddings: bool = False,
+            evaluate_heldout: bool = False, show_progress: bool = True) -> dict:
+    """Convert ``model`` and write the D2S folder ``out``; return the report dict."""
+    import torch  # noqa: PLC0415
+
+    from cimisa.errors import ModelError  # noqa: PLC0415
+    from mapper.d2s.calibrate import (CalibConfig, calibrate as run_calibration,  # noqa: PLC0415
+                                      default_heldout_batches, embed, evaluate, monarch_model_from_factors)
+    from mapper.d2s.convert import check_nblocks, layer_report, project_model  # noqa: PLC0415
+    from mapper.d2s.io import save_monarch_dir  # noqa: PLC0415
+    from mapper.models import load_hf_model, load_model_spec  # noqa: PLC0415
+
+    spec = load_model_spec(model)
+    if (Path(spec.source) / "monarch.json").is_file():
+        raise ModelError(f"{model} is already a d2s output folder; give the dense source model")
+    if not spec.has_weights:
+        raise ModelError(f"model {spec.name!r} is shape-only (no weights to project); use a tiny-* model, "
+                         f"'minilm' or a local checkpoint folder")
+    check_nblocks(spec, nblocks, include_embeddings)
+    dense = load_hf_model(model)
+    factors = project_model(spec, dense, nblocks, include_embeddings, show_progress=show_progress)
+    report = layer_report(spec, dense, factors)
+    report["model"] = spec.source
+    report["nblocks"] = nblocks
+    calib_record = None
+    metrics: dict = {}
+    if calibrate or evaluate_heldout:
+        heldout = default_heldout_batches(spec)
+        dense_emb = embed(dense, heldout)
+        metrics["projection"] = evaluate(dense, monarch_model_from_factors(dense, spec, factors), heldout,
+                                         dense_emb)
+    if calibrate:
+        cfg = CalibConfig(seed=seed, **({"steps": steps} if steps is not None else {}),
+                          **({"sentences": sentences} if sentences is not None else {}))
+        torch.manual_seed(seed)
+        factors, calib_record = run_calibration(spec, dense, factors, cfg, show_progress=show_progress)
+        metrics["calibrated"] = evaluate(dense, monarch_model_from_factors(dense, spec, factors), heldout,
+                                         dense_emb)
+        report = {**layer_report(spec, dense, factors), "model": spec.source, "nblocks": nblocks,
+                  "projection_totals": report["totals"]}
+        calib_record["heldout_sentences"] = sum(len(b["index"]) for b in heldout)
+    if metrics:
+        report["heldout_metrics"] = metrics
+    if calib_record is not None:
+        report["calibration"] = calib_record
+    save_monarch_dir(out, spec, nblocks, factors, report, calib_record)
+    return report
+
+
+def print_report(report: dict, file=sys.stdout) -> None:
+    """Print the per-matmul table and totals with rich."""
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+    console = Console(file=file, width=max(140, Console(file=file).width))
+    table = Table(title=f"D2S {report.get('model')}  nblocks={report.get('nblocks')}")
+    for col in ("matmul", "layer", "role", "shape", "rel. error", "dense params", "monarch params", "ratio"):
+        table.add_column(col, justify="left" if col in ("matmul", "role") else "right", no_wrap=True)
+    for row in report["layers"]:
+        table.add_row(row["name"], str(row["layer"]), row["role"], f"{row['out_features']}x{row['in_features']}",
+                      f"{row['rel_error']:.4f}", f"{row['dense_params']:,}", f"{row['monarch_params']:,}",
+                      f"{row['dense_params'] / row['monarch_params']:.2f}x")
+    t = report["totals"]
+    table.add_section()
+    table.add_row("total", "", "", f"{t['matmuls']} matmuls", f"{t['param_weighted_rel_error']:.4f}",
+                  f"{t['dense_params']:,}", f"{t['monarch_params']:,}", f"{t['compression']:.2f}x")
+    console.print(table)
+    console.print("MACs per token equal the parameter counts (dense vs Monarch, padding included).")
+    for stage, m in report.get("heldout_metrics", {}).items():
+        console.print(f"held-out {stage}: embedding cosine {m['cosine']:.4f}, pairwise Spearman "
+                      f"{m['spearman']:.4f}")
+    cal = report.get("calibration")
+    if cal:
+        console.print(f"calibration: {cal['seconds']:.1f} s (layer-wise {cal['layerwise_seconds']:.1f} s, "
+                      f"distillation {cal['distill_seconds']:.1f} s)")
+
+
+def _main(args: argparse.Namespace) -> int:
+    import torch  # noqa: PLC0415
+    if args.threads < 1:
+        raise KitError(f"--threads must be at least 1, not {args.threads}")
+    torch.set_num_threads(args.threads)
+    if args.steps is not None and args.steps < 0:
+        raise KitError(f"--steps must be >= 0, not {args.steps}")
+    if args.sentences is not None and args.sentences < 1:
+        raise KitError(f"--sentences must be >= 1, not {args.sentences}")
+    report = run_d2s(args.model, args.nblocks, args.out, calibrate=args.calibrate, steps=args.steps,
+                     sentences=args.sentences, seed=args.seed, include_embeddings=args.include_embeddings,
+                     evaluate_heldout=args.eval, show_progress=not args.no_progress)
+    print_report(report)
+    print(f"wrote {Path(args.out).resolve()}")
+    return 0
