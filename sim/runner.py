@@ -68,6 +68,10 @@ endmodule
 #: 36 s of CPU instead of 53 s (Verilator's defaults, -Os) and simulate as fast: the cocotb coroutines, not the
 #: model, limit the speed; -O0 everywhere builds in 33 s but simulates 2.7x slower.
 VERILATOR_MAKE_VARS = ("CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0")
+#: Build products the simulator binary does not need (Verilator objects and precompiled headers: ~150 MB).
+BUILD_INTERMEDIATES = ("*.o", "*.gch", "*.a", "*.d")
+#: Builds kept per configuration, simulator and tracing (older Verilog or options beyond this are removed).
+KEEP_BUILDS = 3
 #: Bump when the build recipe changes in a way the options above do not show (they are part of the cache key).
 RECIPE = "1"
 
@@ -232,6 +236,7 @@ def build(cfg: HwConfig, simulator: str = "verilator", *, waves: bool = False) -
     with _locked(bdir.parent / f".{name}.lock"):
         if marker.is_file():
             info = json.loads(marker.read_text())
+            os.utime(marker)                                  # most recently used, for pruning
             b = Build(simulator, cfg, bdir, verilog, info.get("seconds", 0.0), True, waves)
         else:
             shutil.rmtree(bdir, ignore_errors=True)
@@ -261,11 +266,26 @@ def build(cfg: HwConfig, simulator: str = "verilator", *, waves: bool = False) -
                     shutil.rmtree(bdir, ignore_errors=True)
                     raise SimulatorError(f"{simulator} build of {verilog.name} failed ({exc}): {tail}") from None
             seconds = time.perf_counter() - t0
+            for pattern in BUILD_INTERMEDIATES:               # the simulator binary needs none of them
+                for f in bdir.glob(pattern):
+                    f.unlink(missing_ok=True)
             atomic_write_text(marker, json.dumps({"seconds": seconds, "verilog": str(verilog)}))
             log.info("built in %.1f s", seconds)
             b = Build(simulator, cfg, bdir, verilog, seconds, False, waves)
     _BUILDS[key] = b
+    _prune(bdir.parent, f"{simulator}-{cfg.tag}-{cfg.arch_hash}-", waves, keep=KEEP_BUILDS, current=bdir)
     return b
+
+
+def _prune(folder: Path, prefix: str, waves: bool, *, keep: int, current: Path) -> None:
+    """Remove all but the ``keep`` most recently used builds of one configuration (older Verilog or options)."""
+    builds = [d for d in folder.glob(prefix + "*") if d.is_dir() and d.name.endswith("-waves") == waves
+              and (d / ".built").is_file() and d != current]
+    builds.sort(key=lambda d: (d / ".built").stat().st_mtime, reverse=True)
+    for d in builds[max(0, keep - 1):]:
+        with _locked(folder / f".{d.name}.lock"):
+            shutil.rmtree(d, ignore_errors=True)
+        (folder / f"{d.name}.build.log").unlink(missing_ok=True)
 
 
 def _quiet(r) -> None:
