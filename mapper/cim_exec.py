@@ -10,10 +10,11 @@ the program's ``MVM`` and ``REQUANT`` commands are executed once each.
 Number formats (per matmul, all per-tensor and symmetric):
 
 * activations: ``x_q = clip(round(x / x_scale), -(2**(b-1)-1), 2**(b-1)-1)`` with ``b = input_bits`` and
-  ``x_scale = max|x| / (2**(b-1)-1)`` over the calibration activations (a static scale, as hardware needs);
+  ``x_scale = P(|x|) / (2**(b-1)-1)``, ``P`` the 99.99th percentile of the calibration activations (a static
+  scale, as hardware needs; the rare larger values saturate);
 * stage 1 (R) accumulates exactly, ``REQUANT`` rounds it right by ``requant_shift`` and saturates to ``b`` bits;
-  the shift is the smallest one for which the largest stage-1 value seen on the calibration activations does
-  not saturate (:func:`choose_requant_shift`);
+  the shift is the smallest one for which the 99.99th percentile of the stage-1 magnitudes seen on the
+  calibration activations does not saturate (:func:`choose_requant_shift`);
 * the result is ``y = x_scale * r_scale * l_scale * 2**requant_shift * y_int + bias``.
 
 ADC resolution (:func:`adc_plan`): every ``MVM`` keeps the compiler's ``adc_bits`` capped at the run's ADC
@@ -93,12 +94,14 @@ def int_monarch_product(R_int, L_int, x_q: np.ndarray, shift: int, input_bits: i
     return out2.transpose(0, 2, 1).reshape(b, s * l)        # y[t*l + a] = out2[a, t]
 
 
-def choose_requant_shift(R_int, x_q: np.ndarray, input_bits: int) -> int:
-    """Return the smallest shift for which no calibration stage-1 value saturates after rounding."""
+def choose_requant_shift(R_int, x_q: np.ndarray, input_bits: int, percentile: float = 100.0) -> int:
+    """Return the smallest shift for which the ``percentile``-th percentile of the calibration stage-1 magnitudes
+    does not saturate after rounding (100: no calibration value saturates)."""
     x_q = np.asarray(x_q)
     if x_q.size == 0:
         return 0
-    m = int(np.abs(stage1_int(R_int, x_q)).max())
+    h = np.abs(stage1_int(R_int, x_q))
+    m = int(h.max()) if percentile >= 100 else int(math.ceil(np.percentile(h, percentile)))
     q = _qmax(input_bits)
     s = 0
     while s < 31 and ((m + ((1 << (s - 1)) if s else 0)) >> s) > q:

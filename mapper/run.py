@@ -42,6 +42,10 @@ __all__ = ["Prepared", "CimSetup", "prepare", "tokenize", "collect_activations",
 DECODER_FAMILIES = ("gpt2", "opt", "llama")
 #: Calibration tokens per matmul used to observe column-sum ranges for the ``calib`` ADC rule.
 ADC_CALIB_ROWS = 512
+#: Percentiles of the calibration magnitudes that set the activation scale and the requant shift (the rare
+#: larger values saturate: BERT-style activations have outliers that would waste most codes).
+ACT_PERCENTILE = 99.99
+REQUANT_PERCENTILE = 99.99
 SUPPORTED_FAMILIES = ("bert", "gpt2")
 
 
@@ -258,12 +262,23 @@ def _scalar(v) -> float:
     return float(a.reshape(()))
 
 
+def _percentile_abs(x: torch.Tensor, pct: float) -> float:
+    a = x.detach().abs().flatten()
+    if pct >= 100 or a.numel() == 0:
+        return float(a.max()) if a.numel() else 1.0
+    if a.numel() > 4_000_000:
+        a = a[torch.linspace(0, a.numel() - 1, 4_000_000).long()]
+    return float(np.percentile(a.double().numpy(), pct))
+
+
 def compile_cim(prep: Prepared, hw: HwConfig, activations: dict[str, torch.Tensor], strategy: str = "auto",
+                act_percentile: float = ACT_PERCENTILE, requant_percentile: float = REQUANT_PERCENTILE,
                 **compile_kw) -> CimSetup:
     """Compile the factors for ``hw`` and derive the per-matmul quantisation from the calibration activations.
 
-    ``x_scale`` = calibration max |x| / (2**(input_bits-1)-1); the requant shift is the smallest that keeps every
-    calibration stage-1 value in range (:func:`~mapper.cim_exec.choose_requant_shift`).
+    ``x_scale`` = the ``act_percentile``-th percentile of the calibration |x| over ``2**(input_bits-1)-1``; the
+    requant shift is the smallest that keeps the ``requant_percentile``-th percentile of the calibration
+    stage-1 magnitudes in range (:func:`~mapper.cim_exec.choose_requant_shift`). 100 means the maximum.
     """
     compile_model = _program_api()
     t0 = time.perf_counter()
@@ -272,7 +287,7 @@ def compile_cim(prep: Prepared, hw: HwConfig, activations: dict[str, torch.Tenso
     scales, shifts, calib_xq = {}, {}, {}
     for name in prep.factors:
         x = activations.get(name)
-        absmax = float(x.abs().max()) if x is not None and x.numel() else 1.0
+        absmax = _percentile_abs(x, act_percentile) if x is not None and x.numel() else 1.0
         scales[name] = act_scale(absmax, ib)
         q = compiled.quant[name]
         xq = quantize_act(x, scales[name], ib) if x is not None else np.zeros((0, 1), np.int64)
@@ -280,7 +295,7 @@ def compile_cim(prep: Prepared, hw: HwConfig, activations: dict[str, torch.Tenso
             if len(xq) else xq
         if getattr(q, "W", None) is not None:
             continue
-        shifts[name] = choose_requant_shift(q.R, xq, ib)
+        shifts[name] = choose_requant_shift(q.R, xq, ib, requant_percentile)
     if hasattr(compiled, "with_requant_shifts"):
         compiled = compiled.with_requant_shifts(shifts)
     else:

@@ -114,6 +114,7 @@ class NoisyMachine(Machine):
         self._g: dict[int, np.ndarray] = {}
         self._bounds: dict[tuple, tuple[int, int]] = {}
         self._version: dict[int, int] = {}
+        self._gt: dict[int, tuple[int, np.ndarray]] = {}
         self._read_rng = np.random.default_rng([self.noise.seed, 2])
         #: When a dict, every MVM records the range of its analog column sums under ``observe_key``
         #: (``min, max`` over columns, bit planes and tokens): used to calibrate ADC ranges.
@@ -132,6 +133,14 @@ class NoisyMachine(Machine):
         if g is None:
             g = self._g[index] = np.zeros((self.cfg.rows, self.cfg.cols), dtype=self.dtype)
         return g
+
+    def _conductance_t(self, index: int) -> np.ndarray:
+        """Return the contiguous transpose (cols, rows) of array ``index``'s conductances (cached per write)."""
+        ver = self._version.get(index, 0)
+        hit = self._gt.get(index)
+        if hit is None or hit[0] != ver:
+            hit = self._gt[index] = (ver, np.ascontiguousarray(self.conductance(index).T))
+        return hit[1]
 
     def _write_w(self, st, array, row, col, count, data):
         semantics.write_w(st, array=array, row=row, col=col, count=count, data=data)
@@ -170,7 +179,7 @@ class NoisyMachine(Machine):
         batch = x.shape[1:]
         x2 = x.reshape(nrows, -1)
         bsz = x2.shape[1]
-        w = self.conductance(array)[row0:row0 + nrows, col0:col0 + ncols]
+        wt = self._conductance_t(array)[col0:col0 + ncols, row0:row0 + nrows]   # (ncols, nrows)
         lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1
         if not self.noise.active and adc_shift == 0 and self.observe is None:
             cmin, cmax = self._window_bounds(array, row0, nrows, col0, ncols)
@@ -180,10 +189,10 @@ class NoisyMachine(Machine):
         if exact:
             # No bit plane can saturate and the ADC step is 1: the shift-add of all planes is the plain product.
             pd = self.prod_dtype
-            acc = np.rint(w.T.astype(pd, copy=False) @ x2.astype(pd)).astype(np.int64)
+            acc = np.rint(wt.astype(pd, copy=False) @ x2.astype(pd)).astype(np.int64)
         else:
             planes = self._bit_planes(x2, nb)                                     # (nrows, B, nb) 0/1
-            colsum = (w.T @ planes.reshape(nrows, bsz * nb)).reshape(ncols, bsz, nb)  # analog sum per plane
+            colsum = (wt @ planes.reshape(nrows, bsz * nb)).reshape(ncols, bsz, nb)  # analog sum per plane
             if self.noise.read > 0:
                 driven = planes.sum(axis=0, dtype=self.dtype)                     # (B, nb) rows driven
                 std = (self.noise.read * self.wmax) * np.sqrt(driven)
@@ -196,12 +205,14 @@ class NoisyMachine(Machine):
                 self.observe[self.observe_key] = (lo_o, hi_o)
             if adc_shift:
                 colsum *= self.dtype(1.0 / (1 << adc_shift))
-            code = np.floor(colsum, out=colsum)
+            code = colsum if (adc_shift == 0 and self.noise.read == 0 and self.noise.prog == 0) \
+                else np.floor(colsum, out=colsum)                  # integer sums need no floor
             np.clip(code, lo, hi, out=code)
             weight = [float(1 << (b + adc_shift)) for b in range(nb - 1)] + [-float(1 << (nb - 1 + adc_shift))]
             big = (1 << (adc_bits - 1)) * (1 << (nb + adc_shift)) >= (1 << 24)
             ct = np.float64 if (big or self.dtype is np.float64) else np.float32
-            acc = np.rint(code.astype(ct, copy=False) @ np.array(weight, dtype=ct)).astype(np.int64)
+            acc = np.rint(code.reshape(-1, nb).astype(ct, copy=False) @ np.array(weight, dtype=ct))
+            acc = acc.astype(np.int64).reshape(ncols, bsz)
         acc = acc.reshape((ncols,) + batch)
         dst = out_addr + out_stride * np.arange(ncols)
         st.outbuf[dst] = semantics.wrap_acc((st.outbuf[dst] if accumulate else 0) + acc)
