@@ -213,3 +213,16 @@ def test_cli_runs_a_stream_file_with_waves_on_icarus(tiny, tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert s["simulator"] == "icarus" and s["mismatches"] == 0 and s["streams"][0]["name"] == str(folder)
     assert Path(s["waves"]).is_file() and Path(s["waves"]).stat().st_size > 0
+
+
+def test_mapper_build_output_folder_cosimulates(tiny, verilator_build, tmp_path):
+    """The mapper's command-line output (``commands.bin``) runs as it is, through :func:`stream_from_dir`."""
+    from sim.model_stream import stream_from_dir
+    out = tmp_path / "mapped"
+    p = subprocess.run([sys.executable, "-m", "mapper", "build", "--model", "tiny-gpt2", "--hw", "fpga-tiny",
+                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    st = stream_from_dir(out, tiny)
+    rep = runner.run(tiny, make_cases(tiny, [(st.name, st.words)]), work_dir=tmp_path / "sim")
+    c = rep.cases[0]
+    assert c.mismatches == 0 and c.status == ("HALTED", "NONE", st.commands - 1) and c.results > 0
