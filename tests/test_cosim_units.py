@@ -12,7 +12,7 @@ import sw_model
 from sim.checker import Checker
 from sim.job import Case, Job
 from sim.runner import make_case, make_cases
-from sim.streams import illegal_streams, opcodes_of, random_commands, random_stream, reachable_errors, with_opcode
+from sim.streams import illegal_streams, opcodes_of, random_stream, reachable_errors, with_opcode
 
 
 @pytest.fixture(scope="module", params=["fpga-tiny", "fpga-micro"])
@@ -125,3 +125,13 @@ def test_cli_exit_status_is_1_on_any_mismatch(monkeypatch, capsys):
     monkeypatch.setattr(sim.flow, "cosim_model", fake)
     assert main(["run", "--model", "m", "--out", "unused"]) == 1
     assert "1 mismatches" in capsys.readouterr().out
+
+
+def test_unknown_or_missing_simulator_is_a_one_line_user_error(monkeypatch):
+    from sim import runner
+    assert "unknown simulator" in runner.unavailable_reason("nope")
+    with pytest.raises(runner.SimulatorError, match="cannot use simulator 'nope'"):
+        runner.build(load_hw("fpga-micro"), "nope")
+    monkeypatch.setattr(runner.shutil, "which", lambda name: None)
+    assert "iverilog" in runner.unavailable_reason("icarus")
+    assert runner.available_simulators() == []
