@@ -225,3 +225,28 @@ def test_mapper_build_output_folder_cosimulates(tiny, verilator_build, tmp_path)
     rep = runner.run(tiny, make_cases(tiny, [(st.name, st.words)]), work_dir=tmp_path / "sim")
     c = rep.cases[0]
     assert c.mismatches == 0 and c.status == ("HALTED", "NONE", st.commands - 1) and c.results > 0
+
+
+# ---- slow: more random streams, and a second configuration --------------------------------------------------------
+@pytest.mark.slow
+def test_many_random_streams_under_handshake_stress(tiny, verilator_build, tmp_path):
+    streams = [random_stream(tiny, 1000 + k, n=120) for k in range(40)]
+    opts = [dict(gap=g, backpressure=b) for g, b in (HANDSHAKES * 8)[:40]]
+    rep = runner.run(tiny, make_cases(tiny, [(s.name, s.words, o) for s, o in zip(streams, opts)]),
+                     work_dir=tmp_path)
+    assert rep.mismatches == 0, [(c, c.details[:3]) for c in rep.cases if c.mismatches]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hw", ["fpga-micro"])
+def test_second_configuration_random_and_illegal_streams(hw, tmp_path):
+    """Other widths (4-bit inputs, 16 rows, 2 arrays): one more Verilator build, then random + illegal streams."""
+    _require("verilator")
+    cfg = load_hw(hw)
+    items = [(s.name, s.words, dict(gap=g, backpressure=b))
+             for s, (g, b) in zip((random_stream(cfg, k, n=60) for k in range(10)), HANDSHAKES * 2)]
+    illegal = illegal_streams(cfg, seed=2)
+    items += [(s.name, s.words) for s in illegal]
+    rep = runner.run(cfg, make_cases(cfg, items), work_dir=tmp_path)
+    assert rep.mismatches == 0, [(c, c.details[:3]) for c in rep.cases if c.mismatches]
+    assert {s.intent for s in illegal} == reachable_errors(cfg)
