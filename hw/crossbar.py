@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Cat, Mux, Signal, signed
+from amaranth import Mux, Signal, signed
 from amaranth.hdl import Module
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out

@@ -12,11 +12,14 @@ __all__ = ["draw"]
 _BOXES = {
     # name: (x, y, w, h, label, colour)
     "dec": (0.3, 4.2, 2.3, 1.3, "CommandDecoder\nheader view + checks\n(semantics.check order)", "#dbe9f6"),
-    "ctrl": (3.4, 3.6, 3.4, 2.5, "Controller\nFSM: WRITE_W LOAD_IN MVM\nREQUANT READ BARRIER HALT\nstatus {state, error, index}",
+    "ctrl": (3.4, 3.6, 3.4, 2.5,
+             "Controller\nFSM: WRITE_W LOAD_IN MVM\nREQUANT READ BARRIER HALT\nstatus {state, error, index}",
              "#fde9d9"),
-    "xbar": (3.4, 0.3, 3.4, 2.4, "Crossbar\nrows_per_cycle weight banks\n(one row per word, BRAM)\nP rows summed / cycle"
+    "xbar": (3.4, 0.3, 3.4, 2.4,
+             "Crossbar\nrows_per_cycle weight banks\n(one row per word, BRAM)\nP rows summed / cycle"
              "\ncolumn-sum registers", "#e2f0d9"),
-    "adc": (7.6, 3.6, 2.6, 2.5, "ADC lanes x adcs_per_array\n(in Controller)\nclip(colsum >> shift)\n<< (b + shift), +/-\n"
+    "adc": (7.6, 3.6, 2.6, 2.5,
+            "ADC lanes x adcs_per_array\n(in Controller)\nclip(colsum >> shift)\n<< (b + shift), +/-\n"
             "accumulator lane RAMs", "#fff2cc"),
     "inbuf": (0.3, 0.3, 2.3, 1.4, "Input buffer\nin_depth x input_bits", "#ede7f6"),
     "outbuf": (7.6, 0.3, 2.6, 1.4, "Output buffer\nout_depth x int32", "#ede7f6"),
