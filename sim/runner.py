@@ -196,6 +196,33 @@ def export(cfg: HwConfig) -> Path:
     return final / path.name
 
 
+def expected_ports(cfg: HwConfig) -> dict[str, tuple[str, int]]:
+    """Return the ports the testbench drives and reads: name -> (direction, width), widths from the command set."""
+    from cimisa.isa import Isa  # noqa: PLC0415
+    isa = Isa.of(cfg)
+    return {"clk": ("input", 1), "rst": ("input", 1), "cmd__valid": ("input", 1), "cmd__ready": ("output", 1),
+            "cmd__payload": ("input", isa.cmd_layout.size), "res__valid": ("output", 1),
+            "res__ready": ("input", 1), "res__payload": ("output", isa.result_shape.width),
+            "status": ("output", isa.status_layout.size)}
+
+
+def check_ports(cfg: HwConfig, verilog: Path) -> None:
+    """Check the export's JSON sidecar lists the ports the testbench expects; raise SimulatorError otherwise.
+
+    Catches a command-set change that the RTL does not follow before a build is spent on it. Without a sidecar
+    nothing is checked.
+    """
+    sidecar = verilog.with_suffix(".json")
+    if not sidecar.is_file():
+        return
+    ports = {p["name"]: (p["dir"], int(p["width"])) for p in json.loads(sidecar.read_text()).get("ports", [])}
+    want = expected_ports(cfg)
+    bad = [f"{n}: expected {d} [{w}], found {ports[n][0]} [{ports[n][1]}]" if n in ports else f"{n}: missing"
+           for n, (d, w) in want.items() if ports.get(n) != (d, w)]
+    if bad:
+        raise SimulatorError(f"{verilog.name} does not have the ports the testbench drives: {'; '.join(bad)}")
+
+
 @dataclass(frozen=True)
 class Build:
     """A compiled tile: simulator, folder, Verilog source, seconds the build took, and whether it was reused."""
@@ -224,6 +251,7 @@ def build(cfg: HwConfig, simulator: str = "verilator", *, waves: bool = False) -
     """
     _check_simulator(simulator)
     verilog = export(cfg)
+    check_ports(cfg, verilog)
     vhash = verilog.parent.name
     key = (simulator, cfg.arch_hash, vhash, waves)
     if key in _BUILDS and (_BUILDS[key].directory / ".built").is_file():

@@ -135,3 +135,19 @@ def test_unknown_or_missing_simulator_is_a_one_line_user_error(monkeypatch):
     monkeypatch.setattr(runner.shutil, "which", lambda name: None)
     assert "iverilog" in runner.unavailable_reason("icarus")
     assert runner.available_simulators() == []
+
+
+def test_port_check_reads_the_export_sidecar(tmp_path):
+    import json
+    from sim import runner
+    cfg = load_hw("fpga-tiny")
+    ports = [{"name": n, "dir": d, "width": w} for n, (d, w) in runner.expected_ports(cfg).items()]
+    v = tmp_path / "cim_tile_x.v"
+    v.write_text("")
+    runner.check_ports(cfg, v)                                   # no sidecar: nothing to check
+    (tmp_path / "cim_tile_x.json").write_text(json.dumps({"ports": ports}))
+    runner.check_ports(cfg, v)
+    ports[4]["width"] -= 1                                       # cmd__payload one bit short
+    (tmp_path / "cim_tile_x.json").write_text(json.dumps({"ports": ports[:-1]}))
+    with pytest.raises(runner.SimulatorError, match=r"cmd__payload: expected input \[97\].*status: missing"):
+        runner.check_ports(cfg, v)
