@@ -118,6 +118,19 @@ class CommandDecoder(wiring.Component):
                 m.d.comb += err.eq(ErrorCode.BAD_OUT_ADDR)
         return err
 
+    def payload_ok(self, h):
+        """Return ``(write_ok, load_ok)``: header ``h`` is a legal WRITE_W / LOAD_IN (starts a payload).
+
+        The same conditions as :meth:`check` for these two opcodes, without the MVM/REQUANT checks (their
+        multipliers), so the payload bookkeeping stays off the decoder's longest path.
+        """
+        cfg = self._cfg
+        w, ld = h.args.write_w, h.args.load_in
+        write_ok = ((h.opcode == Opcode.WRITE_W) & (w.array < cfg.n_arrays) & (w.row < cfg.rows)
+                    & (w.count != 0) & (w.col + w.count <= cfg.cols))
+        load_ok = (h.opcode == Opcode.LOAD_IN) & (ld.count != 0) & (ld.addr + ld.count <= cfg.in_depth)
+        return write_ok, load_ok
+
     def elaborate(self, platform):
         cfg, isa = self._cfg, self._isa
         m = Module()
@@ -125,6 +138,7 @@ class CommandDecoder(wiring.Component):
         last = self.cmd.payload.last
         h = data.View(isa.header_layout, word[:isa.header_layout.size])
         err = self.check(m, h)
+        write_ok, load_ok = self.payload_ok(h)
 
         in_payload = Signal()
         hdr = Signal(isa.header_layout)
@@ -150,11 +164,10 @@ class CommandDecoder(wiring.Component):
                     m.d.sync += in_payload.eq(0)
             with m.Else():
                 m.d.sync += [o.header.eq(h), o.payload.eq(0), o.error.eq(err), o.left.eq(0), o.final.eq(0)]
-                with m.If(err == ErrorCode.NONE):
-                    with m.If(h.opcode == Opcode.WRITE_W):
-                        m.d.sync += [in_payload.eq(1), hdr.eq(h), left.eq(h.args.write_w.count)]
-                    with m.Elif(h.opcode == Opcode.LOAD_IN):
-                        m.d.sync += [in_payload.eq(1), hdr.eq(h), left.eq(h.args.load_in.count)]
+                with m.If(write_ok):
+                    m.d.sync += [in_payload.eq(1), hdr.eq(h), left.eq(h.args.write_w.count)]
+                with m.If(load_ok):
+                    m.d.sync += [in_payload.eq(1), hdr.eq(h), left.eq(h.args.load_in.count)]
             with m.If(last):
                 m.d.sync += in_payload.eq(0)
         with m.Elif(self.out.ready):
