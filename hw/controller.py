@@ -155,6 +155,15 @@ class Controller(wiring.Component):
         with m.If(g_v):
             m.d.sync += xreg[g_row].eq(self.inbuf.rd_data)
 
+        # WRITE_W: align the lanes of the decoded payload word with their columns. Loaded every cycle (no enable,
+        # to keep the high fan-out off the handshake path); used in W_MERGE, right after the word is accepted.
+        wa = cur.args.write_w
+        base = Signal(range(Cn + 1))
+        m.d.comb += base.eq(wa.col + wa.count - d.left)
+        lanes_v = data.View(isa.weight_layout, d.word[:isa.weight_layout.size]).as_value()
+        lmask = Cat(*[Mux(i < d.left, Const((1 << wb) - 1, wb), 0) for i in range(isa.per_word_weights)])
+        m.d.sync += [w_data.eq((lanes_v << (base * wb))[:Cn * wb]), w_mask.eq((lmask << (base * wb))[:Cn * wb])]
+
         # ADC stage 2: quantise (inside the lanes) and read the accumulators; stage 3: shift-add and write back.
         b_v = Signal()
         b_act = Signal(A)
@@ -253,18 +262,8 @@ class Controller(wiring.Component):
                         with m.If(truncated):
                             m.d.sync += [state.eq(RunState.ERROR), error.eq(ErrorCode.TRUNCATED)]
                     with m.Elif(cur.opcode == Opcode.WRITE_W):
-                        # Align the valid lanes of this payload word with their columns (merged next cycle).
-                        a = cur.args.write_w
-                        base = Signal(range(Cn + 1))
-                        m.d.comb += base.eq(a.col + a.count - d.left)
-                        lanes_v = data.View(isa.weight_layout, d.word[:isa.weight_layout.size]).as_value()
-                        lmask = Cat(*[Mux(i < d.left, Const((1 << wb) - 1, wb), 0)
-                                      for i in range(isa.per_word_weights)])
-                        shift = base * wb
-                        m.d.sync += [
-                            w_data.eq((lanes_v << shift)[:Cn * wb]), w_mask.eq((lmask << shift)[:Cn * wb]),
-                            final_pend.eq(d.final), last_pend.eq(d.last),
-                        ]
+                        # w_data/w_mask (loaded every cycle) now hold this word's aligned lanes.
+                        m.d.sync += [final_pend.eq(d.final), last_pend.eq(d.last)]
                         m.next = "W_MERGE"
                     with m.Else():
                         # LOAD_IN payload word: write its lanes one per cycle.
