@@ -89,9 +89,11 @@ def _sentences(doc: str) -> list[str]:
 def all_sentences() -> tuple[str, ...]:
     """Return every extracted sentence, deduplicated and sorted."""
     found: set[str] = set()
-    for name in MODULES:
-        for doc in _docstrings(name):
-            found.update(_sentences(doc))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated aliases (typing.io, ...) warn when touched
+        for name in MODULES:
+            for doc in _docstrings(name):
+                found.update(_sentences(doc))
     return tuple(sorted(found))
 
 

@@ -48,7 +48,9 @@ class CalibConfig:
 
     ``sentences`` calibration sentences feed the layer-wise fit (``sweeps`` alternating passes per matmul,
     ``ridge`` relative damping); distillation runs ``steps`` Adam steps of ``batch`` sentences at learning rate
-    ``lr`` (cosine decay). ``layerwise`` / ``distill`` switch the stages.
+    ``lr`` (cosine decay), stopping early after ``max_seconds``; the distilled factors are kept only if they
+    lower the loss on ``val_sentences`` held-back calibration sentences. ``layerwise`` / ``distill`` switch the
+    stages.
     """
 
     sentences: int = 1024
@@ -62,6 +64,8 @@ class CalibConfig:
     layerwise: bool = True
     distill: bool = True
     cos_weight: float = 1.0
+    max_seconds: float | None = None
+    val_sentences: int = 64
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -518,53 +522,78 @@ def _safe_get(model, name):
         return None
 
 
-def _distill(dense, sparse, batches: list[dict], cfg: CalibConfig, show_progress: bool) -> dict:
+def _distill_loss(sparse, b, target, scales, cos_weight):
+    out = _forward(sparse, b, hidden=True)
+    hs = _all_hidden(out)
+    mask = b["attention_mask"].bool()
+    th, tp = target
+    mse = sum(((h[mask] - t) ** 2).mean() / sc for h, t, sc in zip(hs, th, scales)) / len(hs)
+    pooled = _pool(out.last_hidden_state, b["attention_mask"])
+    cos = torch.nn.functional.cosine_similarity(pooled, tp, dim=1).mean()
+    return mse + cos_weight * (1 - cos)
+
+
+def _targets(dense, batches):
+    targets = []
+    with torch.no_grad():
+        for b in batches:
+            out = _forward(dense, b, hidden=True)
+            mask = b["attention_mask"].bool()
+            targets.append(([h[mask] for h in _all_hidden(out)], _pool(out.last_hidden_state, b["attention_mask"])))
+    return targets
+
+
+def _distill(dense, sparse, batches: list[dict], val: list[dict], cfg: CalibConfig, show_progress: bool) -> dict:
     params = [p for mod in sparse.modules() if isinstance(mod, MonarchLinear) for p in mod.parameters()]
     if not params or cfg.steps <= 0:
         return {"steps": 0}
     for p in sparse.parameters():
         p.requires_grad_(False)
+    targets = _targets(dense, batches)  # dense targets computed once per batch and reused
+    val_targets = _targets(dense, val)
+    scales = [float(h.var()) + 1e-12 for h in targets[0][0]]
+
+    def val_loss() -> float:
+        with torch.no_grad():
+            return sum(float(_distill_loss(sparse, b, t, scales, cfg.cos_weight)) for b, t in zip(val, val_targets))
+
+    before = val_loss()
+    saved = [p.detach().clone() for p in params]
     for p in params:
         p.requires_grad_(True)
-    # Dense targets are computed once per batch and reused.
-    targets = []
-    with torch.no_grad():
-        for b in batches:
-            out = _forward(dense, b, hidden=True)
-            hs = _all_hidden(out)
-            mask = b["attention_mask"].bool()
-            targets.append(([h[mask] for h in hs], _pool(out.last_hidden_state, b["attention_mask"])))
-    scales = [float(h.var()) + 1e-12 for h in targets[0][0]]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
     rng = random.Random(cfg.seed)
     order: list[int] = []
-    sparse.train(False)
     losses = []
-    for step in progress(range(cfg.steps), total=cfg.steps, desc="distill", enabled=show_progress):
+    t0 = time.perf_counter()
+    done = 0
+    for _ in progress(range(cfg.steps), total=cfg.steps, desc="distill", enabled=show_progress):
         if not order:
             order = list(range(len(batches)))
             rng.shuffle(order)
         bi = order.pop()
-        b = batches[bi]
-        out = _forward(sparse, b, hidden=True)
-        hs = _all_hidden(out)
-        mask = b["attention_mask"].bool()
-        th, tp = targets[bi]
-        mse = sum(((h[mask] - t) ** 2).mean() / sc for h, t, sc in zip(hs, th, scales)) / len(hs)
-        pooled = _pool(out.last_hidden_state, b["attention_mask"])
-        cos = torch.nn.functional.cosine_similarity(pooled, tp, dim=1).mean()
-        loss = mse + cfg.cos_weight * (1 - cos)
+        loss = _distill_loss(sparse, batches[bi], targets[bi], scales, cfg.cos_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         losses.append(loss.item())
+        done += 1
+        if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
+            break
     for p in params:
         p.requires_grad_(False)
     sparse.eval()
+    after = val_loss()
+    kept = after <= before
+    if not kept:  # distillation made the held-back calibration loss worse: keep the layer-wise result
+        with torch.no_grad():
+            for p, old in zip(params, saved):
+                p.copy_(old)
     tail = losses[-20:]
-    return {"steps": cfg.steps, "final_loss": sum(tail) / len(tail)}
+    return {"steps": done, "final_train_loss": sum(tail) / len(tail), "val_loss_before": before,
+            "val_loss_after": after, "kept": kept}
 
 
 def calibrate(spec: ModelSpec, dense_model, factors: Factors, cfg: CalibConfig = CalibConfig(),
@@ -579,7 +608,11 @@ def calibrate(spec: ModelSpec, dense_model, factors: Factors, cfg: CalibConfig =
     if sentences is None:
         pool = calibration_sentences()
         random.Random(cfg.seed).shuffle(pool)
-        sentences = pool[: cfg.sentences]
+        val_sents = pool[-cfg.val_sentences:] if cfg.val_sentences else []
+        sentences = pool[: min(cfg.sentences, len(pool) - len(val_sents))]
+    else:
+        val_sents = sentences[-cfg.val_sentences:] if 0 < cfg.val_sentences < len(sentences) else []
+        sentences = sentences[: len(sentences) - len(val_sents)]
     tok = make_tokenizer(spec, cfg.max_len)
     dense_model.eval()
     sparse = monarch_model_from_factors(dense_model, spec, factors)
@@ -592,7 +625,8 @@ def calibrate(spec: ModelSpec, dense_model, factors: Factors, cfg: CalibConfig =
     record["layerwise_seconds"] = round(t1 - t0, 2)
     if cfg.distill:
         batches = make_batches(tok, sentences, cfg.batch)
-        record["distill"] = _distill(dense_model, sparse, batches, cfg, show_progress)
+        val = make_batches(tok, val_sents, cfg.batch) if val_sents else batches[:2]
+        record["distill"] = _distill(dense_model, sparse, batches, val, cfg, show_progress)
     record["distill_seconds"] = round(time.perf_counter() - t1, 2)
     record["seconds"] = round(time.perf_counter() - t0, 2)
     return factors_of(sparse, spec, list(factors)), record
