@@ -16,7 +16,7 @@ from cimisa.config import HwConfig
 from cimisa.isa import Command, ErrorCode, Isa, Opcode
 
 __all__ = ["StreamCase", "random_commands", "random_stream", "illegal_streams", "reachable_errors",
-           "with_opcode", "opcodes_of"]
+           "with_opcode", "opcodes_of", "coverage_bins", "covered"]
 
 
 @dataclass(frozen=True)
@@ -254,3 +254,54 @@ def illegal_streams(cfg: HwConfig, seed: int = 0, prefix: int = 6) -> list[Strea
     pre = random_commands(cfg, seed * 1000 + 202, prefix, halt=False)
     case("truncated:no-halt", ErrorCode.TRUNCATED, pre, isa.encode(pre))
     return out
+
+
+def coverage_bins(cfg: HwConfig) -> set[str]:
+    """Return every functional-coverage bin :func:`covered` can report for ``cfg``: each opcode, and the corner
+    cases of its fields (full and single-row/column windows, strides 0/1/>1, accumulate, ADC resolution and
+    shift, multi-word payloads where a row or the input buffer is longer than one word, REQUANT rounding).
+    """
+    isa = Isa.of(cfg)
+    return ({f"op:{o.name}" for o in Opcode}
+            | {"mvm:accumulate=0", "mvm:accumulate=1", "mvm:adc_bits=1", "mvm:adc_bits=max", "mvm:adc_bits=mid",
+               "mvm:adc_shift=0", "mvm:adc_shift>0", "mvm:in_stride=0", "mvm:in_stride=1", "mvm:in_stride>1",
+               "mvm:out_stride=1", "mvm:out_stride>1", "mvm:nrows=1", "mvm:nrows=all", "mvm:ncols=1",
+               "mvm:ncols=all", "requant:shift=0", "requant:shift>0", "requant:count>1", "read:count=1",
+               "read:count>1", "write_w:count=1", "load_in:count=1"}
+            | ({"write_w:multiword"} if cfg.cols > isa.per_word(Opcode.WRITE_W) else set())     # reachable only
+            | ({"load_in:multiword"} if cfg.in_depth > isa.per_word(Opcode.LOAD_IN) else set()))  # when it fits
+
+
+def covered(cfg: HwConfig, cmds) -> set[str]:
+    """Return the coverage bins (see :func:`coverage_bins`) that ``cmds`` hit."""
+    isa = Isa.of(cfg)
+    hit: set[str] = set()
+    for c in cmds:
+        hit.add(f"op:{c.op.name}")
+        a = c.args
+        if c.op is Opcode.MVM:
+            hit.add(f"mvm:accumulate={a['accumulate']}")
+            hit.add("mvm:adc_bits=1" if a["adc_bits"] == 1 else
+                    "mvm:adc_bits=max" if a["adc_bits"] == cfg.adc_bits else "mvm:adc_bits=mid")
+            hit.add("mvm:adc_shift=0" if a["adc_shift"] == 0 else "mvm:adc_shift>0")
+            if a["nrows"] > 1:
+                hit.add(f"mvm:in_stride={a['in_stride']}" if a["in_stride"] <= 1 else "mvm:in_stride>1")
+            if a["ncols"] > 1:
+                hit.add("mvm:out_stride=1" if a["out_stride"] == 1 else "mvm:out_stride>1")
+            if a["nrows"] in (1, cfg.rows):
+                hit.add("mvm:nrows=1" if a["nrows"] == 1 else "mvm:nrows=all")
+            if a["ncols"] in (1, cfg.cols):
+                hit.add("mvm:ncols=1" if a["ncols"] == 1 else "mvm:ncols=all")
+        elif c.op is Opcode.REQUANT:
+            hit.add("requant:shift=0" if a["shift"] == 0 else "requant:shift>0")
+            if a["count"] > 1:
+                hit.add("requant:count>1")
+        elif c.op is Opcode.READ:
+            hit.add("read:count=1" if a["count"] == 1 else "read:count>1")
+        elif c.op in (Opcode.WRITE_W, Opcode.LOAD_IN):
+            name = c.op.name.lower()
+            if a["count"] == 1:
+                hit.add(f"{name}:count=1")
+            if isa.payload_words(c.op, a["count"]) > 1:
+                hit.add(f"{name}:multiword")
+    return hit

@@ -21,7 +21,7 @@ from cimisa.isa import ErrorCode, Opcode
 from sim import runner
 from sim.model_stream import STRATEGIES, TINY_MODELS, model_stream
 from sim.runner import make_cases
-from sim.streams import illegal_streams, opcodes_of, random_stream, reachable_errors
+from sim.streams import coverage_bins, covered, illegal_streams, opcodes_of, random_stream, reachable_errors
 
 pytestmark = pytest.mark.cosim
 
@@ -94,10 +94,13 @@ def test_mapper_stream_matches_sw_model(model_report, model, strategy):
 
 
 # ---- (b) random legal streams ---------------------------------------------------------------------------------
-def test_random_streams_cover_every_opcode(random_job):
+def test_random_streams_cover_every_opcode_and_field_corner(tiny, random_job):
     streams, _ = random_job
+    hit = set()
     for s in streams:
         assert set(Opcode) - opcodes_of(s.commands) == set(), s
+        hit |= covered(tiny, s.commands)
+    assert coverage_bins(tiny) - hit == set()
 
 
 def test_random_streams_match_sw_model(random_report, random_job):
@@ -251,3 +254,5 @@ def test_second_configuration_random_and_illegal_streams(hw, tmp_path):
     rep = runner.run(cfg, make_cases(cfg, items), work_dir=tmp_path)
     assert rep.mismatches == 0, [(c, c.details[:3]) for c in rep.cases if c.mismatches]
     assert {s.intent for s in illegal} == reachable_errors(cfg)
+    hit = set().union(*(covered(cfg, random_stream(cfg, k, n=60).commands) for k in range(10)))
+    assert coverage_bins(cfg) - hit == set()

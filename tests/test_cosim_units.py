@@ -30,6 +30,13 @@ def test_random_streams_are_legal_deterministic_and_cover_every_opcode(cfg):
     assert random_stream(cfg, 0).words != random_stream(cfg, 1).words
 
 
+def test_random_streams_hit_every_coverage_bin(cfg):
+    from sim.streams import coverage_bins, covered
+    hit = set().union(*(covered(cfg, random_stream(cfg, seed, n=60).commands) for seed in range(10)))
+    assert coverage_bins(cfg) - hit == set()
+    assert covered(cfg, [Command.read(0, 1)]) == {"op:READ", "read:count=1"}
+
+
 def test_illegal_streams_provoke_their_error_in_sw_model(cfg):
     cases = illegal_streams(cfg)
     for c in cases:
