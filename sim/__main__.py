@@ -32,7 +32,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="placement strategy (all: every strategy, one stream each)")
     r.add_argument("--simulator", default="verilator", choices=SIMULATORS)
     r.add_argument("--waves", action="store_true", help="record waves (VCD with Verilator, FST with Icarus)")
-    r.add_argument("--out", default="cosim-out", help="output folder (default: %(default)s)")
+    r.add_argument("--out", default="build/cosim", help="output folder (default: %(default)s)")
     r.add_argument("--seed", type=int, default=0, help="seed of the input vectors and handshake randomness")
     r.add_argument("--nblocks", type=int, default=4, help="Monarch blocks (default: %(default)s)")
     r.add_argument("--gap", type=float, default=0.0, help="probability of an idle cycle on cmd.valid")
