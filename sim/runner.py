@@ -376,6 +376,10 @@ def run(cfg: HwConfig, cases: Sequence[Case], *, simulator: str = "verilator", w
         work_dir: str | os.PathLike | None = None) -> JobReport:
     """Run ``cases`` on ``cfg``'s tile in one simulator process and return the report.
 
+    The cases run in order on one tile, reset in between but with memories kept: build them with one
+    :func:`make_cases` call over the whole job, in this order, so that each expectation starts from the memory
+    contents the RTL will have.
+
     ``work_dir`` receives the job, report, log (and wave) files; a temporary folder (removed afterwards) when
     None. Raises :class:`SimulatorError` if the simulator fails or writes no report.
     """
