@@ -35,7 +35,7 @@ from cimisa.config import load_hw  # noqa: E402
 from mapper import run as R  # noqa: E402
 from sw_model.noise import parse_noise  # noqa: E402
 
-DEFAULT_NOISE = "prog=0.005,read=0.005;prog=0.02,read=0.01"
+DEFAULT_NOISE = "prog=0.01;prog=0.03;read=0.001;prog=0.01,read=0.001"
 
 
 def calibrated_factors(nblocks: int, cache: Path, calib_kw: dict, show_progress: bool):

@@ -62,7 +62,9 @@ def format_report(rep: dict) -> str:
     lines = [f"model {rep['model']} ({rep['family']}), nblocks {rep['nblocks']}"
              f"{', calibrated' if rep['calibrated'] else ''}; hw {rep['hw']}: weights {rep['weight_bits']} b, "
              f"inputs {rep['input_bits']} b, ADC {rep['adc_bits']} b{' (lossless)' if rep['adc_lossless'] else ''}"
-             f", noise {rep['noise']}"]
+             f" ({rep.get('adc_rule', 'bound')} rule), noise "
+             + (", ".join(f"{k}={v}" for k, v in rep["noise"].items()) if any(rep["noise"][k] for k in ("prog", "read"))
+                else "none")]
     met = rep["metrics"]
     for key in ("cim_vs_dense", "monarch_float_vs_dense", "cim_vs_monarch_float"):
         if key in met:
