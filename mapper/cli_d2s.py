@@ -22,8 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--nblocks", required=True, type=int, help="number of blocks per Monarch factor")
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
     p.add_argument("--calibrate", action="store_true", help="refine the factors on calibration text")
-    p.add_argument("--steps", type=int, default=None, help="distillation steps of the calibration "
-                                                            "(default: %(default)s = the built-in budget)")
+    p.add_argument("--steps", type=int, default=None, help="end-to-end distillation steps after the "
+                                                            "layer-wise fit (default: 0)")
     p.add_argument("--sentences", type=int, default=None, help="calibration sentences for the layer-wise fit")
     p.add_argument("--seed", type=int, default=0, help="calibration seed (default: %(default)s)")
     p.add_argument("--include-embeddings", action="store_true", help="also project the token embedding "

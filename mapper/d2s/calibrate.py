@@ -26,7 +26,6 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
@@ -53,10 +52,10 @@ class CalibConfig:
     stages.
     """
 
-    sentences: int = 1024
+    sentences: int = 512
     sweeps: int = 12
     ridge: float = 1e-3
-    steps: int = 300
+    steps: int = 0
     batch: int = 32
     lr: float = 5e-4
     max_len: int = 64
@@ -637,5 +636,3 @@ def default_heldout_batches(spec: ModelSpec, n: int = 256, max_len: int = 64) ->
     from mapper.textdata import heldout_sentences  # noqa: PLC0415
     return make_batches(make_tokenizer(spec, max_len), heldout_sentences(n), 64)
 
-
-_ = Path  # re-exported for type hints in callers
