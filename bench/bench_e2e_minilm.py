@@ -114,6 +114,8 @@ def run_bench(args) -> list[dict]:
                     "strategy": args.strategy, "hw": hw.name,
                 }
                 rows.append(row)
+                if args.partial:
+                    write_results(rows, Path(args.out), {"partial": True, **vars(args)}, plot_it=False)
                 print(f"{desc:40s} cos {row['cosine_mean']:.4f} (min {row['cosine_min']:.4f}) "
                       f"float-Monarch {row['monarch_float_cosine_mean']:.4f}  vs-float {row['cim_vs_float_monarch_cosine']:.4f}"
                       f"  {row['exec_seconds']:.1f} s", file=sys.stderr, flush=True)
@@ -121,7 +123,7 @@ def run_bench(args) -> list[dict]:
     return rows
 
 
-def write_results(rows: list[dict], out: Path, meta: dict) -> None:
+def write_results(rows: list[dict], out: Path, meta: dict, plot_it: bool = True) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".e2e_minilm.json.tmp"
     tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n", encoding="utf-8")
@@ -132,7 +134,8 @@ def write_results(rows: list[dict], out: Path, meta: dict) -> None:
         w.writeheader()
         w.writerows(rows)
     tmp.replace(out / "e2e_minilm.csv")
-    plot(rows, out / "e2e_minilm.png")
+    if plot_it:
+        plot(rows, out / "e2e_minilm.png")
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -204,6 +207,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--partial", action="store_true", help="rewrite the JSON/CSV after every row")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     rows = run_bench(args)
