@@ -523,8 +523,9 @@ def run(model: str, text: str | list[str], *, nblocks: int | None = None, calibr
         raise RunError("--text must be a non-empty string")
     base = load_hw(hw)
     run_hw = hw_for_adc(base, adc_bits)
-    prep = prepare(model, nblocks, calibrate, show_progress)
+    # Before any model is loaded: mapper.textdata's sentence set depends on what the interpreter has imported.
     calib = calib_texts if calib_texts is not None else _calibration_texts()
+    prep = prepare(model, nblocks, calibrate, show_progress)
     acts = collect_activations(prep, calib, max_len=min(128, prep.max_len))
     setup = compile_cim(prep, run_hw, acts, strategy=strategy)
     if adc_rule not in ("bound", "calib"):

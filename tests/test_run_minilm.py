@@ -21,9 +21,7 @@ pytestmark = [pytest.mark.realmodel, pytest.mark.skipif(importlib.util.find_spec
 # docs/e2e.md, nblocks 8, projection: (ADC bits, rule) -> mean cosine vs dense, and vs the float Monarch model.
 TABLE = {("lossless", "-"): (0.1861, 0.9981), ("8", "calib"): (0.1855, 0.9971)}
 FLOAT_MONARCH = 0.1861
-# The bench process and this test differ by 0.005 in the lossless cosine vs dense (0.1861 vs 0.1811) while the
-# cosine vs the float Monarch model agrees to 1e-4: an unexplained run-to-run sensitivity (see docs/e2e.md).
-TOL = 0.01
+TOL = 0.005   # float summation order (BLAS, threads) may flip a few roundings of activations and ADC codes
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +29,13 @@ def minilm_nb8():
     from mapper import run as R
     from mapper.textdata import heldout_sentences
     torch.set_num_threads(2)
+    # Extract the sentences before transformers loads a model, as the bench does: mapper.textdata reads stdlib
+    # docstrings, and loading a model adds two calibration sentences (1922 instead of 1920), which shifts the
+    # 64 picked for activation scales.
+    texts, calib = heldout_sentences(32), R._calibration_texts(64)
     prep = R.prepare("minilm", 8, show_progress=False)
-    batch = R.tokenize(prep, heldout_sentences(32), max_len=64)
-    acts = R.collect_activations(prep, R._calibration_texts(64), max_len=64)
+    batch = R.tokenize(prep, texts, max_len=64)
+    acts = R.collect_activations(prep, calib, max_len=64)
     setup = R.compile_cim(prep, load_hw("paper-256").lossless(), acts, strategy="auto")
     dense = R.embed(prep.dense, batch)
     return R, prep, batch, setup, dense
