@@ -87,7 +87,20 @@ def _sentences(doc: str) -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def all_sentences() -> tuple[str, ...]:
-    """Return every extracted sentence, deduplicated and sorted."""
+    """Return every extracted sentence, deduplicated and sorted.
+
+    The extraction runs in a fresh, isolated interpreter (``python -I`` on this file), because what a module
+    exposes can change with what else a process has imported (e.g. after a transformers model is loaded):
+    the text sets must not depend on import order.
+    """
+    import json
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-I", __file__], capture_output=True, text=True, check=True).stdout
+    return tuple(json.loads(out))
+
+
+def _extract() -> tuple[str, ...]:
     found: set[str] = set()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecated aliases (typing.io, ...) warn when touched
@@ -114,3 +127,9 @@ def heldout_sentences(n: int | None = 256) -> list[str]:
         return held
     step = len(held) / n
     return [held[int(j * step)] for j in range(n)]
+
+
+if __name__ == "__main__":  # used by all_sentences(): extraction in a clean interpreter
+    import json
+    import sys
+    json.dump(list(_extract()), sys.stdout)
