@@ -32,3 +32,20 @@ class ModelError(KitError):
 
 class ShapeError(KitError):
     """A matrix shape cannot be handled with the requested parameters."""
+
+
+def run_cli(func, args) -> int:
+    """Call a command-line handler ``func(args)``; turn user errors into one ``error:`` line and status 2.
+
+    Every front end (``python -m mapper|hw|sim|sw_model``) runs its handler through this, so user errors look
+    the same everywhere; any other exception is a bug and keeps its traceback.
+    """
+    import sys
+    try:
+        return int(func(args) or 0)
+    except KitError as exc:
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

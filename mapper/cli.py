@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from cimisa.errors import KitError
+from cimisa.errors import run_cli
 
 # Sub-command modules, each with ``register(subparsers)`` that adds a parser whose default ``func`` runs it.
 SUBCOMMAND_MODULES = (
@@ -47,11 +47,4 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except KitError as exc:
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    return run_cli(args.func, args)

@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from cimisa.errors import KitError
+from cimisa.errors import run_cli
 
 __all__ = ["make_parser", "main"]
 
@@ -96,14 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except KitError as exc:
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    return run_cli(args.func, args)
 
 
 if __name__ == "__main__":
