@@ -88,6 +88,19 @@ def pareto(geoms, hw: HwConfig, dims: ModelDims, *, adc_mode: str = "paper", ext
     return out
 
 
+def folder_nblocks(model: str) -> int | None:
+    """Return the nblocks a d2s output folder was built with, or None for any other model."""
+    from mapper.models import resolve_source  # noqa: PLC0415
+    kind, _, folder = resolve_source(model)
+    if kind != "d2s":
+        return None
+    import json  # noqa: PLC0415
+    try:
+        return int(json.loads((folder / "monarch.json").read_text())["nblocks"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None   # load_monarch_dir reports what is wrong with the folder
+
+
 def load_factors(model: str, spec, nblocks: int, show_progress: bool = False) -> dict:
     """Return ``{name: (R, L, bias)}`` for a d2s folder (as stored) or a model with weights (projected)."""
     from mapper.models import load_hf_model, resolve_source  # noqa: PLC0415
@@ -311,7 +324,7 @@ def build(model: str, hw: "str | HwConfig" = "paper-256", *, nblocks: int | None
     step("model")
     spec = load_model_spec(model)
     if nblocks is None:
-        nblocks = default_nblocks(spec)
+        nblocks = folder_nblocks(model) or default_nblocks(spec)
     check_nblocks(spec, nblocks)
     geoms = geometry(spec, nblocks)
     dims = ModelDims.of(spec)

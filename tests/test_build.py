@@ -139,3 +139,19 @@ def test_snapshot(model):
     assert len(old) == len(new) and not diff, (f"{model}: stream changed ({len(diff)} lines, {len(old)} -> "
                                                f"{len(new)}); rerun with UPDATE_SNAPSHOTS=1 if intended:\n"
                                                + "\n".join(diff[:5]))
+
+
+def test_build_from_a_d2s_folder(tmp_path):
+    """`mapper d2s` output feeds `mapper build`: the folder's nblocks is used and the stream is exact."""
+    assert main(["d2s", "--model", "tiny-bert", "--nblocks", "4", "--out", str(tmp_path / "f")]) == 0
+    assert main(["build", "--model", str(tmp_path / "f"), "--hw", "fpga-tiny", "--out", str(tmp_path / "b")]) == 0
+    rep = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert rep["summary"]["arrays"] >= rep["summary"]["lower_bound_arrays"] > 0
+    assert (tmp_path / "b" / "commands.bin").stat().st_size > 0
+    from cimisa.stream import read_stream
+    from sw_model import run
+    f = read_stream(tmp_path / "b" / "commands.bin")
+    assert run(f.cfg, f.words).ok
+    # an explicit nblocks that disagrees with the folder is a one-line user error
+    assert main(["build", "--model", str(tmp_path / "f"), "--nblocks", "8", "--out", str(tmp_path / "c")]) == 2
+    assert not (tmp_path / "c").exists()
