@@ -43,8 +43,12 @@ def calibrated_factors(nblocks: int, cache: Path, calib_kw: dict, show_progress:
     from mapper.d2s.calibrate import CalibConfig, calibrate  # noqa: PLC0415
     from mapper.d2s.io import save_monarch_dir  # noqa: PLC0415
     cfg = CalibConfig(**calib_kw)
+    import hashlib  # noqa: PLC0415
+
+    from mapper.textdata import calibration_sentences  # noqa: PLC0415
     tag = "-".join(f"{k}{v}" for k, v in sorted(calib_kw.items())) or "default"
-    folder = cache / f"minilm-nb{nblocks}-calib-{tag}"
+    text_tag = hashlib.sha256("\n".join(calibration_sentences()).encode()).hexdigest()[:8]   # the text set too
+    folder = cache / f"minilm-nb{nblocks}-calib-{tag}-text{text_tag}"
     if (folder / "monarch.json").is_file():
         return R.prepare(str(folder), nblocks, show_progress=show_progress), folder, 0.0
     prep = R.prepare("minilm", nblocks, calibrate=False, show_progress=show_progress)

@@ -29,9 +29,8 @@ def minilm_nb8():
     from mapper import run as R
     from mapper.textdata import heldout_sentences
     torch.set_num_threads(2)
-    # Extract the sentences before transformers loads a model, as the bench does: mapper.textdata reads stdlib
-    # docstrings, and loading a model adds two calibration sentences (1922 instead of 1920), which shifts the
-    # 64 picked for activation scales.
+    # mapper.textdata extracts its sentences in an isolated interpreter, so the sets do not depend on what
+    # this process imported before (torch patches stdlib docstrings).
     texts, calib = heldout_sentences(32), R._calibration_texts(64)
     prep = R.prepare("minilm", 8, show_progress=False)
     batch = R.tokenize(prep, texts, max_len=64)
