@@ -72,13 +72,21 @@ class Machine:
         self.error = code
         raise error_for(code, self.index, message)
 
+    def _check(self, op: Opcode, args: dict) -> None:
+        """Stop with the first error :func:`cimisa.semantics.check` finds in a header."""
+        code = semantics.check(self.cfg, op, args)
+        if code is not ErrorCode.NONE:
+            self._fail(code, f"{code.name} in {op.name}({', '.join(f'{k}={v}' for k, v in args.items())})")
+
     def execute(self, cmd: Command) -> None:
         """Check and execute one decoded command; raise a :class:`CimError` (and stop) if it is illegal."""
         if self.run_state is not RunState.RUNNING:
             raise RuntimeError(f"machine is {self.run_state.name}, cannot execute {cmd!r}")
-        code = semantics.check(self.cfg, cmd.op, cmd.args)
-        if code is not ErrorCode.NONE:
-            self._fail(code, f"{code.name} in {cmd!r}")
+        self._check(cmd.op, cmd.args)
+        self._apply(cmd)
+
+    def _apply(self, cmd: Command) -> None:
+        """Execute one command that passed its checks."""
         action = self.actions[cmd.op]
         if cmd.op in PAYLOAD:
             action(self.state, data=cmd.data, **cmd.args)
@@ -103,10 +111,8 @@ class Machine:
             if hdr is None:
                 self._fail(ErrorCode.ILLEGAL_OPCODE, f"illegal opcode {isa.opcode_of(int(words[i]))}")
             op, args = hdr
+            self._check(op, args)          # before the payload: a bad header is reported at the header
             if op in PAYLOAD:
-                code = semantics.check(self.cfg, op, args)
-                if code is not ErrorCode.NONE:
-                    self._fail(code, f"{code.name} in {op.name}{args}")
                 count, per = args["count"], isa.per_word(op)
                 need = isa.payload_words(op, count)
                 got = min(need, n - i - 1)
@@ -115,15 +121,13 @@ class Machine:
                     values.extend(isa.decode_payload_word(op, int(w)))
                 if got < need:
                     if got:
-                        part = dict(args, count=got * per)
-                        self.actions[op](self.state, data=tuple(values[:got * per]),
-                                         **{k: v for k, v in part.items()})
+                        self.actions[op](self.state, data=tuple(values[:got * per]), **dict(args, count=got * per))
                     self._fail(ErrorCode.TRUNCATED, f"{op.name} payload truncated: needs {need} words, "
                                                     f"{got} left")
-                self.execute(Command(op, args, tuple(values[:count])))
+                self._apply(Command(op, args, tuple(values[:count])))
                 i += 1 + need
             else:
-                self.execute(Command(op, args))
+                self._apply(Command(op, args))
                 i += 1
         if self.run_state is RunState.RUNNING:
             self._fail(ErrorCode.TRUNCATED, "stream ended before HALT")
