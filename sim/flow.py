@@ -53,6 +53,15 @@ def summarize(cfg: HwConfig, report: JobReport, *, model: str, strategies: Seque
     }
 
 
+def _check_run_options(simulator: str, gap: float, backpressure: float) -> None:
+    """Raise a user error for handshake probabilities outside [0, 1) or a simulator that cannot run here."""
+    if not (0.0 <= gap < 1.0 and 0.0 <= backpressure < 1.0):
+        raise KitError(f"--gap and --backpressure must be in [0, 1), not {gap} and {backpressure}")
+    reason = runner.unavailable_reason(simulator)
+    if reason:
+        raise runner.SimulatorError(f"cannot use simulator {simulator!r}: {reason}")
+
+
 def cosim_model(model: str, cfg: HwConfig, *, strategies: Sequence[str] = ("auto",), simulator: str = "verilator",
                 waves: bool = False, out_dir: str | os.PathLike | None = None, seed: int = 0, nblocks: int = 4,
                 gap: float = 0.0, backpressure: float = 0.0) -> dict:
@@ -65,11 +74,7 @@ def cosim_model(model: str, cfg: HwConfig, *, strategies: Sequence[str] = ("auto
     bad = [s for s in strategies if s not in STRATEGIES]
     if bad:
         raise KitError(f"unknown strategy {bad[0]!r} (known: {', '.join(STRATEGIES)})")
-    if not (0.0 <= gap < 1.0 and 0.0 <= backpressure < 1.0):
-        raise KitError(f"--gap and --backpressure must be in [0, 1), not {gap} and {backpressure}")
-    reason = runner.unavailable_reason(simulator)
-    if reason:
-        raise runner.SimulatorError(f"cannot use simulator {simulator!r}: {reason}")
+    _check_run_options(simulator, gap, backpressure)
     streams = []
     for s in strategies:
         st = resolve_stream(model, cfg, s, nblocks=nblocks, seed=seed)
@@ -105,11 +110,7 @@ def cosim_check(cfg: HwConfig, *, n_random: int = 10, length: int = 60, illegal:
     """
     if n_random < 0 or length < 1:
         raise KitError(f"--random must be >= 0 and --length >= 1, not {n_random} and {length}")
-    if not (0.0 <= gap < 1.0 and 0.0 <= backpressure < 1.0):
-        raise KitError(f"--gap and --backpressure must be in [0, 1), not {gap} and {backpressure}")
-    reason = runner.unavailable_reason(simulator)
-    if reason:
-        raise runner.SimulatorError(f"cannot use simulator {simulator!r}: {reason}")
+    _check_run_options(simulator, gap, backpressure)
     items = [(st.name, st.words) for st in (random_stream(cfg, seed + k, length) for k in range(n_random))]
     if illegal:
         items += [(st.name, st.words) for st in illegal_streams(cfg, seed=seed)]
