@@ -371,63 +371,62 @@ def _place_linear(geoms, hw) -> _Builder:
     return b
 
 
-def _place_sparse(geoms, hw) -> _Builder:
-    b = _Builder(hw)
+def _fitting_factors(b: "_Builder", geoms):
+    """Yield ``(matmul, factor, nblocks, block rows, block cols)`` for each factor whose blocks fit an array;
+    blocks larger than an array are tiled across arrays here (``_Builder.oversized``) and not yielded."""
     for mi, g in enumerate(geoms):
-        k = g.nblocks
         for factor in ("R", "L"):
             h, w = g.block_dims(factor)
             if h > b.m_r or w > b.m_c:
-                for blk in range(k):
+                for blk in range(g.nblocks):
                     b.oversized(mi, factor, blk, h, w)
                 continue
-            dmax = min(b.m_r // h, b.m_c // w)
-            if factor == "R":
-                for start in range(0, k, dmax):
-                    arr, grp = b.new_array(), b.new_group()
-                    for d, blk in enumerate(range(start, min(k, start + dmax))):
-                        b.add(grp, matmul=mi, factor="R", block=blk, r0=0, c0=0, rows=h, cols=w, array=arr,
-                              row0=d * h, col0=d * w)
-            else:
-                D = _largest_divisor_at_most(k, dmax)
-                gstride = k // D
-                for a0 in range(gstride):
-                    arr, grp = b.new_array(), b.new_group()
-                    for d in range(D):
-                        b.add(grp, matmul=mi, factor="L", block=a0 + d * gstride, r0=0, c0=0, rows=h, cols=w,
-                              array=arr, row0=d, col0=d, step=D)
+            yield mi, factor, g.nblocks, h, w
+
+
+def _place_sparse(geoms, hw) -> _Builder:
+    b = _Builder(hw)
+    for mi, factor, k, h, w in _fitting_factors(b, geoms):
+        dmax = min(b.m_r // h, b.m_c // w)
+        if factor == "R":
+            for start in range(0, k, dmax):
+                arr, grp = b.new_array(), b.new_group()
+                for d, blk in enumerate(range(start, min(k, start + dmax))):
+                    b.add(grp, matmul=mi, factor="R", block=blk, r0=0, c0=0, rows=h, cols=w, array=arr,
+                          row0=d * h, col0=d * w)
+        else:
+            D = _largest_divisor_at_most(k, dmax)
+            gstride = k // D
+            for a0 in range(gstride):
+                arr, grp = b.new_array(), b.new_group()
+                for d in range(D):
+                    b.add(grp, matmul=mi, factor="L", block=a0 + d * gstride, r0=0, c0=0, rows=h, cols=w,
+                          array=arr, row0=d, col0=d, step=D)
     return b
 
 
 def _place_dense(geoms, hw) -> _Builder:
     b = _Builder(hw)
-    for mi, g in enumerate(geoms):
-        k = g.nblocks
-        for factor in ("R", "L"):
-            h, w = g.block_dims(factor)
-            if h > b.m_r or w > b.m_c:
-                for blk in range(k):
-                    b.oversized(mi, factor, blk, h, w)
-                continue
-            nr, nc = b.m_r // h, b.m_c // w
-            slots = [(u, (u + o) % nc, o) for o in range(nc) for u in range(nr)]
-            # a slot (u, v) appears once: for fixed o, u -> v is injective; all nr*nc pairs are covered when
-            # nr <= nc; when nr > nc some (u, v) repeat across o, so deduplicate keeping the first.
-            seen, uniq = set(), []
-            for u, v, o in slots:
-                if (u, v) not in seen:
-                    seen.add((u, v))
-                    uniq.append((u, v, o))
-            if len(uniq) < nr * nc:
-                uniq += [(u, v, (v - u) % nc) for u in range(nr) for v in range(nc) if (u, v) not in seen]
-            arr = None
-            for blk in range(k):
-                s = blk % len(uniq)
-                if s == 0:
-                    arr = b.new_array()
-                u, v, o = uniq[s]
-                b.add(b.new_group(), matmul=mi, factor=factor, block=blk, r0=0, c0=0, rows=h, cols=w, array=arr,
-                      row0=u * h, col0=v * w, rotation=o)
+    for mi, factor, k, h, w in _fitting_factors(b, geoms):
+        nr, nc = b.m_r // h, b.m_c // w
+        slots = [(u, (u + o) % nc, o) for o in range(nc) for u in range(nr)]
+        # a slot (u, v) appears once: for fixed o, u -> v is injective; all nr*nc pairs are covered when
+        # nr <= nc; when nr > nc some (u, v) repeat across o, so deduplicate keeping the first.
+        seen, uniq = set(), []
+        for u, v, o in slots:
+            if (u, v) not in seen:
+                seen.add((u, v))
+                uniq.append((u, v, o))
+        if len(uniq) < nr * nc:
+            uniq += [(u, v, (v - u) % nc) for u in range(nr) for v in range(nc) if (u, v) not in seen]
+        arr = None
+        for blk in range(k):
+            s = blk % len(uniq)
+            if s == 0:
+                arr = b.new_array()
+            u, v, o = uniq[s]
+            b.add(b.new_group(), matmul=mi, factor=factor, block=blk, r0=0, c0=0, rows=h, cols=w, array=arr,
+                  row0=u * h, col0=v * w, rotation=o)
     return b
 
 
