@@ -13,6 +13,11 @@ names a built-in configuration to start from, so a file only needs what differs:
     adcs_per_array = 16
     [cost]
     adc_fom_fj_per_step = 50.0
+
+Every setting is checked for its type and range *before* anything is derived from it (:data:`LIMITS`,
+:data:`COST_LIMITS`): integers must be integers (not ``32.0``, ``true`` or ``"32"``), numbers must be finite,
+and the tile may hold at most :data:`MAX_CELLS` weight cells, so that no configuration that loads can make a
+later command hang or run out of memory.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 import os
+import stat
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -29,10 +36,85 @@ from typing import Any
 
 from cimisa.errors import ConfigError
 
-__all__ = ["ACC_BITS", "CostParams", "HwConfig", "BUILTIN", "list_builtin", "load_hw"]
+__all__ = ["ACC_BITS", "LIMITS", "COST_LIMITS", "MAX_CELLS", "MAX_CONFIG_BYTES", "CostParams", "HwConfig",
+           "BUILTIN", "list_builtin", "load_hw"]
 
 #: Width of every output-buffer accumulator and result word (two's complement, wraps on overflow).
 ACC_BITS = 32
+
+#: Allowed range of each integer setting of :class:`HwConfig` (inclusive). ``adcs_per_array`` is further limited
+#: to ``cols``, ``rows_per_cycle`` to the divisors of ``rows`` and ``adc_bits`` to ``lossless_adc_bits`` (at most
+#: 28: 16-bit weights on 4096 rows).
+#: The upper bounds keep every derived quantity small: field widths (array index <= 20 bits, buffer addresses
+#: <= 20 bits), payload packing (an element of at most 16 bits fits any stream word), and the buffers the golden
+#: model allocates up front (``in_depth`` + ``out_depth`` int64 words, at most 16 MiB).
+LIMITS: dict[str, tuple[int, int]] = {
+    "rows": (2, 4096),
+    "cols": (2, 4096),
+    "n_arrays": (1, 1 << 20),
+    "weight_bits": (2, 16),
+    "input_bits": (2, 16),
+    "adc_bits": (1, 28),
+    "adcs_per_array": (1, 4096),
+    "in_depth": (2, 1 << 20),
+    "out_depth": (2, 1 << 20),
+    "rows_per_cycle": (1, 4096),
+}
+
+#: Most weight cells (``n_arrays * rows * cols``) a configuration may have: 2**36, about 69 billion. That holds
+#: every model in the kit's zoo with the dense (linear) baseline, up to Llama-2-7B (about 7e9 weights, which
+#: ``bench/bench_mapper.py`` maps on 2**20 arrays of 256 x 256 = exactly this limit), while a tile of 4096 x 4096
+#: arrays can have at most 4096 of them. Nothing in the kit allocates per configured cell up front (the golden
+#: model and the mapper allocate the arrays a stream or placement uses), but the RTL's weight memory is sized by
+#: the tile, and a tile beyond this bound only ends in a MemoryError minutes later.
+MAX_CELLS = 1 << 36
+
+#: Largest configuration file (or configuration block of a stream file) the loaders read, in bytes.
+MAX_CONFIG_BYTES = 1 << 20
+
+#: Upper bound of every time/energy constant of :class:`CostParams` (ns, pJ, fJ or nJ per event): larger values
+#: are not physical and overflow the cost model's sums to infinity.
+COST_MAX = 1e9
+
+#: Integer cost constants and their inclusive ranges; ``adc_ramp_fraction`` is a number in 0..1; every other
+#: cost constant is a finite number in ``0..COST_MAX``.
+COST_LIMITS: dict[str, tuple[int, int]] = {"adc_ref_bits": (1, 28), "digital_lanes": (1, 1 << 20)}
+
+
+def _show(v: Any) -> str:
+    """A short one-line rendering of a user-supplied value for error messages."""
+    if isinstance(v, bool) or v is None:
+        return {True: "true", False: "false", None: "null"}[v]
+    if isinstance(v, numbers.Integral):
+        v = int(v)
+        return str(v) if v.bit_length() <= 64 else f"{'-' if v < 0 else ''}~2**{v.bit_length() - 1}"
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, str):
+        r = repr(v)
+        return r if len(r) <= 40 else r[:36] + "...'"
+    if isinstance(v, (list, tuple)):
+        return f"a list of {len(v)} item{'s' * (len(v) != 1)}"
+    if isinstance(v, dict):
+        return "a table"
+    return f"a {type(v).__name__}"
+
+
+def _is_int(v: Any) -> bool:
+    """Whether ``v`` is an integer (Python or numpy), not a bool, float or string."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    """Whether ``v`` is a real number (int or float), not a bool or string."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _finite_in(v: Any, lo: float, hi: float) -> bool:
+    """Whether the number ``v`` is finite and within ``lo..hi`` (no float conversion of huge integers)."""
+    if isinstance(v, numbers.Integral):
+        return lo <= v <= hi
+    return math.isfinite(v) and lo <= v <= hi
 
 
 @dataclass(frozen=True)
@@ -81,6 +163,32 @@ class CostParams:
     t_mvm_fixed_ns: float = 0.0
     e_mvm_fixed_nj: float = 0.0
 
+    def __post_init__(self):
+        # Normalise valid values (numpy scalars, integers given for times and energies) to plain int/float, so
+        # that JSON output is uniform; invalid values are left as they are for violations() to report.
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if self._problem(f.name, v) is None:
+                object.__setattr__(self, f.name, int(v) if f.name in COST_LIMITS else float(v))
+
+    @staticmethod
+    def _problem(name: str, v: Any) -> str | None:
+        """What is wrong with value ``v`` of constant ``name`` (None if nothing)."""
+        if name in COST_LIMITS:
+            lo, hi = COST_LIMITS[name]
+            if not _is_int(v) or not lo <= v <= hi:
+                return f"cost.{name} must be an integer in {lo}..{hi}, not {_show(v)}"
+        elif name == "adc_ramp_fraction":
+            if not _is_number(v) or not _finite_in(v, 0, 1):
+                return f"cost.{name} must be a number in 0..1, not {_show(v)}"
+        elif not _is_number(v) or not _finite_in(v, 0, COST_MAX):
+            return f"cost.{name} must be a finite number in 0..1e9, not {_show(v)}"
+        return None
+
+    def violations(self) -> list[str]:
+        """Return every rule these constants break (empty when valid), each naming ``cost.<key>``."""
+        return [p for f in fields(self) if (p := self._problem(f.name, getattr(self, f.name))) is not None]
+
     @classmethod
     def preset(cls, name: str) -> "CostParams":
         """Return a named set of constants: ``kit`` (the defaults) or ``paper``.
@@ -122,51 +230,44 @@ class HwConfig:
     cost: CostParams = field(default_factory=CostParams)
 
     def __post_init__(self):
+        for f in fields(self):   # numpy integers (e.g. from a sweep) become plain ints
+            v = getattr(self, f.name)
+            if f.name in LIMITS and _is_int(v) and type(v) is not int:
+                object.__setattr__(self, f.name, int(v))
         problems = self.violations()
         if problems:
-            raise ConfigError(f"invalid hardware configuration {self.name!r}: " + "; ".join(problems))
+            raise ConfigError(f"invalid hardware configuration {_show(self.name)}: " + "; ".join(problems))
 
     def violations(self) -> list[str]:
-        """Return every rule this configuration breaks (empty when valid)."""
+        """Return every rule this configuration breaks (empty when valid).
+
+        Types and ranges of every setting are checked first; the rules between settings (and the quantities
+        derived from them, such as :attr:`lossless_adc_bits`) only once the settings they use are valid.
+        """
         out: list[str] = []
-
-        def rng(name, lo, hi):
+        ok: dict[str, bool] = {}
+        for name, (lo, hi) in LIMITS.items():
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool):
-                out.append(f"{name} must be an integer, not {v!r}")
-                return False
-            if not lo <= v <= hi:
-                out.append(f"{name} must be in {lo}..{hi}, not {v}")
-                return False
-            return True
-
-        if not isinstance(self.name, str) or not self.name:
-            out.append(f"name must be a non-empty string, not {self.name!r}")
-        ok_rows = rng("rows", 2, 4096)
-        ok_cols = rng("cols", 2, 4096)
-        rng("n_arrays", 1, 1 << 20)
-        rng("weight_bits", 2, 16)
-        rng("input_bits", 2, 16)
-        rng("adc_bits", 1, 24)
-        if ok_cols:
-            rng("adcs_per_array", 1, self.cols)
-        rng("in_depth", 2, 1 << 24)
-        rng("out_depth", 2, 1 << 24)
-        if ok_rows and rng("rows_per_cycle", 1, self.rows) and self.rows % self.rows_per_cycle:
+            ok[name] = _is_int(v) and lo <= v <= hi
+            if not ok[name]:
+                out.append(f"{name} must be an integer in {lo}..{hi}, not {_show(v)}")
+        if not isinstance(self.name, str) or not self.name or len(self.name) > 100 or not self.name.isprintable():
+            out.append(f"name must be a non-empty string of at most 100 printable characters, not "
+                       f"{_show(self.name)}")
+        if ok["cols"] and ok["adcs_per_array"] and self.adcs_per_array > self.cols:
+            out.append(f"adcs_per_array must be at most cols ({self.cols}), not {self.adcs_per_array}")
+        if ok["rows"] and ok["rows_per_cycle"] and self.rows % self.rows_per_cycle:
             out.append(f"rows_per_cycle must divide rows ({self.rows}), not {self.rows_per_cycle}")
-        if isinstance(self.adc_bits, int) and isinstance(self.weight_bits, int) and ok_rows:
-            if self.adc_bits > self.lossless_adc_bits:
-                out.append(f"adc_bits must be at most {self.lossless_adc_bits} (lossless for {self.rows} rows of "
-                           f"{self.weight_bits}-bit weights), not {self.adc_bits}")
+        if ok["rows"] and ok["cols"] and ok["n_arrays"] and self.total_cells > MAX_CELLS:
+            out.append(f"the tile holds n_arrays*rows*cols = {self.total_cells} weight cells, more than the kit's "
+                       f"limit of 2**36 = {MAX_CELLS} (about 9x a dense 7B-parameter model)")
+        if ok["rows"] and ok["weight_bits"] and ok["adc_bits"] and self.adc_bits > self.lossless_adc_bits:
+            out.append(f"adc_bits must be at most {self.lossless_adc_bits} (lossless for {self.rows} rows of "
+                       f"{self.weight_bits}-bit weights), not {self.adc_bits}")
         if not isinstance(self.cost, CostParams):
             out.append(f"cost must be a CostParams, not {type(self.cost).__name__}")
         else:
-            for f in fields(CostParams):
-                v = getattr(self.cost, f.name)
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0 or not math.isfinite(v):
-                    out.append(f"cost.{f.name} must be a finite number >= 0, not {v!r}")
-            if isinstance(self.cost.adc_ref_bits, (int, float)) and self.cost.adc_ref_bits < 1:
-                out.append(f"cost.adc_ref_bits must be >= 1, not {self.cost.adc_ref_bits!r}")
+            out += self.cost.violations()
         return out
 
     # ---- derived quantities -------------------------------------------------------------------------------
@@ -176,15 +277,22 @@ class HwConfig:
         return self.rows * self.cols
 
     @property
+    def total_cells(self) -> int:
+        """Weight cells in the whole tile (at most :data:`MAX_CELLS`)."""
+        return self.n_arrays * self.rows * self.cols
+
+    @property
     def lossless_adc_bits(self) -> int:
-        """ADC resolution at which a full-height column sum of one input bit never saturates."""
-        wmin = -(1 << (self.weight_bits - 1))
-        lo = wmin * self.rows  # most negative column sum
-        hi = ((1 << (self.weight_bits - 1)) - 1) * self.rows
-        bits = 1
-        while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
-            bits += 1
-        return bits
+        """ADC resolution at which a full-height column sum of one input bit never saturates.
+
+        Column sums lie in ``-2**(weight_bits-1) * rows .. (2**(weight_bits-1) - 1) * rows``, which a signed
+        ``weight_bits + ceil(log2(rows))``-bit number holds:
+
+        >>> HwConfig(name="t", rows=32, cols=32, n_arrays=1, weight_bits=4, adc_bits=9, adcs_per_array=4,
+        ...          rows_per_cycle=8).lossless_adc_bits
+        9
+        """
+        return self.weight_bits + (self.rows - 1).bit_length()
 
     def lossless(self) -> "HwConfig":
         """Return this configuration with ADCs wide enough that no MVM loses information."""
@@ -193,8 +301,14 @@ class HwConfig:
 
     def replace(self, **changes: Any) -> "HwConfig":
         """Return a copy with ``changes`` applied and validated (``cost`` may be a dict of cost changes)."""
+        unknown = sorted(map(str, set(changes) - {f.name for f in fields(self)}))
         if isinstance(changes.get("cost"), dict):
-            changes["cost"] = dataclasses.replace(self.cost, **changes["cost"])
+            known_cost = {f.name for f in fields(CostParams)}
+            unknown += sorted(f"cost.{k}" for k in set(changes["cost"]) - known_cost)
+            if not unknown:
+                changes["cost"] = dataclasses.replace(self.cost, **changes["cost"])
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,28 +338,35 @@ class HwConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, origin: str = "configuration") -> "HwConfig":
-        """Build a configuration from a dict (as read from TOML/JSON), listing every problem in one error."""
+        """Build a configuration from a dict (as read from TOML/JSON), listing every problem in one error.
+
+        ``base`` (a string naming a built-in configuration) supplies the settings the dict leaves out; ``cost``
+        is a table of :class:`CostParams` keys.
+        """
         if not isinstance(data, dict):
-            raise ConfigError(f"{origin}: expected a table of settings, not {type(data).__name__}")
+            raise ConfigError(f"{origin}: expected a table of settings, not {_show(data)}")
         data = dict(data)
         base = data.pop("base", None)
         problems: list[str] = []
+        merged: dict[str, Any] = {}
         if base is not None:
-            if base not in BUILTIN:
-                raise ConfigError(f"{origin}: unknown base configuration {base!r} "
-                                  f"(built-in: {', '.join(list_builtin())})")
-            merged = BUILTIN[base].to_dict()
-        else:
-            merged = {}
+            if not isinstance(base, str):
+                problems.append(f"base must be a string naming a built-in configuration "
+                                f"({', '.join(list_builtin())}), not {_show(base)}")
+            elif base not in BUILTIN:
+                problems.append(f"unknown base configuration {_show(base)} (built-in: {', '.join(list_builtin())})")
+            else:
+                merged = BUILTIN[base].to_dict()
         cost = dict(merged.pop("cost", {}))
         user_cost = data.pop("cost", {})
         if not isinstance(user_cost, dict):
-            problems.append(f"cost must be a table, not {type(user_cost).__name__}")
+            problems.append(f"cost must be a table, not {_show(user_cost)}")
             user_cost = {}
         known = {f.name for f in fields(cls)} - {"cost"}
         known_cost = {f.name for f in fields(CostParams)}
-        problems += [f"unknown setting {k!r}" for k in sorted(set(data) - known)]
-        problems += [f"unknown setting cost.{k}" for k in sorted(set(user_cost) - known_cost)]
+        problems += [f"unknown setting {_show(k)}" for k in sorted(set(data) - known, key=repr)]
+        problems += [f"unknown setting cost.{_show(k) if not isinstance(k, str) else k[:40]}"
+                     for k in sorted(set(user_cost) - known_cost, key=repr)]
         if problems:
             raise ConfigError(f"{origin}: " + "; ".join(problems))
         merged.update(data)
@@ -259,21 +380,48 @@ class HwConfig:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "HwConfig":
-        """Load a configuration from a ``.toml`` or ``.json`` file."""
-        path = Path(path)
+        """Load a configuration from a ``.json`` file, or a TOML file (any other name).
+
+        The file must be a regular UTF-8 file of at most :data:`MAX_CONFIG_BYTES`; JSON's ``NaN``/``Infinity``
+        and TOML's ``inf``/``nan`` are read but rejected by validation like any other non-finite number.
+        """
+        raw = read_limited(path, MAX_CONFIG_BYTES, what="hardware configuration", error=ConfigError)
+        kind = "JSON" if Path(path).suffix.lower() == ".json" else "TOML"
         try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read hardware configuration {str(path)!r}: {exc.strerror}") from None
-        try:
-            if path.suffix.lower() == ".json":
-                data = json.loads(raw)
-            else:
-                data = tomllib.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'TOML'}: "
-                              f"{exc}") from None
+            text = raw.decode("utf-8")
+            data = json.loads(text) if kind == "JSON" else tomllib.loads(text)
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not valid {kind}: not UTF-8 text (byte {exc.start})") from None
+        except ValueError as exc:
+            raise ConfigError(f"{path}: not valid {kind}: {' '.join(str(exc).split())}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: not valid {kind}: nested too deeply") from None
         return cls.from_dict(data, origin=str(path))
+
+
+def read_limited(path: str | os.PathLike, limit: int, *, what: str, error: type[Exception]) -> bytes:
+    """Return the bytes of the regular file ``path``; raise ``error`` naming ``what`` if it cannot be used.
+
+    Refuses folders, devices and pipes (``/dev/zero`` would never end) and files larger than ``limit`` bytes.
+    """
+    shown = os.fspath(path)
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise error(f"cannot read {what} {shown!r}: it is a folder")
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"cannot read {what} {shown!r}: not a regular file")
+        if st.st_size > limit:
+            raise error(f"cannot read {what} {shown!r}: {st.st_size} bytes, more than the limit of {limit}")
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as exc:
+        raise error(f"cannot read {what} {shown!r}: {exc.strerror or exc}") from None
+    except ValueError as exc:    # e.g. a NUL byte in the path
+        raise error(f"cannot read {what} {shown!r}: {exc}") from None
+    if len(raw) > limit:
+        raise error(f"cannot read {what} {shown!r}: more than the limit of {limit} bytes")
+    return raw
 
 
 BUILTIN: dict[str, HwConfig] = {
@@ -302,9 +450,11 @@ def load_hw(spec: "str | os.PathLike | HwConfig", **overrides: Any) -> HwConfig:
     """
     if isinstance(spec, HwConfig):
         cfg = spec
-    elif str(spec) in BUILTIN:
-        cfg = BUILTIN[str(spec)]
-    elif os.path.exists(spec) or str(spec).endswith((".toml", ".json")):
+    elif not isinstance(spec, (str, os.PathLike)):
+        raise ConfigError(f"hardware configuration must be a name or a file, not {_show(spec)}")
+    elif os.fspath(spec) in BUILTIN:
+        cfg = BUILTIN[os.fspath(spec)]
+    elif os.path.lexists(spec) or str(spec).endswith((".toml", ".json")):
         cfg = HwConfig.from_file(spec)
     else:
         raise ConfigError(f"unknown hardware configuration {str(spec)!r} (built-in: {', '.join(list_builtin())};"
@@ -314,8 +464,5 @@ def load_hw(spec: "str | os.PathLike | HwConfig", **overrides: Any) -> HwConfig:
         unknown = sorted(set(overrides) - {f.name for f in fields(HwConfig)})
         if unknown:
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
-        try:
-            cfg = cfg.replace(**overrides)
-        except ConfigError as exc:
-            raise ConfigError(str(exc)) from None
+        cfg = cfg.replace(**overrides)
     return cfg
