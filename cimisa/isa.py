@@ -25,7 +25,7 @@ from typing import Iterable, Iterator, Mapping, Sequence
 from amaranth import signed, unsigned
 from amaranth.lib import data, enum
 
-from cimisa.config import ACC_BITS, HwConfig
+from cimisa.config import ACC_BITS, HwConfig, _show
 from cimisa.errors import KitError
 
 __all__ = [
@@ -68,6 +68,11 @@ class RunState(enum.Enum, shape=2):
     RUNNING = 0
     HALTED = 1
     ERROR = 2
+
+
+def _is_exact_int(v) -> bool:
+    """Whether ``v`` is a Python int and not a bool (JSON numbers with a fraction or exponent are floats)."""
+    return type(v) is int
 
 
 def bits_for(value: int) -> int:
@@ -136,13 +141,19 @@ class Command:
     data: tuple[int, ...] = ()
 
     def __post_init__(self):
-        object.__setattr__(self, "op", Opcode(self.op))
-        object.__setattr__(self, "args", {k: int(v) for k, v in self.args.items()})
-        object.__setattr__(self, "data", tuple(int(v) for v in self.data))
+        try:
+            object.__setattr__(self, "op", Opcode(self.op))
+        except (ValueError, TypeError):
+            raise EncodeError(f"unknown opcode {_show(self.op)}") from None
+        try:   # the Python API accepts numpy integers (and other int-like values) and stores plain ints
+            object.__setattr__(self, "args", {k: int(v) for k, v in dict(self.args).items()})
+            object.__setattr__(self, "data", tuple(int(v) for v in self.data))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise EncodeError(f"{self.op.name}: field and payload values must be integers ({exc})") from None
         names = [n for n, _ in FIELDS[self.op]]
-        if sorted(self.args) != sorted(names):
+        if set(self.args) != set(names):
             missing = sorted(set(names) - set(self.args))
-            extra = sorted(set(self.args) - set(names))
+            extra = sorted(map(str, set(self.args) - set(names)))
             raise EncodeError(f"{self.op.name} takes fields {names}; missing {missing}, unexpected {extra}")
         if self.op in PAYLOAD:
             if len(self.data) != self.args["count"]:
@@ -174,16 +185,32 @@ class Command:
 
     @classmethod
     def from_json(cls, obj: Mapping) -> "Command":
-        """Build a command from :meth:`to_json` output; raise EncodeError on unknown opcodes or fields."""
+        """Build a command from :meth:`to_json` output; raise EncodeError naming the first problem.
+
+        Strict, unlike the constructor: ``op`` must be an opcode name, every field an integer (not a bool, float
+        or string) and ``data`` (payload commands only) a list of integers; an ``i`` key is ignored.
+        """
+        if not isinstance(obj, Mapping):
+            raise EncodeError(f"a command must be a JSON object, not {_show(obj)}")
         obj = dict(obj)
         name = obj.pop("op", None)
-        if name not in Opcode.__members__:
-            raise EncodeError(f"unknown opcode {name!r}")
-        data = obj.pop("data", ())
+        if not isinstance(name, str) or name not in Opcode.__members__:
+            raise EncodeError(f"unknown opcode {_show(name)} (one of {', '.join(Opcode.__members__)})")
+        op = Opcode[name]
         obj.pop("i", None)
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in obj.values()):
-            raise EncodeError(f"{name}: field values must be integers")
-        return cls(Opcode[name], obj, tuple(data))
+        if op not in PAYLOAD and "data" in obj:
+            raise EncodeError(f"{name} takes no payload (data)")
+        data = obj.pop("data", [])
+        if not isinstance(data, list):
+            raise EncodeError(f"{name} data must be a list of integers, not {_show(data)}")
+        for k, v in obj.items():
+            if not (isinstance(k, str) and _is_exact_int(v)):
+                raise EncodeError(f"{name} field {_show(k) if not isinstance(k, str) else k[:40]} must be an integer, "
+                                  f"not {_show(v)}")
+        for j, v in enumerate(data):
+            if not _is_exact_int(v):
+                raise EncodeError(f"{name} data[{j}] must be an integer, not {_show(v)}")
+        return cls(op, obj, tuple(data))
 
     # Convenience constructors: keyword names are the header fields.
     @classmethod

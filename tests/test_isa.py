@@ -4,6 +4,7 @@ import ast
 import doctest
 import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -195,3 +196,136 @@ def test_sw_model_imports_nothing_from_hw():
                      [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             for n in names:
                 assert not (n == "hw" or n.startswith(("hw.", "amaranth"))), f"{f} imports {n}"
+
+
+# ---- the loaders trust nothing: header fields, configuration block, value types ------------------------------
+
+def forge(cfg_block, words=(), *, ncmds=None, word_bits=None, version=1, jlen=None, hw_hash=None):
+    """A container with an arbitrary configuration block (``dict`` or bytes) and correct checksums."""
+    import struct
+    import zlib
+    from cimisa.stream import _HEAD, MAGIC
+    cfg_json = cfg_block if isinstance(cfg_block, bytes) else json.dumps(cfg_block).encode()
+    if isinstance(cfg_block, dict):
+        try:
+            cfg = load_hw("fpga-tiny").from_dict(cfg_block)
+            hw_hash = hw_hash or bytes.fromhex(cfg.arch_hash)
+            word_bits = word_bits or Isa.of(cfg).word_bits
+        except Exception:   # noqa: BLE001 - an invalid block: any hash will do, it is never reached
+            pass
+    hw_hash = hw_hash or b"\0" * 8
+    word_bits = word_bits or 64
+    nb = word_bits // 8
+    body = b"".join(w.to_bytes(nb, "little") for w in words)
+    head = _HEAD.pack(MAGIC, version, word_bits, hw_hash, len(cfg_json) if jlen is None else jlen, len(words),
+                      len(words) if ncmds is None else ncmds, zlib.crc32(body))
+    return head + struct.pack("<I", zlib.crc32(head + cfg_json)) + cfg_json + body
+
+
+def test_container_command_count_must_match_body():
+    cfg, cmds, blob = _blob()
+    words = Isa.of(cfg).encode(cmds)
+    assert unpack_stream(pack_stream(cfg, words, commands=len(cmds))).commands == len(cmds)
+    for wrong in (0, len(cmds) - 1, len(cmds) + 1, 2**32 - 1):
+        with pytest.raises(StreamError, match=f"header says {wrong} commands, the body holds {len(cmds)}"):
+            unpack_stream(pack_stream(cfg, words, commands=wrong))
+
+
+@pytest.mark.parametrize("block, kw, needle", [
+    ({**load_hw("fpga-tiny").to_dict(), "weight_bits": 10**6}, {}, "weight_bits must be an integer in 2..16"),
+    ({**load_hw("fpga-tiny").to_dict(), "weight_bits": 2**70}, {}, "not ~2**70"),
+    ({**load_hw("fpga-tiny").to_dict(), "rows": 32.0}, {}, "rows must be an integer in 2..4096, not 32.0"),
+    ({**load_hw("fpga-tiny").to_dict(), "n_arrays": 10**6, "rows": 4096, "cols": 4096}, {}, "weight cells"),
+    ({**load_hw("fpga-tiny").to_dict(), "base": ["x"]}, {}, "base must be a string"),
+    ([1, 2], {}, "expected a table of settings"),
+    (b"\xff\xfe not utf-8", {}, "bad configuration block: not UTF-8 JSON"),
+    (b'{"name": NaN', {}, "bad configuration block: not UTF-8 JSON"),
+    (b"[" * 50000, {}, "bad configuration block: not UTF-8 JSON"),
+    (load_hw("fpga-tiny").to_dict(), dict(word_bits=64), "word width 64 does not match the configuration (96)"),
+    (load_hw("fpga-tiny").to_dict(), dict(hw_hash=b"\1" * 8), "configuration does not match its hash"),
+    (load_hw("fpga-tiny").to_dict(), dict(jlen=2**32 - 1), "configuration block length 4294967295 exceeds"),
+    (load_hw("fpga-tiny").to_dict(), dict(jlen=5000), "truncated configuration block"),
+    (load_hw("fpga-tiny").to_dict(), dict(version=0), "unsupported format version 0"),
+])
+def test_container_header_fields_checked(block, kw, needle):
+    with pytest.raises(StreamError, match=re.escape(needle)) as e:
+        unpack_stream(forge(block, **kw))
+    assert "\n" not in e.value.one_line()
+
+
+def _jsonl_lines():
+    cfg, cmds, _ = _blob()
+    return dumps_jsonl(cfg, cmds).splitlines()
+
+
+def _with_cmd(lines, n, **changes):
+    obj = json.loads(lines[n])
+    obj.update(changes)
+    return lines[:n] + [json.dumps(obj)] + lines[n + 1:]
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda ls: _with_cmd(ls, 1, op=["WRITE_W"]), ":2: command 0: unknown opcode a list of 1 item"),
+    (lambda ls: _with_cmd(ls, 1, op={"a": 1}), ":2: command 0: unknown opcode a table"),
+    (lambda ls: _with_cmd(ls, 1, op=1), ":2: command 0: unknown opcode 1"),
+    (lambda ls: _with_cmd(ls, 1, op=None), ":2: command 0: unknown opcode null"),
+    (lambda ls: _with_cmd(ls, 1, data=None), ":2: command 0: WRITE_W data must be a list of integers, not null"),
+    (lambda ls: _with_cmd(ls, 1, data="123"), "WRITE_W data must be a list of integers, not '123'"),
+    (lambda ls: _with_cmd(ls, 1, data={"0": 1}), "WRITE_W data must be a list of integers, not a table"),
+    (lambda ls: _with_cmd(ls, 1, data=[1, [2], 3]), "WRITE_W data[1] must be an integer, not a list of 1 item"),
+    (lambda ls: _with_cmd(ls, 1, data=[1, -2.0, 3]), "WRITE_W data[1] must be an integer, not -2.0"),
+    (lambda ls: _with_cmd(ls, 1, data=[1, True, 3]), "WRITE_W data[1] must be an integer, not true"),
+    (lambda ls: _with_cmd(ls, 1, data=[1, "2", 3]), "WRITE_W data[1] must be an integer, not '2'"),
+    (lambda ls: _with_cmd(ls, 1, data=[1, float("nan"), 3]), "WRITE_W data[1] must be an integer, not nan"),
+    (lambda ls: _with_cmd(ls, 1, data=[1, 2, 3, 4]), "count=3 but 4 payload values"),
+    (lambda ls: _with_cmd(ls, 1, row=2.0), "WRITE_W field row must be an integer, not 2.0"),
+    (lambda ls: _with_cmd(ls, 1, row=False), "WRITE_W field row must be an integer, not false"),
+    (lambda ls: _with_cmd(ls, 1, row="2"), "WRITE_W field row must be an integer, not '2'"),
+    (lambda ls: _with_cmd(ls, 1, row=-1), "WRITE_W field row=-1 does not fit"),
+    (lambda ls: _with_cmd(ls, 4, data=[]), ":5: command 3: HALT takes no payload"),
+    (lambda ls: _with_cmd(ls, 2, i=True), ":3: command index true, expected 1"),
+    (lambda ls: _with_cmd(ls, 2, i=1.0), ":3: command index 1.0, expected 1"),
+    (lambda ls: ls[:2] + ["[1, 2]"] + ls[3:], ":3: not a JSON object"),
+    (lambda ls: ls[:2] + ["[" * 100000] + ls[3:], ":3: "),
+    (lambda ls: [ls[0].replace('"version": 1', '"version": true')] + ls[1:], "unsupported format version true"),
+    (lambda ls: [ls[0].replace('"version": 1', '"version": 1.0')] + ls[1:], "unsupported format version 1.0"),
+    (lambda ls: [ls[0].replace('"commands": 4', '"commands": 4.0')] + ls[1:], "commands must be a non-negative"),
+    (lambda ls: [ls[0].replace('"word_bits": 96', '"word_bits": 32')] + ls[1:], "word_bits 32 does not match"),
+    (lambda ls: [ls[0].replace('"weight_bits": 4', '"weight_bits": 1000000')] + ls[1:],
+     ":1: bad configuration \"hw\": invalid hardware configuration 'fpga-tiny': weight_bits must be"),
+    (lambda ls: [ls[0].replace('"t_adc_ns": 1.0', '"t_adc_ns": NaN')] + ls[1:], "cost.t_adc_ns must be a finite"),
+    (lambda ls: ['"just a string"'] + ls[1:], ":1: not a CIM command stream dump"),
+    (lambda ls: [], "empty file"),
+    (lambda ls: ["", "  "], "empty file"),
+])
+def test_jsonl_types_are_exact(tmp_path, edit, needle):
+    p = tmp_path / "s.jsonl"
+    p.write_text("\n".join(edit(_jsonl_lines())) + "\n")
+    with pytest.raises(StreamError, match=re.escape(needle)) as e:
+        read_jsonl(p)
+    assert "\n" not in e.value.one_line() and str(p) in str(e.value)
+
+
+def test_jsonl_not_utf8_names_the_line(tmp_path):
+    p = tmp_path / "s.jsonl"
+    p.write_bytes("\n".join(_jsonl_lines()[:3]).encode() + b'\n{"i": 2, "op": "RE\xffAD"}\n')
+    with pytest.raises(StreamError, match=r"s\.jsonl:4: not UTF-8 text"):
+        read_jsonl(p)
+
+
+def test_unusable_stream_paths(tmp_path):
+    from cimisa.stream import read_any
+    with pytest.raises(StreamError, match="it is a folder"):
+        read_stream(tmp_path)
+    with pytest.raises(StreamError, match="not a regular file"):
+        read_jsonl("/dev/zero")
+    with pytest.raises(StreamError, match="No such file"):
+        read_any(tmp_path / "missing.bin")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    with pytest.raises(StreamError, match=r"not a command stream \(expected a \.bin container or a \.jsonl dump\)"):
+        read_any(tmp_path / "notes.txt")
+    cfg, cmds, blob = _blob()
+    (tmp_path / "stream.dat").write_bytes(blob)       # recognised by its magic
+    (tmp_path / "dump.txt").write_text(dumps_jsonl(cfg, cmds))
+    assert read_any(tmp_path / "stream.dat").words == read_any(tmp_path / "dump.txt").words
+    assert read_any(tmp_path / "dump.txt").commands == len(cmds)
