@@ -1,12 +1,13 @@
 """Generate ``docs/isa.md`` from the command-set spec: ``python -m cimisa.docgen [--check]``.
 
 The page is derived entirely from :mod:`cimisa.isa` (opcodes, fields, layouts) and :mod:`cimisa.semantics`
-(each opcode's action, quoted from its source). ``--check`` exits 1 when the checked-in copy is stale.
+(each opcode's action, quoted from its source). ``--check`` exits 1 when the checked-in copy is stale. The
+default output, ``docs/isa.md``, is the kit's own page and is replaced; another ``--out`` file that exists is
+replaced only with ``--force``. Bad options and unusable paths give one ``error:`` line and exit status 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import inspect
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from cimisa import semantics
 from cimisa.config import BUILTIN, HwConfig
+from cimisa.errors import KitArgumentParser, OutputError, cli_main
 from cimisa.isa import FIELD_KINDS, FIELDS, PAYLOAD, ErrorCode, Isa, Opcode, RunState
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "isa.md"
@@ -145,22 +147,41 @@ def render() -> str:
     return "\n".join(out)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cimisa.docgen", description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if docs/isa.md is stale")
-    ap.add_argument("--out", type=Path, default=DOC_PATH)
-    args = ap.parse_args(argv)
-    text = render()
+def make_parser() -> KitArgumentParser:
+    ap = KitArgumentParser(prog="python -m cimisa.docgen", description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if the page is stale (nothing is written)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="the page to write or check (default: the kit's own docs/isa.md, which is replaced)")
+    ap.add_argument("--force", action="store_true", help="replace an existing --out file")
+    ap.set_defaults(func=_run)
+    return ap
+
+
+def _run(args) -> int:
+    from cimisa.fsutil import atomic_write_text, check_out_file  # noqa: PLC0415
+    own = args.out is None
+    out = DOC_PATH if own else args.out
     if args.check:
-        current = args.out.read_text() if args.out.exists() else ""
-        if current != text:
-            print(f"{args.out} is stale: run `python -m cimisa.docgen`", file=sys.stderr)
+        if out.is_dir():
+            raise OutputError(f"--out {out} is a folder")
+        try:
+            current = out.read_text(encoding="utf-8") if out.exists() else ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise OutputError(f"cannot read {out}: {getattr(exc, 'strerror', None) or exc}") from None
+        if current != render():
+            print(f"{out} is stale: run `python -m cimisa.docgen`", file=sys.stderr)
             return 1
         return 0
-    from cimisa.fsutil import atomic_write_text
-    atomic_write_text(args.out, text)
-    print(f"wrote {args.out}")
+    # The default page belongs to the kit (regenerated on every change); a page the user names is kept
+    # unless --force.
+    path = check_out_file(out, force=args.force, replace_own=own, what="--out file")
+    atomic_write_text(path, render())
+    print(f"wrote {out}")
     return 0
+
+
+def main(argv=None) -> int:
+    return cli_main(make_parser, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,53 @@
+"""Command-set utilities: ``python -m cimisa check-config FILE``.
+
+``check-config`` validates a hardware configuration (a TOML/JSON file, or a built-in name) exactly as every
+other command loads it, and prints a summary: the derived command-set widths, the capacity and the cost
+constants. A valid configuration exits 0; an invalid one gives one ``error:`` line listing every violation and
+exits 2. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cimisa.errors import KitArgumentParser, cli_main
+
+
+def make_parser() -> KitArgumentParser:
+    ap = KitArgumentParser(prog="python -m cimisa", description="CIM command-set utilities.")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    c = sub.add_parser("check-config", help="validate a hardware configuration file and print its summary",
+                       description="Validate a hardware configuration (TOML/JSON file or built-in name) and print "
+                                   "its summary. Exit status 0 when valid, 2 (one error: line) when not.")
+    c.add_argument("config", metavar="FILE", help="a .toml/.json configuration file or a built-in name")
+    c.add_argument("--json", action="store_true", help="print the full configuration as canonical JSON instead")
+    c.set_defaults(func=_check_config)
+    return ap
+
+
+def _check_config(args) -> int:
+    from cimisa.config import load_hw  # noqa: PLC0415
+    from cimisa.isa import Isa  # noqa: PLC0415
+    cfg = load_hw(args.config)
+    if args.json:
+        print(cfg.to_json())
+        return 0
+    isa = Isa.of(cfg)
+    print(f"{cfg.name}: valid ({cfg.tag}, arch hash {cfg.arch_hash})")
+    print(f"  {cfg.n_arrays} arrays of {cfg.rows} x {cfg.cols} = {cfg.total_cells} weight cells; "
+          f"{cfg.weight_bits}-bit weights, {cfg.input_bits}-bit inputs")
+    print(f"  ADCs: {cfg.adcs_per_array} per array, {cfg.adc_bits} bits (lossless: {cfg.lossless_adc_bits}); "
+          f"{cfg.rows_per_cycle} rows per cycle")
+    print(f"  buffers: {cfg.in_depth} inputs, {cfg.out_depth} accumulators")
+    print(f"  stream words of {isa.word_bits} bits; {isa.per_word_weights} weights or {isa.per_word_inputs} "
+          f"inputs per payload word")
+    print("  cost: " + ", ".join(f"{k}={v:g}" for k, v in cfg.cost.__dict__.items()))
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli_main(make_parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
