@@ -238,7 +238,7 @@ def test_cli_runs_streams_and_rejects_corrupt_files(tmp_path):
         return subprocess.run([sys.executable, "-m", "sw_model", "run", *a], capture_output=True, text=True)
 
     for name in ("ok.bin", "ok.jsonl"):
-        r = cli(str(tmp_path / name), "--out", str(tmp_path / "res.json"))
+        r = cli(str(tmp_path / name), "--out", str(tmp_path / "res.json"), "--force")
         assert r.returncode == 0 and "state HALTED" in r.stdout, r.stderr
         assert '"results": [-15]' in (tmp_path / "res.json").read_text()
     r = cli(str(tmp_path / "err.bin"))
