@@ -53,7 +53,8 @@ def _check_parent(path: Path, what: str) -> None:
     try:   # the only reliable test (root passes os.access on read-only mounts and /proc)
         probe = tempfile.mkdtemp(prefix=".cim-kit-probe.", dir=base)
     except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        reason = ("not a writable folder" if exc.errno == errno.ENOENT
+                  else os.strerror(exc.errno) if exc.errno else str(exc))
         raise OutputError(f"{what} {path}: cannot write in {base} ({reason})") from None
     os.rmdir(probe)
 
