@@ -18,12 +18,10 @@ from cimisa.errors import ModelError, ShapeError
 from mapper.cost import CostReport, ModelDims, estimate
 from mapper.place import STRATEGIES, Placement, default_nblocks, geometry, place
 from mapper.schedule import Schedule, schedule
+from mapper.stream_inputs import STREAM_SEED, stream_inputs
 
 __all__ = ["BuildResult", "build", "write_build", "load_factors", "StrategyResult", "evaluate", "pareto",
            "stream_check", "STREAM_SEED", "project_factors", "check_nblocks"]
-
-#: Seed of the test inputs written into ``commands.bin`` (one vector per input group).
-STREAM_SEED = 1234
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,17 +142,8 @@ def check_nblocks(spec, nblocks: int) -> None:
 
 
 def _stream_inputs(compiled) -> dict[str, np.ndarray]:
-    """Seeded test inputs: one vector per input group (co-located matmuls share it)."""
-    rng = np.random.default_rng(STREAM_SEED)
-    lo, hi = -(1 << (compiled.hw.input_bits - 1)), (1 << (compiled.hw.input_bits - 1))
-    by_group: dict[str, np.ndarray] = {}
-    out = {}
-    for g in compiled.placement.matmuls:
-        key = (g.input_group, g.stage, g.layer)
-        if key not in by_group:
-            by_group[key] = rng.integers(lo, hi, size=g.in_features)
-        out[g.name] = by_group[key]
-    return out
+    """Seeded test inputs (:func:`mapper.stream_inputs.stream_inputs`, shared with ``python -m sim run``)."""
+    return stream_inputs(compiled, STREAM_SEED)
 
 
 def stream_check(spec, factors, hw: HwConfig, strategy: str, nblocks: int, *, colocate: bool = True,

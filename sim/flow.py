@@ -7,23 +7,22 @@ through :func:`cimisa.fsutil.atomic_dir` (nothing is left behind when a step fai
 
 from __future__ import annotations
 
-import contextlib
 import json
+import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from cimisa.config import HwConfig
+from cimisa.config import HwConfig, load_hw
 from cimisa.errors import KitError
-from cimisa.fsutil import atomic_dir
+from cimisa.fsutil import atomic_dir, check_out_dir
 from sim import runner
 from sim.job import JobReport
-from sim.model_stream import STRATEGIES, resolve_stream
+from sim.model_stream import DEFAULT_HW, STREAM_SEED, STRATEGIES, resolve_stream, stream_source
 from sim.streams import illegal_streams, random_stream
 
-__all__ = ["cosim_model", "cosim_check", "summarize"]
+__all__ = ["cosim_model", "cosim_check", "summarize", "MAX_RANDOM", "MAX_LENGTH", "MAX_RANDOM_COMMANDS"]
 
 
 def summarize(cfg: HwConfig, report: JobReport, *, model: str, strategies: Sequence[str], build) -> dict:
@@ -53,76 +52,111 @@ def summarize(cfg: HwConfig, report: JobReport, *, model: str, strategies: Seque
     }
 
 
-def _check_run_options(simulator: str, gap: float, backpressure: float) -> None:
-    """Raise a user error for handshake probabilities outside [0, 1) or a simulator that cannot run here."""
-    if not (0.0 <= gap < 1.0 and 0.0 <= backpressure < 1.0):
-        raise KitError(f"--gap and --backpressure must be in [0, 1), not {gap} and {backpressure}")
+#: Bounds of ``python -m sim check``: random streams, commands per stream, and commands in all.
+MAX_RANDOM = 1000
+MAX_LENGTH = 10_000
+MAX_RANDOM_COMMANDS = 200_000
+
+
+def _check_run_options(simulator: str, gap: float, backpressure: float, seed: int) -> None:
+    """Raise a user error for handshake probabilities outside [0, 1), a negative seed, or a simulator that
+    cannot run here."""
+    for opt, v in (("--gap", gap), ("--backpressure", backpressure)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0.0 <= v < 1.0):
+            raise KitError(f"{opt} must be a probability in [0, 1), not {v!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise KitError(f"--seed must be a non-negative integer, not {seed!r}")
     reason = runner.unavailable_reason(simulator)
     if reason:
         raise runner.SimulatorError(f"cannot use simulator {simulator!r}: {reason}")
+    runner.keep_builds()                                     # a bad $CIMSIM_KEEP_BUILDS, before any work
 
 
-def cosim_model(model: str, cfg: HwConfig, *, strategies: Sequence[str] = ("auto",), simulator: str = "verilator",
-                waves: bool = False, out_dir: str | os.PathLike | None = None, seed: int = 0, nblocks: int = 4,
-                gap: float = 0.0, backpressure: float = 0.0) -> dict:
-    """Co-simulate ``model`` (zoo name, checkpoint folder or mapper output folder) on ``cfg``; return a summary.
+def _write_out(tmp: Path, summary: dict, report: JobReport, out: Path) -> None:
+    """Move the wave file next to the summary (named in it by its final path) and write ``summary.json``."""
+    if report.wave_file:
+        wave = Path(report.wave_file)
+        dest = tmp / f"waves{''.join(wave.suffixes)}"
+        shutil.move(str(wave), dest)
+        summary["waves"] = str(out / dest.name)
+    (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def cosim_model(model: str, cfg: HwConfig | None = None, *, strategies: Sequence[str] = ("auto",),
+                simulator: str = "verilator", waves: bool = False, out_dir: str | os.PathLike | None = None,
+                seed: int = STREAM_SEED, nblocks: int | None = None, gap: float = 0.0, backpressure: float = 0.0,
+                force: bool = False) -> dict:
+    """Co-simulate ``model`` (zoo name, checkpoint folder, mapper output folder or ``.bin`` stream) on ``cfg``;
+    return a summary.
 
     Each strategy's stream runs on the RTL in one simulator process (reset between streams) and is checked
-    against sw_model. A mapper output folder (``commands.bin``) brings its own stream and ignores
-    ``strategies``.
+    against sw_model. A model is mapped as ``mapper build`` maps it (:mod:`sim.model_stream`; ``cfg`` None:
+    fpga-tiny). A mapper output folder (``commands.bin``) brings its own stream and configuration (``cfg``, if
+    given, must match) and ignores ``strategies``. ``out_dir`` is checked before any work (an existing folder
+    the kit did not write is replaced only with ``force``) and written all at once.
     """
     bad = [s for s in strategies if s not in STRATEGIES]
     if bad:
         raise KitError(f"unknown strategy {bad[0]!r} (known: {', '.join(STRATEGIES)})")
-    _check_run_options(simulator, gap, backpressure)
-    streams = []
-    for s in strategies:
-        st = resolve_stream(model, cfg, s, nblocks=nblocks, seed=seed)
-        streams.append(st)
-        if not st.name.endswith(f"/{s}"):        # a stream file: one stream, whatever the strategy
-            strategies = ["(file)"]
-            break
+    if not strategies:
+        raise KitError("no strategy given")
+    if nblocks is not None and (isinstance(nblocks, bool) or not isinstance(nblocks, int) or nblocks < 1):
+        raise KitError(f"--nblocks must be a positive integer, not {nblocks!r}")
+    _check_run_options(simulator, gap, backpressure, seed)
+    out = check_out_dir(out_dir, force=force) if out_dir is not None else None
+    if stream_source(model) is not None:                     # a stream file: one stream, whatever the strategy
+        streams = [resolve_stream(model, cfg)]
+        strategies = ["(file)"]
+    else:
+        cfg = cfg if cfg is not None else load_hw(DEFAULT_HW)
+        streams = [resolve_stream(model, cfg, s, nblocks=nblocks, seed=seed) for s in strategies]
+    cfg = streams[0].cfg
     cases = runner.make_cases(cfg, [(st.name, st.words) for st in streams], gap=gap, backpressure=backpressure,
                               seed=seed)
-    build = runner.build(cfg, simulator, waves=waves)
-    if out_dir is None:
-        with tempfile.TemporaryDirectory(prefix="cimsim-") as tmp:
-            report = runner.run(cfg, cases, simulator=simulator, waves=waves, work_dir=tmp)
+    with runner.held_build(cfg, simulator, waves=waves) as build:
+        if out is None:
+            report = runner.run(cfg, cases, simulator=simulator, waves=waves)
             return summarize(cfg, report, model=model, strategies=strategies, build=build)
-    with atomic_dir(out_dir) as tmp:
-        work = tmp / "sim"
-        report = runner.run(cfg, cases, simulator=simulator, waves=waves, work_dir=work)
-        summary = summarize(cfg, report, model=model, strategies=strategies, build=build)
-        if report.wave_file:
-            wave = Path(report.wave_file)
-            dest = tmp / f"waves{''.join(wave.suffixes)}"
-            shutil.move(str(wave), dest)
-            summary["waves"] = str(Path(out_dir) / dest.name)
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        with atomic_dir(out, force=force) as tmp:
+            report = runner.run(cfg, cases, simulator=simulator, waves=waves, work_dir=tmp / "sim")
+            summary = summarize(cfg, report, model=model, strategies=strategies, build=build)
+            _write_out(tmp, summary, report, out)
     return summary
 
 
 def cosim_check(cfg: HwConfig, *, n_random: int = 10, length: int = 60, illegal: bool = True,
                 simulator: str = "verilator", seed: int = 0, gap: float = 0.0, backpressure: float = 0.0,
-                out_dir: str | os.PathLike | None = None) -> dict:
+                out_dir: str | os.PathLike | None = None, force: bool = False) -> dict:
     """Co-simulate ``n_random`` random legal streams of ``length`` commands and (with ``illegal``) one stream per
     illegal-command variant on ``cfg``; return the summary (as :func:`cosim_model`, model ``"(random)"``).
+
+    Bounds: ``0 <= n_random <= MAX_RANDOM``, ``1 <= length <= MAX_LENGTH``, ``n_random * length <=
+    MAX_RANDOM_COMMANDS``.
     """
-    if n_random < 0 or length < 1:
-        raise KitError(f"--random must be >= 0 and --length >= 1, not {n_random} and {length}")
-    _check_run_options(simulator, gap, backpressure)
+    for opt, v in (("--random", n_random), ("--length", length)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise KitError(f"{opt} must be an integer, not {v!r}")
+    if not 0 <= n_random <= MAX_RANDOM:
+        raise KitError(f"--random must be from 0 to {MAX_RANDOM}, not {n_random}")
+    if not 1 <= length <= MAX_LENGTH:
+        raise KitError(f"--length must be from 1 to {MAX_LENGTH}, not {length}")
+    if n_random * length > MAX_RANDOM_COMMANDS:
+        raise KitError(f"--random {n_random} x --length {length} is {n_random * length} commands; at most "
+                       f"{MAX_RANDOM_COMMANDS} per run")
+    _check_run_options(simulator, gap, backpressure, seed)
+    if not n_random and not illegal:
+        raise KitError("nothing to run: give --random N > 0 or leave illegal streams on")
+    out = check_out_dir(out_dir, force=force) if out_dir is not None else None
     items = [(st.name, st.words) for st in (random_stream(cfg, seed + k, length) for k in range(n_random))]
     if illegal:
         items += [(st.name, st.words) for st in illegal_streams(cfg, seed=seed)]
-    if not items:
-        raise KitError("nothing to run: give --random N > 0 or leave illegal streams on")
     cases = runner.make_cases(cfg, items, gap=gap, backpressure=backpressure, seed=seed)
-    build = runner.build(cfg, simulator)
-    with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(atomic_dir(out_dir) if out_dir is not None
-                                       else tempfile.TemporaryDirectory(prefix="cimsim-")))
-        report = runner.run(cfg, cases, simulator=simulator, work_dir=tmp / "sim")
-        summary = summarize(cfg, report, model="(random)", strategies=[], build=build)
-        if out_dir is not None:
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with runner.held_build(cfg, simulator) as build:
+        if out is None:
+            report = runner.run(cfg, cases, simulator=simulator)
+            return summarize(cfg, report, model="(random)", strategies=[], build=build)
+        with atomic_dir(out, force=force) as tmp:
+            report = runner.run(cfg, cases, simulator=simulator, work_dir=tmp / "sim")
+            summary = summarize(cfg, report, model="(random)", strategies=[], build=build)
+            _write_out(tmp, summary, report, out)
     return summary

