@@ -1,53 +1,106 @@
-"""Command line of the co-simulation: ``python -m sim run --model M --hw H [...]``.
+"""Command line of the co-simulation: ``python -m sim run --model M [--hw H] [...]`` and ``python -m sim check``.
 
-User errors (:class:`cimisa.errors.KitError`) print one line ``error: ...`` and exit with status 2; a run with
-any mismatch exits with status 1.
+User errors (:class:`cimisa.errors.KitError`: bad option, unknown model or configuration, unusable output folder,
+missing simulator, tool failure) print one line ``error: ...`` and exit with status 2, before any simulator
+build where the input allows; a run with any mismatch exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 
-from cimisa.errors import run_cli
+from cimisa.errors import KitArgumentParser, cli_main
 
 __all__ = ["make_parser", "main"]
+
+#: Largest accepted ``--seed`` (numpy and the handshake generators take any non-negative integer; this keeps
+#: seeds within what every tool reading summary.json handles).
+MAX_SEED = 2**63 - 1
+_SEED = "a non-negative integer below 2**63"
+
+
+def _int_in(lo: int, hi: int, bound: str | None = None):
+    """An argparse type: an integer from ``lo`` to ``hi`` (inclusive); ``bound`` words the range in errors."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be {bound or f'from {lo} to {hi}'}, not {v}")
+        return v
+    parse.__name__ = "integer"
+    return parse
+
+
+def _probability(text: str) -> float:
+    """An argparse type: a finite number in [0, 1)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not (math.isfinite(v) and 0.0 <= v < 1.0):
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1), not {text!r}")
+    return v
 
 
 def make_parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
-    from sim.model_stream import STRATEGIES  # noqa: PLC0415
+    from sim.flow import MAX_LENGTH, MAX_RANDOM, MAX_RANDOM_COMMANDS  # noqa: PLC0415
+    from sim.model_stream import DEFAULT_HW, STREAM_SEED, STRATEGIES  # noqa: PLC0415
     from sim.runner import SIMULATORS  # noqa: PLC0415
-    p = argparse.ArgumentParser(prog="python -m sim",
-                                description="Co-simulate CIM command streams on the RTL (cocotb) against sw_model.")
+    p = KitArgumentParser(prog="python -m sim",
+                          description="Co-simulate CIM command streams on the RTL (cocotb) against sw_model.")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    r = sub.add_parser("run", help="map a model, run its stream on the RTL and on sw_model, compare")
+    r = sub.add_parser("run", help="map a model, run its stream on the RTL and on sw_model, compare",
+                       description="Map a model exactly as `python -m mapper build` does (same stream for the "
+                                   "same --hw, --strategy, --nblocks and --seed) or take a mapper output "
+                                   "folder's commands.bin, run it on the RTL and on sw_model, compare.")
+    r.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress")
     r.add_argument("--model", required=True,
-                   help="tiny zoo model (tiny-bert, tiny-gpt2, ...), checkpoint folder, or mapper output folder "
-                        "with commands.bin")
-    r.add_argument("--hw", default="fpga-tiny", help="built-in configuration name or .toml/.json file")
+                   help="tiny zoo model (tiny-bert, tiny-gpt2, ...), checkpoint or d2s folder, mapper output "
+                        "folder with commands.bin, or a .bin stream file")
+    r.add_argument("--hw", default=None,
+                   help=f"built-in configuration name or .toml/.json file (default: a stream's own "
+                        f"configuration, else {DEFAULT_HW})")
     r.add_argument("--strategy", default="auto", choices=(*STRATEGIES, "all"),
-                   help="placement strategy (all: every strategy, one stream each)")
+                   help="placement strategy (all: every strategy, one stream each; default: %(default)s)")
     r.add_argument("--simulator", default="verilator", choices=SIMULATORS)
     r.add_argument("--waves", action="store_true", help="record waves (VCD with Verilator, FST with Icarus)")
-    r.add_argument("--out", default="build/cosim", help="output folder (default: %(default)s)")
-    r.add_argument("--seed", type=int, default=0, help="seed of the input vectors and handshake randomness")
-    r.add_argument("--nblocks", type=int, default=4, help="Monarch blocks (default: %(default)s)")
-    r.add_argument("--gap", type=float, default=0.0, help="probability of an idle cycle on cmd.valid")
-    r.add_argument("--backpressure", type=float, default=0.0, help="probability of res.ready low on a cycle")
+    r.add_argument("--out", default="build/cosim", help="output folder (default: %(default)s, in the current "
+                                                        "folder)")
+    r.add_argument("--force", action="store_true", help="replace --out even if the kit did not write it")
+    r.add_argument("--seed", type=_int_in(0, MAX_SEED, _SEED), default=STREAM_SEED,
+                   help="seed of the input vectors (as mapper build's) and of the handshake randomness "
+                        "(default: %(default)s)")
+    r.add_argument("--nblocks", type=_int_in(1, 4096), default=None,
+                   help="Monarch blocks (default: mapper build's, 2**round(log2(sqrt(d_model))))")
+    r.add_argument("--gap", type=_probability, default=0.0, help="probability of an idle cycle on cmd.valid")
+    r.add_argument("--backpressure", type=_probability, default=0.0,
+                   help="probability of res.ready low on a cycle")
     r.set_defaults(func=_run)
     c = sub.add_parser("check", help="run random legal streams and every illegal-stream variant on the RTL")
-    c.add_argument("--hw", default="fpga-tiny", help="built-in configuration name or .toml/.json file")
+    c.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress")
+    c.add_argument("--hw", default=DEFAULT_HW, help="built-in configuration name or .toml/.json file "
+                                                    "(default: %(default)s)")
     c.add_argument("--simulator", default="verilator", choices=SIMULATORS)
-    c.add_argument("--random", type=int, default=10, help="random legal streams (default: %(default)s)")
-    c.add_argument("--length", type=int, default=60, help="commands per random stream (default: %(default)s)")
+    c.add_argument("--random", type=_int_in(0, MAX_RANDOM), default=10,
+                   help=f"random legal streams, 0 to {MAX_RANDOM} (default: %(default)s)")
+    c.add_argument("--length", type=_int_in(1, MAX_LENGTH), default=60,
+                   help=f"commands per random stream, 1 to {MAX_LENGTH}; --random x --length at most "
+                        f"{MAX_RANDOM_COMMANDS} (default: %(default)s)")
     c.add_argument("--no-illegal", action="store_true", help="leave out the illegal streams")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--gap", type=float, default=0.0, help="probability of an idle cycle on cmd.valid")
-    c.add_argument("--backpressure", type=float, default=0.0, help="probability of res.ready low on a cycle")
+    c.add_argument("--seed", type=_int_in(0, MAX_SEED, _SEED), default=0,
+                   help="seed of the streams and handshakes (default: %(default)s)")
+    c.add_argument("--gap", type=_probability, default=0.0, help="probability of an idle cycle on cmd.valid")
+    c.add_argument("--backpressure", type=_probability, default=0.0,
+                   help="probability of res.ready low on a cycle")
     c.add_argument("--out", default=None, help="output folder for summary.json and the simulator files")
+    c.add_argument("--force", action="store_true", help="replace --out even if the kit did not write it")
     c.set_defaults(func=_check)
     return p
 
@@ -70,33 +123,41 @@ def _print_summary(s: dict, out) -> None:
 
 def _check(args) -> int:
     from cimisa.config import load_hw  # noqa: PLC0415
+    from cimisa.fsutil import check_out_dir  # noqa: PLC0415
     from sim.flow import cosim_check  # noqa: PLC0415
-    s = cosim_check(load_hw(args.hw), n_random=args.random, length=args.length, illegal=not args.no_illegal,
+    cfg = load_hw(args.hw)
+    if args.out is not None:
+        check_out_dir(args.out, force=args.force)
+    s = cosim_check(cfg, n_random=args.random, length=args.length, illegal=not args.no_illegal,
                     simulator=args.simulator, seed=args.seed, gap=args.gap, backpressure=args.backpressure,
-                    out_dir=args.out)
+                    out_dir=args.out, force=args.force)
     _print_summary(s, args.out)
     return 0 if s["ok"] else 1
 
 
 def _run(args) -> int:
     from cimisa.config import load_hw  # noqa: PLC0415
+    from cimisa.fsutil import check_out_dir  # noqa: PLC0415
     from sim.flow import cosim_model  # noqa: PLC0415
     from sim.model_stream import STRATEGIES  # noqa: PLC0415
-    cfg = load_hw(args.hw)
+    cfg = load_hw(args.hw) if args.hw is not None else None
+    check_out_dir(args.out, force=args.force)
     strategies = list(STRATEGIES) if args.strategy == "all" else [args.strategy]
     s = cosim_model(args.model, cfg, strategies=strategies, simulator=args.simulator, waves=args.waves,
                     out_dir=args.out, seed=args.seed, nblocks=args.nblocks, gap=args.gap,
-                    backpressure=args.backpressure)
+                    backpressure=args.backpressure, force=args.force)
     _print_summary(s, args.out)
     return 0 if s["ok"] else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
-    args = make_parser().parse_args(argv)
+def _setup(args) -> None:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    return run_cli(args.func, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    return cli_main(make_parser, argv, setup=_setup)
 
 
 if __name__ == "__main__":
