@@ -1,7 +1,8 @@
 """Command line: ``python -m hw export|lint|synth|diagram``.
 
-User errors (unknown configuration, bad option, tool failure) print one line ``error: ...`` on stderr and exit
-with status 2; output files are written atomically, so nothing partial is left behind.
+User errors (unknown configuration or target, bad option, unusable output path, tool failure) print one line
+``error: ...`` on stderr and exit with status 2 (a tool failure names its log). Output paths are checked before
+any work; outputs are written atomically and replace only what the kit wrote, unless ``--force``.
 """
 
 from __future__ import annotations
@@ -9,71 +10,121 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from cimisa.errors import KitError
+from cimisa.errors import KitArgumentParser, KitError, cli_main
 
-__all__ = ["main"]
+__all__ = ["make_parser", "main"]
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise KitError(message)
+#: Default output of ``python -m hw diagram`` (in the current folder).
+DIAGRAM_OUT = "hw_block.png"
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m hw", description="CIM tile RTL: Verilog export, lint, FPGA synthesis reports.")
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
-    e = sub.add_parser("export", help="write cim_tile_<tag>.v and its JSON sidecar")
+def _seed(text: str) -> int:
+    try:
+        v = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+    if not 0 <= v < 2**31:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {2**31 - 1}, not {v}")
+    return v
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """Build the argument parser."""
+    p = KitArgumentParser(prog="python -m hw",
+                          description="CIM tile RTL: Verilog export, lint, FPGA synthesis reports, block diagram.")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    e = sub.add_parser("export", help="write cim_tile_<tag>.v and its JSON sidecar into a folder")
     e.add_argument("--hw", required=True, help="built-in configuration name or a .toml/.json file")
-    e.add_argument("--out", required=True, help="output folder")
-    e.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall on the result")
+    e.add_argument("--out", required=True, help="output folder (written all at once; replaced if the kit wrote it)")
+    e.add_argument("--lint", action="store_true",
+                   help="also run verilator --lint-only -Wall on the result (nothing is written if it fails)")
+    e.add_argument("--force", action="store_true", help="replace --out even if the kit did not write it")
+    e.set_defaults(func=_export)
     ln = sub.add_parser("lint", help="verilator --lint-only -Wall (documented waivers) on a Verilog file")
     ln.add_argument("path")
+    ln.set_defaults(func=_lint)
     s = sub.add_parser("synth", help="yosys + nextpnr: resources and Fmax")
     s.add_argument("--hw", required=True, help="built-in configuration name or a .toml/.json file")
     s.add_argument("--target", required=True, help="ice40-up5k | ecp5-25k | ecp5-85k")
     s.add_argument("--out", help="write the figures to this JSON file")
-    s.add_argument("--work-dir", help="keep yosys/nextpnr files and logs here")
-    s.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    s.add_argument("--work-dir", help="keep yosys/nextpnr files and logs in this folder (kept when a tool fails)")
+    s.add_argument("--seed", type=_seed, default=1, help="nextpnr placement seed (default: %(default)s)")
+    s.add_argument("--force", action="store_true",
+                   help="replace an existing --out file, or a --work-dir the kit did not write")
+    s.set_defaults(func=_synth)
     d = sub.add_parser("diagram", help="draw the block diagram (PNG)")
-    d.add_argument("--out", default="docs/img/hw_block.png")
+    d.add_argument("--out", default=DIAGRAM_OUT,
+                   help="PNG file (default: %(default)s in the current folder; docs/img/hw_block.png for the docs)")
+    d.add_argument("--force", action="store_true", help="replace an existing --out file")
+    d.set_defaults(func=_diagram)
     return p
+
+
+def _export(args) -> int:
+    from cimisa.config import load_hw
+    from cimisa.fsutil import atomic_dir, check_out_dir
+    cfg = load_hw(args.hw)
+    out = check_out_dir(args.out, force=args.force)
+    from hw.export import export_verilog, lint
+    with atomic_dir(out, force=args.force) as tmp:
+        path = export_verilog(cfg, tmp)
+        if args.lint:
+            lint(path)
+    print(out / path.name)
+    print(out / path.with_suffix(".json").name)
+    if args.lint:
+        print("lint ok")
+    return 0
+
+
+def _lint(args) -> int:
+    from hw.export import lint
+    lint(args.path)
+    print(f"lint ok: {args.path}")
+    return 0
+
+
+def _synth(args) -> int:
+    from cimisa.config import load_hw
+    from cimisa.fsutil import atomic_dir, atomic_write_text, check_out_dir, check_out_file
+    from hw.synth import TARGETS, SynthError, format_table, synth
+    if args.target not in TARGETS:
+        raise KitError(f"unknown target {args.target!r} (choose from {', '.join(TARGETS)})")
+    cfg = load_hw(args.hw)
+    out = check_out_file(args.out, force=args.force) if args.out else None
+    if args.work_dir is None:
+        res = synth(cfg, args.target, seed=args.seed)
+    else:
+        wd = check_out_dir(args.work_dir, force=args.force, what="work folder")
+        if out is not None and (out == wd or wd in out.parents):
+            raise KitError(f"--out {args.out} must not lie in --work-dir {args.work_dir} (it is replaced)")
+        failure = None
+        with atomic_dir(wd, force=args.force) as tmp:
+            try:
+                res = synth(cfg, args.target, work_dir=tmp, seed=args.seed)
+            except SynthError as exc:          # keep the folder: its logs say why
+                failure = exc
+        if failure is not None:
+            raise failure.moved(tmp, wd)
+    print(format_table([res]))
+    if out is not None:
+        atomic_write_text(out, json.dumps(res, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+def _diagram(args) -> int:
+    from cimisa.fsutil import check_out_file
+    out = check_out_file(args.out, force=args.force)
+    from hw.diagram import draw
+    draw(out)
+    print(args.out)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    try:
-        args = _parser().parse_args(argv)
-        if args.cmd == "export":
-            from hw.export import export_verilog, lint
-            path = export_verilog(args.hw, args.out)
-            if args.lint:
-                lint(path)
-            print(path)
-            print(path.with_suffix(".json"))
-        elif args.cmd == "lint":
-            from hw.export import lint
-            lint(args.path)
-            print(f"lint ok: {args.path}")
-        elif args.cmd == "synth":
-            from cimisa.config import load_hw
-            from cimisa.fsutil import atomic_write_text
-            from hw.synth import TARGETS, format_table, synth
-            cfg = load_hw(args.hw)
-            if args.target not in TARGETS:
-                raise KitError(f"unknown target {args.target!r} (choose from {', '.join(TARGETS)})")
-            res = synth(cfg, args.target, work_dir=args.work_dir, seed=args.seed)
-            print(format_table([res]))
-            if args.out:
-                atomic_write_text(args.out, json.dumps(res, indent=2, sort_keys=True) + "\n")
-        elif args.cmd == "diagram":
-            from hw.diagram import draw
-            print(draw(Path(args.out)))
-    except KitError as exc:
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        return 2
-    return 0
+    return cli_main(make_parser, argv)
 
 
 if __name__ == "__main__":

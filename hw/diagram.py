@@ -1,4 +1,4 @@
-"""Draw the tile's block diagram (``docs/img/hw_block.png``) with matplotlib: ``python -m hw diagram``."""
+"""Draw the tile's block diagram with matplotlib: ``python -m hw diagram [--out docs/img/hw_block.png --force]``."""
 
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ from cimisa.fsutil import atomic_write_text
 from cimisa.isa import Isa
 from hw.tile import CimTile
 
-__all__ = ["TOP", "LINT_WAIVERS", "LintError", "export_verilog", "sidecar", "verilator_path", "lint"]
+__all__ = ["TOP", "LINT_WAIVERS", "LintError", "export_verilog", "sidecar", "verilator_path", "lint", "log_dir",
+           "keep_log"]
 
 #: Name of the top-level Verilog module.
 TOP = "cim_tile"
@@ -33,8 +34,42 @@ LINT_WAIVERS = ("UNUSEDSIGNAL", "WIDTHEXPAND", "WIDTHTRUNC", "CASEINCOMPLETE", "
                 "DECLFILENAME")
 
 
+#: Tool logs kept in :func:`log_dir` (oldest removed first).
+KEEP_LOGS = 20
+
+
 class LintError(KitError):
     """Verilator reported errors or unwaived warnings on exported Verilog."""
+
+
+def log_dir() -> Path:
+    """Return the folder for logs of failed tool runs: ``$CIM_KIT_LOGS``, else ``<XDG cache>/cim-kit/logs``."""
+    env = os.environ.get("CIM_KIT_LOGS")
+    if env:
+        return Path(os.path.abspath(os.path.expanduser(env)))
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base or not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cim-kit" / "logs"
+
+
+def keep_log(text: str, what: str) -> Path | None:
+    """Write a failed tool run's output to a new file in :func:`log_dir`; return its path (None if impossible).
+
+    Used when the tool ran in a temporary folder, so that the error message can name a log that still exists.
+    """
+    import time  # noqa: PLC0415
+    folder = log_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{what}.log"
+        atomic_write_text(path, text)
+        old = sorted(folder.glob("*.log"), key=lambda f: f.stat().st_mtime)
+        for f in old[:max(0, len(old) - KEEP_LOGS)]:
+            f.unlink(missing_ok=True)
+    except (OSError, KitError):
+        return None
+    return path
 
 
 def _layout_fields(shape) -> dict | None:
@@ -125,6 +160,9 @@ def lint(path: "str | os.PathLike", *, top: str = TOP, waivers: tuple[str, ...] 
     cmd = [str(exe), "--lint-only", "-Wall", *[f"-Wno-{w}" for w in waivers], "--top-module", top, str(path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.startswith("%")]
+        text = proc.stderr + proc.stdout
+        lines = [ln for ln in text.splitlines() if ln.startswith("%")]
         first = lines[0] if lines else f"exit status {proc.returncode}"
-        raise LintError(f"verilator lint failed on {path.name} ({len(lines)} messages): {first}")
+        log = keep_log(f"$ {' '.join(cmd)}\n{text}", f"lint-{path.stem}")
+        where = f"; log: {log}" if log else ""
+        raise LintError(f"verilator lint failed on {path.name} ({len(lines)} messages): {first}{where}")

@@ -55,7 +55,21 @@ TARGETS: dict[str, Target] = {
 
 
 class SynthError(KitError):
-    """yosys or nextpnr failed (the design does not fit, or a tool is missing)."""
+    """yosys or nextpnr failed (the design does not fit, or a tool is missing); ``log`` names the tool's log."""
+
+    def __init__(self, reason: str, log: "Path | None" = None):
+        self.reason = reason
+        self.log = Path(log) if log is not None else None
+        super().__init__(f"{reason}; log: {self.log}" if self.log is not None else reason)
+
+    def moved(self, old: "str | os.PathLike", new: "str | os.PathLike") -> "SynthError":
+        """The same error with its log in folder ``new`` instead of ``old`` (a work folder that was renamed)."""
+        if self.log is None:
+            return self
+        try:
+            return SynthError(self.reason, Path(new) / self.log.relative_to(Path(old)))
+        except ValueError:
+            return self
 
 
 def _run(tool: str, args: list[str], cwd: Path, log: Path) -> str:
@@ -72,7 +86,8 @@ def _run(tool: str, args: list[str], cwd: Path, log: Path) -> str:
     log.write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         errs = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("ERROR")]
-        raise SynthError(f"{name} failed (exit {proc.returncode}): {errs[0] if errs else 'see ' + str(log)}")
+        first = " ".join(errs[0].split())[:200] if errs else "no ERROR line"
+        raise SynthError(f"{name} failed (exit {proc.returncode}): {first}", log)
     return proc.stdout + proc.stderr
 
 
@@ -92,16 +107,23 @@ def synth(cfg: "HwConfig | str", target: str, *, work_dir: "str | os.PathLike | 
         freq_mhz = 12.0 if tgt.family == "ice40" else 50.0
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="cim_synth_") as tmp:
-        wd = Path(work_dir) if work_dir is not None else Path(tmp)
+        wd = Path(os.path.abspath(work_dir)) if work_dir is not None else Path(tmp)
         wd.mkdir(parents=True, exist_ok=True)
         (wd / "top.il").write_text(rtlil.convert(PinWrapper(cfg), name="top", emit_src=False))
         synth_cmd = "synth_ice40 -dsp" if tgt.family == "ice40" else "synth_ecp5"
         script = (f"read_rtlil top.il; {synth_cmd} -top top -json top.json; "
                   f"tee -q -o stat.json stat -json")
-        _run("yosys", ["-q", "-p", script], wd, wd / "yosys.log")
-        _run(f"nextpnr-{tgt.family}", [*tgt.nextpnr_args, "--json", "top.json", "--report", "report.json",
-                                       "--freq", str(freq_mhz), "--seed", str(seed),
-                                       "--timing-allow-fail"], wd, wd / "nextpnr.log")
+        try:
+            _run("yosys", ["-q", "-p", script], wd, wd / "yosys.log")
+            _run(f"nextpnr-{tgt.family}", [*tgt.nextpnr_args, "--json", "top.json", "--report", "report.json",
+                                           "--freq", str(freq_mhz), "--seed", str(seed),
+                                           "--timing-allow-fail"], wd, wd / "nextpnr.log")
+        except SynthError as exc:
+            if work_dir is None and exc.log is not None:     # the folder goes away: keep a copy of the log
+                from hw.export import keep_log  # noqa: PLC0415
+                kept = keep_log(exc.log.read_text(errors="replace"), f"{exc.log.stem}-{cfg.tag}-{target}")
+                raise SynthError(exc.reason, kept) from None
+            raise
         stat = json.loads((wd / "stat.json").read_text())
         report = json.loads((wd / "report.json").read_text())
     cells: dict[str, int] = {}

