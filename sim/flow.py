@@ -7,6 +7,7 @@ through :func:`cimisa.fsutil.atomic_dir` (nothing is left behind when a step fai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -17,12 +18,41 @@ from typing import Sequence
 from cimisa.config import HwConfig, load_hw
 from cimisa.errors import KitError
 from cimisa.fsutil import atomic_dir, check_out_dir
-from sim import runner
+from sim import fast, runner
 from sim.job import JobReport
 from sim.model_stream import DEFAULT_HW, STREAM_SEED, STRATEGIES, resolve_stream, stream_source
 from sim.streams import illegal_streams, random_stream
 
 __all__ = ["cosim_model", "cosim_check", "summarize", "MAX_RANDOM", "MAX_LENGTH", "MAX_RANDOM_COMMANDS"]
+
+#: The fast path: the exported Verilog in a plain Verilator C++ harness (:mod:`sim.fast`), no cocotb.
+FAST = fast.SIMULATOR
+#: ``--simulator`` values: the cocotb simulators, the fast harness, and ``auto`` (see :func:`pick_simulator`).
+SIMULATOR_CHOICES = ("auto", *runner.SIMULATORS, FAST)
+#: With ``auto``, streams of more words than this (in total) run on the fast harness.
+FAST_WORDS = 20_000
+
+
+def pick_simulator(simulator: str, words: int, *, waves: bool = False) -> str:
+    """Resolve ``auto``: the fast harness for long streams (over :data:`FAST_WORDS` words) unless waves are asked
+    for or it cannot run here, cocotb + Verilator otherwise; any other name is returned as it is."""
+    if simulator != "auto":
+        return simulator
+    if words > FAST_WORDS and not waves and fast.unavailable_reason() is None:
+        return FAST
+    return "verilator"
+
+
+@contextlib.contextmanager
+def _engine(cfg: HwConfig, simulator: str, waves: bool):
+    """Yield ``(build, run)``: the simulator's build, held for the block, and ``run(cases, work_dir)``."""
+    if simulator == FAST:
+        b = fast.build(cfg)                                   # fast builds are never pruned
+        yield b, lambda cases, work_dir=None: fast.run(cfg, cases, work_dir=work_dir)
+        return
+    with runner.held_build(cfg, simulator, waves=waves) as b:
+        yield b, lambda cases, work_dir=None: runner.run(cfg, cases, simulator=simulator, waves=waves,
+                                                         work_dir=work_dir)
 
 
 def summarize(cfg: HwConfig, report: JobReport, *, model: str, strategies: Sequence[str], build) -> dict:
@@ -66,7 +96,11 @@ def _check_run_options(simulator: str, gap: float, backpressure: float, seed: in
             raise KitError(f"{opt} must be a probability in [0, 1), not {v!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise KitError(f"--seed must be a non-negative integer, not {seed!r}")
-    reason = runner.unavailable_reason(simulator)
+    if simulator not in SIMULATOR_CHOICES:
+        raise KitError(f"unknown simulator {simulator!r} (choose from {', '.join(SIMULATOR_CHOICES)})")
+    if simulator == "auto":
+        simulator = "verilator"                              # auto falls back to it: it must be usable
+    reason = fast.unavailable_reason() if simulator == FAST else runner.unavailable_reason(simulator)
     if reason:
         raise runner.SimulatorError(f"cannot use simulator {simulator!r}: {reason}")
     runner.keep_builds()                                     # a bad $CIMSIM_KEEP_BUILDS, before any work
@@ -83,7 +117,7 @@ def _write_out(tmp: Path, summary: dict, report: JobReport, out: Path) -> None:
 
 
 def cosim_model(model: str, cfg: HwConfig | None = None, *, strategies: Sequence[str] = ("auto",),
-                simulator: str = "verilator", waves: bool = False, out_dir: str | os.PathLike | None = None,
+                simulator: str = "auto", waves: bool = False, out_dir: str | os.PathLike | None = None,
                 seed: int = STREAM_SEED, nblocks: int | None = None, gap: float = 0.0, backpressure: float = 0.0,
                 force: bool = False) -> dict:
     """Co-simulate ``model`` (zoo name, checkpoint folder, mapper output folder or ``.bin`` stream) on ``cfg``;
@@ -113,19 +147,22 @@ def cosim_model(model: str, cfg: HwConfig | None = None, *, strategies: Sequence
     cfg = streams[0].cfg
     cases = runner.make_cases(cfg, [(st.name, st.words) for st in streams], gap=gap, backpressure=backpressure,
                               seed=seed)
-    with runner.held_build(cfg, simulator, waves=waves) as build:
+    if simulator == FAST and waves:
+        raise KitError(f"--waves needs a cocotb simulator ({', '.join(runner.SIMULATORS)}), not {FAST}")
+    simulator = pick_simulator(simulator, sum(len(c.words) for c in cases), waves=waves)
+    with _engine(cfg, simulator, waves) as (build, run_cases):
         if out is None:
-            report = runner.run(cfg, cases, simulator=simulator, waves=waves)
+            report = run_cases(cases)
             return summarize(cfg, report, model=model, strategies=strategies, build=build)
         with atomic_dir(out, force=force) as tmp:
-            report = runner.run(cfg, cases, simulator=simulator, waves=waves, work_dir=tmp / "sim")
+            report = run_cases(cases, work_dir=tmp / "sim")
             summary = summarize(cfg, report, model=model, strategies=strategies, build=build)
             _write_out(tmp, summary, report, out)
     return summary
 
 
 def cosim_check(cfg: HwConfig, *, n_random: int = 10, length: int = 60, illegal: bool = True,
-                simulator: str = "verilator", seed: int = 0, gap: float = 0.0, backpressure: float = 0.0,
+                simulator: str = "auto", seed: int = 0, gap: float = 0.0, backpressure: float = 0.0,
                 out_dir: str | os.PathLike | None = None, force: bool = False) -> dict:
     """Co-simulate ``n_random`` random legal streams of ``length`` commands and (with ``illegal``) one stream per
     illegal-command variant on ``cfg``; return the summary (as :func:`cosim_model`, model ``"(random)"``).
@@ -151,12 +188,13 @@ def cosim_check(cfg: HwConfig, *, n_random: int = 10, length: int = 60, illegal:
     if illegal:
         items += [(st.name, st.words) for st in illegal_streams(cfg, seed=seed)]
     cases = runner.make_cases(cfg, items, gap=gap, backpressure=backpressure, seed=seed)
-    with runner.held_build(cfg, simulator) as build:
+    simulator = pick_simulator(simulator, sum(len(c.words) for c in cases))
+    with _engine(cfg, simulator, False) as (build, run_cases):
         if out is None:
-            report = runner.run(cfg, cases, simulator=simulator)
+            report = run_cases(cases)
             return summarize(cfg, report, model="(random)", strategies=[], build=build)
         with atomic_dir(out, force=force) as tmp:
-            report = runner.run(cfg, cases, simulator=simulator, work_dir=tmp / "sim")
+            report = run_cases(cases, work_dir=tmp / "sim")
             summary = summarize(cfg, report, model="(random)", strategies=[], build=build)
             _write_out(tmp, summary, report, out)
     return summary

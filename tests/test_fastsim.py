@@ -242,3 +242,28 @@ def test_job_file_layout_and_wide_results(tiny, tmp_path):
 
 def layout_bits(isa, word, last):
     return isa.cmd_layout.const({"word": word, "last": int(last)}).as_bits()
+
+
+def test_auto_picks_the_fast_path_for_long_streams():
+    from sim.flow import FAST, FAST_WORDS, pick_simulator
+    assert pick_simulator("auto", FAST_WORDS + 1) == FAST
+    assert pick_simulator("auto", FAST_WORDS) == "verilator"
+    assert pick_simulator("auto", FAST_WORDS + 1, waves=True) == "verilator"      # waves need cocotb
+    assert pick_simulator("icarus", 10**7) == "icarus"
+
+
+def test_sim_run_on_the_fast_path_writes_its_files(tiny, fast_build, tmp_path):
+    """``python -m sim run --simulator verilator-fast`` from a folder outside the repository."""
+    r = subprocess.run([sys.executable, "-m", "sim", "run", "--model", "tiny-bert", "--simulator", "verilator-fast",
+                        "--out", "o"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["simulator"] == "verilator-fast" and s["mismatches"] == 0 and s["streams"][0]["results"] > 0
+    assert "verilator-fast" in r.stdout and "0 mismatches" in r.stdout
+
+
+def test_waves_are_refused_on_the_fast_path(tmp_path):
+    from cimisa.errors import KitError
+    from sim.flow import cosim_model
+    with pytest.raises(KitError, match="--waves"):
+        cosim_model("tiny-bert", load_hw("fpga-tiny"), simulator="verilator-fast", waves=True)
