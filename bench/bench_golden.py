@@ -1,82 +1,178 @@
-"""Golden-model speed: vectorised numpy vs naive loops on the same MVM workload.
+"""Golden-model speed on batches: batched MVM kernel vs a float64 matmul, the per-vector path and naive loops.
 
-Workload: one 256x256 array of random 8-bit weights (``paper-256``, lossless ADC so no saturation shortcut),
-full-window MVMs with 8-bit inputs (8 bit-serial cycles each). Both models execute the same decoded commands
-through ``Machine.execute`` (checks included); their outputs are compared. Prints MAC/s of each and the ratio.
+Workload: one 256x256 array of random 8-bit weights (``paper-256``), full-window MVMs with 8-bit bit-serial inputs,
+run through ``Machine.execute`` (checks included) on a batch of ``--batch`` input vectors at once. Three ADC
+settings, each taking a different path of :func:`cimisa.semantics.mvm_acc`:
 
-    python bench/bench_golden.py [--mvms 40] [--naive-mvms 2] [--json bench/results/golden.json]
+* ``lossless``: 17-bit ADC, step 1 (no code can saturate: one exact product);
+* ``adc8-step``: 8-bit ADC with the smallest step that cannot saturate (the mapper's ``bound`` rule; product minus
+  packed residues);
+* ``adc8-sat``: 8-bit ADC, step 1, saturating (general path: every bit plane's column sums through BLAS).
+
+Reference: ``numpy`` float64 ``W.T @ X`` of the same shape and batch. Also timed: the same MVMs one vector at a
+time (1-D buffers), the pre-batching implementation (int64 per-plane loop, kept below for the comparison) and the
+naive model. All outputs are compared. Thread count: ``--threads`` (OMP/OpenBLAS/MKL), printed.
+
+    python bench/bench_golden.py [--batch 64] [--reps 20] [--threads 1] [--json bench/results/golden.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
-import time
-from pathlib import Path
 
-import numpy as np
+
+def _threads_from_argv(argv) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    for i, a in enumerate(args):
+        if a == "--threads" and i + 1 < len(args):
+            return int(args[i + 1])
+        if a.startswith("--threads="):
+            return int(a.split("=", 1)[1])
+    return 1
+
+
+if __name__ == "__main__":      # BLAS reads its thread count when numpy is first imported
+    _n = str(_threads_from_argv(None))
+    for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_v] = _n
+
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cimisa.config import load_hw  # noqa: E402
 from cimisa.fsutil import atomic_write_text  # noqa: E402
 from cimisa.isa import Command  # noqa: E402
+from cimisa.semantics import wrap_acc  # noqa: E402
+from mapper.cim_exec import adc_shift_for  # noqa: E402
 from sw_model import Machine  # noqa: E402
 
 
-def workload(cfg, n_mvms: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    W = rng.integers(-128, 128, (cfg.rows, cfg.cols))
-    prog = [Command.write_w(0, r, 0, W[r]) for r in range(cfg.rows)]
-    mvms = []
-    for k in range(n_mvms):
-        x = rng.integers(-128, 128, cfg.rows)
-        mvms.append([Command.load_in(0, x),
-                     Command.mvm(array=0, row0=0, nrows=cfg.rows, col0=0, ncols=cfg.cols, in_addr=0,
-                                 out_addr=k * cfg.cols % (cfg.out_depth - cfg.cols), adc_bits=cfg.adc_bits)])
-    return prog, mvms
+def legacy_mvm_acc(w, x, input_bits, adc_bits, adc_shift):
+    """The MVM arithmetic before batching (int64 numpy, one matrix-vector product per input bit), for timing."""
+    lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1
+    acc = np.zeros((w.shape[1],) + x.shape[1:], dtype=np.int64)
+    for b in range(input_bits):
+        colsum = w.T @ ((x >> b) & 1)
+        term = np.clip(colsum >> adc_shift, lo, hi) << (b + adc_shift)
+        acc += -term if b == input_bits - 1 else term
+    return acc
 
 
-def measure(cfg, impl: str, prog, mvms) -> tuple[float, np.ndarray]:
-    m = Machine(cfg, impl=impl)
-    for c in prog:
-        m.execute(c)
+def setting(cfg, W, name):
+    if name == "lossless":
+        return cfg.lossless_adc_bits, 0
+    cmin, cmax = int(np.minimum(W, 0).sum(0).min()), int(np.maximum(W, 0).sum(0).max())
+    return 8, (adc_shift_for(cmin, cmax, 8) if name == "adc8-step" else 0)
+
+
+def timed(fn, reps):
+    fn()                                            # warm-up (tables, allocations)
     t0 = time.perf_counter()
-    outs = []
-    for load, mvm in mvms:
-        m.execute(load)
-        m.execute(mvm)
-        outs.append(m.state.outbuf[mvm.out_addr:mvm.out_addr + cfg.cols].copy())
-    dt = time.perf_counter() - t0
-    return dt, np.array(outs)
+    for _ in range(reps):
+        out = fn()
+    return (time.perf_counter() - t0) / reps, out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mvms", type=int, default=40, help="MVMs for the vectorised model")
-    ap.add_argument("--naive-mvms", type=int, default=2, help="MVMs for the naive model (slow)")
+    ap.add_argument("--batch", type=int, default=64, help="input vectors per MVM (>= 64 for the target)")
+    ap.add_argument("--reps", type=int, default=20, help="timed repetitions of each batched measurement")
+    ap.add_argument("--per-vector", type=int, default=16, help="vectors timed one at a time (1-D buffers)")
+    ap.add_argument("--naive-mvms", type=int, default=2, help="vectors for the naive model (slow)")
+    ap.add_argument("--threads", type=int, default=1, help="BLAS threads (set before numpy loads)")
     ap.add_argument("--json", type=Path, default=Path("bench/results/golden.json"))
     args = ap.parse_args(argv)
     cfg = load_hw("paper-256").lossless()
-    prog, mvms = workload(cfg, max(args.mvms, args.naive_mvms))
+    rng = np.random.default_rng(0)
+    W = rng.integers(-128, 128, (cfg.rows, cfg.cols))
+    X = rng.integers(-128, 128, (args.batch, cfg.rows))
     macs = cfg.rows * cfg.cols
-    t_fast, y_fast = measure(cfg, "fast", prog, mvms[:args.mvms])
-    t_naive, y_naive = measure(cfg, "naive", prog, mvms[:args.naive_mvms])
-    if not np.array_equal(y_fast[:args.naive_mvms], y_naive):
-        print("error: vectorised and naive models disagree", file=sys.stderr)
-        return 1
-    fast = macs * args.mvms / t_fast
-    naive = macs * args.naive_mvms / t_naive
+    machine = {impl: Machine(cfg, impl=impl) for impl in ("fast", "naive")}
+    for m in machine.values():
+        for r in range(cfg.rows):
+            m.execute(Command.write_w(0, r, 0, W[r]))
+    Wt, Xf = W.T.astype(np.float64), X.T.astype(np.float64)
+    t_blas, _ = timed(lambda: Wt @ Xf, args.reps)
+    blas = macs * args.batch / t_blas
+    env = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    print(f"threads: {env}")
+    print(f"workload: {cfg.rows}x{cfg.cols} array, 8-bit weights, {cfg.input_bits}-bit bit-serial inputs, "
+          f"full-window MVMs, batch {args.batch}")
+    print(f"reference numpy float64 matmul ({cfg.cols}x{cfg.rows} @ {cfg.rows}x{args.batch}): {blas:.3e} MAC/s")
+    print(f"{'ADC setting':<12}{'path':>16}{'MAC/s':>12}{'vs float64':>12}{'per-vector':>12}{'legacy':>12}"
+          f"{'batch/legacy':>14}")
+    rows = []
+    ok = True
+    for name in ("lossless", "adc8-step", "adc8-sat"):
+        adc_bits, shift = setting(cfg, W, name)
+        mvm = Command.mvm(array=0, row0=0, nrows=cfg.rows, col0=0, ncols=cfg.cols, in_addr=0, out_addr=0,
+                          adc_bits=adc_bits, adc_shift=shift)
+        fast = machine["fast"]
+        fast.set_batch(args.batch)                  # buffers of (depth, batch); the inputs loaded once
+        fast.state.inbuf[:cfg.rows] = X.T
+
+        def batched():
+            fast.execute(mvm)
+            return fast.state.outbuf[:cfg.cols].T.copy()
+
+        t_b, y_b = timed(batched, args.reps)
+        assert np.array_equal(y_b, fast.run_batch([mvm], X, 0, 0, cfg.cols))
+
+        def per_vector(n):
+            fast.set_batch(None)
+            out = []
+            for x in X[:n]:
+                fast.state.inbuf[:cfg.rows] = x
+                fast.execute(mvm)
+                out.append(fast.state.outbuf[:cfg.cols].copy())
+            return np.array(out)
+
+        nv = min(args.per_vector, args.batch)
+        t_v, y_v = timed(lambda: per_vector(nv), 1)
+        t_l, y_l = timed(lambda: wrap_acc(legacy_mvm_acc(W, X[:nv].T, cfg.input_bits, adc_bits, shift)).T, 1)
+        nn = min(args.naive_mvms, args.batch)
+        naive = machine["naive"]
+        t0 = time.perf_counter()
+        y_n = []
+        for x in X[:nn]:
+            naive.state.inbuf[:cfg.rows] = x
+            naive.execute(mvm)
+            y_n.append(naive.state.outbuf[:cfg.cols].copy())
+        t_n = time.perf_counter() - t0
+        same = (np.array_equal(y_b[:nv], y_v) and np.array_equal(y_v, y_l) and np.array_equal(y_b[:nn], np.array(y_n)))
+        ok &= same
+        cmin, cmax = int(np.minimum(W, 0).sum(0).min()), int(np.maximum(W, 0).sum(0).max())
+        lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1
+        path = ("product" if shift == 0 else "residues") if lo <= cmin >> shift and cmax >> shift <= hi \
+            else "bit planes"
+        r = {"adc": name, "adc_bits": adc_bits, "adc_shift": shift, "path": path, "batch": args.batch,
+             "batched_mac_per_s": macs * args.batch / t_b, "float64_matmul_mac_per_s": blas,
+             "per_vector_mac_per_s": macs * nv / t_v, "legacy_mac_per_s": macs * nv / t_l,
+             "naive_mac_per_s": macs * nn / t_n, "outputs_identical": bool(same)}
+        r["vs_float64"] = r["batched_mac_per_s"] / blas
+        r["batched_vs_legacy"] = r["batched_mac_per_s"] / r["legacy_mac_per_s"]
+        r["batched_vs_naive"] = r["batched_mac_per_s"] / r["naive_mac_per_s"]
+        rows.append(r)
+        print(f"{name:<12}{path:>16}{r['batched_mac_per_s']:>12.3e}{r['vs_float64']:>11.1%} "
+              f"{r['per_vector_mac_per_s']:>12.3e}{r['legacy_mac_per_s']:>12.3e}{r['batched_vs_legacy']:>13.1f}x")
+    for r in rows:
+        print(f"{r['adc']:<12} batched / naive: {r['batched_vs_naive']:.0f}x  (naive {r['naive_mac_per_s']:.3e} "
+              f"MAC/s); outputs identical: {r['outputs_identical']}")
+    print("target: batched >= 30% of the float64 matmul: "
+          + ", ".join(f"{r['adc']} {'met' if r['vs_float64'] >= 0.3 else 'NOT met'}" for r in rows))
     res = {"array": f"{cfg.rows}x{cfg.cols}", "input_bits": cfg.input_bits, "weight_bits": cfg.weight_bits,
-           "vectorised_mvms": args.mvms, "naive_mvms": args.naive_mvms,
-           "vectorised_mac_per_s": fast, "naive_mac_per_s": naive, "ratio": fast / naive}
-    print(f"workload: {cfg.rows}x{cfg.cols} array, {cfg.input_bits}-bit bit-serial inputs, full-window MVMs")
-    print(f"{'model':<12}{'MVMs':>6}{'seconds':>10}{'MAC/s':>14}")
-    print(f"{'vectorised':<12}{args.mvms:>6}{t_fast:>10.3f}{fast:>14.3e}")
-    print(f"{'naive':<12}{args.naive_mvms:>6}{t_naive:>10.3f}{naive:>14.3e}")
-    print(f"vectorised / naive speed ratio: {fast / naive:.0f}x (outputs identical)")
+           "threads": env, "rows": rows}
     atomic_write_text(args.json, json.dumps(res, indent=2) + "\n")
+    if not ok:
+        print("error: batched, per-vector, legacy and naive outputs disagree", file=sys.stderr)
+        return 1
     return 0
 
 

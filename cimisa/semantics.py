@@ -22,13 +22,15 @@ Checks (:func:`check`) run on each header before its action; the first failing c
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from cimisa.config import ACC_BITS, HwConfig
 from cimisa.isa import ErrorCode, Opcode
 
-__all__ = ["MachineState", "check", "wrap_acc", "write_w", "load_in", "mvm", "requant", "read", "barrier", "halt",
-           "ACTIONS"]
+__all__ = ["MachineState", "check", "wrap_acc", "write_w", "load_in", "mvm", "mvm_acc", "requant", "read", "barrier",
+           "halt", "ACTIONS", "FLOAT_EXACT"]
 
 
 def wrap_acc(v):
@@ -37,8 +39,16 @@ def wrap_acc(v):
     >>> int(wrap_acc(np.int64(2**31)))
     -2147483648
     """
+    return _wrap_inplace(np.array(v, dtype=np.int64))
+
+
+def _wrap_inplace(a: np.ndarray) -> np.ndarray:
+    """Wrap the int64 array ``a`` to ACC_BITS-bit two's complement in place; return it."""
     half = 1 << (ACC_BITS - 1)
-    return ((np.asarray(v, dtype=np.int64) + half) & ((1 << ACC_BITS) - 1)) - half
+    np.add(a, half, out=a)
+    np.bitwise_and(a, (1 << ACC_BITS) - 1, out=a)
+    np.subtract(a, half, out=a)
+    return a
 
 
 class MachineState:
@@ -60,6 +70,22 @@ class MachineState:
         if a is None:
             a = self._arrays[index] = np.zeros((self.cfg.rows, self.cfg.cols), dtype=np.int64)
         return a
+
+    @property
+    def batch(self) -> int | None:
+        """Number of input vectors the buffers hold side by side (``None``: one, 1-D buffers)."""
+        return self.inbuf.shape[1] if self.inbuf.ndim == 2 else None
+
+    def set_batch(self, batch: int | None) -> None:
+        """Replace both buffers by zeroed ``(depth, batch)`` ones (``None``: 1-D, one vector).
+
+        With a batch every command acts on all vectors at once, as if each had its own machine sharing the
+        weights: LOAD_IN writes the same data to every vector, MVM/REQUANT run per vector, READ emits one result
+        per vector (a ``(batch,)`` array per address).
+        """
+        shape = () if batch is None else (int(batch),)
+        self.inbuf = np.zeros((self.cfg.in_depth,) + shape, dtype=np.int64)
+        self.outbuf = np.zeros((self.cfg.out_depth,) + shape, dtype=np.int64)
 
     @property
     def programmed_arrays(self) -> list[int]:
@@ -134,7 +160,8 @@ def load_in(st, addr, count, data):
     >>> st.inbuf[3:7].tolist()
     [0, -3, 7, 0]
     """
-    st.inbuf[addr:addr + count] = data
+    data = np.asarray(data, dtype=np.int64)
+    st.inbuf[addr:addr + count] = data if st.inbuf.ndim == 1 else data[:, None]   # batch: the same for every vector
 
 
 def mvm(st, array, row0, nrows, col0, ncols, in_addr, in_stride, out_addr, out_stride, accumulate, adc_bits,
@@ -158,19 +185,128 @@ def mvm(st, array, row0, nrows, col0, ncols, in_addr, in_stride, out_addr, out_s
     >>> st.outbuf[8:10].tolist()
     [-14, -50]
     """
-    cfg = st.cfg
-    x = st.inbuf[in_addr + in_stride * np.arange(nrows)]
+    x = st.inbuf[_strided(in_addr, in_stride, nrows)]         # (nrows,), or (nrows, B) for a batch of inputs
     w = st.array(array)[row0:row0 + nrows, col0:col0 + ncols]
+    acc = mvm_acc(w, x, st.cfg.input_bits, adc_bits, adc_shift)  # bit-serial, ADC, shift-add: see mvm_acc
+    dst = _strided(out_addr, out_stride, ncols)
+    if accumulate:
+        acc += st.outbuf[dst]
+    st.outbuf[dst] = _wrap_inplace(acc)                          # = wrap_acc(acc)
+
+
+def _strided(addr: int, stride: int, n: int):
+    """Return the index of buffer addresses ``addr + k*stride``, ``k < n`` (a slice when ``stride`` is 1)."""
+    return slice(addr, addr + n) if stride == 1 else addr + stride * np.arange(n)
+
+
+#: Column sums go through float64 BLAS when every partial sum is an integer of magnitude below this (float64
+#: holds all such integers exactly, whatever the summation order); larger bounds fall back to int64 numpy.
+FLOAT_EXACT = 1 << 53
+
+
+@functools.lru_cache(maxsize=64)
+def _bits_table(input_bits: int, spacing: int, first: int, count: int) -> np.ndarray:
+    """Return ``t[u] = sum_j bit(u, first+j) * 2**(spacing*j)`` (float64) for every ``input_bits``-bit ``u``.
+
+    ``count=1`` gives bit plane ``first``; ``spacing > 0`` packs ``count`` planes into one number.
+    """
+    u = np.arange(1 << input_bits, dtype=np.int64)
+    out = np.zeros(1 << input_bits, dtype=np.int64)
+    for j in range(count):
+        out += ((u >> (first + j)) & 1) << (spacing * j)
+    return out.astype(np.float64)
+
+
+@functools.lru_cache(maxsize=16)
+def _planes_table(input_bits: int) -> np.ndarray:
+    """Return ``t[u, b] = bit(u, b)`` (float64) for every ``input_bits``-bit ``u``: all bit planes at once."""
+    u = np.arange(1 << input_bits, dtype=np.int64)
+    return ((u[:, None] >> np.arange(input_bits)) & 1).astype(np.float64)
+
+
+def _matmul(wt: np.ndarray, x: np.ndarray, bound: int) -> np.ndarray:
+    """Return the exact int64 product ``wt @ x``, given ``bound >= sum_k |wt[i, k] * x[k, j]|`` for all i, j:
+    float64 BLAS when ``bound < FLOAT_EXACT``, int64 numpy otherwise."""
+    if bound < FLOAT_EXACT:
+        return (wt.astype(np.float64) @ x.astype(np.float64, copy=False)).astype(np.int64)
+    return wt.astype(np.int64) @ x.astype(np.int64)
+
+
+def mvm_acc(w, x, input_bits, adc_bits, adc_shift):
+    """Return the shift-added ADC codes of one MVM: window ``w`` (nrows, ncols), inputs ``x`` (nrows[, B]).
+
+    The ADC / shift-add rule of the module docstring, for one input vector or a batch of them on a trailing
+    axis of ``x`` (the result is ``(ncols,) + x.shape[1:]``, int64, before the accumulator wrap). Bit ``b`` of
+    each input drives its rows; each column's sum of bit plane ``b`` is converted and weighted:
+
+    >>> w = np.array([[1, -2], [3, 4]]); x = np.array([5, -6])
+    >>> mvm_acc(w, x, input_bits=4, adc_bits=8, adc_shift=0).tolist()   # lossless: the exact product
+    [-13, -34]
+    >>> mvm_acc(w, x, input_bits=4, adc_bits=2, adc_shift=0).tolist()   # each plane's code saturates to -2..1
+    [-1, -16]
+    >>> mvm_acc(w, np.stack([x, -x, 0 * x], axis=1), 4, 3, 1).tolist()  # a batch of 3 vectors, step 2
+    [[-12, 16, 0], [-34, 34, 0]]
+
+    How: the column sums of the 0/1 bit planes of the whole batch are one BLAS product in float64, exact since
+    they are integers below ``nrows * max|w|`` (< 2**53; larger bounds use int64). When no code can saturate
+    (every column's range ``[sum of its negative weights, sum of its positive weights]`` converts without
+    clipping; always true with ``adc_shift = 0`` and a lossless ADC), two exact identities skip the per-plane
+    sums:
+
+    * ``adc_shift = 0``: every code equals its column sum, so the shift-add of the planes is ``w.T @ x``;
+    * ``adc_shift = s > 0``: ``(S >> s) << s == S - (S mod 2**s)`` for each plane sum ``S``, so the result is
+      ``w.T @ x`` minus the shift-add of the residues ``S mod 2**s``; these depend only on ``w mod 2**s``, whose
+      small plane sums are packed several planes per float64 product (fields that cannot carry into each other).
+    """
+    nb, s = input_bits, adc_shift
+    w = np.asarray(w, dtype=np.int64)
+    x = np.asarray(x, dtype=np.int64)
+    nrows, ncols = w.shape
+    batch = x.shape[1:]
+    u = x.reshape(nrows, -1) & ((1 << nb) - 1)                 # the nb-bit two's complement patterns, 0..2**nb-1
     lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1
-    acc = np.zeros((ncols,) + x.shape[1:], dtype=np.int64)   # x may carry a trailing batch axis
-    for b in range(cfg.input_bits):
-        xb = (x >> b) & 1                        # the rows driven for input bit b
-        colsum = w.T @ xb                         # analog sum on each active column
-        code = np.clip(colsum >> adc_shift, lo, hi)
-        term = code << (b + adc_shift)
-        acc += -term if b == cfg.input_bits - 1 else term
-    dst = out_addr + out_stride * np.arange(ncols)
-    st.outbuf[dst] = wrap_acc((st.outbuf[dst] if accumulate else 0) + acc)
+    wt = w.T
+    wmax = int(np.abs(w).max(initial=0))
+    colmin = int(np.minimum(w, 0).sum(axis=0).min(initial=0))
+    colmax = int(np.maximum(w, 0).sum(axis=0).max(initial=0))
+    if (colmin >> s) >= lo and (colmax >> s) <= hi:            # no code can saturate
+        xs = u - ((u >> (nb - 1)) << nb)                        # the signed values the bits stand for
+        acc = _matmul(wt, xs, nrows * wmax << (nb - 1))
+        if s:
+            acc -= _residue_shift_add(wt & ((1 << s) - 1), u, nb, s)
+    else:
+        planes = _planes_table(nb)[u]                           # (nrows, B, nb): bit b of every input
+        colsum = _matmul(wt, planes.reshape(nrows, -1), nrows * wmax).reshape(ncols, -1, nb)  # analog sums
+        code = np.clip(colsum >> s, lo, hi)                     # ADC: step 2**s (floor), then saturation
+        weight = np.array([1 << (b + s) for b in range(nb)], dtype=np.int64)
+        weight[-1] = -weight[-1]                                # the sign bit's column sum is subtracted
+        acc = code @ weight                                     # digital shift-add
+    return acc.reshape((ncols,) + batch)
+
+
+def _residue_shift_add(ut, u, nb, s):
+    """Return ``sum_b +-2**b * ((ut @ bit_b(u)) mod 2**s)`` (minus for the sign bit ``b = nb-1``), (ncols, B).
+
+    ``ut`` holds weights ``0 .. 2**s-1``, so a plane's column sums lie in ``0 .. nrows*(2**s-1)`` and fit a
+    field of ``k`` bits: ``g = 53 // k`` planes go through one float64 product with the planes ``k`` bits
+    apart (the sum ``< 2**(g*k) <= 2**53`` is exact and the fields do not carry into each other).
+    """
+    ncols, nrows = ut.shape
+    k = max(1, (nrows * ((1 << s) - 1)).bit_length())
+    g = max(1, min(nb, 53 // k))
+    mask = (1 << s) - 1
+    out = np.zeros((ncols, u.shape[1]), dtype=np.int64)
+    tmp = np.empty_like(out)
+    for first in range(0, nb, g):
+        cnt = min(g, nb - first)
+        packed = _matmul(ut, _bits_table(nb, k, first, cnt)[u], 1 << (k * cnt))
+        for j in range(cnt):
+            b = first + j
+            np.right_shift(packed, k * j, out=tmp)
+            np.bitwise_and(tmp, mask, out=tmp)
+            np.left_shift(tmp, b, out=tmp)
+            (np.subtract if b == nb - 1 else np.add)(out, tmp, out=out)
+    return out
 
 
 def requant(st, src, count, dst, dst_stride, shift):
@@ -202,7 +338,8 @@ def read(st, addr, count):
     >>> read(st, addr=2, count=2); st.results
     [-1, 9]
     """
-    st.results.extend(int(v) for v in st.outbuf[addr:addr + count])
+    v = st.outbuf[addr:addr + count]
+    st.results.extend(v.tolist() if v.ndim == 1 else list(v.copy()))
 
 
 def barrier(st):

@@ -3,9 +3,11 @@
 A compiled matmul (``mapper.program.MatmulProgram``) expects its quantised input vector at input-buffer addresses
 ``in_addr .. in_addr+in_len-1`` and leaves its integer result at output-buffer addresses
 ``out_addr .. out_addr+out_len-1``. :class:`CimExecutor` programs every weight once (the compiled model's
-``WRITE_W`` commands) and then runs a program for a whole batch of tokens in one pass: the machine's buffers are
-replaced by ``(depth, B)`` arrays (:mod:`cimisa.semantics` ``mvm``/``requant`` accept a trailing batch axis) and
-the program's ``MVM`` and ``REQUANT`` commands are executed once each.
+``WRITE_W`` commands) and then runs a program for a whole batch of tokens (all tokens of all sentences) in one pass
+(:meth:`sw_model.machine.Machine.run_batch`): the machine's buffers hold ``(depth, B)`` arrays and the program's
+``MVM`` and ``REQUANT`` commands are executed once each, every MVM as one batched kernel
+(:func:`cimisa.semantics.mvm_acc`: float64 BLAS over the bit planes of the whole batch). The results equal those
+of running each vector on its own (:meth:`CimExecutor.run_int_per_vector`).
 
 Number formats (per matmul, all per-tensor and symmetric):
 
@@ -233,8 +235,7 @@ class CimExecutor:
                 prog, cmds = self.raw[name]
                 x_q = np.asarray(x_q, dtype=np.int64)
                 st = m.state
-                st.inbuf = np.zeros((self.cfg.in_depth, x_q.shape[0]), dtype=np.int64)
-                st.outbuf = np.zeros((self.cfg.out_depth, x_q.shape[0]), dtype=np.int64)
+                m.set_batch(x_q.shape[0])
                 st.inbuf[prog.in_addr:prog.in_addr + x_q.shape[1]] = x_q.T
                 m.observe = {}
                 for i, c in enumerate(cmds):
@@ -250,6 +251,20 @@ class CimExecutor:
             m.observe_key = None
         return observed
 
+    def run_int_per_vector(self, name: str, x_q: np.ndarray) -> np.ndarray:
+        """Return :meth:`run_int`'s outputs computed one input vector at a time on 1-D buffers (the unbatched
+        machine; slow, for checking that batching changes nothing)."""
+        prog, cmds = self.programs[name]
+        m, st = self.machine, self.machine.state
+        rows = []
+        for x in np.asarray(x_q, dtype=np.int64):
+            m.set_batch(None)
+            st.inbuf[prog.in_addr:prog.in_addr + x.shape[0]] = x
+            for c in cmds:
+                m.execute(c)
+            rows.append(st.outbuf[prog.out_addr:prog.out_addr + prog.out_len].copy())
+        return np.array(rows, dtype=np.int64).reshape(len(rows), prog.out_len)
+
     def run_int(self, name: str, x_q: np.ndarray) -> np.ndarray:
         """Return the integer outputs ``(B, out_len)`` of matmul ``name`` for quantised inputs ``(B, in)``."""
         prog, cmds = self.programs[name]
@@ -257,13 +272,7 @@ class CimExecutor:
         b, n = x_q.shape
         if n > prog.in_len:
             raise ValueError(f"{name}: {n} inputs, program takes {prog.in_len}")
-        st = self.machine.state
-        st.inbuf = np.zeros((self.cfg.in_depth, b), dtype=np.int64)
-        st.outbuf = np.zeros((self.cfg.out_depth, b), dtype=np.int64)
-        st.inbuf[prog.in_addr:prog.in_addr + n] = x_q.T
-        for c in cmds:
-            self.machine.execute(c)
-        y = st.outbuf[prog.out_addr:prog.out_addr + prog.out_len].T.copy()
+        y = self.machine.run_batch(cmds, x_q, prog.in_addr, prog.out_addr, prog.out_len)
         self.calls += 1
         self.tokens += b
         self.mvms += b * len(self.adc_shifts[name])

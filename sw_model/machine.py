@@ -49,6 +49,8 @@ class Machine:
     """One CIM tile's golden model, executing commands one at a time.
 
     ``impl`` selects the arithmetic: ``"fast"`` (numpy, :mod:`cimisa.semantics`) or ``"naive"`` (loops).
+    The fast machine also runs commands on a batch of input vectors at once (:meth:`set_batch`,
+    :meth:`run_batch`).
     """
 
     def __init__(self, cfg: HwConfig, *, impl: str = "fast"):
@@ -97,6 +99,40 @@ class Machine:
             self.run_state = RunState.HALTED
         else:
             self.index += 1
+
+    def set_batch(self, batch: int | None) -> None:
+        """Run the following commands on ``batch`` input vectors at once (``None``: one vector, 1-D buffers).
+
+        The buffers are replaced by zeroed ``(depth, batch)`` ones (:meth:`cimisa.semantics.MachineState.set_batch`);
+        the weights stay. Every command then acts on each vector exactly as it would on a machine of its own
+        (MVM runs as one batched kernel, :func:`cimisa.semantics.mvm_acc`). Only the fast arithmetic has batches.
+        """
+        if batch is not None and self.impl != "fast":
+            raise ValueError("batched execution needs impl='fast'")
+        if batch is not None and int(batch) < 1:
+            raise ValueError(f"batch must be >= 1, not {batch}")
+        self.state.set_batch(batch)
+
+    def run_batch(self, cmds: Iterable[Command], x: np.ndarray, in_addr: int, out_addr: int,
+                  out_len: int) -> np.ndarray:
+        """Run ``cmds`` once for a batch of input vectors and return their outputs.
+
+        ``x`` (B, n) goes to input-buffer addresses ``in_addr..in_addr+n-1`` of each vector (a LOAD_IN per vector);
+        the commands (checked, as :meth:`execute`) then run once for the whole batch; the result is ``(B,
+        out_len)``, output-buffer addresses ``out_addr..``. Equal, vector for vector, to running them on one
+        vector at a time. The buffers start zeroed and keep the batch afterwards.
+        """
+        x = np.asarray(x, dtype=np.int64)
+        if x.ndim != 2:
+            raise ValueError(f"inputs must be (batch, n), not shape {x.shape}")
+        b, n = x.shape
+        if in_addr < 0 or in_addr + n > self.cfg.in_depth or out_addr < 0 or out_addr + out_len > self.cfg.out_depth:
+            raise ValueError("batch inputs/outputs outside the buffers")
+        self.set_batch(b)
+        self.state.inbuf[in_addr:in_addr + n] = x.T
+        for c in cmds:
+            self.execute(c)
+        return self.state.outbuf[out_addr:out_addr + out_len].T.copy()
 
     def run_words(self, words: Sequence[int]) -> None:
         """Execute stream words until HALT; raise :class:`CimError` on the first illegal command.

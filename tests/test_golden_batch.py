@@ -1,0 +1,211 @@
+"""Batched golden model: one MVM kernel for a batch of input vectors equals the per-vector and naive models.
+
+* random legal programs (:mod:`cimisa.streamgen`: saturating lossy ADCs, coarse steps, negative column sums,
+  REQUANT ties) run on B vectors at once == each vector alone on the fast model == each on the naive model;
+* :func:`cimisa.semantics.mvm_acc` against a pure-Python statement of the rule, on every path (exact product,
+  residues for ``adc_shift > 0``, general saturating bit planes), single vectors and batches;
+* the float64 guard: window bounds at or above 2**53 take the int64 path and stay exact;
+* an expect-fail: a batched kernel perturbed in one vector of the batch is caught;
+* the end-to-end executor on tiny-bert: batched ``run_int`` == one vector at a time, bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cimisa import semantics
+from cimisa.config import load_hw
+from cimisa.isa import Opcode
+from cimisa.streamgen import random_commands
+from sw_model.machine import Machine
+
+CONFIGS = ["fpga-micro", "fpga-tiny", "paper-256"]
+
+
+def rule_reference(w, x, input_bits, adc_bits, adc_shift):
+    """The ADC / shift-add rule in Python integers, one column, bit and vector at a time."""
+    lo, hi = -(2 ** (adc_bits - 1)), 2 ** (adc_bits - 1) - 1
+    x2 = np.asarray(x).reshape(w.shape[0], -1)
+    out = np.zeros((w.shape[1], x2.shape[1]), dtype=object)
+    for j in range(w.shape[1]):
+        for t in range(x2.shape[1]):
+            total = 0
+            for b in range(input_bits):
+                colsum = sum(int(w[r, j]) for r in range(w.shape[0]) if (int(x2[r, t]) >> b) & 1)
+                code = min(max(colsum // 2 ** adc_shift, lo), hi)
+                total += (-1 if b == input_bits - 1 else 1) * code * 2 ** (b + adc_shift)
+            out[j, t] = total
+    return out.reshape((w.shape[1],) + np.shape(x)[1:])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mvm_acc_matches_rule(seed):
+    rng = np.random.default_rng(seed)
+    paths = set()
+    for _ in range(60):
+        nb, wb = int(rng.integers(2, 10)), int(rng.integers(2, 10))
+        nrows, ncols, batch = int(rng.integers(1, 48)), int(rng.integers(1, 6)), int(rng.integers(1, 5))
+        w = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), (nrows, ncols))
+        x = rng.integers(-(1 << (nb - 1)), 1 << (nb - 1), (nrows, batch))
+        adc_bits, shift = int(rng.integers(1, 16)), int(rng.integers(0, 9))
+        cmin, cmax = int(np.minimum(w, 0).sum(0).min()), int(np.maximum(w, 0).sum(0).max())
+        lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1
+        paths.add("general" if (cmin >> shift) < lo or (cmax >> shift) > hi else "residue" if shift else "product")
+        for xx in (x, x[:, 0]):                    # a batch, and the single-vector case
+            got = semantics.mvm_acc(w, xx, nb, adc_bits, shift)
+            want = rule_reference(w, xx, nb, adc_bits, shift).astype(np.int64)
+            assert got.shape == want.shape and np.array_equal(got, want), (nb, wb, nrows, adc_bits, shift)
+    assert paths == {"general", "residue", "product"}
+
+
+def _random_lanes(m: Machine, rng: np.random.Generator) -> None:
+    """Give every vector of the batch its own random input and output buffers (within their formats)."""
+    cfg = m.cfg
+    st = m.state
+    st.inbuf[...] = rng.integers(-(1 << (cfg.input_bits - 1)), 1 << (cfg.input_bits - 1), st.inbuf.shape)
+    st.outbuf[...] = rng.integers(-(1 << 31), 1 << 31, st.outbuf.shape)
+
+
+def check_batch_equals_per_vector(cfg_name: str, seed: int, batch: int = 5, naive: bool = True) -> int:
+    """Run a random program on ``batch`` vectors at once and on each alone (fast, naive); assert equality.
+
+    The commands up to the first MVM (the prologue: weights, shared inputs) run on every machine alike; then each
+    vector gets its own random buffers. Returns the number of MVMs compared.
+    """
+    cfg = load_hw(cfg_name)
+    cmds = [c for c in random_commands(cfg, seed, n=40) if c.op is not Opcode.HALT]
+    first = next(i for i, c in enumerate(cmds) if c.op is Opcode.MVM)
+    rng = np.random.default_rng(seed)
+    mb = Machine(cfg)
+    for c in cmds[:first]:
+        mb.execute(c)
+    mb.set_batch(batch)
+    n_before = len(mb.state.results)
+    _random_lanes(mb, rng)
+    lanes_in, lanes_out = mb.state.inbuf.copy(), mb.state.outbuf.copy()
+    for c in cmds[first:]:
+        mb.execute(c)
+    results_b = np.array(mb.state.results[n_before:], dtype=np.int64).reshape(-1, batch)
+    for lane in range(batch):
+        for impl in ("fast", "naive") if naive else ("fast",):
+            m1 = Machine(cfg, impl=impl)
+            for c in cmds[:first]:
+                m1.execute(c)
+            m1.state.inbuf[:] = lanes_in[:, lane]
+            m1.state.outbuf[:] = lanes_out[:, lane]
+            for c in cmds[first:]:
+                m1.execute(c)
+            where = f"{cfg_name} seed {seed} vector {lane} ({impl})"
+            assert np.array_equal(m1.state.outbuf, mb.state.outbuf[:, lane]), f"outbuf differs: {where}"
+            assert np.array_equal(m1.state.inbuf, mb.state.inbuf[:, lane]), f"inbuf differs: {where}"
+            assert np.array_equal(np.array(m1.state.results[n_before:], dtype=np.int64),
+                                  results_b[:, lane]), f"READ results differ: {where}"
+    return sum(c.op is Opcode.MVM for c in cmds[first:])
+
+
+@pytest.mark.parametrize("cfg_name", CONFIGS)
+@pytest.mark.parametrize("seed", range(4))
+def test_random_programs_batched_equals_per_vector_and_naive(cfg_name, seed):
+    assert check_batch_equals_per_vector(cfg_name, seed, naive=cfg_name != "paper-256" or seed < 2) > 0
+
+
+def test_lossy_saturating_adcs_are_exercised():
+    """The random programs above do convert with saturating ADCs and floor negative column sums."""
+    from cimisa.streamgen import covered
+    bins = set()
+    for cfg_name in CONFIGS:
+        cfg = load_hw(cfg_name)
+        for seed in range(4):
+            bins |= covered(cfg, random_commands(cfg, seed, n=40))
+    assert {"mvm:adc_sat_hi", "mvm:adc_sat_lo", "mvm:floor_neg", "mvm:neg_input"} <= bins
+
+
+def test_float_guard_falls_back_to_int64(monkeypatch):
+    """Window bounds at or above 2**53 (weights outside any configuration) use int64 and stay exact."""
+    used = []
+    real = semantics._matmul
+
+    def spy(wt, x, bound):
+        used.append(bound < semantics.FLOAT_EXACT)
+        return real(wt, x, bound)
+
+    monkeypatch.setattr(semantics, "_matmul", spy)
+    rng = np.random.default_rng(0)
+    w = rng.integers(-(1 << 52), 1 << 52, (32, 4))          # 32 * 2**52 >= 2**53: float64 would round
+    w[0, 0] = (1 << 53) + 1                                 # odd and large: lost by float64 rounding
+    x = rng.integers(-128, 128, (32, 6))
+    x[0] = 1
+    for adc_bits, shift in ((60, 0), (10, 50), (3, 0)):    # product, residue and saturating plane paths
+        used.clear()
+        got = semantics.mvm_acc(w, x, 8, adc_bits, shift)
+        assert np.array_equal(got, rule_reference(w, x, 8, adc_bits, shift).astype(np.int64))
+        assert used and not any(used), "a bound >= 2**53 must not take the float64 path"
+    # ... and float64 would indeed have been wrong here:
+    assert int(np.float64(w[0, 0])) != int(w[0, 0])
+
+
+def test_forced_int64_path_equals_float_path(monkeypatch):
+    """Every path with the float64 guard at 0 (all int64) gives the same results as with BLAS."""
+    rng = np.random.default_rng(1)
+    cases = []
+    for _ in range(30):
+        w = rng.integers(-8, 8, (int(rng.integers(1, 40)), 3))
+        x = rng.integers(-128, 128, (w.shape[0], 4))
+        cases.append((w, x, int(rng.integers(1, 12)), int(rng.integers(0, 6))))
+    want = [semantics.mvm_acc(w, x, 8, a, s) for w, x, a, s in cases]
+    monkeypatch.setattr(semantics, "FLOAT_EXACT", 0)
+    for (w, x, a, s), y in zip(cases, want):
+        assert np.array_equal(semantics.mvm_acc(w, x, 8, a, s), y)
+
+
+def test_perturbed_batched_kernel_is_caught(monkeypatch):
+    """Expect-fail: a kernel wrong in one vector of a batch (only when batched) fails the comparison."""
+    real = semantics.mvm_acc
+
+    def perturbed(w, x, *a):
+        acc = real(w, x, *a)
+        if np.ndim(x) == 2 and x.shape[1] > 1:
+            acc[..., -1] += 1                              # the last vector of a batch is off by one
+        return acc
+
+    monkeypatch.setattr(semantics, "mvm_acc", perturbed)
+    with pytest.raises(AssertionError, match="differs|differ"):
+        check_batch_equals_per_vector("fpga-tiny", 0, naive=False)
+
+
+def test_load_in_and_read_on_a_batch():
+    cfg = load_hw("fpga-micro")
+    m = Machine(cfg)
+    m.set_batch(3)
+    semantics.load_in(m.state, addr=2, count=2, data=(-3, 7))
+    assert m.state.inbuf[2:4].tolist() == [[-3, -3, -3], [7, 7, 7]]
+    m.state.outbuf[0] = [1, 2, 3]
+    semantics.read(m.state, addr=0, count=1)
+    assert [r.tolist() for r in m.state.results] == [[1, 2, 3]]
+    with pytest.raises(ValueError):
+        Machine(cfg, impl="naive").set_batch(2)
+
+
+# ---- end to end: the executor on tiny-bert ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_bert_setup():
+    from mapper.run import collect_activations, compile_cim, prepare
+    prep = prepare("tiny-bert", nblocks=4, show_progress=False)
+    acts = collect_activations(prep, ["Calibration text for a tiny encoder.", "And one more sentence."], max_len=32)
+    return prep, compile_cim(prep, load_hw("paper-256").lossless(), acts, strategy="auto")
+
+
+@pytest.mark.parametrize("adc_bits,rule,noisy", [(8, "bound", False), (5, "bound", False), ("lossless", "bound", False),
+                                                 (6, "calib", True)])
+def test_executor_batched_equals_per_vector(tiny_bert_setup, adc_bits, rule, noisy):
+    """run_int on a batch of tokens == the same program run one token at a time, for every mapped matmul."""
+    from mapper.run import build_cim_model
+    prep, setup = tiny_bert_setup
+    _model, ex = build_cim_model(prep, setup, adc_bits=adc_bits, adc_rule=rule, fast=noisy)
+    assert type(ex.machine).__name__ == ("NoisyMachine" if noisy else "Machine")
+    for name, x_q in setup.extra["calib_xq"].items():
+        x_q = np.asarray(x_q)[:12]
+        y = ex.run_int(name, x_q)
+        assert np.array_equal(y, ex.run_int_per_vector(name, x_q)), name
+        assert np.array_equal(y[3:5], ex.run_int(name, x_q[3:5])), name     # and on a sub-batch
