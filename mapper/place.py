@@ -43,7 +43,7 @@ import numpy as np
 
 from cimisa.config import HwConfig
 from cimisa.errors import KitError, ShapeError
-from mapper.d2s.monarch import monarch_shape
+from mapper.d2s.shape import monarch_shape
 
 __all__ = ["STRATEGIES", "DENSE_STEPS", "MatmulGeom", "Tile", "Placement", "PlacementError", "geometry",
            "place", "lower_bound", "default_nblocks"]
