@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from cimisa.errors import ModelError, ShapeError
+from cimisa.fsutil import MARKER
 from mapper.d2s import (MonarchLinear, build_monarch_model, load_monarch_dir, monarch_forward, monarch_shape,
                         monarch_to_dense, project, project_model, project_reference, relative_error,
                         replace_with_monarch)
@@ -172,7 +173,7 @@ def test_output_folder_roundtrip(tmp_path):
     from mapper.cli_d2s import run_d2s
     out = tmp_path / "tg"
     report = run_d2s("tiny-gpt2", 4, out, show_progress=False)
-    assert {p.name for p in out.iterdir()} == {"monarch.json", "monarch.safetensors", "report.json"}
+    assert {p.name for p in out.iterdir()} == {"monarch.json", "monarch.safetensors", "report.json", MARKER}
     meta = json.loads((out / "monarch.json").read_text())
     assert meta["nblocks"] == 4 and meta["family"] == "gpt2" and meta["source"] == "tiny-gpt2"
     assert meta["calibrated"] is False
@@ -213,6 +214,68 @@ def test_corrupt_output_folder(tmp_path):
     (out / "monarch.json").write_text("{")
     with pytest.raises(ModelError, match="corrupt"):
         load_model_spec(str(out))
+
+
+@pytest.fixture(scope="module")
+def tiny_d2s(tmp_path_factory):
+    from mapper.cli_d2s import run_d2s
+    out = tmp_path_factory.mktemp("d2s") / "tb"
+    run_d2s("tiny-bert", 4, out, show_progress=False)
+    return out
+
+
+def _edited(src, dst, meta_edit=None, tensor_edit=None):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    shutil.copytree(src, dst)
+    if meta_edit is not None:
+        meta = json.loads((dst / "monarch.json").read_text())
+        meta_edit(meta)
+        (dst / "monarch.json").write_text(json.dumps(meta))
+    if tensor_edit is not None:
+        t = load_file(str(dst / "monarch.safetensors"))
+        tensor_edit(t)
+        save_file(t, str(dst / "monarch.safetensors"))
+    return dst
+
+
+@pytest.mark.parametrize("edit,patterns", [
+    (lambda m: m.update(nblocks="4"), ['nblocks: must be a positive integer, not "4"']),
+    (lambda m: m.update(seq_len=True), ["seq_len: must be a positive integer, not true"]),
+    (lambda m: m.update(family="mamba"), ['family: must be one of bert, gpt2, bart, opt, llama, not "mamba"']),
+    (lambda m: m["matmuls"][3].update(role="queries"), [r"matmuls\[3\] \(encoder.layer.0.attention.self.value\)"
+                                                        r"\.role: must be one of"]),
+    (lambda m: m.update(matmuls=[]), ["the folder has no matmuls"]),
+    (lambda m: (m.update(nblocks=2.5, calibrated="no"), m["matmuls"][1].pop("in_features"),
+                m["hf_config"].update(num_attention_heads=-2)),
+     [r"\(4 problems\)", "nblocks: must be a positive integer, not 2.5", "calibrated: must be true or false",
+      "hf_config.num_attention_heads", r"in_features: missing"]),
+    (lambda m: m.update(nblocks=2), ["24 factor shapes do not fit nblocks 2"]),
+])
+def test_monarch_json_every_problem_listed(tiny_d2s, tmp_path, edit, patterns):
+    bad = _edited(tiny_d2s, tmp_path / "bad", meta_edit=edit)
+    for load in (load_model_spec, load_monarch_dir):
+        with pytest.raises(ModelError) as err:
+            load(str(bad))
+        for pattern in patterns:
+            assert __import__("re").search(pattern, str(err.value)), (pattern, str(err.value))
+
+
+@pytest.mark.parametrize("value,pattern", [(float("nan"), "1 NaN or infinite value"),
+                                           (float("-inf"), "1 NaN or infinite value")])
+def test_non_finite_factor_named(tiny_d2s, tmp_path, value, pattern):
+    name = "encoder.layer.1.intermediate.dense.L"
+    bad = _edited(tiny_d2s, tmp_path / "bad", tensor_edit=lambda t: t[name].view(-1).__setitem__(5, value))
+    load_model_spec(str(bad))          # the description is fine; the factors are not
+    with pytest.raises(ModelError, match=f"{name}: {pattern}"):
+        load_monarch_dir(bad)
+
+
+def test_source_model_must_still_match(tiny_d2s, tmp_path):
+    bad = _edited(tiny_d2s, tmp_path / "bad", meta_edit=lambda m: m.update(source="tiny-gpt2", family="bert"))
+    with pytest.raises(ModelError, match="is a gpt2 model"):
+        build_monarch_model(bad)
 
 
 def _run_cli(*args, cwd=REPO):

@@ -9,22 +9,25 @@ from the source model when a runnable model is built (:func:`build_monarch_model
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
-import torch
-
 from cimisa.errors import ModelError, ShapeError
 from cimisa.fsutil import atomic_dir
-from mapper.d2s.convert import Factors, replace_with_monarch
-from mapper.d2s.monarch import monarch_shape
-from mapper.models import MatmulSpec, ModelSpec, load_hf_model, load_model_spec
+from mapper.d2s.shape import monarch_shape
+from mapper.models import FAMILIES, ROLES, MatmulSpec, ModelSpec, load_hf_model, load_model_spec
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_monarch_dir", "load_monarch_spec", "load_monarch_dir",
-           "read_monarch_json", "build_monarch_model"]
+           "read_monarch_json", "check_monarch_meta", "build_monarch_model"]
 
 FORMAT = "cimkit-monarch"
 FORMAT_VERSION = 1
+#: Problems listed in one error message at most (the count of the rest follows).
+MAX_LISTED = 20
+#: ``hf_config`` entries the kit reads (cost model, calibration); each, when present, is a positive integer.
+CONFIG_INT_KEYS = ("hidden_size", "n_embd", "d_model", "num_attention_heads", "n_head", "encoder_attention_heads",
+                   "vocab_size", "max_position_embeddings", "n_positions")
 
 
 def _json_dumps(obj) -> str:
@@ -32,8 +35,12 @@ def _json_dumps(obj) -> str:
 
 
 def save_monarch_dir(out: str | os.PathLike, spec: ModelSpec, nblocks: int, factors: Factors, report: dict,
-                     calibration: dict | None = None) -> Path:
-    """Write the D2S folder ``out`` atomically (all files appear at once or none); return its path."""
+                     calibration: dict | None = None, *, force: bool = False) -> Path:
+    """Write the D2S folder ``out`` atomically (all files appear at once or none); return its path.
+
+    An existing ``out`` is replaced only if the kit wrote it, or with ``force``.
+    """
+    import torch  # noqa: PLC0415
     from safetensors.torch import save_file  # noqa: PLC0415
     tensors: dict[str, torch.Tensor] = {}
     entries = []
@@ -63,7 +70,7 @@ def save_monarch_dir(out: str | os.PathLike, spec: ModelSpec, nblocks: int, fact
         "matmuls": entries,
     }
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, force=force) as tmp:
         save_file(tensors, str(tmp / "monarch.safetensors"), metadata={"format": FORMAT,
                                                                        "format_version": str(FORMAT_VERSION)})
         (tmp / "monarch.json").write_text(_json_dumps(meta), encoding="utf-8")
@@ -72,30 +79,142 @@ def save_monarch_dir(out: str | os.PathLike, spec: ModelSpec, nblocks: int, fact
 
 
 def read_monarch_json(folder: str | os.PathLike) -> dict:
-    """Return the parsed and checked ``monarch.json`` of a D2S folder."""
+    """Return the parsed ``monarch.json`` of a D2S folder, checked (:func:`check_monarch_meta`).
+
+    Raises :class:`ModelError` listing every problem (types, unknown family or role, shapes that do not fit
+    ``nblocks``, no matmuls).
+    """
     path = Path(folder) / "monarch.json"
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ModelError(f"{folder} is not a d2s output folder (no monarch.json)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"corrupt {path}: {' '.join(str(exc).split())}") from None
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"corrupt {path}: not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"corrupt {path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+                         ) from None
+    except RecursionError:
+        raise ModelError(f"corrupt {path}: nested too deeply") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelError(f"{path} is not a {FORMAT} file")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{path} has format version {meta.get('format_version')!r}; this kit reads "
+        raise ModelError(f"{path} is not a {FORMAT} file (no \"format\": \"{FORMAT}\")")
+    if meta.get("format_version") != FORMAT_VERSION or isinstance(meta.get("format_version"), bool):
+        raise ModelError(f"{path} has format version {_show(meta.get('format_version'))}; this kit reads "
                          f"version {FORMAT_VERSION}")
-    missing = [k for k in ("source", "family", "nblocks", "hf_config", "matmuls") if k not in meta]
-    if missing:
-        raise ModelError(f"{path} lacks {', '.join(missing)}")
+    problems = check_monarch_meta(meta)
+    if problems:
+        more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
+        raise ModelError(f"{path} is invalid ({len(problems)} problem{'s' if len(problems) > 1 else ''}): "
+                         + "; ".join(problems[:MAX_LISTED]) + more)
     return meta
 
 
-def _matmuls_of(meta: dict, path: Path) -> tuple[MatmulSpec, ...]:
-    try:
-        return tuple(MatmulSpec.from_dict(e) for e in meta["matmuls"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{path / 'monarch.json'}: bad matmul entry ({exc})") from None
+def _show(v) -> str:
+    text = json.dumps(v, default=str) if not isinstance(v, float) or math.isfinite(v) else repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _pos_int(v) -> bool:
+    return _is_int(v) and v >= 1
+
+
+def _nonempty_str(v) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
+def check_monarch_meta(meta: dict) -> list[str]:
+    """Return every problem of a parsed ``monarch.json`` (empty if it is usable), as ``"key: problem"``."""
+    problems: list[str] = []
+
+    def check(where: str, obj: dict, key: str, ok, what: str, optional: bool = False) -> bool:
+        if key not in obj:
+            if not optional:
+                problems.append(f"{where}{key}: missing")
+            return False
+        if not ok(obj[key]):
+            problems.append(f"{where}{key}: must be {what}, not {_show(obj[key])}")
+            return False
+        return True
+
+    check("", meta, "source", _nonempty_str, "a model name or folder")
+    check("", meta, "model_name", lambda v: isinstance(v, str), "a string", optional=True)
+    check("", meta, "family", lambda v: v in FAMILIES, f"one of {', '.join(FAMILIES)}")
+    nb_ok = check("", meta, "nblocks", _pos_int, "a positive integer")
+    check("", meta, "seq_len", _pos_int, "a positive integer", optional=True)
+    check("", meta, "calibrated", lambda v: isinstance(v, bool), "true or false", optional=True)
+    check("", meta, "calibration", lambda v: v is None or isinstance(v, dict), "an object or null", optional=True)
+    if check("", meta, "hf_config", lambda v: isinstance(v, dict), "an object"):
+        cfg = meta["hf_config"]
+        for key in CONFIG_INT_KEYS:
+            check("hf_config.", cfg, key, lambda v: v is None or _pos_int(v), "a positive integer or null",
+                  optional=True)
+    if not check("", meta, "matmuls", lambda v: isinstance(v, list), "a list of matmul entries"):
+        return problems
+    entries = meta["matmuls"]
+    if not entries:
+        problems.append("matmuls: the folder has no matmuls (an empty list)")
+        return problems
+    names: set[str] = set()
+    misfits: list[str] = []
+    factored = 0
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            problems.append(f"matmuls[{i}]: must be an object, not {_show(e)}")
+            continue
+        where = f"matmuls[{i}]" + (f" ({e['name']})" if isinstance(e.get("name"), str) else "") + "."
+        if check(where, e, "name", _nonempty_str, "a module name"):
+            if e["name"] in names:
+                problems.append(f"{where}name: duplicate {_show(e['name'])}")
+            names.add(e["name"])
+        check(where, e, "layer", lambda v: _is_int(v) and v >= -1, "an integer >= -1")
+        role_ok = check(where, e, "role", lambda v: v in ROLES, f"one of {', '.join(ROLES)}")
+        out_ok = check(where, e, "out_features", _pos_int, "a positive integer")
+        in_ok = check(where, e, "in_features", _pos_int, "a positive integer")
+        check(where, e, "input_group", lambda v: isinstance(v, str), "a string")
+        check(where, e, "transposed", lambda v: isinstance(v, bool), "true or false")
+        mapped_ok = check(where, e, "mapped_by_default", lambda v: isinstance(v, bool), "true or false",
+                          optional=True)
+        check(where, e, "stage", lambda v: v in ("encoder", "decoder"), "encoder or decoder", optional=True)
+        if not check(where, e, "factored", lambda v: isinstance(v, bool), "true or false"):
+            continue
+        mapped = e["mapped_by_default"] if mapped_ok else (role_ok and e["role"] not in ("embed", "lm_head"))
+        if not e["factored"]:
+            if mapped:
+                problems.append(f"{where}factored: false, but the matmul is mapped (mapped_by_default)")
+            continue
+        factored += 1
+        check(where, e, "has_bias", lambda v: isinstance(v, bool), "true or false")
+        shape_ok = [check(where, e, key, lambda v: isinstance(v, list) and len(v) == 3 and all(map(_pos_int, v)),
+                          "a list of 3 positive integers") for key in ("R_shape", "L_shape")]
+        if nb_ok and out_ok and in_ok:
+            try:
+                shp = monarch_shape(e["out_features"], e["in_features"], meta["nblocks"])
+            except ShapeError as exc:
+                problems.append(f"{where[:-1]}: {exc}")
+                continue
+            for key, want, ok in (("R_shape", shp.r_shape, shape_ok[0]), ("L_shape", shp.l_shape, shape_ok[1])):
+                if ok and tuple(e[key]) != want:
+                    misfits.append(f"{where}{key} {e[key]} (a {e['out_features']}x{e['in_features']} matrix "
+                                   f"needs {list(want)})")
+    if misfits:     # typically nblocks edited: one problem, not one per factor
+        problems.append(f"{len(misfits)} factor shape{'s' if len(misfits) > 1 else ''} do not fit nblocks "
+                        f"{meta['nblocks']}: {misfits[0]}" + (f" and {len(misfits) - 1} more" if len(misfits) > 1
+                                                             else ""))
+    if factored == 0 and not problems:
+        problems.append("matmuls: no matmul is factored")
+    return problems
+
+
+def _matmuls_of(meta: dict) -> tuple[MatmulSpec, ...]:
+    return tuple(MatmulSpec.from_dict(e) for e in meta["matmuls"])      # checked by read_monarch_json
 
 
 def load_monarch_spec(folder: str | os.PathLike) -> ModelSpec:
@@ -103,17 +222,24 @@ def load_monarch_spec(folder: str | os.PathLike) -> ModelSpec:
     folder = Path(folder).resolve()
     meta = read_monarch_json(folder)
     return ModelSpec(name=folder.name, family=str(meta["family"]), hf_config=meta["hf_config"],
-                     matmuls=_matmuls_of(meta, folder), has_weights=True, source=str(folder),
+                     matmuls=_matmuls_of(meta), has_weights=True, source=str(folder),
                      seq_len=int(meta.get("seq_len") or 2048))
 
 
 def load_monarch_dir(folder: str | os.PathLike) -> tuple[ModelSpec, Factors]:
-    """Return ``(spec, {name: (R, L, bias)})`` of a D2S folder, checking every factor's shape."""
+    """Return ``(spec, {name: (R, L, bias)})`` of a D2S folder.
+
+    Every factor must be present, of a floating-point type, of the shape ``nblocks`` gives, and finite; a
+    :class:`ModelError` lists the tensors that are not.
+    """
+    import torch  # noqa: PLC0415
     from safetensors import SafetensorError  # noqa: PLC0415
     from safetensors.torch import load_file  # noqa: PLC0415
     folder = Path(folder).resolve()
-    spec = load_monarch_spec(folder)
     meta = read_monarch_json(folder)
+    spec = ModelSpec(name=folder.name, family=str(meta["family"]), hf_config=meta["hf_config"],
+                     matmuls=_matmuls_of(meta), has_weights=True, source=str(folder),
+                     seq_len=int(meta.get("seq_len") or 2048))
     st = folder / "monarch.safetensors"
     if not st.is_file():
         raise ModelError(f"{folder} has no monarch.safetensors")
@@ -123,24 +249,56 @@ def load_monarch_dir(folder: str | os.PathLike) -> tuple[ModelSpec, Factors]:
         raise ModelError(f"corrupt {st}: {' '.join(str(exc).split())[:200]}") from None
     nblocks = int(meta["nblocks"])
     factors: Factors = {}
+    problems: list[str] = []
     for entry, m in zip(meta["matmuls"], spec.matmuls):
-        if not entry.get("factored"):
+        if not entry["factored"]:
             continue
-        R, L = tensors.get(f"{m.name}.R"), tensors.get(f"{m.name}.L")
-        if R is None or L is None:
-            raise ModelError(f"{st} lacks the factors of {m.name!r}")
-        try:
-            shp = monarch_shape(m.out_features, m.in_features, nblocks)
-        except ShapeError as exc:
-            raise ModelError(f"{folder}: {m.name}: {exc}") from None
-        if tuple(R.shape) != shp.r_shape or tuple(L.shape) != shp.l_shape:
-            raise ModelError(f"{st}: {m.name} has R {tuple(R.shape)}, L {tuple(L.shape)}; nblocks {nblocks} "
-                             f"needs R {shp.r_shape}, L {shp.l_shape}")
-        bias = tensors.get(f"{m.name}.bias")
-        if bias is not None and tuple(bias.shape) != (m.out_features,):
-            raise ModelError(f"{st}: {m.name}.bias has shape {tuple(bias.shape)}, not ({m.out_features},)")
-        factors[m.name] = (R, L, bias)
+        shp = monarch_shape(m.out_features, m.in_features, nblocks)       # checked by read_monarch_json
+        want = {"R": shp.r_shape, "L": shp.l_shape}
+        if entry["has_bias"]:
+            want["bias"] = (m.out_features,)
+        got = {}
+        for part, shape in want.items():
+            key = f"{m.name}.{part}"
+            t = tensors.get(key)
+            if t is None:
+                problems.append(f"{key}: missing")
+            elif not t.is_floating_point():
+                problems.append(f"{key}: {str(t.dtype).removeprefix('torch.')} values, not floating point")
+            elif tuple(t.shape) != shape:
+                problems.append(f"{key}: shape {list(t.shape)}, nblocks {nblocks} needs {list(shape)}")
+            elif not bool(torch.isfinite(t).all()):
+                n = int((~torch.isfinite(t)).sum())
+                problems.append(f"{key}: {n} NaN or infinite value{'s' if n > 1 else ''}")
+            else:
+                got[part] = t.to(torch.float32)
+        if len(got) == len(want):
+            factors[m.name] = (got["R"], got["L"], got.get("bias"))
+    if problems:
+        more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
+        raise ModelError(f"{st}: {len(problems)} unusable tensor{'s' if len(problems) > 1 else ''}: "
+                         + "; ".join(problems[:MAX_LISTED]) + more)
     return spec, factors
+
+
+def load_source_spec(spec: ModelSpec, source: str) -> ModelSpec:
+    """Return the spec of the source model of a D2S folder's ``spec``, checking that the two still match."""
+    if (Path(source) / "monarch.json").is_file():
+        raise ModelError(f"d2s folder {spec.source} names another d2s folder as its source")
+    try:
+        source_spec = load_model_spec(source)
+    except ModelError as exc:
+        raise ModelError(f"cannot load the source model of {spec.source}: {exc.one_line()}") from None
+    if source_spec.family != spec.family:
+        raise ModelError(f"d2s folder {spec.source} says family {spec.family!r}, but its source model {source} "
+                         f"is a {source_spec.family} model")
+    ours = [(m.name, m.out_features, m.in_features) for m in spec.matmuls]
+    theirs = [(m.name, m.out_features, m.in_features) for m in source_spec.matmuls]
+    if ours != theirs:
+        diff = next((f"{a[0]} {a[1]}x{a[2]}" for a in ours if a not in theirs), None)
+        raise ModelError(f"the source model {source} no longer matches the matmuls in {spec.source}"
+                         + (f" (it has no {diff})" if diff else ""))
+    return source_spec
 
 
 def build_monarch_model(dir_or_spec, factors: Factors | None = None) -> torch.nn.Module:
@@ -156,17 +314,16 @@ def build_monarch_model(dir_or_spec, factors: Factors | None = None) -> torch.nn
     else:
         spec, loaded = load_monarch_dir(dir_or_spec)
         factors = loaded if factors is None else factors
+    from mapper.d2s.convert import replace_with_monarch  # noqa: PLC0415
     source = spec.source
     if (Path(source) / "monarch.json").is_file():
         source = str(read_monarch_json(source)["source"])
-        if (Path(source) / "monarch.json").is_file():
-            raise ModelError(f"d2s folder {spec.source} names another d2s folder as its source")
+        source_spec = load_source_spec(spec, source)
+    else:
+        source_spec = spec
     try:
         model = load_hf_model(source)
     except ModelError as exc:
         raise ModelError(f"cannot load the source model of {spec.source}: {exc.one_line()}") from None
-    source_spec = load_model_spec(source)
-    if [m.name for m in source_spec.matmuls] != [m.name for m in spec.matmuls]:
-        raise ModelError(f"the source model {source} no longer matches the matmuls in {spec.source}")
     replace_with_monarch(model, source_spec, factors)
     return model.eval()
