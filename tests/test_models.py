@@ -154,3 +154,73 @@ def test_local_checkpoint_folder(tmp_path):
     st.write_bytes(st.read_bytes()[:100])
     with pytest.raises(ModelError, match="cannot load weights"):
         load_hf_model(str(tmp_path / "ckpt"))
+
+
+def _edit_checkpoint(folder, edit):
+    from safetensors.torch import load_file, save_file
+    st = next(folder.glob("*.safetensors"))
+    tensors = load_file(str(st))
+    edit(tensors)
+    save_file(tensors, str(st), metadata={"format": "pt"})
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    load_hf_model("tiny-bert").save_pretrained(tmp_path / "ck")
+    return tmp_path / "ck"
+
+
+def test_checkpoint_missing_tensors_are_refused(tiny_checkpoint):
+    q = "encoder.layer.1.attention.self.query.weight"
+    _edit_checkpoint(tiny_checkpoint, lambda t: (t.pop(q), t.pop("embeddings.LayerNorm.weight")))
+    with pytest.raises(ModelError, match=r"lacks 2 tensors the bert model needs: embeddings.LayerNorm.weight, "
+                                         + q.replace(".", r"\.")):
+        load_hf_model(str(tiny_checkpoint))
+
+
+def test_checkpoint_unrelated_tensors_are_refused(tiny_checkpoint):
+    _edit_checkpoint(tiny_checkpoint, lambda t: t.update({f"other.{k}": t.pop(k) for k in list(t)}))
+    with pytest.raises(ModelError, match=r"lacks \d+ tensors .*\(and \d+ more\)"):
+        load_hf_model(str(tiny_checkpoint))
+
+
+def test_checkpoint_shape_and_nan(tiny_checkpoint, tmp_path):
+    import shutil
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_checkpoint, bad)
+    k = "encoder.layer.0.output.dense.weight"
+    _edit_checkpoint(bad, lambda t: t.update({k: torch.zeros(64, 64)}))
+    with pytest.raises(ModelError, match=rf"wrong shape: {k} \[64, 64\] \(config.json needs \[64, 128\]\)"):
+        load_model_spec(str(bad))          # the header check needs no weights
+    _edit_checkpoint(tiny_checkpoint, lambda t: t[k].view(-1).__setitem__(3, float("inf")))
+    load_model_spec(str(tiny_checkpoint))
+    with pytest.raises(ModelError, match=f"NaN or infinite values: {k}"):
+        load_hf_model(str(tiny_checkpoint))
+
+
+def test_checkpoint_without_pooler_loads_reproducibly(tiny_checkpoint):
+    """BERT's pooler is never used: a checkpoint may lack it, and what stands in for it is seeded."""
+    _edit_checkpoint(tiny_checkpoint, lambda t: [t.pop(k) for k in list(t) if k.startswith("pooler.")])
+    a, b = load_hf_model(str(tiny_checkpoint)), load_hf_model(str(tiny_checkpoint))
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+
+
+@pytest.mark.parametrize("text,pattern", [
+    (b'{"model_type": "bert"', "not valid JSON"),
+    (b'\xff{"model_type": "bert"}', "not UTF-8"),
+    (b'"bert"', "JSON object"),
+    (b'{"model_type": "mamba"}', "unsupported model_type 'mamba'"),
+    (b'{"hidden_size": 8}', "no model_type"),
+])
+def test_bad_config_json(tiny_checkpoint, text, pattern):
+    (tiny_checkpoint / "config.json").write_bytes(text)
+    with pytest.raises(ModelError, match=pattern):
+        load_model_spec(str(tiny_checkpoint))
+
+
+def test_source_family(tiny_checkpoint):
+    from mapper.models import source_family
+    assert source_family("tiny-gpt2") == ("tiny", "gpt2")
+    assert source_family("minilm") == ("hf", "bert")
+    assert source_family(str(tiny_checkpoint)) == ("hf", "bert")

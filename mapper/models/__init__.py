@@ -28,19 +28,19 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import torch  # noqa: E402
-
 from cimisa.errors import ModelError  # noqa: E402
 from mapper.models.zoo import TINY_SEED, ZOO, ZooEntry, minilm_dir  # noqa: E402
 
 __all__ = [
     "MatmulSpec", "ModelSpec", "ZOO", "ROLES", "FAMILIES", "list_models", "load_model_spec", "load_hf_model",
-    "get_weight", "resolve_source", "spec_from_hf_model",
+    "get_weight", "resolve_source", "source_family", "spec_from_hf_model", "RUN_FAMILIES",
 ]
 
 ROLES = ("q", "k", "v", "o", "qkv", "ffn_up", "ffn_down", "ffn_gate", "cross_q", "cross_k", "cross_v", "cross_o",
          "embed", "lm_head")
 FAMILIES = ("bert", "gpt2", "bart", "opt", "llama")
+#: The families ``mapper run`` executes end to end (mean-pooled encoder embeddings, or next-token decoding).
+RUN_FAMILIES = ("bert", "gpt2")
 MAX_SEQ_LEN = 2048
 
 
@@ -192,6 +192,7 @@ def _family_of(config) -> str:
 
 def _linear_shape(module) -> tuple[int, int, bool] | None:
     """Return (out, in, transposed) for nn.Linear / Conv1D modules, None for others."""
+    import torch  # noqa: PLC0415
     from transformers.pytorch_utils import Conv1D
     if isinstance(module, Conv1D):
         return int(module.weight.shape[1]), int(module.weight.shape[0]), True
@@ -204,6 +205,7 @@ def _linear_shape(module) -> tuple[int, int, bool] | None:
 
 
 def _enumerate(model: torch.nn.Module, family: str) -> tuple[MatmulSpec, ...]:
+    import torch  # noqa: PLC0415
     rules = [(re.compile(rx + r"$"), role, grp) for rx, role, grp in _RULES[family]]
     modules = dict(model.named_modules())
     found: list[tuple[tuple, MatmulSpec]] = []
@@ -308,8 +310,50 @@ def resolve_source(name_or_dir: str) -> tuple[str, ZooEntry | None, Path | None]
                      f"(or give a Hugging Face checkpoint folder)")
 
 
+def _read_config_json(folder: Path) -> dict:
+    """Return ``config.json`` of a checkpoint folder, checked without transformers (quick, precise messages)."""
+    path = folder / "config.json"
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+                         ) from None
+    except RecursionError:
+        raise ModelError(f"{path} is not valid JSON (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    model_type = data.get("model_type")
+    if not isinstance(model_type, str) or model_type not in _MODEL_TYPE_FAMILY:
+        what = "has no model_type" if model_type is None else f"has the unsupported model_type {model_type!r}"
+        raise ModelError(f"{path} {what}; supported: {', '.join(sorted(_MODEL_TYPE_FAMILY))}")
+    return data
+
+
+def source_family(name_or_dir: str) -> tuple[str, str]:
+    """Return ``(kind, family)`` of a ``--model`` argument without building the model (no torch, quick).
+
+    ``kind`` is as for :func:`resolve_source`; a d2s folder's ``monarch.json`` and a checkpoint folder's
+    ``config.json`` are read and checked.
+    """
+    kind, entry, folder = resolve_source(name_or_dir)
+    if entry is not None:
+        return kind, entry.family
+    if kind == "d2s":
+        from mapper.d2s.io import read_monarch_json  # noqa: PLC0415
+        return kind, read_monarch_json(folder)["family"]
+    return kind, _MODEL_TYPE_FAMILY[_read_config_json(folder)["model_type"]]
+
+
 def _hf_config(folder: Path):
+    _read_config_json(folder)
     from transformers import AutoConfig
+    _quiet_transformers()
     try:
         return AutoConfig.from_pretrained(str(folder), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here is a bad folder
@@ -322,6 +366,7 @@ def _short(exc: BaseException) -> str:
 
 
 def _meta_model(config):
+    import torch  # noqa: PLC0415
     from transformers import AutoModel
     _quiet_transformers()
     try:
@@ -334,15 +379,124 @@ def _meta_model(config):
                          f"{_short(exc)}") from None
 
 
-def _check_weights_present(folder: Path) -> None:
-    if not any(folder.glob("*.safetensors")):
+#: Parameters of the base models that no part of the kit uses (BERT's pooler: runs mean-pool the last hidden
+#: state); a checkpoint may lack them.
+_UNUSED_PREFIXES = {"bert": ("pooler.",)}
+#: Tensor names listed in one error message at most.
+_MAX_NAMES = 5
+_HEADER_LIMIT = 100 * 2**20      # a safetensors header larger than this is not a real one
+
+
+def _names(keys) -> str:
+    keys = sorted(keys)
+    more = f" (and {len(keys) - _MAX_NAMES} more)" if len(keys) > _MAX_NAMES else ""
+    return ", ".join(keys[:_MAX_NAMES]) + more
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.glob("*.safetensors") if p.is_file())
+    if not files:
         raise ModelError(f"checkpoint folder {folder} has no *.safetensors weights")
+    return files
+
+
+def _safetensors_header(path: Path) -> dict[str, tuple[int, ...]]:
+    """Return ``{tensor name: shape}`` from a safetensors file's header, checking that the file is whole."""
+    def bad(why):
+        return ModelError(f"cannot load weights from {path}: {why}")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise bad(f"not a safetensors file ({size} bytes)")
+            n = int.from_bytes(head, "little")
+            if n > min(size - 8, _HEADER_LIMIT):
+                raise bad("not a safetensors file, or truncated (header length beyond the end of the file)")
+            header = json.loads(f.read(n).decode("utf-8"))
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise bad("corrupt header (not a safetensors file)") from None
+    if not isinstance(header, dict):
+        raise bad("corrupt header (not a safetensors file)")
+    shapes: dict[str, tuple[int, ...]] = {}
+    end = 0
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            shape = tuple(int(d) for d in info["shape"])
+            lo, hi = (int(v) for v in info["data_offsets"])
+            str(info["dtype"])
+        except (TypeError, KeyError, ValueError):
+            raise bad(f"corrupt header entry for {key!r}") from None
+        if not 0 <= lo <= hi or any(d < 0 for d in shape):
+            raise bad(f"corrupt header entry for {key!r}")
+        shapes[key] = shape
+        end = max(end, hi)
+    if 8 + n + end > size:
+        raise bad(f"truncated ({size} bytes; the header describes {8 + n + end})")
+    return shapes
+
+
+def _checkpoint_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    for path in _weight_files(folder):
+        shapes.update(_safetensors_header(path))
+    return shapes
+
+
+def _check_shapes(folder: Path, model, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Raise :class:`ModelError` if a checkpoint tensor has another shape than the model built from config.json.
+
+    Names are matched as stored or behind the base model's prefix (``bert.``, ``transformer.``, ``model.``);
+    a tensor stored under another name is judged when the weights load (:func:`_check_loaded`).
+    """
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    bad = []
+    for name, param in model.state_dict(keep_vars=True).items():
+        want = tuple(param.shape)
+        got = shapes.get(name, shapes.get(f"{prefix}.{name}") if prefix else None)
+        if got is not None and got != want:
+            bad.append(f"{name} {list(got)} (config.json needs {list(want)})")
+    if bad:
+        raise ModelError(f"checkpoint {folder}: {len(bad)} tensor{'s' if len(bad) > 1 else ''} of the wrong "
+                         f"shape: {_names(bad)}")
+
+
+#: config.json entries giving the number of transformer blocks, per family.
+_LAYER_KEYS = {"bert": ("num_hidden_layers",), "gpt2": ("n_layer",), "bart": ("encoder_layers", "decoder_layers"),
+               "opt": ("num_hidden_layers",), "llama": ("num_hidden_layers",)}
+#: Missing layers from which a checkpoint is refused before the model is built (building thousands of layers
+#: only to list their missing tensors would take minutes).
+_MANY_LAYERS = 16
+_BLOCK_KEY = re.compile(r"(?:^|\.)(encoder\.|decoder\.)?(?:layer|layers|h)\.(\d+)\.")
+
+
+def _check_layers(folder: Path, config, family: str, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Refuse a config.json that describes many more transformer blocks than the checkpoint holds weights for.
+
+    Checked before the model is built: a config with thousands of layers over a small checkpoint would
+    otherwise take minutes to fail.
+    """
+    want = 0
+    for key in _LAYER_KEYS[family]:
+        value = getattr(config, key, None)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ModelError(f"{folder / 'config.json'}: {key} must be an integer >= 0, not {value!r}")
+        want += value
+    found = {mt.groups() for mt in map(_BLOCK_KEY.search, shapes) if mt is not None}
+    if want - len(found) >= _MANY_LAYERS:     # fewer missing: the exact list of tensors comes after loading
+        raise ModelError(f"checkpoint {folder} lacks the tensors of {want - len(found)} of the {want} transformer "
+                         f"layers config.json describes (the weights hold {len(found)})")
 
 
 def load_model_spec(name_or_dir: str) -> ModelSpec:
     """Return the :class:`ModelSpec` of a built-in name, checkpoint folder or d2s output folder.
 
-    Built-in names and checkpoint folders are enumerated on the meta device (no weights are read).
+    Built-in names and checkpoint folders are enumerated on the meta device (no weights are read); a checkpoint
+    folder's ``config.json`` and the headers of its ``*.safetensors`` files are checked (shapes included).
     """
     kind, entry, folder = resolve_source(name_or_dir)
     if kind == "d2s":
@@ -353,23 +507,46 @@ def load_model_spec(name_or_dir: str) -> ModelSpec:
         model = _meta_model(config)
         return spec_from_hf_model(model, name=entry.name, source=entry.name, has_weights=(kind == "tiny"),
                                   seq_len=entry.seq_len)
-    _check_weights_present(folder)
+    shapes = _checkpoint_shapes(folder)
     config = _hf_config(folder)
-    _family_of(config)
+    _check_layers(folder, config, _family_of(config), shapes)
     model = _meta_model(config)
+    _check_shapes(folder, model, shapes)
     if entry is not None:
         return spec_from_hf_model(model, name=entry.name, source=entry.name, has_weights=True,
                                   seq_len=entry.seq_len)
     return spec_from_hf_model(model, name=folder.name, source=str(folder), has_weights=True)
 
 
-def load_hf_model(name_or_dir: str) -> torch.nn.Module:
-    """Return the Hugging Face base model with weights, in eval mode and float32.
+def _check_loaded(folder: Path, family: str, model, info: dict) -> None:
+    """Raise :class:`ModelError` unless the checkpoint gave every tensor the kit uses, each finite."""
+    import torch  # noqa: PLC0415
+    unused = _UNUSED_PREFIXES.get(family, ())
+    missing = [k for k in info.get("missing_keys", ()) if not k.startswith(unused)]
+    if missing:
+        raise ModelError(f"checkpoint {folder} lacks {len(missing)} tensor{'s' if len(missing) > 1 else ''} the "
+                         f"{family} model needs: {_names(missing)}")
+    mismatched = [f"{k} {list(got)} (config.json needs {list(want)})"
+                  for k, got, want in info.get("mismatched_keys", ())]
+    if mismatched:
+        raise ModelError(f"checkpoint {folder}: {len(mismatched)} tensor{'s' if len(mismatched) > 1 else ''} of "
+                         f"the wrong shape: {_names(mismatched)}")
+    bad = [name for name, t in model.state_dict().items()
+           if t.is_floating_point() and not name.startswith(unused) and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ModelError(f"checkpoint {folder}: {len(bad)} tensor{'s' if len(bad) > 1 else ''} with NaN or "
+                         f"infinite values: {_names(bad)}")
+
+
+def load_hf_model(name_or_dir: str):
+    """Return the Hugging Face base model (a ``torch.nn.Module``) with weights, in eval mode and float32.
 
     Tiny built-in models get seeded random weights (the same on every call); checkpoint folders and ``minilm``
-    load through ``transformers``; a d2s output folder gives the model with its Monarch layers. Shape-only names
-    raise :class:`~cimisa.errors.ModelError`.
+    load through ``transformers`` and must provide every tensor the model uses, with the right shape and finite
+    values (only BERT's unused pooler may be absent); a d2s output folder gives the model with its Monarch
+    layers. Shape-only names and unusable checkpoints raise :class:`~cimisa.errors.ModelError`.
     """
+    import torch  # noqa: PLC0415
     kind, entry, folder = resolve_source(name_or_dir)
     if kind == "shape":
         raise ModelError(f"model {entry.name!r} is shape-only (no weights); use a tiny-* model, 'minilm' "
@@ -385,13 +562,21 @@ def load_hf_model(name_or_dir: str) -> torch.nn.Module:
             torch.manual_seed(TINY_SEED)
             model = AutoModel.from_config(config)
         return model.float().eval()
-    _check_weights_present(folder)
+    shapes = _checkpoint_shapes(folder)
     config = _hf_config(folder)
-    _family_of(config)
-    try:
-        model = AutoModel.from_pretrained(str(folder), config=config, local_files_only=True, dtype=torch.float32)
-    except Exception as exc:  # noqa: BLE001 - corrupt or mismatched weights
-        raise ModelError(f"cannot load weights from {folder}: {_short(exc)}") from None
+    family = _family_of(config)
+    _check_layers(folder, config, family, shapes)
+    _check_shapes(folder, _meta_model(config), shapes)
+    # Anything the checkpoint lacks is refused below; the seed only keeps unused parts (pooler) reproducible.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        try:
+            model, info = AutoModel.from_pretrained(str(folder), config=config, local_files_only=True,
+                                                    dtype=torch.float32, output_loading_info=True,
+                                                    ignore_mismatched_sizes=True)
+        except Exception as exc:  # noqa: BLE001 - corrupt or mismatched weights
+            raise ModelError(f"cannot load weights from {folder}: {_short(exc)}") from None
+    _check_loaded(folder, family, model, info)
     return model.float().eval()
 
 
@@ -402,6 +587,8 @@ def get_weight(model: torch.nn.Module, m: MatmulSpec) -> torch.Tensor:
     ``lm_head`` is the tied input embedding ``(vocab, hidden)``, a :class:`~mapper.d2s.MonarchLinear` gives
     the dense product of its factors.
     """
+    import torch  # noqa: PLC0415
+
     from mapper.d2s.monarch import MonarchLinear  # noqa: PLC0415
     try:
         module = model.get_submodule(m.name)
