@@ -1,7 +1,10 @@
 """Command line of the mapper: ``python -m mapper <command> ...``.
 
 Each sub-command lives in its own module exposing ``register(subparsers)``; the module's handler returns an
-exit status. User errors (:class:`cimisa.errors.KitError`) print one line and exit with status 2.
+exit status. Options are parsed by :class:`cimisa.errors.KitArgumentParser` inside
+:func:`cimisa.errors.cli_main`, so a bad option and every other user error (:class:`cimisa.errors.KitError`)
+print one ``error:`` line and exit with status 2. Option values are checked while parsing
+(:mod:`mapper.cli_args`), output folders before any expensive work.
 """
 
 from __future__ import annotations
@@ -9,9 +12,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import sys
 
-from cimisa.errors import run_cli
+from cimisa.errors import KitArgumentParser, cli_main
 
 # Sub-command modules, each with ``register(subparsers)`` that adds a parser whose default ``func`` runs it.
 SUBCOMMAND_MODULES = (
@@ -24,7 +26,7 @@ SUBCOMMAND_MODULES = (
 
 def make_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every available sub-command."""
-    parser = argparse.ArgumentParser(
+    parser = KitArgumentParser(
         prog="python -m mapper",
         description="Map Monarch (block-diagonal) transformers onto analog CIM crossbar arrays.",
     )
@@ -43,8 +45,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    parser = make_parser()
-    args = parser.parse_args(argv)
+    return cli_main(make_parser, argv, setup=_setup)
+
+
+def _setup(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    return run_cli(args.func, args)

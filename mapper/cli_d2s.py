@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cimisa.errors import KitError
+from mapper.cli_args import add_out_options, check_out, nonneg_int, path_text, positive_int, seed_int
 
 __all__ = ["register", "run_d2s"]
 
@@ -17,18 +17,19 @@ def register(subparsers) -> None:
         "d2s", help="project a model's weight matmuls onto Monarch factors (optionally calibrate)",
         description="Project every weight matmul of a model onto Monarch (block-diagonal) factors and write "
                     "monarch.safetensors, monarch.json and report.json into --out.")
-    p.add_argument("--model", required=True, help="built-in name (tiny-bert, minilm, ...) or a Hugging Face "
-                                                  "checkpoint folder")
-    p.add_argument("--nblocks", required=True, type=int, help="number of blocks per Monarch factor")
-    p.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    p.add_argument("--model", required=True, type=path_text,
+                   help="built-in name (tiny-bert, minilm, ...) or a Hugging Face checkpoint folder")
+    p.add_argument("--nblocks", required=True, type=positive_int, help="number of blocks per Monarch factor")
+    add_out_options(p, "output folder (created or replaced as a whole)", required=True)
     p.add_argument("--calibrate", action="store_true", help="refine the factors on calibration text")
-    p.add_argument("--steps", type=int, default=None, help="end-to-end distillation steps after the "
-                                                            "layer-wise fit (default: 0)")
-    p.add_argument("--sentences", type=int, default=None, help="calibration sentences for the layer-wise fit")
-    p.add_argument("--seed", type=int, default=0, help="calibration seed (default: %(default)s)")
+    p.add_argument("--steps", type=nonneg_int, default=None, help="end-to-end distillation steps after the "
+                                                                  "layer-wise fit (default: 0)")
+    p.add_argument("--sentences", type=positive_int, default=None,
+                   help="calibration sentences for the layer-wise fit")
+    p.add_argument("--seed", type=seed_int, default=0, help="calibration seed (default: %(default)s)")
     p.add_argument("--include-embeddings", action="store_true", help="also project the token embedding "
                                                                      "and LM head")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch threads (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--eval", action="store_true", help="measure held-out embedding cosine/Spearman (also on "
                                                        "with --calibrate)")
@@ -37,23 +38,35 @@ def register(subparsers) -> None:
 
 def run_d2s(model: str, nblocks: int, out: str | Path, calibrate: bool = False, steps: int | None = None,
             sentences: int | None = None, seed: int = 0, include_embeddings: bool = False,
-            evaluate_heldout: bool = False, show_progress: bool = True) -> dict:
-    """Convert ``model`` and write the D2S folder ``out``; return the report dict."""
-    import torch  # noqa: PLC0415
+            evaluate_heldout: bool = False, show_progress: bool = True, force: bool = False,
+            threads: int | None = None) -> dict:
+    """Convert ``model`` and write the D2S folder ``out``; return the report dict.
 
-    from cimisa.errors import ModelError  # noqa: PLC0415
+    ``out`` is checked first (:func:`cimisa.fsutil.check_out_dir`); an existing folder is replaced only if the
+    kit wrote it, or with ``force``.
+    """
+    from cimisa.errors import KitError, ModelError  # noqa: PLC0415
+    from cimisa.fsutil import check_out_dir  # noqa: PLC0415
+    from mapper.models import resolve_source  # noqa: PLC0415
+    check_out_dir(out, force=force)
+    if not calibrate and (steps is not None or sentences is not None):
+        raise KitError("--steps and --sentences only apply with --calibrate")
+    kind, entry, _ = resolve_source(model)            # quick refusals before torch is loaded
+    if kind == "d2s":
+        raise ModelError(f"{model} is already a d2s output folder; give the dense source model")
+    if kind == "shape":
+        raise ModelError(f"model {entry.name!r} is shape-only (no weights to project); use a tiny-* model, "
+                         f"'minilm' or a local checkpoint folder")
+    import torch  # noqa: PLC0415
+    if threads is not None:
+        torch.set_num_threads(threads)
+
     from mapper.d2s.calibrate import (CalibConfig, calibrate as run_calibration,  # noqa: PLC0415
                                       default_heldout_batches, embed, evaluate, monarch_model_from_factors)
     from mapper.d2s.convert import check_nblocks, layer_report, project_model  # noqa: PLC0415
     from mapper.d2s.io import save_monarch_dir  # noqa: PLC0415
     from mapper.models import load_hf_model, load_model_spec  # noqa: PLC0415
-
     spec = load_model_spec(model)
-    if (Path(spec.source) / "monarch.json").is_file():
-        raise ModelError(f"{model} is already a d2s output folder; give the dense source model")
-    if not spec.has_weights:
-        raise ModelError(f"model {spec.name!r} is shape-only (no weights to project); use a tiny-* model, "
-                         f"'minilm' or a local checkpoint folder")
     check_nblocks(spec, nblocks, include_embeddings)
     dense = load_hf_model(model)
     factors = project_model(spec, dense, nblocks, include_embeddings, show_progress=show_progress)
@@ -81,7 +94,7 @@ def run_d2s(model: str, nblocks: int, out: str | Path, calibrate: bool = False, 
         report["heldout_metrics"] = metrics
     if calib_record is not None:
         report["calibration"] = calib_record
-    save_monarch_dir(out, spec, nblocks, factors, report, calib_record)
+    save_monarch_dir(out, spec, nblocks, factors, report, calib_record, force=force)
     return report
 
 
@@ -90,7 +103,8 @@ def print_report(report: dict, file=sys.stdout) -> None:
     from rich.console import Console  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
     console = Console(file=file, width=max(140, Console(file=file).width))
-    table = Table(title=f"D2S {report.get('model')}  nblocks={report.get('nblocks')}")
+    from rich.markup import escape  # noqa: PLC0415
+    table = Table(title=escape(f"D2S {report.get('model')}  nblocks={report.get('nblocks')}"))
     for col in ("matmul", "layer", "role", "shape", "rel. error", "dense params", "monarch params", "ratio"):
         table.add_column(col, justify="left" if col in ("matmul", "role") else "right", no_wrap=True)
     for row in report["layers"]:
@@ -113,17 +127,11 @@ def print_report(report: dict, file=sys.stdout) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    import torch  # noqa: PLC0415
-    if args.threads < 1:
-        raise KitError(f"--threads must be at least 1, not {args.threads}")
-    torch.set_num_threads(args.threads)
-    if args.steps is not None and args.steps < 0:
-        raise KitError(f"--steps must be >= 0, not {args.steps}")
-    if args.sentences is not None and args.sentences < 1:
-        raise KitError(f"--sentences must be >= 1, not {args.sentences}")
+    check_out(args.out, args.force, models=[args.model])          # before any work
     report = run_d2s(args.model, args.nblocks, args.out, calibrate=args.calibrate, steps=args.steps,
                      sentences=args.sentences, seed=args.seed, include_embeddings=args.include_embeddings,
-                     evaluate_heldout=args.eval, show_progress=not args.no_progress)
+                     evaluate_heldout=args.eval, show_progress=not args.no_progress, force=args.force,
+                     threads=args.threads)
     print_report(report)
     print(f"wrote {Path(args.out).resolve()}")
     return 0

@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from mapper.cli_args import add_out_options, check_out, path_text, positive_int
+
 __all__ = ["register", "run", "reproduce", "PAPER_MODELS", "ADC_SWEEP", "PAPER_FIGURES"]
 
 PAPER_MODELS = ("bert-large", "bart-large", "gpt2-medium")
@@ -35,10 +37,11 @@ PAPER_FIGURES = {
 def register(subparsers) -> None:
     p = subparsers.add_parser("reproduce", help="regenerate the paper's comparisons (CSV + PNG)",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--hw", default="paper-256", help="hardware configuration (default: paper-256)")
-    p.add_argument("--nblocks", type=int, default=32, help="Monarch blocks (default: 32, the paper's)")
-    p.add_argument("--models", default=",".join(PAPER_MODELS), help="comma-separated model names")
+    add_out_options(p, "output folder (created or replaced as a whole)", required=True)
+    p.add_argument("--hw", default="paper-256", type=path_text, help="hardware configuration (default: paper-256)")
+    p.add_argument("--nblocks", type=positive_int, default=32, help="Monarch blocks (default: 32, the paper's)")
+    p.add_argument("--models", default=",".join(PAPER_MODELS), type=path_text,
+                   help="comma-separated model names (default: %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -56,14 +59,16 @@ def reproduce(hw: str = "paper-256", nblocks: int = 32, models=PAPER_MODELS, pro
     from cimisa.config import CostParams
     from mapper.cost import ModelDims, estimate
     from mapper.models import load_model_spec
-    from mapper.pipeline import pareto, resolve_hw
+    from mapper.pipeline import check_nblocks, pareto, resolve_hw
     from mapper.place import geometry, place
     from mapper.schedule import schedule
     step = progress or (lambda msg: None)
     base_hw = resolve_hw(hw)
+    specs = {model: load_model_spec(model) for model in models}     # every model checked before any work
+    for spec in specs.values():
+        check_nblocks(spec, nblocks)
     strat_rows, sweep_rows, pareto_rows = [], [], []
-    for model in models:
-        spec = load_model_spec(model)
+    for model, spec in specs.items():
         geoms = geometry(spec, nblocks)
         dims = ModelDims.of(spec)
         scheds = {}
@@ -207,9 +212,13 @@ def run(args: argparse.Namespace) -> int:
 
     from cimisa.errors import ModelError
     from cimisa.fsutil import atomic_dir
-    models = tuple(m for m in args.models.split(",") if m)
+    models = tuple(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
     if not models:
-        raise ModelError("no models given")
+        raise ModelError("--models: no model names given")
+    check_out(args.out, args.force, models=models, files=[args.hw])          # before any work
+    from mapper.models import resolve_source
+    for m in models:
+        resolve_source(m)                      # an unknown name fails before any work
     bar = tqdm(total=len(models) * (len(STRATS) + len(ADC_SWEEP) + 1), file=sys.stderr, desc="reproduce",
                leave=False, disable=None)
 
@@ -219,21 +228,22 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         data = reproduce(args.hw, args.nblocks, models, progress=step)
-        with atomic_dir(args.out) as tmp:
+        with atomic_dir(args.out, force=args.force) as tmp:
             for key in ("strategies", "adc_sweep", "pareto"):
                 (tmp / f"{key}.csv").write_text(_csv(data[key]))
             (tmp / "summary.md").write_text(summary_markdown(data))
             _plots(data, tmp)
     finally:
         bar.close()
+    from rich.markup import escape
     from rich.table import Table
     t = Table(title="kit vs linear (kit cost preset)")
     for c in ("model", "strategy", "arrays", "util", "speed-up", "energy gain"):
         t.add_column(c, justify="right")
     for r in data["strategies"]:
         if r["cost_preset"] == "kit":
-            t.add_row(r["model"], r["strategy"], f"{r['arrays']:,}", f"{r['utilization']:.1%}",
+            t.add_row(escape(r["model"]), r["strategy"], f"{r['arrays']:,}", f"{r['utilization']:.1%}",
                       f"{r['speedup_vs_linear']:.2f}", f"{r['energy_gain_vs_linear']:.2f}")
     Console().print(t)
-    Console().print(f"wrote {args.out}/")
+    print(f"wrote {args.out}/")
     return 0

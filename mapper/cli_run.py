@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from cimisa.errors import KitError
+from mapper.cli_args import add_out_options, check_out, nonneg_int, path_text, positive_int, utf8_text
+from mapper.place import STRATEGIES
 
 __all__ = ["register", "main_run", "format_report"]
 
@@ -15,9 +16,12 @@ def _adc_arg(text: str):
     if text.lower() == "lossless":
         return "lossless"
     try:
-        return int(text)
+        bits = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be an integer or 'lossless', not {text!r}") from None
+    if bits < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'lossless', not {text!r}")
+    return bits
 
 
 def register(subparsers) -> None:
@@ -27,16 +31,19 @@ def register(subparsers) -> None:
         description="Forward pass in which every mapped matmul runs as CIM commands on the golden model "
                     "(weights and inputs quantised, ADC effects and optional analog noise included) and the rest "
                     "runs digitally; prints and saves the output against the dense model next to the cost report.")
-    p.add_argument("--model", required=True, help="zoo name (tiny-bert, tiny-gpt2, minilm, ...), Hugging Face "
-                                                  "checkpoint folder, or d2s output folder")
-    p.add_argument("--text", required=True, action="append",
-                   help="input text (repeat for several sentences; decoders use the first)")
-    p.add_argument("--nblocks", type=int, default=None, help="Monarch blocks per factor (default 4, or the d2s "
-                                                             "folder's)")
+    p.add_argument("--model", required=True, type=path_text,
+                   help="zoo name (tiny-bert, tiny-gpt2, minilm, ...), Hugging Face checkpoint folder, or d2s "
+                        "output folder")
+    p.add_argument("--text", required=True, action="append", type=utf8_text,
+                   help="input text, UTF-8 (repeat for several sentences; decoders use the first)")
+    p.add_argument("--nblocks", type=positive_int, default=None,
+                   help="Monarch blocks per factor (default 4, or the d2s folder's)")
     p.add_argument("--calibrate", action="store_true", help="refine the projected factors with the D2S "
                                                             "calibration before mapping")
-    p.add_argument("--hw", default="paper-256", help="hardware configuration: built-in name or .toml/.json file")
-    p.add_argument("--strategy", default="auto", help="mapping strategy (linear, sparse, dense, auto)")
+    p.add_argument("--hw", default="paper-256", type=path_text,
+                   help="hardware configuration: built-in name or .toml/.json file")
+    p.add_argument("--strategy", default="auto", choices=STRATEGIES, metavar="|".join(STRATEGIES),
+                   help="mapping strategy (default: auto)")
     p.add_argument("--adc-bits", type=_adc_arg, default=None, metavar="N|lossless",
                    help="ADC resolution of every MVM (default: the configuration's)")
     p.add_argument("--adc-rule", choices=("bound", "calib"), default="bound",
@@ -44,8 +51,10 @@ def register(subparsers) -> None:
                         "range seen on calibration text fits)")
     p.add_argument("--noise", default=None, metavar="prog=P,read=R[,seed=S]",
                    help="analog noise as fractions of the largest weight (default: none, bit-exact)")
-    p.add_argument("--gen-tokens", type=int, default=8, help="decoders: tokens to generate greedily (KV cache)")
-    p.add_argument("--out", default=None, metavar="DIR", help="write run.json into DIR")
+    p.add_argument("--gen-tokens", type=nonneg_int, default=8,
+                   help="decoders: tokens to generate greedily (KV cache)")
+    add_out_options(p, "write run.json into the output folder DIR (created or replaced as a whole, like build's "
+                       "--out)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=main_run)
@@ -86,22 +95,46 @@ def format_report(rep: dict) -> str:
     return "\n".join(lines)
 
 
+def check_model(model: str, nblocks: int | None, calibrate: bool = False) -> None:
+    """Refuse a model ``mapper run`` cannot execute, before torch is even loaded."""
+    from cimisa.errors import ModelError  # noqa: PLC0415
+    from mapper.models import RUN_FAMILIES, source_family  # noqa: PLC0415
+    kind, family = source_family(model)
+    if kind == "shape":
+        raise ModelError(f"model {model!r} is shape-only (no weights); a run needs a tiny-* model, 'minilm' or "
+                         f"a checkpoint folder")
+    if family not in RUN_FAMILIES:
+        raise ModelError(f"end-to-end runs support the families {', '.join(RUN_FAMILIES)}, not {family!r} "
+                         f"({model})")
+    if kind == "d2s" and calibrate:
+        raise ModelError("--calibrate refines projected factors; a d2s folder's factors are used as stored "
+                         "(calibrate them with mapper d2s --calibrate)")
+    if kind == "d2s" and nblocks is not None:
+        from mapper.pipeline import folder_nblocks  # noqa: PLC0415
+        own = folder_nblocks(model)
+        if own != nblocks:
+            raise ModelError(f"d2s folder {model} has nblocks {own}, not {nblocks}")
+
+
 def main_run(args) -> int:
     """Run the ``run`` sub-command; return the exit status."""
+    if args.out:
+        check_out(args.out, args.force, models=[args.model], files=[args.hw])     # before any work
+    from cimisa.config import load_hw  # noqa: PLC0415
+    from sw_model.noise import parse_noise  # noqa: PLC0415
+    noise = parse_noise(args.noise)
+    load_hw(args.hw)
+    check_model(args.model, args.nblocks, args.calibrate)
     import torch  # noqa: PLC0415
 
     from mapper.run import run, save_report  # noqa: PLC0415
-    from sw_model.noise import parse_noise  # noqa: PLC0415
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    noise = parse_noise(args.noise)
-    if args.gen_tokens < 0:
-        raise KitError(f"--gen-tokens must be >= 0, not {args.gen_tokens}")
     rep = run(args.model, args.text, nblocks=args.nblocks, calibrate=args.calibrate, hw=args.hw,
               strategy=args.strategy, adc_bits=args.adc_bits, noise=noise, gen_tokens=args.gen_tokens,
               adc_rule=args.adc_rule,
               show_progress=not args.no_progress)
     if args.out:
-        path = save_report(rep, args.out)
+        path = save_report(rep, args.out, force=args.force)
         print(f"wrote {path}", file=sys.stderr)
     print(json.dumps(rep, indent=2, default=str) if args.json else format_report(rep))
     return 0

@@ -92,11 +92,8 @@ def folder_nblocks(model: str) -> int | None:
     kind, _, folder = resolve_source(model)
     if kind != "d2s":
         return None
-    import json  # noqa: PLC0415
-    try:
-        return int(json.loads((folder / "monarch.json").read_text())["nblocks"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None   # load_monarch_dir reports what is wrong with the folder
+    from mapper.d2s.io import read_monarch_json  # noqa: PLC0415
+    return int(read_monarch_json(folder)["nblocks"])      # checked: a ModelError names what is wrong
 
 
 def load_factors(model: str, spec, nblocks: int, show_progress: bool = False) -> dict:
@@ -129,7 +126,7 @@ def project_factors(spec, model, nblocks: int) -> dict:
 
 def check_nblocks(spec, nblocks: int) -> None:
     """Raise :class:`ShapeError` naming the matmuls that ``nblocks`` cannot split."""
-    from mapper.d2s.monarch import monarch_shape  # noqa: PLC0415
+    from mapper.d2s.shape import monarch_shape  # noqa: PLC0415
     bad = []
     for m in spec.mapped():
         try:
@@ -312,9 +309,20 @@ def build(model: str, hw: "str | HwConfig" = "paper-256", *, nblocks: int | None
     cfg = resolve_hw(hw, adcs, cost)
     step("model")
     spec = load_model_spec(model)
+    own = folder_nblocks(model)
     if nblocks is None:
-        nblocks = folder_nblocks(model) or default_nblocks(spec)
+        nblocks = own or default_nblocks(spec)
+    elif own is not None and nblocks != own:
+        raise ShapeError(f"the d2s folder {model} holds factors with nblocks {own}, not {nblocks} "
+                         f"(omit --nblocks or pass the folder's value)")
     check_nblocks(spec, nblocks)
+    factors = None
+    if weights and spec.has_weights:
+        if arrays is not None and arrays > cfg.n_arrays:
+            raise ShapeError(f"an array budget of {arrays} exceeds the {cfg.n_arrays} arrays of {cfg.name} (use "
+                             f"--no-weights for a shape-only report, or a configuration with more arrays)")
+        step("weights")       # before placement: a checkpoint that cannot be used fails fast
+        factors = load_factors(model, spec, nblocks)
     geoms = geometry(spec, nblocks)
     dims = ModelDims.of(spec)
     step("place")
@@ -334,9 +342,7 @@ def build(model: str, hw: "str | HwConfig" = "paper-256", *, nblocks: int | None
         others = tuple(compare[st].placement.n_arrays for st in ("sparse", "dense"))
         par = pareto(geoms, cfg, dims, adc_mode=adc_mode, extra=others)
     commands = checked = None
-    if weights and spec.has_weights:
-        step("weights")
-        factors = load_factors(model, spec, nblocks)
+    if factors is not None:
         from mapper.program import compile_model  # noqa: PLC0415
         step("stream")
         if main.placement.n_arrays > cfg.n_arrays:
@@ -355,14 +361,18 @@ def build(model: str, hw: "str | HwConfig" = "paper-256", *, nblocks: int | None
                        options=opts, compare={k: v.summary(geoms) for k, v in compare.items()})
 
 
-def write_build(result: BuildResult, out: str | Path, *, plots: bool = True) -> Path:
-    """Write a build into ``out`` atomically (no partial folder on error); return the path."""
+def write_build(result: BuildResult, out: str | Path, *, plots: bool = True, force: bool = False) -> Path:
+    """Write a build into ``out`` atomically (no partial folder on error); return the path.
+
+    An existing ``out`` is replaced only if the kit wrote it, or with ``force``
+    (:func:`cimisa.fsutil.atomic_dir`).
+    """
     import json  # noqa: PLC0415
 
     from cimisa.fsutil import atomic_dir  # noqa: PLC0415
     from cimisa.stream import write_jsonl, write_stream  # noqa: PLC0415
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, force=force) as tmp:
         (tmp / "report.json").write_text(json.dumps(result.report(), indent=1, sort_keys=True) + "\n")
         (tmp / "mapping.json").write_text(json.dumps(result.main.placement.to_json(), separators=(",", ":"))
                                           + "\n")

@@ -7,10 +7,11 @@ __all__ = ["summary_table", "strategies_table", "layers_table"]
 
 def summary_table(report: dict):
     """Return a rich Table of the summary against the linear baseline."""
+    from rich.markup import escape
     from rich.table import Table
     s, b = report["summary"], report["summary"]["baseline"]
-    t = Table(title=f"{report['model']} on {report['hw']['name']} ({report['strategy']}, "
-                    f"nblocks {report['nblocks']})")
+    t = Table(title=escape(f"{report['model']} on {report['hw']['name']} ({report['strategy']}, "
+                           f"nblocks {report['nblocks']})"))
     t.add_column("metric")
     t.add_column(report["strategy"], justify="right")
     t.add_column("linear", justify="right")

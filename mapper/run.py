@@ -32,7 +32,7 @@ from cimisa.config import HwConfig, load_hw
 from cimisa.errors import ConfigError, KitError, ModelError
 from mapper.cim_exec import (CimExecutor, CimLinear, MatmulQuantInfo, QuantRefLinear, act_scale,
                              choose_requant_shift, quantize_act)
-from mapper.models import ModelSpec, load_hf_model, load_model_spec, resolve_source
+from mapper.models import RUN_FAMILIES, ModelSpec, load_hf_model, load_model_spec, resolve_source
 from sw_model.noise import NoiseParams, make_machine
 
 __all__ = ["Prepared", "CimSetup", "prepare", "tokenize", "collect_activations", "compile_cim",
@@ -46,7 +46,7 @@ ADC_CALIB_ROWS = 512
 #: larger values saturate: BERT-style activations have outliers that would waste most codes).
 ACT_PERCENTILE = 99.99
 REQUANT_PERCENTILE = 99.99
-SUPPORTED_FAMILIES = ("bert", "gpt2")
+SUPPORTED_FAMILIES = RUN_FAMILIES
 
 
 class RunError(KitError):
@@ -86,10 +86,13 @@ def _tokenizer_for(folder: Path | None):
     if folder is None or not ((folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file()):
         return None
     from transformers import AutoTokenizer  # noqa: PLC0415
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+    hf_logging.set_verbosity_error()
     try:
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except Exception:  # noqa: BLE001 - an unusable tokenizer falls back to bytes
-        return None
+    except Exception as exc:  # noqa: BLE001 - tokenizer files that do not load are the folder's fault
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise ModelError(f"cannot load the tokenizer in {folder}: {text[:200]}") from None
 
 
 def _d2s_calibrate(spec, model, factors, show_progress, calib_config=None):
@@ -101,6 +104,16 @@ def _d2s_calibrate(spec, model, factors, show_progress, calib_config=None):
     cfg = calib_config if calib_config is not None else CalibConfig()
     factors, _record = calibrate(spec, model, factors, cfg, show_progress=show_progress)
     return factors
+
+
+_D2S_CALIBRATE = ("--calibrate refines projected factors; a d2s folder's factors are used as stored (calibrate "
+                  "them with mapper d2s --calibrate)")
+
+
+def _check_family(family: str, model: str) -> None:
+    if family not in SUPPORTED_FAMILIES:
+        raise RunError(f"end-to-end runs support the families {', '.join(SUPPORTED_FAMILIES)}, not "
+                       f"{family!r} ({model})")
 
 
 def prepare(model: str, nblocks: int | None = 4, calibrate: bool = False, show_progress: bool = True,
@@ -117,24 +130,28 @@ def prepare(model: str, nblocks: int | None = 4, calibrate: bool = False, show_p
         raise ModelError(f"model {model!r} is shape-only (no weights); a run needs a tiny-* model, 'minilm' or "
                          f"a checkpoint folder")
     if kind == "d2s":
-        from mapper.d2s.io import load_monarch_dir, read_monarch_json  # noqa: PLC0415
-        spec, factors = load_monarch_dir(folder)
+        from mapper.d2s.io import load_monarch_dir, load_source_spec, read_monarch_json  # noqa: PLC0415
         meta = read_monarch_json(folder)
+        _check_family(meta["family"], model)
+        if calibrate:
+            raise RunError(_D2S_CALIBRATE)
         if nblocks is not None and int(nblocks) != int(meta["nblocks"]):
             raise RunError(f"d2s folder {folder} has nblocks {meta['nblocks']}, not {nblocks}")
+        spec, factors = load_monarch_dir(folder)
         nblocks = int(meta["nblocks"])
         source = str(meta["source"])
         calibrated = bool(meta.get("calibrated"))
-        dense = load_hf_model(source)
-        src_spec = load_model_spec(source)
+        src_spec = load_source_spec(spec, source)
+        try:
+            dense = load_hf_model(source)
+        except ModelError as exc:
+            raise ModelError(f"cannot load the source model of {folder}: {exc.one_line()}") from None
         monarch = replace_with_monarch(copy.deepcopy(dense), src_spec, factors).eval()
         _, _, src_folder = resolve_source(source)
         return Prepared(spec, dense, monarch, factors, _tokenizer_for(src_folder), spec.family, nblocks,
                         calibrated, str(folder))
     spec = load_model_spec(model)
-    if spec.family not in SUPPORTED_FAMILIES:
-        raise RunError(f"end-to-end runs support the families {', '.join(SUPPORTED_FAMILIES)}, not "
-                       f"{spec.family!r} ({model})")
+    _check_family(spec.family, model)
     nblocks = 4 if nblocks is None else int(nblocks)
     dense = load_hf_model(model)
     factors = project_model(spec, dense, nblocks, show_progress=show_progress)
@@ -521,15 +538,23 @@ def run(model: str, text: str | list[str], *, nblocks: int | None = None, calibr
     texts = [text] if isinstance(text, str) else list(text)
     if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
         raise RunError("--text must be a non-empty string")
-    base = load_hw(hw)
-    run_hw = hw_for_adc(base, adc_bits)
-    # Before any model is loaded: mapper.textdata's sentence set depends on what the interpreter has imported.
-    calib = calib_texts if calib_texts is not None else _calibration_texts()
-    prep = prepare(model, nblocks, calibrate, show_progress)
-    acts = collect_activations(prep, calib, max_len=min(128, prep.max_len))
-    setup = compile_cim(prep, run_hw, acts, strategy=strategy)
+    for t in texts:
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RunError("--text is not valid UTF-8 text") from None
+    from mapper.place import STRATEGIES  # noqa: PLC0415
+    if strategy not in STRATEGIES:
+        raise RunError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if adc_rule not in ("bound", "calib"):
         raise RunError(f"--adc-rule must be 'bound' or 'calib', not {adc_rule!r}")
+    base = load_hw(hw)
+    run_hw = hw_for_adc(base, adc_bits)
+    prep = prepare(model, nblocks, calibrate, show_progress)
+    # The sentences come from an isolated interpreter (mapper.textdata), so the order does not matter.
+    calib = calib_texts if calib_texts is not None else _calibration_texts()
+    acts = collect_activations(prep, calib, max_len=min(128, prep.max_len))
+    setup = compile_cim(prep, run_hw, acts, strategy=strategy)
     cim_model, executor = build_cim_model(prep, setup, adc_bits=run_hw.adc_bits, noise=noise, adc_rule=adc_rule)
     t_exec = time.perf_counter()
     report: dict = {
@@ -578,12 +603,13 @@ def run(model: str, text: str | list[str], *, nblocks: int | None = None, calibr
     return report
 
 
-def save_report(report: dict, out: str | Path) -> Path:
-    """Write ``report`` as ``run.json`` in folder ``out`` (atomically); return the file path."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "run.json"
-    tmp = out / ".run.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+def save_report(report: dict, out: str | Path, *, force: bool = False) -> Path:
+    """Write ``report`` as ``run.json`` in the folder ``out``; return the file path.
+
+    ``out`` is a kit output folder like ``mapper build``'s: written atomically with the kit's marker file, an
+    existing folder replaced as a whole only if the kit wrote it (or with ``force``).
+    """
+    from cimisa.fsutil import atomic_dir  # noqa: PLC0415
+    with atomic_dir(out, force=force) as tmp:
+        (tmp / "run.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    return Path(out) / "run.json"

@@ -57,7 +57,7 @@ def test_build_is_deterministic(built, tmp_path):
     (["--model", "tiny-bert", "--hw", "no-such-hw"], "unknown hardware configuration"),
     (["--model", "tiny-bert", "--hw", "fpga-tiny", "--arrays", "3"], "budget too small"),
     (["--model", "tiny-bert", "--hw", "fpga-tiny", "--nblocks", "100"], "nblocks"),
-    (["--model", "tiny-bert", "--strategy", "best"], "unknown strategy"),
+    (["--model", "tiny-bert", "--strategy", "best"], "--strategy: invalid choice"),
 ])
 def test_build_errors_are_one_line_and_leave_nothing(tmp_path, capsys, argv, needle):
     out = tmp_path / "out"

@@ -76,3 +76,19 @@ def test_subprocess_error_and_success(tmp_path):
               str(tmp_path))
     assert ok.returncode == 0, ok.stderr
     assert "cim_vs_dense" in ok.stdout and (tmp_path / "run.json").is_file()
+
+
+def test_out_folder_is_a_kit_folder(tmp_path, capsys):
+    """``--out DIR`` holds run.json and the kit's marker; a folder of the user's is refused without --force."""
+    from cimisa.fsutil import MARKER
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    args = ["run", "--model", "tiny-bert", "--text", "hello", "--nblocks", "4", "--no-progress", "--out", str(out)]
+    assert main(args) == 2
+    assert "was not written by the kit" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert main([*args, "--force"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "run.json"]
+    assert main(args) == 0                        # the kit's own folder: replaced without --force
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]

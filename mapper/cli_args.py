@@ -1,0 +1,124 @@
+"""Option types and checks shared by the mapper's sub-commands (``python -m mapper ...``).
+
+Every value is checked while the options are parsed, so nonsense (a negative block count, text that is not
+UTF-8) is one ``error:`` line before any model is loaded. Output folders are checked by :func:`out_dir` at the
+start of each command, before the expensive work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+__all__ = ["positive_int", "int_in", "nonneg_int", "seed_int", "utf8_text", "path_text", "add_out_options",
+           "check_out", "FORCE_HELP", "MAX_SEED", "MAX_ARRAYS"]
+
+#: Help text of ``--force`` (every command that writes an output folder has it).
+FORCE_HELP = "replace an existing output folder the kit did not write"
+#: Largest array budget accepted by ``--arrays`` (placement keeps per-array state: a budget of billions would
+#: exhaust memory; a million is far beyond any model's need).
+MAX_ARRAYS = 1_000_000
+#: Largest accepted seed (numpy and torch both take it).
+MAX_SEED = 2**32 - 1
+
+
+def _int(text: str) -> int:
+    try:
+        return int(str(text).strip(), 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def int_in(lo: int, hi: int):
+    """Return an option type for an integer in ``lo .. hi``."""
+    def int_in_range(text: str) -> int:
+        value = _int(text)
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be an integer in {lo}..{hi}, not {text!r}")
+        return value
+    return int_in_range
+
+
+def nonneg_int(text: str) -> int:
+    """An integer of at least 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """A seed: an integer in ``0 .. 2**32 - 1``."""
+    value = _int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{MAX_SEED}, not {text!r}")
+    return value
+
+
+def utf8_text(text: str) -> str:
+    """Text that is valid UTF-8 (bytes that are not arrive as lone surrogates) and not blank."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("is not valid UTF-8 text") from None
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be a non-empty string")
+    return text
+
+
+def path_text(text: str) -> str:
+    """A path or name: not empty and printable (valid UTF-8)."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"is not valid UTF-8 ({os.fsencode(text)!r}); rename it") from None
+    return text
+
+
+def add_out_options(p: argparse.ArgumentParser, help: str, *, required: bool = False, metavar: str = "DIR",
+                    default=None) -> None:
+    """Add ``--out`` (an output folder) and ``--force``."""
+    p.add_argument("--out", type=path_text, required=required, default=default, metavar=metavar, help=help)
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+
+
+def check_out(path, force: bool, *, models=(), files=()):
+    """Check the output folder before any work (:func:`cimisa.fsutil.check_out_dir`); return it.
+
+    ``models`` (``--model`` values) and ``files`` (other input paths, such as ``--hw``) must lie outside the
+    output folder: replacing it would delete them, even with ``--force``. A d2s folder's source model counts too.
+    """
+    from cimisa.errors import OutputError  # noqa: PLC0415
+    from cimisa.fsutil import check_out_dir  # noqa: PLC0415
+    out = check_out_dir(path, force=force)
+    real_out = os.path.realpath(out)
+    inputs = [("model", m) for m in models] + [("input file", f) for f in files]
+    inputs += [("source model of the d2s folder", src) for m in models for src in _d2s_source(m)]
+    for what, inp in inputs:
+        if not inp or not os.path.exists(inp):
+            continue               # a built-in name, or missing: the command reports it
+        real = os.path.realpath(inp)
+        if real == real_out or real.startswith(real_out.rstrip(os.sep) + os.sep):
+            raise OutputError(f"output folder {path} holds the {what} {inp}; writing there would delete it, "
+                              "choose another folder")
+    return out
+
+
+def _d2s_source(model: str) -> list[str]:
+    import json  # noqa: PLC0415
+    try:
+        meta = json.loads(open(os.path.join(model, "monarch.json"), "rb").read().decode("utf-8"))
+        source = meta["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []              # not a d2s folder, or a broken one: loading it reports the problem
+    return [source] if isinstance(source, str) else []
