@@ -35,8 +35,10 @@ Tiles that one MVM fires together form a *group*. Strategies (:data:`STRATEGIES`
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -207,52 +209,115 @@ class Placement:
         """Return every rule the placement breaks: tiles outside arrays, overlapping tiles, bad groups.
 
         Overlaps are found per array from the tiles' row/column lattices (bounding boxes and, for interleaved
-        tiles, residues), cell by cell only for arrays mixing different steps.
+        tiles, residues), cell by cell only for arrays mixing different steps. The lattice test runs on all
+        arrays at once: tiles sorted by (array, first row), each compared with the later tiles of its array
+        that start above its last row (the only ones it can overlap).
         """
+        with paused_gc():
+            return self._violations()
+
+    def _violations(self) -> list[str]:
         out: list[str] = []
-        by_array: dict[int, list[int]] = {}
-        for n, t in enumerate(self.tiles):
-            if not (0 <= t.array < self.n_arrays):
+        tiles = self.tiles
+        nt = len(tiles)
+        if nt:
+            attr = np.array([(t.array, t.rows, t.cols, t.step, t.row0, t.col0) for t in tiles], dtype=np.int64)
+        else:
+            attr = np.zeros((0, 6), dtype=np.int64)
+        arr, rows, cols, step, row0, col0 = attr.T
+        row_end = row0 + (rows - 1) * step + 1
+        col_end = col0 + (cols - 1) * step + 1
+        off = (arr < 0) | (arr >= self.n_arrays)
+        outside = ~off & ((rows < 1) | (cols < 1) | (step < 1) | (row0 < 0) | (col0 < 0) | (row_end > self.rows) |
+                          (col_end > self.cols))
+        for n in np.flatnonzero(off | outside).tolist():
+            t = tiles[n]
+            if off[n]:
                 out.append(f"tile {n} on array {t.array} outside 0..{self.n_arrays - 1}")
-                continue
-            if t.rows < 1 or t.cols < 1 or t.step < 1 or t.row0 < 0 or t.col0 < 0 or t.row_end > self.rows or \
-                    t.col_end > self.cols:
+            else:
                 out.append(f"tile {n} ({t.rows}x{t.cols} at {t.row0},{t.col0} step {t.step}) outside the "
                            f"{self.rows}x{self.cols} array")
-                continue
-            by_array.setdefault(t.array, []).append(n)
-        for a, idx in sorted(by_array.items()):
-            if len(idx) == 1:
-                continue
-            ts = [self.tiles[i] for i in idx]
-            steps = {t.step for t in ts}
-            if len(steps) == 1:
-                s = steps.pop()
-                r0 = np.array([t.row0 for t in ts]); r1 = np.array([t.row_end for t in ts])
-                c0 = np.array([t.col0 for t in ts]); c1 = np.array([t.col_end for t in ts])
-                ov = ((r0[:, None] < r1[None, :]) & (r0[None, :] < r1[:, None]) &
-                      (c0[:, None] < c1[None, :]) & (c0[None, :] < c1[:, None]) &
-                      (r0[:, None] % s == r0[None, :] % s) & (c0[:, None] % s == c0[None, :] % s))
-                np.fill_diagonal(ov, False)
-                bad = int(ov.any(axis=1).sum())
-            else:
+        ok = np.flatnonzero(~(off | outside))
+        bad_by_array: dict[int, int] = {}
+        if len(ok) > 1:
+            a_ok = arr[ok]
+            # arrays whose tiles do not all share one step: cell by cell
+            order = np.lexsort((ok, a_ok))
+            srt, a_srt = ok[order], a_ok[order]
+            first = np.r_[True, a_srt[1:] != a_srt[:-1]]
+            starts = np.flatnonzero(first)
+            s_min = np.minimum.reduceat(step[srt], starts)
+            s_max = np.maximum.reduceat(step[srt], starts)
+            mixed_arrays = a_srt[starts][s_min != s_max]
+            for a in mixed_arrays.tolist():
                 c = np.zeros((self.rows, self.cols), dtype=np.int16)
-                for t in ts:
+                for i in srt[a_srt == a].tolist():
+                    t = tiles[i]
                     c[t.row0:t.row_end:t.step, t.col0:t.col_end:t.step] += 1
-                bad = int((c > 1).sum())
-            if bad:
-                out.append(f"array {a}: {bad} cells or tiles hold more than one tile")
-        seen = np.zeros(len(self.tiles), dtype=np.int32)
-        for g, members in enumerate(self.groups):
-            if not members:
-                out.append(f"group {g} is empty")
-                continue
-            arrays = {self.tiles[i].array for i in members}
-            if len(arrays) != 1:
-                out.append(f"group {g} spans arrays {sorted(arrays)}")
-            seen[list(members)] += 1
-        if len(self.tiles) and (seen != 1).any():
-            out.append(f"{int((seen != 1).sum())} tiles are not in exactly one group")
+                bad_by_array[a] = int((c > 1).sum())
+            # one step per array: lattice test on candidate pairs (i before j in (array, row0) order)
+            uni = ok[~np.isin(a_ok, mixed_arrays)]
+            if len(uni) > 1:
+                big = int(self.rows) + 1
+                key = arr[uni] * big + row0[uni]
+                o2 = np.argsort(key, kind="stable")
+                u, key = uni[o2], key[o2]
+                pos = np.arange(len(u))
+                stop = np.searchsorted(key, arr[u] * big + np.minimum(row_end[u], big - 1), side="left")
+                cnt = np.maximum(stop - pos - 1, 0)
+                total = int(cnt.sum())
+                hits: list[np.ndarray] = []
+                chunk = 1 << 19
+                lo = 0
+                csum = np.cumsum(cnt)
+                while lo < len(u) and total:
+                    hi = int(np.searchsorted(csum, (csum[lo - 1] if lo else 0) + chunk, side="right"))
+                    hi = max(hi, lo + 1)
+                    c_ = cnt[lo:hi]
+                    if c_.sum():
+                        ii = np.repeat(np.arange(lo, hi), c_)
+                        base = np.repeat(np.cumsum(c_) - c_, c_)
+                        jj = ii + 1 + (np.arange(len(ii)) - base)
+                        ti, tj = u[ii], u[jj]
+                        s = step[ti]
+                        ov = ((col0[ti] < col_end[tj]) & (col0[tj] < col_end[ti]) &
+                              (row0[ti] % s == row0[tj] % s) & (col0[ti] % s == col0[tj] % s))
+                        if ov.any():
+                            hits += [ti[ov], tj[ov]]
+                    lo = hi
+                if hits:
+                    bad_tiles = np.unique(np.concatenate(hits))
+                    ba, bc = np.unique(arr[bad_tiles], return_counts=True)
+                    for a, c in zip(ba.tolist(), bc.tolist()):
+                        bad_by_array[a] = c
+        for a in sorted(bad_by_array):
+            if bad_by_array[a]:
+                out.append(f"array {a}: {bad_by_array[a]} cells or tiles hold more than one tile")
+        ng = len(self.groups)
+        lens = np.fromiter((len(m) for m in self.groups), dtype=np.int64, count=ng)
+        flat = np.fromiter((i for m in self.groups for i in m), dtype=np.int64, count=int(lens.sum()))
+        if len(flat) and nt:
+            flat_arr = arr[flat]
+        else:
+            flat_arr = np.zeros(len(flat), dtype=np.int64)
+            for k, i in enumerate(flat.tolist()):        # no tiles: let the lookup fail as it would
+                flat_arr[k] = tiles[i].array
+        nonempty = np.flatnonzero(lens > 0)
+        gmsg: list[tuple[int, str]] = [(int(g), f"group {g} is empty") for g in np.flatnonzero(lens == 0)]
+        if len(nonempty):
+            st = (np.cumsum(lens) - lens)[nonempty]
+            spans = np.minimum.reduceat(flat_arr, st) != np.maximum.reduceat(flat_arr, st)
+            for g in nonempty[spans].tolist():
+                arrays = {tiles[i].array for i in self.groups[g]}
+                gmsg.append((g, f"group {g} spans arrays {sorted(arrays)}"))
+        out += [m for _, m in sorted(gmsg)]
+        if nt:
+            # a tile listed twice in one group counts once there (as ``seen[list(members)] += 1`` would)
+            gid = np.repeat(np.arange(ng, dtype=np.int64), lens)
+            pairs = np.unique(gid * nt + np.where(flat < 0, flat + nt, flat))
+            seen = np.bincount(pairs % nt, minlength=nt)
+            if (seen != 1).any():
+                out.append(f"{int((seen != 1).sum())} tiles are not in exactly one group")
         return out
 
     def validate(self) -> "Placement":
@@ -325,6 +390,21 @@ def lower_bound(geoms, hw: HwConfig) -> int:
     """Return ``ceil(Monarch weight cells / cells per array)``."""
     cells = sum(g.monarch_cells for g in geoms)
     return -(-cells // hw.cells_per_array)
+
+
+@contextmanager
+def paused_gc():
+    """Pause the cyclic garbage collector while building tens of thousands of small acyclic objects (tiles,
+    groups, activations): otherwise every few hundred allocations trigger a collection that walks every live
+    object (more than half of the time of a large ``auto`` placement). Nothing built here forms a cycle, so
+    no garbage is left for later; the collector is restored on exit."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _pieces(n: int, size: int) -> list[tuple[int, int]]:
@@ -472,22 +552,18 @@ def _place_auto(geoms, hw, budget: int | None, colocate: bool = True) -> _Builde
         members = by_group[(g.input_group, g.stage, g.layer)] if colocate else [mi]
         members = [x for x in members if geoms[x].r_shape == g.r_shape] if colocate else members
         done.update(members)
-        for f in ("R", "L"):
-            mem = members if f == "R" else []
-            if f == "L":
-                # L stages never share inputs: each member's L pieces on its own
-                for x in members:
-                    gx = geoms[x]
-                    h, w = gx.block_dims("L")
-                    for blk in range(gx.nblocks):
-                        for r0, rr in _pieces(h, hs):
-                            for c0, cc in _pieces(w, m_c):
-                                bundles.append([(x, "L", blk, r0, c0, rr, cc)])
-                continue
-            h, w = g.block_dims("R")
-            for blk in range(g.nblocks):
-                for r0, rr in _pieces(h, hs):
-                    bundles.append([(x, "R", blk, r0, c0, rr, cc) for x in mem for c0, cc in _pieces(w, m_c)])
+        h, w = g.block_dims("R")
+        rows_p, cols_p = _pieces(h, hs), _pieces(w, m_c)
+        for blk in range(g.nblocks):
+            for r0, rr in rows_p:
+                bundles.append([(x, "R", blk, r0, c0, rr, cc) for x in members for c0, cc in cols_p])
+        # L stages never share inputs: each member's L pieces on its own
+        for x in members:
+            gx = geoms[x]
+            h, w = gx.block_dims("L")
+            rc = [(r0, c0, rr, cc) for r0, rr in _pieces(h, hs) for c0, cc in _pieces(w, m_c)]
+            for blk in range(gx.nblocks):
+                bundles += [[(x, "L", blk, r0, c0, rr, cc)] for r0, c0, rr, cc in rc]
     total = sum(p[6] for bd in bundles for p in bd)
     n_min = -(-total // cap)
     if budget is not None and budget < n_min:
@@ -497,70 +573,85 @@ def _place_auto(geoms, hw, budget: int | None, colocate: bool = True) -> _Builde
     fill = [0] * n
     remaining = total
     free = n * cap
+    tiles, groups = b.tiles, b.groups
+    heappop, heappush = heapq.heappop, heapq.heappush
     # Striping: each bundle goes to the array with the most free cells among those that hold nothing of the
     # same stage yet (so a stage's activations spread over distinct arrays and the arrays fill evenly).
+    # ``heap`` holds (fill, array) entries (stale ones, whose fill has changed since, are dropped when popped);
+    # entries of arrays that already hold the current stage wait in ``parked`` until the stage changes (they
+    # would be popped and skipped by every bundle of the stage: keeping them aside makes a stage cost its
+    # bundles, not its bundles times the arrays it has used).
     heap = [(0, a) for a in range(n)]
+    parked: list[tuple[int, int]] = []
     stage_key, used = None, set()
     for bd in bundles:
-        key = (bd[0][0], bd[0][1])
+        p0 = bd[0]
+        key = (p0[0], p0[1])
         if key != stage_key or len(used) >= n:
             stage_key, used = key, set()
-        skipped = []
+            if parked:
+                heap += parked
+                heapq.heapify(heap)
+                parked = []
         a = None
         while heap:
-            f_a, cand = heapq.heappop(heap)
+            f_a, cand = heappop(heap)
             if f_a != fill[cand]:          # stale entry
                 continue
-            if fill[cand] >= cap:
+            if f_a >= cap:
                 continue
             if cand in used:
-                skipped.append((f_a, cand))
+                parked.append((f_a, cand))
                 continue
             a = cand
             break
         if a is None:                      # every array with room already holds this stage: reuse the emptiest
-            skipped.sort()
-            a = skipped.pop(0)[1] if skipped else next(j for j in range(n) if fill[j] < cap)
-        for item in skipped:
-            heapq.heappush(heap, item)
+            live = [it for it in parked if it[0] == fill[it[1]] and it[0] < cap]
+            a = min(live)[1] if live else next(j for j in range(n) if fill[j] < cap)
         used.add(a)
-        touched = {a}
-        pieces = list(bd)
-        width = sum(p[6] for p in pieces)
-        col = fill[a] % m_c
+        touched = [a]
+        width = p0[6] if len(bd) == 1 else sum(p[6] for p in bd)
+        pos = fill[a]
+        col = pos % m_c
         if col and col + width > m_c >= width and free - (m_c - col) >= remaining:
             # spare capacity (a budget above the minimum): start on a fresh shelf instead of cutting the bundle
             free -= m_c - col
-            fill[a] += m_c - col
-            if fill[a] >= cap:
+            pos = fill[a] = pos + m_c - col
+            if pos >= cap:
                 a = next((j % n for j in range(a + 1, a + 1 + n) if fill[j % n] < cap), a)
-                touched.add(a)
+                touched.append(a)
         remaining -= width
         free -= width
-        grp = None
-        while pieces:
-            if fill[a] >= cap:
-                a = next((j % n for j in range(a + 1, a + 1 + n) if fill[j % n] < cap), None)
-                if a is None:
-                    raise PlacementError("auto placement overflow (internal)")
-                touched.add(a)
-                grp = None
-            pos = fill[a]
-            shelf, col = divmod(pos, m_c)
-            room = m_c - col
-            mi, f, blk, r0, c0, rr, cc = pieces.pop(0)
-            take = min(cc, room)
-            if grp is None:
-                grp = b.new_group()
-            b.add(grp, matmul=mi, factor=f, block=blk, r0=r0, c0=c0, rows=rr, cols=take, array=a,
-                  row0=shelf * hs, col0=col)
-            fill[a] += take
-            if take < cc:
-                pieces.insert(0, (mi, f, blk, r0, c0 + take, rr, cc - take))
-            if fill[a] % m_c == 0:
-                grp = None            # next shelf (or array): new rows, new activation
-        for t_a in touched:
-            heapq.heappush(heap, (fill[t_a], t_a))
+        grp = -1
+        for mi, f, blk, r0, c0, rr, cc in bd:
+            while True:
+                pos = fill[a]
+                if pos >= cap:
+                    a = next((j % n for j in range(a + 1, a + 1 + n) if fill[j % n] < cap), None)
+                    if a is None:
+                        raise PlacementError("auto placement overflow (internal)")
+                    touched.append(a)
+                    grp = -1
+                    pos = fill[a]
+                shelf, col = divmod(pos, m_c)
+                take = m_c - col
+                if take > cc:
+                    take = cc
+                if grp < 0:
+                    grp = len(groups)
+                    groups.append([])
+                groups[grp].append(len(tiles))
+                tiles.append(Tile(mi, f, blk, r0, c0, rr, take, a, shelf * hs, col, 1, grp, 0))
+                pos += take
+                fill[a] = pos
+                if pos % m_c == 0:
+                    grp = -1          # next shelf (or array): new rows, new activation
+                if take == cc:
+                    break
+                c0 += take
+                cc -= take
+        for t_a in set(touched):
+            heappush(heap, (fill[t_a], t_a))
     b.next_array = n
     return b
 
@@ -582,6 +673,12 @@ def place(spec_or_geoms, hw: HwConfig, strategy: str = "auto", *, nblocks: int |
     else:
         nb = nblocks if nblocks is not None else default_nblocks(spec_or_geoms)
         geoms = geometry(spec_or_geoms, nb)
+    with paused_gc():
+        return _place(geoms, hw, strategy, nb, arrays, colocate, validate)
+
+
+def _place(geoms, hw: HwConfig, strategy: str, nb: int, arrays: int | None, colocate: bool,
+           validate: bool) -> Placement:
     if strategy == "linear":
         b = _place_linear(geoms, hw)
     elif strategy == "sparse":

@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, field
 
 from cimisa.config import HwConfig
-from mapper.place import Placement, PlacementError
+from mapper.place import Placement, PlacementError, paused_gc
 
 __all__ = ["Activation", "Schedule", "schedule", "lossless_bits", "ADC_MODES"]
 
@@ -119,9 +119,34 @@ def schedule(placement: Placement, hw: HwConfig, adc_mode: str = "paper") -> Sch
     """Turn a placement into activations (see the module docstring for the rules)."""
     if adc_mode not in ADC_MODES:
         raise PlacementError(f"adc mode must be one of {', '.join(ADC_MODES)}, not {adc_mode!r}")
+    with paused_gc():
+        return _schedule(placement, hw, adc_mode)
+
+
+def _schedule(placement: Placement, hw: HwConfig, adc_mode: str) -> Schedule:
     tiles = placement.tiles
+    groups = placement.groups
+    steps = max(1, placement.row_steps)
+    # One pass over the groups: what each covers (array, row/column window, matmuls, first row piece or not).
+    summary: list[tuple] = []
+    bad = None                   # first group mixing first and later row pieces or factors
+    for g, members in enumerate(groups):
+        if len(members) == 1:
+            t = tiles[members[0]]
+            mats = (t.matmul,)
+            summary.append((t.array, t.row0, t.row_end, t.col0, t.col_end, mats, t.r0, t.factor, (t,)))
+            continue
+        ts = [tiles[i] for i in members]
+        t = ts[0]
+        factor, later = t.factor, t.r0 > 0
+        if bad is None and any(u.factor != factor or (u.r0 > 0) != later for u in ts):
+            bad = g
+        mats = tuple(sorted({u.matmul for u in ts}))
+        summary.append((t.array, min(u.row0 for u in ts), max(u.row_end for u in ts), min(u.col0 for u in ts),
+                        max(u.col_end for u in ts), mats, min(u.r0 for u in ts), factor, ts))
     # Co-located matmuls (some group fires tiles of several): all their shared stage-1 activations belong to the
-    # first of them, so the row pieces of every block stay in r0 order in one program.
+    # first of them, so the row pieces of every block stay in r0 order in one program. Union by smallest index:
+    # every set's representative is its smallest matmul.
     head = list(range(len(placement.matmuls)))
 
     def find(x):
@@ -130,51 +155,59 @@ def schedule(placement: Placement, hw: HwConfig, adc_mode: str = "paper") -> Sch
             x = head[x]
         return x
 
-    for members in placement.groups:
-        ms = sorted({tiles[i].matmul for i in members})
-        for m in ms[1:]:
-            a, b = find(ms[0]), find(m)
-            if a != b:
-                head[max(a, b)] = min(a, b)
+    for s in summary:
+        ms = s[5]
+        if len(ms) > 1:
+            for m in ms[1:]:
+                a, b = find(ms[0]), find(m)
+                if a != b:
+                    head[max(a, b)] = min(a, b)
+    if bad is not None:
+        raise PlacementError(f"group {bad} mixes first and later row pieces or factors (scheduler bug)")
     # Collect groups per stage key (owner matmul, factor), sorted by r0 then by group index.
     per_stage: dict[tuple[int, str], list[tuple[int, int]]] = {}
-    for g, members in enumerate(placement.groups):
-        ts = [tiles[i] for i in members]
-        owner = find(min(t.matmul for t in ts)) if ts[0].factor == "R" else ts[0].matmul
-        factor = ts[0].factor
-        r0s = {t.r0 > 0 for t in ts}
-        if len(r0s) != 1 or len({t.factor for t in ts}) != 1:
-            raise PlacementError(f"group {g} mixes first and later row pieces or factors (scheduler bug)")
-        per_stage.setdefault((owner, factor), []).append((min(t.r0 for t in ts), g))
+    for g, s in enumerate(summary):
+        factor = s[7]
+        owner = find(s[5][0]) if factor == "R" else s[8][0].matmul
+        per_stage.setdefault((owner, factor), []).append((s[6], g))
     order = {"W": 0, "R": 1, "L": 2}
     acts: list[Activation] = []
     stages: dict[tuple[int, str], list[int]] = {}
     t_on: dict[int, int] = {}
-    steps = max(1, placement.row_steps)
+    adc: dict[int, tuple[int, int]] = {}
     for key in sorted(per_stage, key=lambda k: (k[0], order[k[1]])):
         idx = stages.setdefault(key, [])
+        owner, factor = key
         for r0, g in sorted(per_stage[key]):
-            ts = [tiles[i] for i in placement.groups[g]]
-            arr = ts[0].array
-            row_lo = min(t.row0 for t in ts)
-            row_hi = max(t.row_end for t in ts)
-            col_lo = min(t.col0 for t in ts)
-            col_hi = max(t.col_end for t in ts)
+            arr, row_lo, row_hi, col_lo, col_hi, mats, _, _, ts = summary[g]
             nrows = row_hi - row_lo
-            chunk = -(-nrows // steps)
-            mats = tuple(sorted({t.matmul for t in ts}))
-            for c, lo in enumerate(range(row_lo, row_hi, chunk)):
-                hi = min(row_hi, lo + chunk)
-                rpc = max(_rows_in(t.row0, t.rows, t.step, lo, hi) for t in ts)
-                if rpc == 0:
-                    continue
-                cells = sum(_rows_in(t.row0, t.rows, t.step, lo, hi) * t.cols for t in ts)
-                bits, shift = adc_setting(rpc, hw, adc_mode)
+            if steps == 1 and all(t.rows >= 1 and t.step >= 1 for t in ts):
+                # one chunk holding every row of every tile
+                windows = ((0, row_lo, row_hi, max(t.rows for t in ts), sum(t.rows * t.cols for t in ts)),)
+            elif len(ts) == 1 and ts[0].step == 1 and ts[0].rows >= 1:
+                # one tile of contiguous rows: every chunk's rows are all its own
+                chunk = -(-nrows // steps)
+                cols = ts[0].cols
+                windows = [(c, lo, min(row_hi, lo + chunk), min(row_hi, lo + chunk) - lo,
+                            (min(row_hi, lo + chunk) - lo) * cols)
+                           for c, lo in enumerate(range(row_lo, row_hi, chunk))]
+            else:
+                chunk = -(-nrows // steps)
+                windows = []
+                for c, lo in enumerate(range(row_lo, row_hi, chunk)):
+                    hi = min(row_hi, lo + chunk)
+                    rpc = max(_rows_in(t.row0, t.rows, t.step, lo, hi) for t in ts)
+                    if rpc == 0:
+                        continue
+                    cells = sum(_rows_in(t.row0, t.rows, t.step, lo, hi) * t.cols for t in ts)
+                    windows.append((c, lo, hi, rpc, cells))
+            for c, lo, hi, rpc, cells in windows:
+                setting = adc.get(rpc)
+                if setting is None:
+                    setting = adc[rpc] = adc_setting(rpc, hw, adc_mode)
                 tt = t_on.get(arr, 0)
                 t_on[arr] = tt + 1
                 idx.append(len(acts))
-                acts.append(Activation(array=arr, t=tt, matmul=key[0], factor=key[1], group=g, chunk=c, row0=lo,
-                                       nrows=hi - lo, col0=col_lo, ncols=col_hi - col_lo, rows_per_col=rpc,
-                                       cells=cells, adc_bits=bits, adc_shift=shift,
-                                       accumulate=(r0 > 0) or c > 0, matmuls=mats))
+                acts.append(Activation(arr, tt, owner, factor, g, c, lo, hi - lo, col_lo, col_hi - col_lo, rpc,
+                                       cells, setting[0], setting[1], (r0 > 0) or c > 0, mats))
     return Schedule(placement, adc_mode, tuple(acts), {k: tuple(v) for k, v in stages.items()})
