@@ -1,9 +1,14 @@
-"""Hypothesis strategies for commands and streams on a given hardware configuration."""
+"""Hypothesis strategies for commands and streams on a given hardware configuration.
+
+Legal streams come from the generator every tier shares (:mod:`cimisa.streamgen`); this module only adapts
+hypothesis draws to it, so failing streams shrink.
+"""
 
 from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from cimisa import streamgen
 from cimisa.config import HwConfig
 from cimisa.isa import FIELDS, PAYLOAD, Command, Isa, Opcode
 
@@ -31,53 +36,26 @@ def any_command(cfg: HwConfig, op: Opcode | None = None):
     return build()
 
 
-def legal_command(cfg: HwConfig):
-    """A command that passes every check on ``cfg`` (random windows, strides, ADC settings)."""
-    isa = Isa.of(cfg)
-    wlo, whi = isa.elem_range("weight")
-    ilo, ihi = isa.elem_range("input")
+class DrawRandomness:
+    """Adapts a hypothesis ``draw`` to the ``randint(lo, hi)`` that :mod:`cimisa.streamgen` draws from."""
+
+    def __init__(self, draw):
+        self._draw = draw
+
+    def randint(self, lo: int, hi: int) -> int:
+        return self._draw(st.integers(lo, hi))
+
+
+def legal_stream(cfg: HwConfig, max_size: int = 25, *, prologue: bool = True):
+    """A legal program from the shared generator (:func:`cimisa.streamgen.generate`), drawn by hypothesis.
+
+    Weights and inputs are programmed first (``prologue``), then ``1..max_size`` body commands (every non-HALT
+    opcode, MVMs that compute on data and are read back, REQUANTs probed through an identity MVM), then HALT.
+    """
 
     @st.composite
     def build(draw):
-        o = draw(st.sampled_from([Opcode.WRITE_W, Opcode.LOAD_IN, Opcode.MVM, Opcode.MVM, Opcode.REQUANT,
-                                  Opcode.READ, Opcode.BARRIER]))
-        if o is Opcode.WRITE_W:
-            col = draw(st.integers(0, cfg.cols - 1))
-            n = draw(st.integers(1, cfg.cols - col))
-            return Command.write_w(draw(st.integers(0, cfg.n_arrays - 1)), draw(st.integers(0, cfg.rows - 1)), col,
-                                   draw(st.lists(st.integers(wlo, whi), min_size=n, max_size=n)))
-        if o is Opcode.LOAD_IN:
-            addr = draw(st.integers(0, cfg.in_depth - 1))
-            n = draw(st.integers(1, min(48, cfg.in_depth - addr)))
-            return Command.load_in(addr, draw(st.lists(st.integers(ilo, ihi), min_size=n, max_size=n)))
-        if o is Opcode.MVM:
-            row0 = draw(st.integers(0, cfg.rows - 1))
-            nrows = draw(st.integers(1, cfg.rows - row0))
-            col0 = draw(st.integers(0, cfg.cols - 1))
-            ncols = draw(st.integers(1, cfg.cols - col0))
-            in_stride = draw(st.integers(0, (cfg.in_depth - 1) // max(1, nrows - 1)).map(lambda s: min(s, 5)))
-            in_addr = draw(st.integers(0, cfg.in_depth - 1 - (nrows - 1) * in_stride))
-            out_stride = draw(st.integers(1, max(1, min(3, (cfg.out_depth - 1) // max(1, ncols - 1)))))
-            out_addr = draw(st.integers(0, cfg.out_depth - 1 - (ncols - 1) * out_stride))
-            return Command.mvm(array=draw(st.integers(0, cfg.n_arrays - 1)), row0=row0, nrows=nrows, col0=col0,
-                               ncols=ncols, in_addr=in_addr, in_stride=in_stride, out_addr=out_addr,
-                               out_stride=out_stride, accumulate=draw(st.booleans()),
-                               adc_bits=draw(st.integers(1, cfg.adc_bits)),
-                               adc_shift=draw(st.integers(0, 3)))
-        if o is Opcode.REQUANT:
-            count = draw(st.integers(1, min(32, cfg.out_depth)))
-            src = draw(st.integers(0, cfg.out_depth - count))
-            stride = draw(st.integers(1, max(1, min(3, (cfg.in_depth - 1) // max(1, count - 1)))))
-            dst = draw(st.integers(0, cfg.in_depth - 1 - (count - 1) * stride))
-            return Command.requant(src=src, count=count, dst=dst, dst_stride=stride, shift=draw(st.integers(0, 31)))
-        if o is Opcode.READ:
-            addr = draw(st.integers(0, cfg.out_depth - 1))
-            return Command.read(addr, draw(st.integers(1, min(16, cfg.out_depth - addr))))
-        return Command.barrier()
+        n = draw(st.integers(1, max_size))
+        return streamgen.generate(cfg, DrawRandomness(draw), n, prologue=prologue)
 
     return build()
-
-
-def legal_stream(cfg: HwConfig, max_size: int = 25):
-    """A legal program: weights and inputs first (so MVMs see data), random commands, then HALT."""
-    return st.lists(legal_command(cfg), min_size=1, max_size=max_size).map(lambda cs: cs + [Command.halt()])
