@@ -127,3 +127,39 @@ def test_parse_noise(text, expect):
 def test_parse_noise_errors(text):
     with pytest.raises(NoiseError):
         parse_noise(text)
+
+
+def _run_both(cfg, cmds):
+    exact, fast = Machine(cfg), make_machine(cfg)          # make_machine: the noise-free float kernel
+    assert isinstance(fast, NoisyMachine)
+    for c in cmds:
+        exact.execute(c)
+        fast.execute(c)
+    return exact, fast
+
+
+@pytest.mark.parametrize("name", ["fpga-micro", "fpga-tiny"])
+def test_noise_free_equals_exact_on_generated_streams(name):
+    """The shared generator's streams (saturating, coarse-step and exact MVMs on real data, REQUANT ties)."""
+    from cimisa import streamgen
+    cfg = load_hw(name)
+    for seed in range(12):
+        exact, fast = _run_both(cfg, streamgen.random_commands(cfg, seed, 40))
+        assert exact.state.results == fast.state.results, seed
+        np.testing.assert_array_equal(exact.state.outbuf, fast.state.outbuf)
+        np.testing.assert_array_equal(exact.state.inbuf, fast.state.inbuf)
+
+
+def test_noise_free_saturation_starts_exactly_past_the_adc_range():
+    """Column sums exactly at the ADC's ends convert unclipped; one past them saturate (the noise-free kernel's
+    shortcut for windows that cannot saturate must not be taken one step too early)."""
+    cfg = load_hw("fpga-micro")
+    cols = [[4, 3], [4, 4], [-4, -4], [-4, -5]]               # sums 7, 8, -8, -9 for a 4-bit ADC (-8..7)
+    cmds = [Command.load_in(0, [1, 1])]
+    for k, col in enumerate(cols):
+        cmds += [Command.write_w(0, 0, k, [col[0]]), Command.write_w(0, 1, k, [col[1]])]
+    for k in range(len(cols)):                                 # one column per MVM: one window per sum
+        cmds.append(Command.mvm(array=0, row0=0, nrows=2, col0=k, ncols=1, in_addr=0, out_addr=k, adc_bits=4))
+    exact, fast = _run_both(cfg, cmds)
+    assert exact.state.outbuf[:4].tolist() == [7, 7, -8, -8]
+    assert fast.state.outbuf[:4].tolist() == [7, 7, -8, -8]

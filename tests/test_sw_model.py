@@ -1,12 +1,16 @@
 """The golden model: naive == vectorised, exact products with lossless ADCs, ADC behaviour, every error path."""
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cimisa.config import load_hw
+from cimisa.config import HwConfig, load_hw
 from cimisa.isa import Command, ErrorCode, Isa, Opcode, RunState
+from cimisa.streamgen import boundary_cases
 from sw_model import (BufferOverflow, CimError, IllegalOpcode, Machine, OutOfRange, TruncatedStream, run,
                       run_commands)
 from sw_model import naive as naive_mod
@@ -15,6 +19,9 @@ from tests.strategies import legal_stream
 TINY = load_hw("fpga-tiny")
 MICRO = load_hw("fpga-micro")
 ODD = MICRO.replace(name="micro-3", n_arrays=3)   # 3 arrays: an array index of 3 is encodable but out of range
+#: 16-bit weights and inputs on 4 rows: products reach 2**30, so accumulators wrap and every REQUANT shift matters.
+WIDE = HwConfig(name="wide16", rows=4, cols=4, n_arrays=2, weight_bits=16, input_bits=16, adc_bits=18,
+                adcs_per_array=4, in_depth=16, out_depth=16, rows_per_cycle=4)
 
 
 def compare_runs(a, b) -> list[str]:
@@ -35,16 +42,24 @@ def _with_readback(cfg, cmds):
     return cmds[:-1] + [Command.read(0, cfg.out_depth), Command.halt()]
 
 
-@pytest.mark.parametrize("cfg", [MICRO, TINY], ids=lambda c: c.name)
-@settings(max_examples=30)
-@given(data=st.data())
-def test_naive_equals_vectorised_on_random_streams(cfg, data):
-    cmds = _with_readback(cfg, data.draw(legal_stream(cfg)))
+def naive_vs_fast(cfg, cmds) -> list[str]:
+    """Run ``cmds`` (plus a read-back of the whole output buffer) on both models; return the differences."""
+    cmds = _with_readback(cfg, cmds)
     words = Isa.of(cfg).encode(cmds)
     fast = run(cfg, words, impl="fast")
     slow = run(cfg, words, impl="naive")
-    assert compare_runs(fast, slow) == []
-    assert fast.ok and fast.commands == len(cmds)
+    diffs = compare_runs(fast, slow)
+    if not (fast.ok and fast.commands == len(cmds)):
+        diffs.append(f"fast model stopped: {fast.status_tuple()} after {fast.commands} of {len(cmds)} commands")
+    return diffs
+
+
+@pytest.mark.parametrize("cfg", [MICRO, TINY, ODD, WIDE], ids=lambda c: c.name)
+@settings(max_examples=30)
+@given(data=st.data())
+def test_naive_equals_vectorised_on_random_streams(cfg, data):
+    """The shared generator's streams (weights and inputs first, lossy and exact MVMs, REQUANT ties, probes)."""
+    assert naive_vs_fast(cfg, data.draw(legal_stream(cfg))) == []
 
 
 def test_checker_catches_a_perturbed_model(monkeypatch):
@@ -107,9 +122,10 @@ def test_lossless_adc_gives_the_integer_product(impl, data):
     assert r.results[::2].tolist() == expect.tolist()
 
 
-def test_adc_step_and_saturation_by_hand():
+@pytest.mark.parametrize("impl", ["fast", "naive"])
+def test_adc_step_and_saturation_by_hand(impl):
     cfg = MICRO   # 4-bit inputs, 4-bit weights
-    st_ = Machine(cfg)
+    st_ = Machine(cfg, impl=impl)
     cmds = [Command.write_w(0, r, 0, [7, -8]) for r in range(16)]
     cmds += [Command.load_in(0, [1] * 16),   # bit 0 drives all 16 rows
              # column sums of bit 0: 112 and -128. 4-bit ADC, step 4: codes clip(28)->7, clip(-32)->-8
@@ -121,15 +137,78 @@ def test_adc_step_and_saturation_by_hand():
     assert st_.result().results.tolist() == [7 * 4, -8 * 4]
 
 
-def test_accumulate_and_int32_wraparound():
+@pytest.mark.parametrize("impl", ["fast", "naive"])
+def test_adc_floor_step_and_saturation_for_every_weight(impl):
+    """One row holding every weight value -8..7, one input: each column's code is floor(w / 2**s) saturated.
+
+    The input's bits each drive the same column sum ``w``, and the signed bit weights sum to ``x``, so the
+    output is ``clip(floor(w / 2**s), lo, hi) * 2**s * x`` exactly: floor (not truncation) for negative sums,
+    saturation at both ends of each resolution.
+    """
     cfg = MICRO
-    m = Machine(cfg)
+    weights = list(range(-8, 8))
+    m = Machine(cfg, impl=impl)
+    m.execute(Command.write_w(0, 3, 0, weights))
+    got, want = [], []
+    for x in (1, -1, 5, -8, 7):
+        m.execute(Command.load_in(9, [x]))
+        for bits in (1, 2, 3, 4, 8):
+            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+            for shift in range(4):
+                m.execute(Command.mvm(array=0, row0=3, nrows=1, col0=0, ncols=16, in_addr=9, out_addr=0,
+                                      adc_bits=bits, adc_shift=shift))
+                got.append(m.state.outbuf[:16].tolist())
+                want.append([min(max(math.floor(Fraction(w, 2 ** shift)), lo), hi) * 2 ** shift * x
+                             for w in weights])
+    assert got == want
+
+
+def _round_half_up(v: int, shift: int) -> int:
+    return math.floor(Fraction(v, 2 ** shift) + Fraction(1, 2)) if shift else v
+
+
+@pytest.mark.parametrize("impl", ["fast", "naive"])
+@pytest.mark.parametrize("cfg", [MICRO, TINY], ids=lambda c: c.name)
+def test_requant_ties_and_saturation_for_every_shift(cfg, impl):
+    """REQUANT rounds half up (ties of both signs, every shift 0..31) and saturates at both input bounds."""
+    ilo, ihi = Isa.of(cfg).elem_range("input")
+    m = Machine(cfg, impl=impl)
+    for shift in range(32):
+        t = 1 << max(0, shift - 1)
+        vals = [t, -t, t - 1, -t - 1, t + 1, 1 - t, 3 * t, -3 * t, (ihi + 1) << shift, (ilo - 1) << shift,
+                (2 * ihi + 1) * t, (2 * ilo - 1) * t, 2**31 - 1, -2**31, 0]
+        vals = [v for v in vals if -2**31 <= v < 2**31]
+        m.state.outbuf[:len(vals)] = vals
+        m.execute(Command.requant(src=0, count=len(vals), dst=1, dst_stride=2, shift=shift))
+        got = m.state.inbuf[1:1 + 2 * len(vals):2].tolist()
+        want = [min(max(_round_half_up(v, shift), ilo), ihi) for v in vals]
+        assert got == want, (shift, vals)
+
+
+@pytest.mark.parametrize("impl", ["fast", "naive"])
+def test_accumulate_and_int32_wraparound(impl):
+    cfg = MICRO
+    m = Machine(cfg, impl=impl)
     m.state.outbuf[0] = 2**31 - 1
-    for c in [Command.write_w(0, 0, 0, [1]), Command.load_in(0, [1]),
-              Command.mvm(array=0, row0=0, nrows=1, col0=0, ncols=1, in_addr=0, out_addr=0, adc_bits=8,
-                          accumulate=True), Command.read(0, 1), Command.halt()]:
+    m.state.outbuf[1] = -2**31
+    for c in [Command.write_w(0, 0, 0, [1, -1]), Command.load_in(0, [1]),
+              Command.mvm(array=0, row0=0, nrows=1, col0=0, ncols=2, in_addr=0, out_addr=0, adc_bits=8,
+                          accumulate=True), Command.read(0, 2), Command.halt()]:
         m.execute(c)
-    assert m.result().results.tolist() == [-2**31]
+    assert m.result().results.tolist() == [-2**31, 2**31 - 1]
+
+
+@pytest.mark.parametrize("impl", ["fast", "naive"])
+@pytest.mark.parametrize("cfg", [MICRO, ODD, TINY, WIDE], ids=lambda c: c.name)
+def test_every_bound_at_max_and_one_past(cfg, impl):
+    """Each check of every opcode: its largest legal value passes, one more stops the machine with its code."""
+    cases = boundary_cases(cfg)
+    assert {code for _, _, code in cases} >= {ErrorCode.NONE, ErrorCode.BAD_ROW, ErrorCode.BAD_COL,
+                                              ErrorCode.BAD_ADC, ErrorCode.BAD_IN_ADDR, ErrorCode.BAD_OUT_ADDR}
+    for name, cmd, code in cases:
+        r = run_commands(cfg, [Command.barrier(), cmd, Command.halt()], impl=impl, raise_on_error=False)
+        want = ("HALTED", "NONE", 2) if code is ErrorCode.NONE else ("ERROR", code.name, 1)
+        assert r.status_tuple() == want, name
 
 
 def _mvm(**kw):
