@@ -4,7 +4,7 @@ import pytest
 
 from cimisa.config import load_hw
 from mapper.models import load_model_spec
-from mapper.place import MatmulGeom, Placement, PlacementError, Tile, geometry, place
+from mapper.place import MatmulGeom, Placement, PlacementError, Tile, geometry, lower_bound, place
 from mapper.d2s.monarch import monarch_shape
 
 HW = load_hw("paper-256")
@@ -102,3 +102,22 @@ def test_colocation_groups_same_input_blocks():
     assert len(multi) == 32          # one activation per R block serves Q, K and V
     p2 = place(g, HW, "auto", arrays=32, colocate=False)
     assert all(len({p2.tiles[i].matmul for i in grp}) == 1 for grp in p2.groups)
+
+
+@pytest.mark.parametrize("n,k,monarch_lb,dense_lb", [(16, 2, 1, 1), (40, 4, 1, 2), (48, 4, 2, 3), (72, 4, 3, 6),
+                                                     (96, 4, 5, 9), (64, 4, 2, 4)])
+def test_lower_bound_is_ceil(n, k, monarch_lb, dense_lb):
+    """ceil(cells / cells per array), for cell counts below one array, between multiples, and on a multiple."""
+    hw = load_hw("fpga-tiny")                                 # 32 x 32 = 1024 cells per array
+    g = (square(n, k),)
+    cells = g[0].monarch_cells
+    assert lower_bound(g, hw) == monarch_lb == -(-cells // 1024)
+    assert (monarch_lb - 1) * 1024 < cells <= monarch_lb * 1024
+    for st in ("sparse", "dense", "auto"):
+        p = place(g, hw, st)
+        assert p.lower_bound == monarch_lb <= p.n_arrays
+        assert p.utilization == pytest.approx(cells / (p.n_arrays * 1024), rel=1e-12)
+    lin = place(g, hw, "linear")
+    assert lin.lower_bound == dense_lb and (dense_lb - 1) * 1024 < n * n <= dense_lb * 1024
+    assert lin.utilization == pytest.approx(n * n / (lin.n_arrays * 1024), rel=1e-12)
+    assert place(g, hw, "auto").n_arrays == monarch_lb          # auto reaches the bound on a single matmul

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from cimisa.config import HwConfig
 from cimisa.errors import ShapeError
 from mapper.d2s.monarch import monarch_shape
-from mapper.place import MatmulGeom, place
+from mapper.place import MatmulGeom, lower_bound, place
 from mapper.program import compile_model
 from mapper.quant import reference_int_product
 from sw_model import Machine
@@ -69,6 +69,11 @@ def test_random_placements_are_valid(mats, arr, seed):
         want = sum(g.dense_cells for g in geoms) if strategy == "linear" else sum(g.monarch_cells for g in geoms)
         assert p.weight_cells == want
         assert p.n_arrays >= p.lower_bound
+        cpa = hw.rows * hw.cols                              # the bound is the ceiling, exactly
+        assert (p.lower_bound - 1) * cpa < p.weight_cells <= p.lower_bound * cpa
+        assert p.utilization == p.weight_cells / (p.n_arrays * cpa) <= 1
+        if strategy != "linear":
+            assert lower_bound(geoms, hw) == p.lower_bound
 
 
 @settings(max_examples=25, deadline=None)
