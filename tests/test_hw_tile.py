@@ -6,14 +6,20 @@ checker reports mismatches.
 
 from __future__ import annotations
 
+import math
+import random
+from fractions import Fraction
+
 import numpy as np
 import pytest
+from amaranth.sim import Simulator
 
 import sw_model
-from cimisa import semantics
+from cimisa import semantics, streamgen
 from cimisa.config import HwConfig, load_hw
-from cimisa.isa import Command, EncodeError, ErrorCode, Isa, Opcode
-from hw.pysim import compare, run_tile
+from cimisa.isa import Command, EncodeError, ErrorCode, Isa, Opcode, RunState
+from hw.pysim import TileRun, compare, run_tile
+from hw.tile import CimTile
 from hw.timing import command_cycles, stream_cycles
 
 MICRO = load_hw("fpga-micro")
@@ -23,69 +29,118 @@ ODD = HwConfig(name="odd", rows=12, cols=10, n_arrays=3, weight_bits=3, input_bi
                adcs_per_array=3, in_depth=20, out_depth=24, rows_per_cycle=3)
 
 
-def random_commands(cfg, rng, n, *, halt=True):
-    """Return a random legal program: some weights and inputs first, then ``n`` random commands (+ HALT)."""
-    isa = Isa.of(cfg)
-    wlo, whi = isa.elem_range("weight")
-    ilo, ihi = isa.elem_range("input")
-    arrays = min(cfg.n_arrays, 3)
-    R, C = cfg.rows, cfg.cols
+#: 16-bit weights and inputs on 4 rows: products reach 2**30, so REQUANT's every shift (0..31) can see a tie.
+WIDE = HwConfig(name="wide16", rows=4, cols=4, n_arrays=2, weight_bits=16, input_bits=16, adc_bits=18,
+                adcs_per_array=4, in_depth=16, out_depth=16, rows_per_cycle=4)
 
-    def ints(lo, hi, k):
-        return rng.integers(lo, hi + 1, k).tolist()
 
-    def write_w():
-        col = int(rng.integers(0, C))
-        cnt = int(rng.integers(1, C - col + 1))
-        return Command.write_w(int(rng.integers(0, arrays)), int(rng.integers(0, R)), col, ints(wlo, whi, cnt))
+def random_commands(cfg, seed, n, *, halt=True):
+    """The shared generator's program (:mod:`cimisa.streamgen`): weights and inputs first, then ``n`` commands."""
+    return streamgen.random_commands(cfg, seed, n, halt=halt)
 
-    def load_in():
-        addr = int(rng.integers(0, cfg.in_depth))
-        cnt = int(rng.integers(1, min(R, cfg.in_depth - addr) + 1))
-        return Command.load_in(addr, ints(ilo, ihi, cnt))
 
-    def mvm():
-        row0 = int(rng.integers(0, R))
-        nrows = int(rng.integers(1, R - row0 + 1))
-        col0 = int(rng.integers(0, C))
-        ncols = int(rng.integers(1, C - col0 + 1))
-        in_stride = int(rng.integers(0, min(3, (cfg.in_depth - 1) // max(1, nrows - 1)) + 1))
-        in_addr = int(rng.integers(0, cfg.in_depth - (nrows - 1) * in_stride))
-        out_stride = int(rng.integers(1 if ncols > 1 else 0, min(3, (cfg.out_depth - 1) // max(1, ncols - 1)) + 1))
-        out_addr = int(rng.integers(0, cfg.out_depth - (ncols - 1) * out_stride))
-        shift_max = (1 << isa.field_widths[Opcode.MVM]["adc_shift"]) - 1
-        adc_shift = int(rng.choice([0, 0, 1, 2, int(rng.integers(0, shift_max + 1))]))
-        return Command.mvm(array=int(rng.integers(0, arrays)), row0=row0, nrows=nrows, col0=col0, ncols=ncols,
-                           in_addr=in_addr, in_stride=in_stride, out_addr=out_addr, out_stride=out_stride,
-                           accumulate=bool(rng.integers(0, 2)), adc_bits=int(rng.integers(1, cfg.adc_bits + 1)),
-                           adc_shift=adc_shift)
+class TileBatch:
+    """One Amaranth simulation of a :class:`CimTile` that runs many streams, reset (memories too) in between.
 
-    def requant():
-        cnt = int(rng.integers(1, min(R, cfg.out_depth) + 1))
-        src = int(rng.integers(0, cfg.out_depth - cnt + 1))
-        stride = int(rng.integers(1 if cnt > 1 else 0, min(3, (cfg.in_depth - 1) // max(1, cnt - 1)) + 1))
-        dst = int(rng.integers(0, cfg.in_depth - (cnt - 1) * stride))
-        return Command.requant(src=src, count=cnt, dst=dst, dst_stride=stride, shift=int(rng.integers(0, 32)))
+    :func:`hw.pysim.run_tile` builds a simulator per stream; elaborating the design costs far more than a short
+    stream, so the directed tests below run their many short streams here. Results are those of ``run_tile``
+    (checked by ``test_batch_runner_equals_run_tile``).
+    """
 
-    def read():
-        addr = int(rng.integers(0, cfg.out_depth))
-        return Command.read(addr, int(rng.integers(1, min(12, cfg.out_depth - addr) + 1)))
+    def __init__(self, cfg, tile: CimTile | None = None):
+        self.cfg = cfg
+        self.dut = dut = tile if tile is not None else CimTile(cfg)
+        self._words: list[int] = []
+        self._ready = None
+        self._max = 0
+        self._out: TileRun | None = None
 
-    cmds = [Command.write_w(a % arrays, int(r), 0, ints(wlo, whi, C)) for a, r in
-            zip(range(2), rng.integers(0, R, 2))]
-    cmds += [Command.write_w(0, r, 0, ints(wlo, whi, C)) for r in range(min(R, 12 if R * C <= 256 else 4))]
-    cmds.append(Command.load_in(0, ints(ilo, ihi, min(R, cfg.in_depth))))
-    makers = [write_w, load_in, mvm, mvm, mvm, requant, read, read, lambda: Command.barrier()]
-    for _ in range(n):
-        cmds.append(makers[int(rng.integers(0, len(makers)))]())
-        c = cmds[-1]
-        if c.op is Opcode.MVM and rng.integers(0, 2):        # make MVM outputs visible right away
-            last = c.out_addr + (c.ncols - 1) * c.out_stride
-            cmds.append(Command.read(c.out_addr, min(last - c.out_addr + 1, 8)))
-    cmds.append(Command.read(0, min(cfg.out_depth, 8)))
-    if halt:
-        cmds.append(Command.halt())
-    return cmds
+        async def tb(ctx):
+            words, n, out, ready_fn = self._words, len(self._words), self._out, self._ready
+            i = cycle = 0
+            ready = True
+            ctx.set(dut.res.ready, 1)
+            while True:
+                if i < n:
+                    ctx.set(dut.cmd.valid, 1)
+                    ctx.set(dut.cmd.payload.word, words[i])
+                    ctx.set(dut.cmd.payload.last, int(i == n - 1))
+                else:
+                    ctx.set(dut.cmd.valid, 0)
+                if ready_fn is not None:
+                    ready = bool(ready_fn(cycle))
+                    ctx.set(dut.res.ready, int(ready))
+                _, _, c_ready, r_valid, r_data, state = await ctx.tick().sample(
+                    dut.cmd.ready, dut.res.valid, dut.res.payload, dut.status.state)
+                cycle += 1
+                if i < n and c_ready:
+                    out.accepted_at.append(cycle)
+                    i += 1
+                if r_valid and ready:
+                    out.results.append(int(r_data))
+                if i >= n and state != RunState.RUNNING:
+                    break
+                if cycle >= self._max:
+                    raise TimeoutError(f"tile still running after {self._max} cycles ({i}/{n} words accepted)")
+            out.state = RunState(ctx.get(dut.status.state))
+            out.error = ErrorCode(ctx.get(dut.status.error))
+            out.index = int(ctx.get(dut.status.index))
+            out.cycles = cycle
+
+        self._tb = tb
+        self._build()
+
+    def _build(self):
+        self.sim = Simulator(self.dut)
+        self.sim.add_clock(1e-8)
+        self.sim.add_testbench(self._tb)
+        self._fresh = True
+
+    def run(self, words, *, res_ready=None, max_cycles: int | None = None) -> TileRun:
+        """Run ``words`` from reset (``last`` on the final word) and return what the tile did.
+
+        Raises TimeoutError after ``max_cycles`` (default as :func:`hw.pysim.run_tile`).
+        """
+        words = [int(w) for w in words]
+        if not words:
+            raise ValueError("words must hold at least one word")
+        if not self._fresh:
+            self.sim.reset()
+        self._fresh = False
+        self._words, self._ready = words, res_ready
+        self._max = max_cycles if max_cycles is not None else 2000 + 600 * len(words)
+        self._out = TileRun(RunState.RUNNING, ErrorCode.NONE, 0)
+        try:
+            self.sim.run()
+        except BaseException:
+            self._build()                   # a testbench that raised leaves the simulator unusable
+            raise
+        return self._out
+
+
+_BATCHES: dict = {}
+
+
+def tile_batch(cfg) -> TileBatch:
+    """Return the module's shared :class:`TileBatch` for ``cfg`` (the unmodified RTL)."""
+    if cfg not in _BATCHES:
+        _BATCHES[cfg] = TileBatch(cfg)
+    return _BATCHES[cfg]
+
+
+def stream_problems(cfg, streams, batch: TileBatch | None = None) -> list[str]:
+    """Run named word streams on the RTL and on sw_model; return every mismatch, prefixed by the stream's name."""
+    batch = batch if batch is not None else tile_batch(cfg)
+    out = []
+    for name, words in streams:
+        ref = sw_model.run(cfg, words, raise_on_error=False)
+        try:
+            got = batch.run(words)
+        except TimeoutError as exc:
+            out.append(f"{name}: {exc}")
+            continue
+        out += [f"{name}: {p}" for p in compare(ref, got)]
+    return out
 
 
 def check_stream(cfg, words, **kw):
@@ -99,22 +154,29 @@ def check_stream(cfg, words, **kw):
 @pytest.mark.parametrize("cfg,seeds,n", [(MICRO, range(4), 18), (TINY, range(2), 12), (ODD, range(3), 15)],
                          ids=["micro", "tiny", "odd"])
 def test_random_legal_streams(cfg, seeds, n):
+    """The shared generator's streams: prologue, exact and lossy MVMs read back, REQUANTs probed, corners."""
     isa = Isa.of(cfg)
     seen = set()
+    batch = tile_batch(cfg)
+    nonzero = 0
     for seed in seeds:
-        cmds = random_commands(cfg, np.random.default_rng(seed), n)
+        cmds = random_commands(cfg, seed, n)
         seen |= {c.op for c in cmds}
-        ref, got = check_stream(cfg, isa.encode(cmds))
+        words = isa.encode(cmds)
+        ref, got = sw_model.run(cfg, words), batch.run(words)
+        assert compare(ref, got) == []
         assert ref.ok
         assert got.cycles == stream_cycles(cfg, cmds)
+        nonzero += int(np.count_nonzero(ref.results))
     assert set(Opcode) - seen == set()
+    assert nonzero > 0
 
 
 def test_back_pressure_and_trailing_words():
     cfg = MICRO
     isa = Isa.of(cfg)
     rng = np.random.default_rng(7)
-    cmds = random_commands(cfg, rng, 8) + [Command.read(0, 5), Command.mvm(
+    cmds = random_commands(cfg, 7, 8) + [Command.read(0, 5), Command.mvm(
         array=0, row0=0, nrows=16, col0=0, ncols=16, in_addr=0, out_addr=0, adc_bits=8)]
     words = isa.encode(cmds)            # words after HALT: the tile must accept and discard them
     pattern = rng.integers(0, 3, 5000)
@@ -205,13 +267,9 @@ def test_error_cases_cover_every_code():
 
 @pytest.mark.parametrize("cfg", [MICRO, TINY, ODD], ids=["micro", "tiny", "odd"])
 def test_every_error_code_matches_model(cfg):
-    codes = set()
-    for name, words in _cases(cfg):
-        ref = sw_model.run(cfg, words, raise_on_error=False)
-        got = run_tile(cfg, words)
-        problems = compare(ref, got)
-        assert not problems, f"{name}: " + "; ".join(problems)
-        codes.add(ref.error)
+    cases = list(_cases(cfg))
+    assert stream_problems(cfg, cases) == []
+    codes = {sw_model.run(cfg, words, raise_on_error=False).error for _, words in cases}
     assert {ErrorCode.ILLEGAL_OPCODE, ErrorCode.TRUNCATED, ErrorCode.BAD_ADC, ErrorCode.NONE} <= codes
 
 
@@ -221,19 +279,18 @@ def test_random_illegal_headers_match_model():
     isa = Isa.of(cfg)
     rng = np.random.default_rng(11)
     prefix = isa.encode([Command.write_w(0, 0, 0, [3] * cfg.cols), Command.load_in(0, [1] * 8)])
-    for _ in range(6):
+    streams = []
+    for k in range(12):
         word = int(rng.integers(0, 1 << 62)) & ((1 << isa.header_layout.size) - 1)
-        words = prefix + [word] + isa.encode([Command.read(0, 1), Command.halt()])
-        ref = sw_model.run(cfg, words, raise_on_error=False)
-        got = run_tile(cfg, words)
-        assert not compare(ref, got), compare(ref, got)
+        streams.append((f"header-{k}", prefix + [word] + isa.encode([Command.read(0, 1), Command.halt()])))
+    assert stream_problems(cfg, streams) == []
 
 
 def test_checker_reports_mismatch():
     """Expect-fail: a perturbed golden model and perturbed expected words must be reported."""
     cfg = MICRO
     isa = Isa.of(cfg)
-    cmds = random_commands(cfg, np.random.default_rng(3), 6) + [Command.read(0, 4), Command.halt()]
+    cmds = random_commands(cfg, 3, 6, halt=False) + [Command.read(0, 4), Command.halt()]
     words = isa.encode(cmds)
     got = run_tile(cfg, words)
     ref = sw_model.run(cfg, words)
@@ -260,12 +317,13 @@ def test_command_cycles_formula():
     cfg = TINY
     isa = Isa.of(cfg)
     base = [Command.load_in(0, [1] * 5)]
-    t0 = run_tile(cfg, isa.encode(base + [Command.halt()])).cycles
+    batch = tile_batch(cfg)
+    t0 = batch.run(isa.encode(base + [Command.halt()])).cycles
     for cmd in [Command.write_w(1, 5, 3, [1] * 29), Command.load_in(3, [2] * 30),
                 Command.mvm(array=1, row0=5, nrows=20, col0=3, ncols=7, in_addr=0, out_addr=4, adc_bits=4),
                 Command.requant(src=0, count=9, dst=0, dst_stride=2, shift=2), Command.read(2, 6),
                 Command.barrier()]:
-        t = run_tile(cfg, isa.encode(base + [cmd, Command.halt()])).cycles
+        t = batch.run(isa.encode(base + [cmd, Command.halt()])).cycles
         assert t - t0 == command_cycles(cfg, cmd), cmd
 
 
@@ -274,9 +332,9 @@ def test_random_cut_streams_match_model():
     cfg = MICRO
     isa = Isa.of(cfg)
     rng = np.random.default_rng(21)
-    words = isa.encode(random_commands(cfg, rng, 10))
-    for cut in sorted(rng.choice(np.arange(1, len(words)), 4, replace=False)):
-        check_stream(cfg, words[:int(cut)])
+    words = isa.encode(random_commands(cfg, 21, 10))
+    cuts = sorted(rng.choice(np.arange(1, len(words)), 6, replace=False))
+    assert stream_problems(cfg, [(f"cut@{c}", words[:int(c)]) for c in cuts]) == []
 
 
 @pytest.mark.slow
@@ -284,10 +342,218 @@ def test_random_cut_streams_match_model():
                          ids=["micro", "tiny", "odd"])
 def test_many_random_streams_with_back_pressure_and_cuts(cfg, seeds):
     isa = Isa.of(cfg)
+    batch = tile_batch(cfg)
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        cmds = random_commands(cfg, rng, 25, halt=bool(seed % 2))
+        cmds = random_commands(cfg, seed, 25, halt=bool(seed % 2))
         words = isa.encode(cmds)
         pattern = rng.integers(0, 2, 997)
-        check_stream(cfg, words, res_ready=lambda c: bool(pattern[c % len(pattern)]))
-        check_stream(cfg, words[:int(rng.integers(1, len(words) + 1))])
+        ref = sw_model.run(cfg, words, raise_on_error=False)
+        assert compare(ref, batch.run(words, res_ready=lambda c: bool(pattern[c % len(pattern)]))) == [], seed
+        assert stream_problems(cfg, [(f"{seed}-cut", words[:int(rng.integers(1, len(words) + 1))])]) == []
+
+
+def test_batch_runner_equals_run_tile():
+    """The batched simulator (reset between streams) reports what a fresh ``run_tile`` reports, cycles included."""
+    cfg = MICRO
+    isa = Isa.of(cfg)
+    streams = [isa.encode(random_commands(cfg, 40, 4)), isa.encode(random_commands(cfg, 41, 3))[:9]]
+    batch = TileBatch(cfg)
+    for words in streams + streams[:1]:
+        a, b = run_tile(cfg, words), batch.run(words)
+        assert (a.results, a.status_tuple(), a.cycles, a.accepted_at) == \
+               (b.results, b.status_tuple(), b.cycles, b.accepted_at)
+
+
+# ---- directed boundary, truncation and rounding cases -------------------------------------------------------------
+def _nonzero(rng, lo, hi):
+    return rng.choice([v for v in range(lo, hi + 1) if v])
+
+
+def bounds_at_max_program(cfg) -> list[Command]:
+    """Every largest legal field value (:func:`cimisa.streamgen.boundary_cases`), each followed by commands that
+    make its effect visible: a WRITE_W's row through a one-row MVM, a LOAD_IN's or REQUANT's inputs through an
+    identity MVM (first and last elements), an MVM's outputs through a READ. Memories hold non-zero data first.
+    """
+    isa = Isa.of(cfg)
+    R, C, I, O, N = cfg.rows, cfg.cols, cfg.in_depth, cfg.out_depth, cfg.n_arrays
+    P, probe = min(8, R, C), N - 1
+    wlo, whi = isa.elem_range("weight")
+    ilo, ihi = isa.elem_range("input")
+    rng = random.Random(f"bounds/{cfg.arch_hash}")
+    exact = dict(adc_bits=cfg.adc_bits, adc_shift=0)
+    cmds = [Command.write_w(a, r, 0, [_nonzero(rng, wlo, whi) for _ in range(C)]) for a in sorted({0, probe})
+            for r in range(R)]
+    cmds += [Command.load_in(0, [_nonzero(rng, ilo, ihi) for _ in range(I)]),
+             Command.mvm(array=0, row0=0, nrows=R, col0=0, ncols=C, in_addr=0, out_addr=0, **exact),
+             Command.mvm(array=0, row0=0, nrows=R, col0=0, ncols=C, in_addr=I - R, out_addr=O - C, **exact)]
+    identity = [False]
+
+    def probe_inputs(addr, n, stride):
+        if not identity[0]:
+            cmds.extend(Command.write_w(probe, r, 0, [int(c == r) for c in range(P)]) for r in range(P))
+            identity[0] = True
+        starts = {addr, addr + (n - min(n, P)) * stride}          # the first and the last elements
+        for a0 in sorted(starts):
+            k = min(n, P)
+            cmds.extend([Command.mvm(array=probe, row0=0, nrows=k, col0=0, ncols=k, in_addr=a0, in_stride=stride,
+                                     out_addr=0, **exact), Command.read(0, k)])
+
+    for _name, cmd, code in streamgen.boundary_cases(cfg):
+        if code is not ErrorCode.NONE:
+            continue
+        cmds.append(cmd)
+        a = cmd.args
+        if cmd.op is Opcode.WRITE_W:
+            if a["array"] == probe and a["row"] < P:
+                identity[0] = False
+            cmds += [Command.load_in(I - 1, [1]),
+                     Command.mvm(array=a["array"], row0=a["row"], nrows=1, col0=0, ncols=C, in_addr=I - 1,
+                                 out_addr=0, **exact), Command.read(0, C)]
+        elif cmd.op is Opcode.LOAD_IN:
+            probe_inputs(a["addr"], a["count"], 1)
+        elif cmd.op is Opcode.MVM:
+            span = (a["ncols"] - 1) * a["out_stride"] + 1
+            if span <= 2 * a["ncols"]:
+                cmds.append(Command.read(a["out_addr"], span))
+            else:                                                 # far apart: each output on its own
+                cmds += [Command.read(a["out_addr"] + j * a["out_stride"], 1) for j in range(a["ncols"])]
+        elif cmd.op is Opcode.REQUANT:
+            probe_inputs(a["dst"], a["count"], a["dst_stride"])
+    return cmds + [Command.read(0, min(O, 16)), Command.read(O - min(O, 16), min(O, 16)), Command.halt()]
+
+
+def bounds_past_max_streams(cfg) -> list[tuple[str, list[int]]]:
+    """One stream per check, its field one past the largest legal value (the tile must stop at command 1)."""
+    isa = Isa.of(cfg)
+    tail = isa.encode([Command.read(0, 1), Command.halt()])
+    return [(name, isa.encode([Command.load_in(0, [1]), cmd]) + tail)
+            for name, cmd, code in streamgen.boundary_cases(cfg) if code is not ErrorCode.NONE]
+
+
+def truncation_streams(cfg) -> list[tuple[str, list[int]]]:
+    """A stream of every opcode (multi-word payloads where the configuration has them) cut after every word, so
+    that each header, and each payload word, is once the stream's last word; plus an illegal header last."""
+    isa = Isa.of(cfg)
+    wlo, whi = isa.elem_range("weight")
+    ilo, ihi = isa.elem_range("input")
+    nx = min(cfg.in_depth, 2 * isa.per_word(Opcode.LOAD_IN) + 1)
+    cmds = [Command.write_w(0, cfg.rows - 1, 0, [wlo + k % (whi - wlo + 1) for k in range(cfg.cols)]),
+            Command.load_in(cfg.in_depth - nx, [ilo + (3 * k) % (ihi - ilo + 1) for k in range(nx)]),
+            Command.mvm(array=0, row0=cfg.rows - 2, nrows=2, col0=0, ncols=3, in_addr=cfg.in_depth - 2,
+                        out_addr=1, adc_bits=cfg.adc_bits),
+            Command.requant(src=1, count=2, dst=0, dst_stride=1, shift=1), Command.read(0, 4),
+            Command.barrier(), Command.halt()]
+    words = isa.encode(cmds)
+    out = [(f"cut@{k}", words[:k]) for k in range(1, len(words) + 1)]
+    bad = _illegal_opcode_word(isa, 0)
+    out += [(f"illegal-last@{k}", words[:k] + [bad]) for k in (0, 1, len(words) - 1)]
+    return out
+
+
+@pytest.mark.parametrize("cfg", [MICRO, ODD, TINY], ids=["micro", "odd", "tiny"])
+def test_bounds_at_max_match_model(cfg):
+    """Every largest legal address, window, index and ADC setting executes as sw_model does (and is observed)."""
+    cmds = bounds_at_max_program(cfg)
+    ref = sw_model.run_commands(cfg, cmds)
+    assert ref.ok and np.count_nonzero(ref.results) > 0.3 * len(ref.results)   # whole-buffer READs hold 0s
+    assert stream_problems(cfg, [("bounds-at-max", Isa.of(cfg).encode(cmds))]) == []
+
+
+@pytest.mark.parametrize("cfg", [MICRO, ODD, TINY], ids=["micro", "odd", "tiny"])
+def test_bounds_one_past_max_stop_like_model(cfg):
+    """Every check one past its largest legal value stops the tile at that command with the model's code."""
+    streams = bounds_past_max_streams(cfg)
+    codes = {sw_model.run(cfg, w, raise_on_error=False).status_tuple() for _, w in streams}
+    assert all(state == "ERROR" and index == 1 for state, _, index in codes)
+    assert stream_problems(cfg, streams) == []
+
+
+@pytest.mark.parametrize("cfg", [MICRO, ODD, TINY], ids=["micro", "odd", "tiny"])
+def test_truncation_at_every_word(cfg):
+    """Cut after every word: each header (LOAD_IN's included) and each payload word as the last word."""
+    streams = truncation_streams(cfg)
+    statuses = [sw_model.run(cfg, w, raise_on_error=False).status_tuple()[:2] for _, w in streams]
+    assert statuses.count(("ERROR", "TRUNCATED")) >= len(streams) - 5 and ("HALTED", "NONE") in statuses
+    assert stream_problems(cfg, streams) == []
+
+
+def _round_half_up(v: int, shift: int) -> int:
+    return math.floor(Fraction(v, 2 ** shift) + Fraction(1, 2)) if shift else v
+
+
+def _wide_weights(v: int) -> list[int]:
+    """Return 4 weights ``w`` with ``-32768*(w0 + w1) + w2 + w3 == v (mod 2**32)``, all 16-bit."""
+    for vv in (v, v + 2**32, v - 2**32):
+        for da in (0, -1, 1):
+            a = -(vv // 32768) + da
+            b = vv + 32768 * a
+            w = [a // 2, a - a // 2, b // 2, b - b // 2]
+            if all(-32768 <= x <= 32767 for x in w):
+                return w
+    raise AssertionError(v)
+
+
+def requant_tie_values(shift: int, ilo: int, ihi: int) -> list[int]:
+    """Four accumulators for one shift: ties of both signs (and, where int32 allows, 3x the tie) or bounds."""
+    if shift == 0:
+        return [ihi + 1, ilo - 1, ihi, -1]                        # saturation at both ends, values passed as is
+    t = 1 << (shift - 1)
+    if shift <= 30:
+        return [t, -t, 3 * t, -3 * t]
+    return [t, -t, t - 1, -t - 1]
+
+
+def requant_ties_program(cfg=None) -> tuple[list[Command], list[int]]:
+    """On :data:`WIDE`: for every shift 0..31 make four accumulators exactly (one MVM of inputs
+    ``[-32768, -32768, 1, 1]`` by chosen weights), REQUANT them with that shift, and show the results through an
+    identity MVM and a READ. Returns the program and the expected results (round half up, saturated)."""
+    cfg = cfg or WIDE
+    ilo, ihi = Isa.of(cfg).elem_range("input")
+    exact = dict(adc_bits=cfg.adc_bits, adc_shift=0)
+    cmds = [Command.write_w(1, r, 0, [int(c == r) for c in range(4)]) for r in range(4)]
+    cmds.append(Command.load_in(0, [-32768, -32768, 1, 1]))
+    want = []
+    for shift in range(32):
+        vals = requant_tie_values(shift, ilo, ihi)
+        cols = [_wide_weights(v) for v in vals]
+        cmds += [Command.write_w(0, r, 0, [cols[j][r] for j in range(4)]) for r in range(4)]
+        cmds += [Command.mvm(array=0, row0=0, nrows=4, col0=0, ncols=4, in_addr=0, out_addr=0, **exact),
+                 Command.requant(src=0, count=4, dst=4, dst_stride=1, shift=shift),
+                 Command.mvm(array=1, row0=0, nrows=4, col0=0, ncols=4, in_addr=4, out_addr=8, **exact),
+                 Command.read(8, 4)]
+        want += [min(max(_round_half_up(v, shift), ilo), ihi) for v in vals]
+    return cmds + [Command.halt()], want
+
+
+def requant_micro_program(cfg=MICRO) -> tuple[list[Command], list[int]]:
+    """On 4-bit inputs: accumulators ``w * x`` for every weight -8..7, REQUANT with shifts 0..5 (ties of both
+    signs at small shifts, saturation at both ends), shown through identity MVMs."""
+    ilo, ihi = Isa.of(cfg).elem_range("input")
+    P = min(8, cfg.rows, cfg.cols)
+    exact = dict(adc_bits=cfg.adc_bits, adc_shift=0)
+    weights = list(range(-8, 8))[:cfg.cols]
+    cmds = [Command.write_w(0, 0, 0, weights)]
+    cmds += [Command.write_w(1, r, 0, [int(c == r) for c in range(P)]) for r in range(P)]
+    want = []
+    for x in (7, -5):
+        cmds += [Command.load_in(cfg.in_depth - 1, [x]),
+                 Command.mvm(array=0, row0=0, nrows=1, col0=0, ncols=len(weights), in_addr=cfg.in_depth - 1,
+                             out_addr=0, **exact)]
+        for shift in range(6):
+            cmds.append(Command.requant(src=0, count=len(weights), dst=0, dst_stride=1, shift=shift))
+            for a0 in range(0, len(weights), P):
+                cmds += [Command.mvm(array=1, row0=0, nrows=P, col0=0, ncols=P, in_addr=a0, out_addr=16, **exact),
+                         Command.read(16, P)]
+            want += [min(max(_round_half_up(w * x, shift), ilo), ihi) for w in weights]
+    return cmds + [Command.halt()], want
+
+
+@pytest.mark.parametrize("cfg,program", [(WIDE, requant_ties_program), (MICRO, requant_micro_program)],
+                         ids=["wide16-every-shift", "micro-saturation"])
+def test_requant_rounding_ties_and_saturation(cfg, program):
+    """REQUANT on the RTL: ties of both signs at every shift round half up; results saturate at both ends."""
+    cmds, want = program(cfg)
+    ref = sw_model.run_commands(cfg, cmds)
+    assert ref.results.tolist() == want                       # the model against the hand formula
+    assert stream_problems(cfg, [("requant", Isa.of(cfg).encode(cmds))]) == []

@@ -7,9 +7,9 @@ import pytest
 from amaranth import signed
 from amaranth.sim import Simulator
 
-from cimisa import semantics
+from cimisa import semantics, streamgen
 from cimisa.config import ACC_BITS, HwConfig, load_hw
-from cimisa.isa import ErrorCode, Isa, Opcode
+from cimisa.isa import Command, ErrorCode, Isa, Opcode
 from hw.adc import AdcLane
 from hw.buffers import Buffer
 from hw.controller import Controller
@@ -115,3 +115,69 @@ def test_buffer_checks_depth():
     buf = Buffer(signed(8), 4)
     Simulator(buf)                       # elaborated, so Amaranth does not warn about an unused component
     assert repr(buf) == "Buffer(signed(8), depth=4)"
+
+
+def decoder_trace(cfg, items, dut=None):
+    """Feed ``(word, last)`` pairs to a :class:`CommandDecoder` (always ready) and return, per word, its decoded
+    ``(payload, error, left, final)``."""
+    dut = dut if dut is not None else CommandDecoder(cfg)
+    got = []
+
+    async def tb(ctx):
+        ctx.set(dut.out.ready, 1)
+        for k, (w, last) in enumerate(items + [(0, 0)]):    # one register stage: word k shows at tick k + 1
+            ctx.set(dut.cmd.valid, int(k < len(items)))
+            ctx.set(dut.cmd.payload.word, w)
+            ctx.set(dut.cmd.payload.last, last)
+            _, _, ov, p = await ctx.tick().sample(dut.out.valid, dut.out.payload)
+            if k:
+                assert ov
+                got.append((int(p.payload), ErrorCode(p.error), int(p.left), int(p.final)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return got
+
+
+def boundary_decoder_items(cfg):
+    """Every boundary case of :func:`cimisa.streamgen.boundary_cases` as decoder input (header, then the payload
+    of a legal WRITE_W / LOAD_IN) with the expected decoded elements."""
+    isa = Isa.of(cfg)
+    items, want, names = [], [], []
+    for name, cmd, code in streamgen.boundary_cases(cfg):
+        items.append((isa.encode_header(cmd), 0))
+        want.append((0, code, 0, 0))
+        names.append(name)
+        if cmd.op in (Opcode.WRITE_W, Opcode.LOAD_IN) and code is ErrorCode.NONE:
+            per = isa.per_word(cmd.op)
+            words = isa.encode_payload(cmd)
+            for k, w in enumerate(words):
+                left = cmd.count - k * per
+                items.append((w, 0))
+                want.append((1, ErrorCode.NONE, left, int(k == len(words) - 1)))
+                names.append(f"{name} payload {k}")
+    return items, want, names
+
+
+@pytest.mark.parametrize("cfg", [MICRO, TINY, ODD], ids=["micro", "tiny", "odd"])
+def test_decoder_bounds_at_max_and_one_past(cfg):
+    """Each check at its largest legal value passes (and a legal WRITE_W / LOAD_IN starts its payload), one past it
+    gives the check's error: the decoder agrees with cimisa.semantics.check on every boundary."""
+    items, want, names = boundary_decoder_items(cfg)
+    got = decoder_trace(cfg, items)
+    bad = [f"{n}: expected {w}, got {g}" for n, w, g in zip(names, want, got) if w != g]
+    assert bad == []
+
+
+def test_decoder_last_word_ends_a_payload():
+    """A payload cut by ``last`` ends there: the next word is a header again."""
+    cfg = MICRO
+    isa = Isa.of(cfg)
+    load = Command.load_in(0, list(range(-8, 8)) * 2)                 # 2 payload words
+    words = isa.encode([load])
+    rd = isa.encode_header(Command.read(0, 1))
+    got = decoder_trace(cfg, [(words[0], 0), (words[1], 1), (rd, 0), (words[0], 0), (words[1], 0), (words[2], 1)])
+    assert [g[0] for g in got] == [0, 1, 0, 0, 1, 1]
+    assert got[1] == (1, ErrorCode.NONE, 32, 0) and got[5] == (1, ErrorCode.NONE, 16, 1)
