@@ -1,0 +1,344 @@
+"""Mutation demonstrations: a bug planted in-process must make the test meant to catch it fail.
+
+Each mutant is the function's own source with one edit (a bound, a rounding constant, a floor), compiled in the
+function's module namespace and monkeypatched in for the test only; nothing on disk changes. If the source text a
+mutant edits disappears (the code was rewritten), :func:`mutant` fails loudly, so these demonstrations cannot go
+stale silently. The checkers exercised are the real tests (or their helpers) of ``test_sw_model``,
+``test_place``, ``test_hw_units`` and ``test_hw_tile``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from cimisa import semantics
+from cimisa.isa import Isa, Opcode
+from sw_model import naive
+from tests import test_hw_tile as hw_tile
+from tests import test_hw_units as hw_units
+from tests import test_place as place_tests
+from tests import test_sw_model as sw_tests
+
+
+def mutant(fn, old: str, new: str, *, nth: int = 0, total: int = 1):
+    """Return ``fn`` (a function, method or property) recompiled with occurrence ``nth`` of ``old`` replaced by
+    ``new``; ``old`` must occur exactly ``total`` times in its source."""
+    prop = isinstance(fn, property)
+    f = fn.fget if prop else fn
+    src = textwrap.dedent(inspect.getsource(f))
+    assert src.count(old) == total, f"mutation site {old!r} not found {total} times in {f.__qualname__}"
+    at = -1
+    for _ in range(nth + 1):
+        at = src.index(old, at + 1)
+    ns = dict(f.__globals__)
+    exec(compile(src[:at] + new + src[at + len(old):], f"<mutant of {f.__qualname__}>", "exec"), ns)
+    return ns[f.__name__]
+
+
+def run_property(cfg, examples: int = 25) -> None:
+    """Run ``test_naive_equals_vectorised_on_random_streams`` on ``cfg``: derandomized, no shrinking."""
+    inner = sw_tests.test_naive_equals_vectorised_on_random_streams.hypothesis.inner_test
+    prop = settings(max_examples=examples, derandomize=True, database=None, phases=[Phase.generate],
+                    deadline=None, report_multiple_bugs=False, suppress_health_check=list(HealthCheck))(
+        given(data=st.data())(inner))
+    prop(cfg=cfg)
+
+
+def test_property_passes_unmutated():
+    run_property(sw_tests.MICRO, 5)
+
+
+# ---- the golden models: naive loops (sw_model/naive.py) and vectorised semantics (cimisa/semantics.py) ----------
+NAIVE_ADC = "lo, hi = -(2 ** (adc_bits - 1)), 2 ** (adc_bits - 1) - 1"
+NAIVE_RQ = "v = (v + 2 ** (shift - 1)) // (2 ** shift)"
+NAIVE_RQ_SAT = "lo, hi = -(2 ** (st.cfg.input_bits - 1)), 2 ** (st.cfg.input_bits - 1) - 1"
+#: (name, naive function, old text, new text, configuration the property runs on)
+NAIVE_MUTANTS = [
+    ("adc_lo_one_low", "_mvm", NAIVE_ADC, "lo, hi = -(2 ** (adc_bits - 1)) - 1, 2 ** (adc_bits - 1) - 1", "MICRO"),
+    ("adc_hi_one_low", "_mvm", NAIVE_ADC, "lo, hi = -(2 ** (adc_bits - 1)), 2 ** (adc_bits - 1) - 2", "MICRO"),
+    ("adc_truncates_toward_zero", "_mvm", "code = colsum // (2 ** adc_shift)",
+     "code = int(colsum / (2 ** adc_shift))", "MICRO"),
+    ("adc_rounds_to_nearest", "_mvm", "code = colsum // (2 ** adc_shift)",
+     "code = (colsum + 2 ** adc_shift // 2) // (2 ** adc_shift)", "MICRO"),
+    ("adc_step_not_applied", "_mvm", "value = code * 2 ** (b + adc_shift)", "value = code * 2 ** b", "MICRO"),
+    ("sign_bit_added", "_mvm", "total -= value", "total += value", "MICRO"),
+    ("sign_bit_off_by_one", "_mvm", "if b == cfg.input_bits - 1:", "if b == cfg.input_bits - 2:", "MICRO"),
+    ("accumulate_ignored", "_mvm", "old = int(st.outbuf[addr]) if accumulate else 0", "old = 0", "MICRO"),
+    ("in_stride_ignored", "_mvm", "xs = [int(st.inbuf[in_addr + r * in_stride])",
+     "xs = [int(st.inbuf[in_addr + r])", "MICRO"),
+    ("out_stride_ignored", "_mvm", "addr = out_addr + j * out_stride", "addr = out_addr + j", "MICRO"),
+    ("no_int32_wrap", "_mvm", "st.outbuf[addr] = _wrap(old + total)", "st.outbuf[addr] = old + total", "WIDE"),
+    ("requant_round_half_down", "_requant", NAIVE_RQ, "v = (v + 2 ** (shift - 1) - 1) // (2 ** shift)", "MICRO"),
+    ("requant_rounding_constant_halved", "_requant", NAIVE_RQ, "v = (v + 2 ** shift // 4) // (2 ** shift)",
+     "MICRO"),
+    ("requant_truncates_toward_zero", "_requant", NAIVE_RQ, "v = int((v + 2 ** (shift - 1)) / (2 ** shift))",
+     "MICRO"),
+    ("requant_saturates_one_high", "_requant", NAIVE_RQ_SAT,
+     "lo, hi = -(2 ** (st.cfg.input_bits - 1)), 2 ** (st.cfg.input_bits - 1)", "MICRO"),
+    ("requant_saturates_lo_one_high", "_requant", NAIVE_RQ_SAT,
+     "lo, hi = -(2 ** (st.cfg.input_bits - 1)) + 1, 2 ** (st.cfg.input_bits - 1) - 1", "MICRO"),
+    ("requant_stride_ignored", "_requant", "st.inbuf[dst + k * dst_stride]", "st.inbuf[dst + k]", "MICRO"),
+    ("load_in_one_short", "_load_in", "for k in range(count):", "for k in range(count - 1):", "MICRO"),
+    ("write_w_one_short", "_write_w", "for k in range(count):", "for k in range(count - 1):", "MICRO"),
+]
+_OPS = {"_mvm": Opcode.MVM, "_requant": Opcode.REQUANT, "_load_in": Opcode.LOAD_IN, "_write_w": Opcode.WRITE_W}
+
+
+def _patch_naive(monkeypatch, fn_name, old, new):
+    monkeypatch.setitem(naive.NAIVE_ACTIONS, _OPS[fn_name], mutant(getattr(naive, fn_name), old, new))
+
+
+def test_property_catches_noop_naive_mvm(monkeypatch):
+    _patch_naive(monkeypatch, "_mvm", "    cfg = st.cfg\n", "    return\n")
+    with pytest.raises(AssertionError):
+        run_property(sw_tests.MICRO)
+
+
+def test_property_catches_adc_saturating_one_high(monkeypatch):
+    _patch_naive(monkeypatch, "_mvm", NAIVE_ADC, "lo, hi = -(2 ** (adc_bits - 1)), 2 ** (adc_bits - 1)")
+    with pytest.raises(AssertionError):
+        run_property(sw_tests.MICRO)
+
+
+@pytest.mark.parametrize("name,fn_name,old,new,cfg", NAIVE_MUTANTS, ids=[m[0] for m in NAIVE_MUTANTS])
+def test_property_catches_naive_mutant(monkeypatch, name, fn_name, old, new, cfg):
+    _patch_naive(monkeypatch, fn_name, old, new)
+    with pytest.raises((AssertionError, IndexError)):          # a stride mutant may also read past a buffer
+        run_property(getattr(sw_tests, cfg))
+
+
+def _patch_semantics(monkeypatch, name: str, old: str, new: str) -> None:
+    """Replace ``cimisa.semantics.<name>`` (and its ACTIONS entry, if it is one) by a mutant."""
+    fn = getattr(semantics, name)
+    m = mutant(fn, old, new)
+    monkeypatch.setattr(semantics, name, m)
+    for op, action in list(semantics.ACTIONS.items()):
+        if action is fn:
+            monkeypatch.setitem(semantics.ACTIONS, op, m)
+
+
+#: The vectorised ADC lives in ``mvm_acc`` when the module has it (batched kernel), else in ``mvm``.
+_SEM_ADC = "mvm_acc" if hasattr(semantics, "mvm_acc") else "mvm"
+SEM_MUTANTS = [
+    ("adc_saturates_one_high", _SEM_ADC, "lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1",
+     "lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1))"),
+    ("adc_lo_one_low", _SEM_ADC, "lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1",
+     "lo, hi = -(1 << (adc_bits - 1)) - 1, (1 << (adc_bits - 1)) - 1"),
+    ("requant_rounding_constant_halved", "requant", "v = (v + (1 << (shift - 1))) >> shift",
+     "v = (v + ((1 << shift) >> 2)) >> shift"),
+    ("requant_no_rounding_at_shift_1", "requant", "if shift:", "if shift > 1:"),
+    ("requant_saturates_one_high", "requant", "(1 << (cfg.input_bits - 1)) - 1", "(1 << (cfg.input_bits - 1))"),
+]
+
+
+@pytest.mark.parametrize("name,fn_name,old,new", SEM_MUTANTS, ids=[m[0] for m in SEM_MUTANTS])
+def test_property_catches_semantics_mutant(monkeypatch, name, fn_name, old, new):
+    """The vectorised side too: the property compares the two models, whichever is wrong."""
+    _patch_semantics(monkeypatch, fn_name, old, new)
+    with pytest.raises(AssertionError):
+        run_property(sw_tests.MICRO)
+
+
+def test_hand_oracle_catches_naive_adc_truncation_toward_zero(monkeypatch):
+    """The by-hand ADC test (every weight value, negative column sums) catches truncation toward zero."""
+    _patch_naive(monkeypatch, "_mvm", "code = colsum // (2 ** adc_shift)", "code = int(colsum / (2 ** adc_shift))")
+    with pytest.raises(AssertionError):
+        sw_tests.test_adc_floor_step_and_saturation_for_every_weight("naive")
+
+
+@pytest.mark.parametrize("impl", ["fast", "naive"])
+def test_hand_oracles_catch_requant_rounding_constant_halved(monkeypatch, impl):
+    if impl == "naive":
+        _patch_naive(monkeypatch, "_requant", NAIVE_RQ, "v = (v + 2 ** shift // 4) // (2 ** shift)")
+    else:
+        _patch_semantics(monkeypatch, "requant", "v = (v + (1 << (shift - 1))) >> shift",
+                         "v = (v + ((1 << shift) >> 2)) >> shift")
+    with pytest.raises(AssertionError):
+        sw_tests.test_requant_ties_and_saturation_for_every_shift(sw_tests.MICRO, impl)
+
+
+CHECK_MUTANTS = [   # (name, old, new, occurrence of old, occurrences in the source)
+    ("write_w_array", 'if a["array"] >= cfg.n_arrays:', 'if a["array"] > cfg.n_arrays:', 0, 2),
+    ("mvm_array", 'if a["array"] >= cfg.n_arrays:', 'if a["array"] > cfg.n_arrays:', 1, 2),
+    ("load_in_end", 'a["addr"] + a["count"] > cfg.in_depth', 'a["addr"] + a["count"] >= cfg.in_depth', 0, 1),
+    ("mvm_in_last", 'a["in_addr"] + (a["nrows"] - 1) * a["in_stride"] >= cfg.in_depth',
+     'a["in_addr"] + (a["nrows"] - 1) * a["in_stride"] > cfg.in_depth', 0, 1),
+    ("mvm_out_last", 'a["out_addr"] + (a["ncols"] - 1) * a["out_stride"] >= cfg.out_depth',
+     'a["out_addr"] + (a["ncols"] - 1) * a["out_stride"] > cfg.out_depth', 0, 1),
+    ("mvm_adc_max", 'if not 1 <= a["adc_bits"] <= cfg.adc_bits:', 'if not 1 <= a["adc_bits"] < cfg.adc_bits:', 0, 1),
+    ("requant_dst_last", 'a["dst"] + (a["count"] - 1) * a["dst_stride"] >= cfg.in_depth',
+     'a["dst"] + (a["count"] - 1) * a["dst_stride"] > cfg.in_depth', 0, 1),
+    ("mvm_row_end", 'a["row0"] + a["nrows"] > cfg.rows', 'a["row0"] + a["nrows"] >= cfg.rows', 0, 1),
+]
+
+
+@pytest.mark.parametrize("name,old,new,nth,total", CHECK_MUTANTS, ids=[m[0] for m in CHECK_MUTANTS])
+def test_bound_test_catches_check_mutant(monkeypatch, name, old, new, nth, total):
+    """semantics.check is shared by both models (the property cannot see it): the boundary test must."""
+    monkeypatch.setattr(semantics, "check", mutant(semantics.check, old, new, nth=nth, total=total))
+    with pytest.raises((AssertionError, IndexError)):           # a missed bound may also index past a buffer
+        sw_tests.test_every_bound_at_max_and_one_past(sw_tests.ODD, "naive")
+
+
+NOISE_MUTANTS = [
+    ("shortcut_taken_one_step_early_hi", "_mvm", "exact = lo <= cmin and cmax <= hi",
+     "exact = lo <= cmin and cmax <= hi + 1"),
+    ("shortcut_taken_one_step_early_lo", "_mvm", "exact = lo <= cmin and cmax <= hi",
+     "exact = lo - 1 <= cmin and cmax <= hi"),
+    ("window_bound_one_low", "_window_bounds", "int(np.clip(w, 0, None).sum(axis=0).max(initial=0))",
+     "int(np.clip(w, 0, None).sum(axis=0).max(initial=0)) - 1"),
+]
+
+
+@pytest.mark.parametrize("name,attr,old,new", NOISE_MUTANTS, ids=[m[0] for m in NOISE_MUTANTS])
+def test_noise_free_kernel_mutant_is_caught(monkeypatch, name, attr, old, new):
+    """sw_model/noise.py's noise-free shortcut (no code can saturate) taken one step too early."""
+    from sw_model.noise import NoisyMachine
+    from tests import test_noise
+    monkeypatch.setattr(NoisyMachine, attr, mutant(NoisyMachine.__dict__[attr], old, new))
+    with pytest.raises(AssertionError):
+        test_noise.test_noise_free_saturation_starts_exactly_past_the_adc_range()
+
+
+# ---- the mapper's lower bound ----------------------------------------------------------------------------------
+def test_lower_bound_is_ceil_catches_floor(monkeypatch):
+    import mapper.place as place_mod
+    monkeypatch.setattr(place_mod, "lower_bound", mutant(
+        place_mod.lower_bound, "return -(-cells // hw.cells_per_array)", "return cells // hw.cells_per_array"))
+    monkeypatch.setattr(place_tests, "lower_bound", place_mod.lower_bound)
+    with pytest.raises(AssertionError):
+        place_tests.test_lower_bound_is_ceil(48, 4, 2, 3)
+
+
+def test_placement_lower_bound_is_ceil_catches_floor(monkeypatch):
+    from mapper.place import Placement
+    monkeypatch.setattr(Placement, "lower_bound", mutant(
+        Placement.__dict__["lower_bound"], "return -(-self.weight_cells // self.cells_per_array)",
+        "return self.weight_cells // self.cells_per_array"))
+    with pytest.raises(AssertionError):
+        place_tests.test_lower_bound_is_ceil(96, 4, 5, 9)
+
+
+def test_utilization_checked_against_placed_cells(monkeypatch):
+    from mapper.place import Placement
+    monkeypatch.setattr(Placement, "utilization", mutant(
+        Placement.__dict__["utilization"], "return self.weight_cells / (", "return self.monarch_cells / ("))
+    with pytest.raises(AssertionError):
+        place_tests.test_lower_bound_is_ceil(48, 4, 2, 3)
+
+
+# ---- the RTL (Amaranth simulation tier) -------------------------------------------------------------------------
+def _padded(rows, width: int):
+    """Rows with the optional (occurrence, occurrences) of their mutation site filled in (default: the only one)."""
+    return [tuple(r) if len(r) == width else tuple(r) + (0, 1) for r in rows]
+
+
+def _patch_rtl(monkeypatch, cls, attr, old, new, nth=0, total=1):
+    monkeypatch.setattr(cls, attr, mutant(cls.__dict__[attr], old, new, nth=nth, total=total))
+
+
+#: In Controller.elaborate, WRITE_W, LOAD_IN and BARRIER (in this order) flag a header that is the stream's last word.
+TRUNCATED_AT_HEADER = "m.d.comb += truncated.eq(d.last)"
+
+
+def _decoder_mismatches(cfg) -> int:
+    items, want, _ = hw_units.boundary_decoder_items(cfg)
+    return sum(w != g for w, g in zip(want, hw_units.decoder_trace(cfg, items)))
+
+
+def test_rtl_requant_rounding_constant_halved_is_caught(monkeypatch):
+    """Halving REQUANT's rounding constant in the controller: every tie on the wide configuration differs."""
+    from hw.controller import Controller
+    _patch_rtl(monkeypatch, Controller, "elaborate", "rnd.eq(((Const(1, 1) << a.shift) >> 1)[:ACC_BITS])",
+               "rnd.eq(((Const(1, 1) << a.shift) >> 2)[:ACC_BITS])")
+    cmds, _ = hw_tile.requant_ties_program(hw_tile.WIDE)
+    problems = hw_tile.stream_problems(hw_tile.WIDE, [("rq", Isa.of(hw_tile.WIDE).encode(cmds))],
+                                       hw_tile.TileBatch(hw_tile.WIDE))
+    assert len(problems) > 60
+
+
+#: (name, decoder method, old, new[, occurrence, occurrences]): off-by-one bounds in the RTL decoder.
+DECODER_MUTANTS = [
+    ("mvm_in_addr_bound", "check", "a.in_addr + (a.nrows - 1) * a.in_stride >= cfg.in_depth",
+     "a.in_addr + (a.nrows - 1) * a.in_stride > cfg.in_depth"),
+    ("load_in_bound", "check", "(a.addr + a.count > cfg.in_depth)", "(a.addr + a.count >= cfg.in_depth)"),
+    ("requant_dst_bound", "check", "(a.dst + (a.count - 1) * a.dst_stride >= cfg.in_depth)",
+     "(a.dst + (a.count - 1) * a.dst_stride > cfg.in_depth)"),
+    ("mvm_out_addr_bound", "check", "(a.out_addr + (a.ncols - 1) * a.out_stride >= cfg.out_depth)",
+     "(a.out_addr + (a.ncols - 1) * a.out_stride > cfg.out_depth)"),
+    ("read_bound", "check", "(a.addr + a.count > cfg.out_depth)", "(a.addr + a.count >= cfg.out_depth)"),
+    ("write_w_array_bound", "check", "with m.If(a.array >= cfg.n_arrays):", "with m.If(a.array > cfg.n_arrays):", 0,
+     2),
+    ("mvm_array_bound", "check", "with m.If(a.array >= cfg.n_arrays):", "with m.If(a.array > cfg.n_arrays):", 1, 2),
+    ("load_payload_bound", "payload_ok", "(ld.addr + ld.count <= cfg.in_depth)", "(ld.addr + ld.count < cfg.in_depth)"),
+    ("last_payload_word", "elaborate", "final = left <= per", "final = left < per"),
+]
+
+
+@pytest.mark.parametrize("name,attr,old,new,nth,total", _padded(DECODER_MUTANTS, 6),
+                         ids=[m[0] for m in DECODER_MUTANTS])
+def test_rtl_decoder_bound_mutant_is_caught(monkeypatch, name, attr, old, new, nth, total):
+    """An off-by-one bound in hw/decoder.py shows in the decoder's boundary test (fpga-micro, or the odd
+    configuration for the array index, which needs an encodable index past the array count)."""
+    from hw.decoder import CommandDecoder
+    _patch_rtl(monkeypatch, CommandDecoder, attr, old, new, nth, total)
+    assert _decoder_mismatches(hw_tile.ODD if "array" in name else hw_tile.MICRO) > 0
+
+
+def test_rtl_decoder_in_addr_bound_is_caught_by_the_tile_tier(monkeypatch):
+    """The same off-by-one, through the whole tile: the one-past-max streams do not stop where sw_model stops."""
+    from hw.decoder import CommandDecoder
+    _patch_rtl(monkeypatch, CommandDecoder, "check", "a.in_addr + (a.nrows - 1) * a.in_stride >= cfg.in_depth",
+               "a.in_addr + (a.nrows - 1) * a.in_stride > cfg.in_depth")
+    cfg = hw_tile.MICRO
+    assert hw_tile.stream_problems(cfg, hw_tile.bounds_past_max_streams(cfg), hw_tile.TileBatch(cfg))
+
+
+def test_rtl_load_in_header_last_without_truncated_is_caught(monkeypatch):
+    """A LOAD_IN header arriving as the stream's last word must stop with TRUNCATED."""
+    from hw.controller import Controller
+    _patch_rtl(monkeypatch, Controller, "elaborate", TRUNCATED_AT_HEADER, "pass", 1, 3)
+    cfg = hw_tile.MICRO
+    problems = hw_tile.stream_problems(cfg, hw_tile.truncation_streams(cfg), hw_tile.TileBatch(cfg))
+    assert problems        # the tile waits for more words instead of stopping (a timeout in the testbench)
+
+
+#: (name, component, old, new, killing test[, occurrence, occurrences]): the ADC lanes and the controller.
+RTL_DATAPATH_MUTANTS = [
+    ("adc_saturates_one_high", "AdcLane", "hi.eq(half - 1)", "hi.eq(half)", "random"),
+    ("adc_lo_one_high", "AdcLane", "lo.eq(-half)", "lo.eq(-half + 1)", "random"),
+    ("requant_saturates_lo_one_high", "Controller", "Mux(q_val < ilo, ilo, q_val)",
+     "Mux(q_val < ilo + 1, ilo + 1, q_val)", "requant"),
+    ("requant_stride_ignored", "Controller", "in_ptr.eq(in_ptr + rq.dst_stride)", "in_ptr.eq(in_ptr + 1)",
+     "bounds"),
+    ("accumulate_always", "Controller", "Mux(mv.accumulate, self.outbuf.rd_data, 0)", "self.outbuf.rd_data",
+     "requant"),
+    ("write_w_last_not_truncated", "Controller", TRUNCATED_AT_HEADER, "pass", "truncation", 0, 3),
+    ("barrier_last_not_truncated", "Controller", TRUNCATED_AT_HEADER, "pass", "truncation", 2, 3),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,cls_name,old,new,killer,nth,total", _padded(RTL_DATAPATH_MUTANTS, 7),
+                         ids=[m[0] for m in RTL_DATAPATH_MUTANTS])
+def test_rtl_datapath_mutants_are_caught(monkeypatch, name, cls_name, old, new, killer, nth, total):
+    from hw.adc import AdcLane
+    from hw.controller import Controller
+    cls = {"AdcLane": AdcLane, "Controller": Controller}[cls_name]
+    _patch_rtl(monkeypatch, cls, "elaborate", old, new, nth, total)
+    cfg = hw_tile.MICRO
+    isa = Isa.of(cfg)
+    if killer == "random":
+        streams = [(str(s), isa.encode(hw_tile.random_commands(cfg, s, 18))) for s in range(4)]
+    elif killer == "requant":
+        streams = [("rq", isa.encode(hw_tile.requant_micro_program(cfg)[0]))]
+    elif killer == "bounds":
+        streams = [("bounds", isa.encode(hw_tile.bounds_at_max_program(cfg)))]
+    else:
+        streams = hw_tile.truncation_streams(cfg)
+    assert hw_tile.stream_problems(cfg, streams, hw_tile.TileBatch(cfg))
