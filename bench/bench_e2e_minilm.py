@@ -142,40 +142,64 @@ def write_results(rows: list[dict], out: Path, meta: dict, plot_it: bool = True)
         plot(rows, out / "e2e_minilm.png")
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib  # noqa: PLC0415
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+def plot(rows: list[dict], path: Path | None):
+    """Cosine vs dense against ADC resolution, one panel per factor source; return the Figure.
+
+    Colour: nblocks; line style: ADC step rule; dotted: the float Monarch model; one marker per analog-noise
+    setting (named in the legend) at the resolution the noise rows ran with. Legend right of the panels.
+    """
+    from matplotlib.lines import Line2D  # noqa: PLC0415
+
+    from mapper import plotstyle as S  # noqa: PLC0415
+    plt = S.pyplot()
     clean = [r for r in rows if r["noise"] == "none"]
-    adcs = list(dict.fromkeys(r["adc_bits"] for r in clean))
+    adcs = list(dict.fromkeys(r["adc_bits"] for r in clean)) or list(dict.fromkeys(r["adc_bits"] for r in rows))
     sources = list(dict.fromkeys(r["factors"] for r in rows))
-    fig, axes = plt.subplots(1, len(sources), figsize=(5.5 * len(sources), 4), sharey=True, squeeze=False)
+    nbs = sorted({r["nblocks"] for r in rows})
+    noises = list(dict.fromkeys(r["noise"] for r in rows if r["noise"] != "none"))
+    fig, axes = plt.subplots(1, len(sources), figsize=(4.6 * len(sources), 3.8), sharey=True, squeeze=False)
     for ax, source in zip(axes[0], sources):
-        for ci, nb in enumerate(sorted({r["nblocks"] for r in clean})):
+        for ci, nb in enumerate(nbs):
             color = f"C{ci}"
             for rule, ls in (("calib", "-"), ("bound", "--")):
                 pts = [(adcs.index(r["adc_bits"]), r["cosine_mean"]) for r in clean
                        if r["nblocks"] == nb and r["factors"] == source and r["adc_rule"] in (rule, "-")]
                 if len(pts) > 1:
-                    ax.plot(*zip(*pts), marker="o", ls=ls, color=color,
-                            label=f"nblocks {nb}, {rule} rule")
+                    ax.plot(*zip(*pts), marker="o", ms=4, ls=ls, color=color)
             fl = [r["monarch_float_cosine_mean"] for r in clean if r["nblocks"] == nb and r["factors"] == source]
             if fl:
-                ax.axhline(fl[0], ls=":", lw=0.8, color=color)
+                ax.axhline(fl[0], ls=":", lw=0.9, color=color)
             for r in rows:
                 if r["noise"] != "none" and r["factors"] == source and r["nblocks"] == nb:
+                    k = noises.index(r["noise"])
                     x = adcs.index(r["adc_bits"]) if r["adc_bits"] in adcs else 0
-                    ax.scatter([x + 0.08], [r["cosine_mean"]], marker="x", color=color, s=22)
+                    ax.scatter([x + 0.09 * (k + 1)], [r["cosine_mean"]], marker=S.noise_marker(k), color=color,
+                               s=26, linewidths=1.2, zorder=3)
         ax.set_xticks(range(len(adcs)), [a if a == "lossless" else f"{a} b" for a in adcs])
-        ax.set_title(f"all-MiniLM-L6-v2 on CIM, factors: {source}")
-        ax.set_xlabel("ADC resolution")
+        ax.set_title(f"factors: {source}")
+        ax.set_xlabel("ADC resolution (bits)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     axes[0][0].set_ylabel("embedding cosine vs dense (mean)")
-    fig.text(0.5, 0.005, "dotted: float Monarch model; x: with analog noise (8-bit ADC)", ha="center", fontsize=8)
+    handles = [Line2D([], [], color=f"C{ci}", lw=2, label=f"nblocks {nb}") for ci, nb in enumerate(nbs)]
+    handles += [Line2D([], [], color="#444444", ls="-", marker="o", ms=4, label="calib ADC rule"),
+                Line2D([], [], color="#444444", ls="--", marker="o", ms=4, label="bound ADC rule"),
+                Line2D([], [], color="#444444", ls=":", label="float Monarch (no CIM)")]
+    noise_adc = sorted({r["adc_bits"] for r in rows if r["noise"] != "none"})
+    for k, n in enumerate(noises):
+        handles.append(Line2D([], [], color="#444444", ls="none", marker=S.noise_marker(k), ms=6,
+                              label=f"noise {n}"))
+    hw = next((r.get("hw") for r in rows if r.get("hw")), None)
+    strategy = next((r.get("strategy") for r in rows if r.get("strategy")), None)
+    extra = f"strategy: {strategy}" if strategy else None
+    fig.suptitle(S.title("all-MiniLM-L6-v2 on the CIM golden model: embedding cosine vs dense",
+                         model="all-MiniLM-L6-v2", hw=hw, extra=extra))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    S.legend_outside(axes[0][-1], handles, where="right",
+                     title="nblocks / ADC rule" + (f" / noise ({', '.join(a + ' b' for a in noise_adc)} ADC)"
+                                                   if noises else ""), handlelength=3.2)
+    if path is not None:
+        S.save(fig, path)
+    return fig
 
 
 def print_table(rows: list[dict]) -> None:

@@ -22,37 +22,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from cimisa.fsutil import atomic_write_bytes, atomic_write_text  # noqa: E402
+from cimisa.fsutil import atomic_write_text  # noqa: E402
 from mapper.d2s.calibrate import (CalibConfig, calibrate, default_heldout_batches, embed,  # noqa: E402
                                   evaluate, monarch_model_from_factors)
 from mapper.d2s.convert import layer_report, project_model  # noqa: E402
 from mapper.models import load_hf_model, load_model_spec  # noqa: E402
 
 
-def _plot(rows: list[dict], path: Path) -> None:
-    import io
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+def _plot(rows: list[dict], path: Path | None):
+    """Cosine and Spearman against nblocks, projection only vs calibrated; return the Figure."""
+    from mapper import plotstyle as S
+    plt = S.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.5))
     ks = [r["nblocks"] for r in rows]
     for ax, metric in zip(axes, ("cosine", "spearman")):
-        ax.plot(ks, [r[f"projection_{metric}"] for r in rows], "o--", label="projection only")
-        ax.plot(ks, [r[f"calibrated_{metric}"] for r in rows], "o-", label="calibrated")
+        ax.plot(ks, [r[f"projection_{metric}"] for r in rows], "o--", color="C0", label="projection only")
+        ax.plot(ks, [r[f"calibrated_{metric}"] for r in rows], "o-", color="C1", label="projection + calibration")
         ax.set_xscale("log", base=2)
         ax.set_xticks(ks, [str(k) for k in ks])
-        ax.set_xlabel("nblocks")
-        ax.set_ylabel("embedding cosine" if metric == "cosine" else "pairwise-similarity Spearman")
+        ax.set_xlabel("nblocks (Monarch blocks per matrix)")
+        ax.set_ylabel("embedding cosine vs dense (mean)" if metric == "cosine"
+                      else "pairwise-similarity Spearman vs dense")
+        ax.set_title("sentence embeddings" if metric == "cosine" else "pairwise similarities")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower left")
-    fig.suptitle("all-MiniLM-L6-v2, Monarch D2S, held-out sentences")
+    fig.suptitle(S.title("Monarch D2S accuracy on held-out sentences", model="all-MiniLM-L6-v2"))
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    S.legend_outside(axes[1], where="right", title="factors")
+    if path is not None:
+        S.save(fig, path)
+    return fig
 
 
 def _write(rows: list[dict], extra: dict, out: Path) -> None:

@@ -115,82 +115,117 @@ def reproduce(hw: str = "paper-256", nblocks: int = 32, models=PAPER_MODELS, pro
     return {"strategies": strat_rows, "adc_sweep": sweep_rows, "pareto": pareto_rows}
 
 
-def _plots(data: dict, out: Path) -> None:
-    from matplotlib.ticker import NullFormatter
+def _plots(data: dict, out: Path, hw: str | None = None) -> dict:
+    """Write the comparison's PNGs (:mod:`mapper.plotstyle`: same strategy colours as ``mapper build``).
 
-    from mapper.plots import _plt, save
-    plt = _plt()
+    Returns ``{file name: Figure}`` (closed figures, still drawable).
+    """
+    import numpy as np
+    from matplotlib.patches import Patch
+
+    from mapper import plotstyle as S
+    from mapper.plots import pareto_axes
+    plt = S.pyplot()
+    hw_name = _hw_name(hw)
     rows = [r for r in data["strategies"] if r["cost_preset"] == "kit"]
     models = list(dict.fromkeys(r["model"] for r in rows))
+    strats = [st for st in S.STRATEGY_COLORS if st in STRATS]
+    model_text = ", ".join(models)
+    figs = {}
+
+    def row(m, st, preset="kit"):
+        return next(r for r in data["strategies"] if r["model"] == m and r["strategy"] == st
+                    and r["cost_preset"] == preset)
+
+    def finish(fig, name, what, preset, legend_ax, handles=None, labels=None, legend_title="strategy"):
+        fig.suptitle(S.title(what, model=model_text, hw=hw_name, preset=preset))
+        fig.tight_layout()
+        S.legend_outside(legend_ax, handles, labels, where="right", title=legend_title)
+        S.save(fig, out / name)
+        figs[name] = fig
+
     # arrays and utilisation per strategy
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    w = 0.2
-    for i, st in enumerate(STRATS):
-        sel = [next(r for r in rows if r["model"] == m and r["strategy"] == st) for m in models]
-        x = [j + i * w for j in range(len(models))]
-        axes[0].bar(x, [r["arrays"] for r in sel], w, label=st)
-        axes[1].bar(x, [100 * r["utilization"] for r in sel], w, label=st)
-    for ax, lab in ((axes[0], "arrays"), (axes[1], "utilisation (%)")):
-        ax.set_xticks([j + 1.5 * w for j in range(len(models))])
-        ax.set_xticklabels(models)
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6))
+    w = 0.8 / len(strats)
+    x = np.arange(len(models))
+    for i, st in enumerate(strats):
+        sel = [row(m, st) for m in models]
+        off = x + (i - (len(strats) - 1) / 2) * w
+        axes[0].bar(off, [r["arrays"] for r in sel], w, label=st, color=S.strategy_color(st))
+        axes[1].bar(off, [100 * r["utilization"] for r in sel], w, label=st, color=S.strategy_color(st))
+    for ax, lab in ((axes[0], "arrays used (count, log scale)"), (axes[1], "utilisation (%)")):
+        ax.set_xticks(x, models)
+        ax.set_xlabel("model")
         ax.set_ylabel(lab)
-    axes[0].set_yscale("log")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    save(fig, out / "arrays_utilization.png")
+    S.log_axis(axes[0], "y")
+    axes[0].set_title("arrays")
+    axes[1].set_ylim(0, 105)
+    axes[1].set_title("utilisation")
+    finish(fig, "arrays_utilization.png", "Arrays and utilisation per strategy", "kit", axes[1])
     # latency and energy vs linear, both presets
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for k, (key, lab) in enumerate((("speedup_vs_linear", "speed-up vs linear"),
-                                    ("energy_gain_vs_linear", "energy gain vs linear"))):
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8))
+    shown = [st for st in strats if st != "linear"]
+    presets = ("kit", "paper")
+    w = 0.8 / (len(shown) * len(presets))
+    for k, (key, lab) in enumerate((("speedup_vs_linear", "decode speed-up vs linear (x, log scale)"),
+                                    ("energy_gain_vs_linear", "decode energy gain vs linear (x, log scale)"))):
         ax = axes[k]
-        labels = []
-        for i, st in enumerate(STRATS[1:]):
-            for pi, preset in enumerate(("kit", "paper")):
-                sel = [next(r for r in data["strategies"] if r["model"] == m and r["strategy"] == st and
-                            r["cost_preset"] == preset) for m in models]
-                x = [j + (i * 2 + pi) * 0.13 for j in range(len(models))]
-                ax.bar(x, [r[key] for r in sel], 0.13, label=f"{st} ({preset})")
-        ax.axhline(1.0, color="k", lw=0.5)
-        ax.set_xticks([j + 0.33 for j in range(len(models))])
-        ax.set_xticklabels(models)
+        for i, st in enumerate(shown):
+            for pi, preset in enumerate(presets):
+                sel = [row(m, st, preset) for m in models]
+                j = i * len(presets) + pi
+                ax.bar(x + (j - (len(shown) * len(presets) - 1) / 2) * w, [r[key] for r in sel], w,
+                       color=S.strategy_color(st), hatch=S.PRESET_HATCH[preset], edgecolor="white", lw=0.4)
+        ax.axhline(1.0, color="k", lw=0.6, ls="--")
+        ax.set_xticks(x, models)
+        ax.set_xlabel("model")
         ax.set_ylabel(lab)
-        ax.set_yscale("log")
-    axes[1].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    save(fig, out / "latency_energy_vs_linear.png")
+        S.log_axis(ax, "y")
+        ax.set_title("latency" if k == 0 else "energy")
+    handles = [Patch(facecolor=S.strategy_color(st), label=st) for st in shown]
+    handles += [Patch(facecolor="#dddddd", hatch=S.PRESET_HATCH[p], edgecolor="#555555", label=f"{p} preset")
+                for p in presets]
+    handles.append(plt.Line2D([], [], color="k", lw=0.6, ls="--", label="linear (= 1)"))
+    finish(fig, "latency_energy_vs_linear.png", "Decode latency and energy against linear", "kit and paper",
+           axes[1], handles, [h.get_label() for h in handles], legend_title="strategy / preset")
     # ADC sweep
-    fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models) + 0.6, 3.4), squeeze=False)
     for j, m in enumerate(models):
         ax = axes[0][j]
-        for st in STRATS:
+        for st in strats:
             sel = [r for r in data["adc_sweep"] if r["model"] == m and r["strategy"] == st]
-            ax.plot([r["adcs_per_array"] for r in sel], [r["matmul_latency_ns"] for r in sel], "o-", label=st)
+            ax.plot([r["adcs_per_array"] for r in sel], [r["matmul_latency_ns"] for r in sel], "o-", ms=4,
+                    label=st, color=S.strategy_color(st))
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("ADCs per array")
-        ax.set_ylabel("matmul latency per token (ns)")
+        ax.set_xticks(list(ADC_SWEEP), [str(a) for a in ADC_SWEEP])
+        S.log_axis(ax, "y")
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("ADCs per array (count)")
+        ax.set_ylabel("matmul latency per token (ns)" if j == 0 else "")
         ax.set_title(m)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    save(fig, out / "adc_sweep.png")
+    finish(fig, "adc_sweep.png", "Matmul latency against ADCs per array", "kit", axes[0][-1])
     # Pareto
-    fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models) + 0.6, 3.5), squeeze=False)
     for j, m in enumerate(models):
         ax = axes[0][j]
         sel = [r for r in data["pareto"] if r["model"] == m]
-        ax.plot([r["arrays"] for r in sel], [r["matmul_latency_ns"] for r in sel], "o-", label="auto")
-        for st in ("linear", "sparse", "dense"):
-            r = next(r for r in rows if r["model"] == m and r["strategy"] == st)
-            ax.plot([r["arrays"]], [r["matmul_latency_ns"]], "s", label=st)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("arrays")
-        ax.set_ylabel("matmul latency per token (ns)")
+        others = {st: (row(m, st)["arrays"], row(m, st)["matmul_latency_ns"]) for st in strats if st != "auto"}
+        pareto_axes(ax, sel, others, ykey="matmul_latency_ns")
+        ax.set_ylabel("matmul latency per token (ns, log)" if j == 0 else "")
         ax.set_title(m)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    save(fig, out / "pareto.png")
+    finish(fig, "pareto.png", "auto: arrays vs matmul latency (budgets from the minimum up)", "kit", axes[0][-1])
+    return figs
+
+
+def _hw_name(hw) -> str | None:
+    """The configuration's name for a plot title (a name or a JSON file)."""
+    if hw is None:
+        return None
+    try:
+        from mapper.pipeline import resolve_hw
+        return resolve_hw(hw).name
+    except Exception:                      # noqa: BLE001  (a title only)
+        return str(hw)
 
 
 def summary_markdown(data: dict) -> str:
@@ -232,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
             for key in ("strategies", "adc_sweep", "pareto"):
                 (tmp / f"{key}.csv").write_text(_csv(data[key]))
             (tmp / "summary.md").write_text(summary_markdown(data))
-            _plots(data, tmp)
+            _plots(data, tmp, hw=args.hw)
     finally:
         bar.close()
     from rich.markup import escape

@@ -382,11 +382,5 @@ def write_build(result: BuildResult, out: str | Path, *, plots: bool = True, for
         if plots:
             from mapper import plots as P  # noqa: PLC0415
             (tmp / "plots").mkdir()
-            P.occupancy(result.main.placement, tmp / "plots" / "occupancy.png")
-            P.utilization_per_layer(result.per_strategy_layers, tmp / "plots" / "utilization_per_layer.png")
-            P.breakdown(result.main.cost, result.baseline.cost, result.strategy, tmp / "plots" / "breakdown.png")
-            if result.pareto:
-                others = {k: (v["arrays"], v["latency_ns"]) for k, v in sorted(result.compare.items())
-                          if k in ("sparse", "dense")}
-                P.pareto_plot(result.pareto, result.report()["summary"], tmp / "plots" / "pareto.png", others)
+            P.build_plots(result, tmp / "plots")
     return out
