@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import sys
 
+from cimisa import progress
 from cimisa.errors import KitArgumentParser, cli_main
 
 
 def make_parser() -> KitArgumentParser:
     ap = KitArgumentParser(prog="python -m cimisa", description="CIM command-set utilities.")
+    progress.add_common_options(ap, threads=False, top_level=True)
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     c = sub.add_parser("check-config", help="validate a hardware configuration file and print its summary",
                        description="Validate a hardware configuration (TOML/JSON file or built-in name) and print "
                                    "its summary. Exit status 0 when valid, 2 (one error: line) when not.")
     c.add_argument("config", metavar="FILE", help="a .toml/.json configuration file or a built-in name")
     c.add_argument("--json", action="store_true", help="print the full configuration as canonical JSON instead")
+    progress.add_common_options(c, threads=False)
     c.set_defaults(func=_check_config)
     return ap
 
@@ -46,7 +49,7 @@ def _check_config(args) -> int:
 
 
 def main(argv=None) -> int:
-    return cli_main(make_parser, argv)
+    return cli_main(make_parser, argv, setup=progress.setup)
 
 
 if __name__ == "__main__":

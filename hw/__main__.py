@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from cimisa import progress
 from cimisa.errors import KitArgumentParser, KitError, cli_main
 
 __all__ = ["make_parser", "main"]
@@ -33,30 +34,43 @@ def make_parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
     p = KitArgumentParser(prog="python -m hw",
                           description="CIM tile RTL: Verilog export, lint, FPGA synthesis reports, block diagram.")
+    progress.add_common_options(p, threads=False, top_level=True)
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
-    e = sub.add_parser("export", help="write cim_tile_<tag>.v and its JSON sidecar into a folder")
+    e = sub.add_parser("export", help="write cim_tile_<tag>.v and its JSON sidecar into a folder",
+                       description="Export the tile RTL of a configuration as Verilog (cim_tile_<tag>.v) with a JSON "
+                                   "sidecar of its ports and parameters; optionally lint it with Verilator.")
     e.add_argument("--hw", required=True, help="built-in configuration name or a .toml/.json file")
-    e.add_argument("--out", required=True, help="output folder (written all at once; replaced if the kit wrote it)")
+    e.add_argument("--out", default=None, help="output folder (default: export-<hw> in the current folder; written "
+                                               "all at once; replaced if the kit wrote it)")
     e.add_argument("--lint", action="store_true",
                    help="also run verilator --lint-only -Wall on the result (nothing is written if it fails)")
     e.add_argument("--force", action="store_true", help="replace --out even if the kit did not write it")
+    progress.add_common_options(e, threads=False)
     e.set_defaults(func=_export)
-    ln = sub.add_parser("lint", help="verilator --lint-only -Wall (documented waivers) on a Verilog file")
-    ln.add_argument("path")
+    ln = sub.add_parser("lint", help="verilator --lint-only -Wall (documented waivers) on a Verilog file",
+                        description="Lint a Verilog file with verilator --lint-only -Wall and the kit's documented "
+                                    "waivers; exit 0 when clean.")
+    ln.add_argument("path", help="the Verilog file")
+    progress.add_common_options(ln, threads=False)
     ln.set_defaults(func=_lint)
-    s = sub.add_parser("synth", help="yosys + nextpnr: resources and Fmax")
+    s = sub.add_parser("synth", help="yosys + nextpnr: resources and Fmax",
+                       description="Synthesise (yosys), place and route (nextpnr) the tile for an FPGA target and "
+                                   "print its resources and Fmax; takes one to several minutes.")
     s.add_argument("--hw", required=True, help="built-in configuration name or a .toml/.json file")
     s.add_argument("--target", required=True, help="ice40-up5k | ecp5-25k | ecp5-85k")
-    s.add_argument("--out", help="write the figures to this JSON file")
+    s.add_argument("--out", help="also write the figures to this JSON file (default: print only)")
     s.add_argument("--work-dir", help="keep yosys/nextpnr files and logs in this folder (kept when a tool fails)")
     s.add_argument("--seed", type=_seed, default=1, help="nextpnr placement seed (default: %(default)s)")
     s.add_argument("--force", action="store_true",
                    help="replace an existing --out file, or a --work-dir the kit did not write")
+    progress.add_common_options(s, threads=False)
     s.set_defaults(func=_synth)
-    d = sub.add_parser("diagram", help="draw the block diagram (PNG)")
+    d = sub.add_parser("diagram", help="draw the block diagram (PNG)",
+                       description="Draw the block diagram of the CIM tile as a PNG file.")
     d.add_argument("--out", default=DIAGRAM_OUT,
                    help="PNG file (default: %(default)s in the current folder; docs/img/hw_block.png for the docs)")
     d.add_argument("--force", action="store_true", help="replace an existing --out file")
+    progress.add_common_options(d, threads=False)
     d.set_defaults(func=_diagram)
     return p
 
@@ -65,12 +79,16 @@ def _export(args) -> int:
     from cimisa.config import load_hw
     from cimisa.fsutil import atomic_dir, check_out_dir
     cfg = load_hw(args.hw)
+    if args.out is None:
+        from mapper.cli_args import default_out  # noqa: PLC0415
+        args.out = default_out("export", cfg.name or args.hw)
     out = check_out_dir(args.out, force=args.force)
     from hw.export import export_verilog, lint
     with atomic_dir(out, force=args.force) as tmp:
         path = export_verilog(cfg, tmp)
         if args.lint:
-            lint(path)
+            with progress.stage("verilator lint"):
+                lint(path)
     print(out / path.name)
     print(out / path.with_suffix(".json").name)
     if args.lint:
@@ -124,7 +142,7 @@ def _diagram(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    return cli_main(make_parser, argv)
+    return cli_main(make_parser, argv, setup=progress.setup)
 
 
 if __name__ == "__main__":

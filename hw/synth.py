@@ -18,6 +18,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
+from cimisa import progress
 from cimisa.config import HwConfig, load_hw
 from cimisa.errors import KitError
 from hw.pinwrap import PinWrapper
@@ -114,10 +115,12 @@ def synth(cfg: "HwConfig | str", target: str, *, work_dir: "str | os.PathLike | 
         script = (f"read_rtlil top.il; {synth_cmd} -top top -json top.json; "
                   f"tee -q -o stat.json stat -json")
         try:
-            _run("yosys", ["-q", "-p", script], wd, wd / "yosys.log")
-            _run(f"nextpnr-{tgt.family}", [*tgt.nextpnr_args, "--json", "top.json", "--report", "report.json",
-                                           "--freq", str(freq_mhz), "--seed", str(seed),
-                                           "--timing-allow-fail"], wd, wd / "nextpnr.log")
+            with progress.stage(f"synth: yosys ({target})"):
+                _run("yosys", ["-q", "-p", script], wd, wd / "yosys.log")
+            with progress.stage(f"synth: nextpnr place and route ({target})"):
+                _run(f"nextpnr-{tgt.family}", [*tgt.nextpnr_args, "--json", "top.json", "--report", "report.json",
+                                               "--freq", str(freq_mhz), "--seed", str(seed),
+                                               "--timing-allow-fail"], wd, wd / "nextpnr.log")
         except SynthError as exc:
             if work_dir is None and exc.log is not None:     # the folder goes away: keep a copy of the log
                 from hw.export import keep_log  # noqa: PLC0415

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 
+from cimisa import threads
 from cimisa.errors import KitArgumentParser, cli_main
+from cimisa.progress import add_common_options, setup
 
 # Sub-command modules, each with ``register(subparsers)`` that adds a parser whose default ``func`` runs it.
 SUBCOMMAND_MODULES = (
@@ -28,9 +29,11 @@ def make_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every available sub-command."""
     parser = KitArgumentParser(
         prog="python -m mapper",
-        description="Map Monarch (block-diagonal) transformers onto analog CIM crossbar arrays.",
+        description="Map Monarch (block-diagonal) transformers onto analog CIM crossbar arrays. Options common "
+                    "to every command: docs/conventions.md, section Options.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    add_common_options(parser, threads=False, top_level=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMAND_MODULES:
         try:
@@ -45,9 +48,5 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    return cli_main(make_parser, argv, setup=_setup)
-
-
-def _setup(args: argparse.Namespace) -> None:
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    threads.early(argv)                     # BLAS thread variables before numpy or torch load
+    return cli_main(make_parser, argv, setup=setup)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 
-__all__ = ["positive_int", "int_in", "nonneg_int", "seed_int", "utf8_text", "path_text", "add_out_options",
+__all__ = ["NBLOCKS_HELP", "default_out", "add_nblocks_option", "positive_int", "int_in", "nonneg_int", "seed_int", "utf8_text", "path_text", "add_out_options",
            "check_out", "FORCE_HELP", "MAX_SEED", "MAX_ARRAYS"]
 
 #: Help text of ``--force`` (every command that writes an output folder has it).
@@ -18,6 +18,9 @@ FORCE_HELP = "replace an existing output folder the kit did not write"
 #: Largest array budget accepted by ``--arrays`` (placement keeps per-array state: a budget of billions would
 #: exhaust memory; a million is far beyond any model's need).
 MAX_ARRAYS = 1_000_000
+#: Help text of ``--nblocks`` (the same default in every command).
+NBLOCKS_HELP = ("Monarch blocks per factor (default: a d2s folder's own, else 2**round(log2(sqrt(d_model))): "
+                "32 for d_model 1024, 16 for 384, 8 for 64)")
 #: Largest accepted seed (numpy and torch both take it).
 MAX_SEED = 2**32 - 1
 
@@ -83,6 +86,25 @@ def path_text(text: str) -> str:
     except UnicodeEncodeError:
         raise argparse.ArgumentTypeError(f"is not valid UTF-8 ({os.fsencode(text)!r}); rename it") from None
     return text
+
+
+def add_nblocks_option(p: argparse.ArgumentParser) -> None:
+    """Add ``--nblocks`` (optional, :data:`NBLOCKS_HELP`)."""
+    p.add_argument("--nblocks", type=positive_int, default=None, metavar="N", help=NBLOCKS_HELP)
+
+
+def default_out(command: str, *parts) -> str:
+    """Return the default output folder ``<command>-<part>-...`` in the current folder; a part that is a path
+    counts by its last component (``build-tiny-bert-auto``, ``d2s-minilm-16``)."""
+    names = []
+    for part in parts:
+        if part is None:
+            continue
+        name = os.path.basename(os.path.normpath(str(part))) or "model"
+        if name in (".", ".."):
+            name = os.path.basename(os.path.abspath(str(part))) or "model"
+        names.append(name)
+    return "-".join([command, *names])
 
 
 def add_out_options(p: argparse.ArgumentParser, help: str, *, required: bool = False, metavar: str = "DIR",

@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from mapper.cli_args import add_out_options, check_out, nonneg_int, path_text, positive_int, seed_int
+from cimisa import progress
+from mapper.cli_args import (add_nblocks_option, add_out_options, check_out, default_out, nonneg_int, path_text,
+                             positive_int, seed_int)
 
 __all__ = ["register", "run_d2s"]
 
@@ -19,8 +21,9 @@ def register(subparsers) -> None:
                     "monarch.safetensors, monarch.json and report.json into --out.")
     p.add_argument("--model", required=True, type=path_text,
                    help="built-in name (tiny-bert, minilm, ...) or a Hugging Face checkpoint folder")
-    p.add_argument("--nblocks", required=True, type=positive_int, help="number of blocks per Monarch factor")
-    add_out_options(p, "output folder (created or replaced as a whole)", required=True)
+    add_nblocks_option(p)
+    add_out_options(p, "output folder (default: d2s-<model>-<nblocks> in the current folder); created or replaced "
+                       "as a whole")
     p.add_argument("--calibrate", action="store_true", help="refine the factors on calibration text")
     p.add_argument("--steps", type=nonneg_int, default=None, help="end-to-end distillation steps after the "
                                                                   "layer-wise fit (default: 0)")
@@ -29,18 +32,20 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=seed_int, default=0, help="calibration seed (default: %(default)s)")
     p.add_argument("--include-embeddings", action="store_true", help="also project the token embedding "
                                                                      "and LM head")
-    p.add_argument("--threads", type=positive_int, default=2, help="torch threads (default: %(default)s)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--eval", action="store_true", help="measure held-out embedding cosine/Spearman (also on "
                                                        "with --calibrate)")
+    progress.add_common_options(p)
     p.set_defaults(func=_main)
 
 
-def run_d2s(model: str, nblocks: int, out: str | Path, calibrate: bool = False, steps: int | None = None,
+def run_d2s(model: str, nblocks: int | None, out: str | Path, calibrate: bool = False, steps: int | None = None,
             sentences: int | None = None, seed: int = 0, include_embeddings: bool = False,
             evaluate_heldout: bool = False, show_progress: bool = True, force: bool = False,
             threads: int | None = None) -> dict:
     """Convert ``model`` and write the D2S folder ``out``; return the report dict.
+
+    ``nblocks`` None: :func:`mapper.place.default_nblocks`, as in every command. ``threads``: torch threads
+    (:func:`cimisa.threads.set_threads`; None keeps the current setting).
 
     ``out`` is checked first (:func:`cimisa.fsutil.check_out_dir`); an existing folder is replaced only if the
     kit wrote it, or with ``force``.
@@ -57,36 +62,43 @@ def run_d2s(model: str, nblocks: int, out: str | Path, calibrate: bool = False, 
     if kind == "shape":
         raise ModelError(f"model {entry.name!r} is shape-only (no weights to project); use a tiny-* model, "
                          f"'minilm' or a local checkpoint folder")
-    import torch  # noqa: PLC0415
     if threads is not None:
-        torch.set_num_threads(threads)
+        from cimisa.threads import set_threads  # noqa: PLC0415
+        set_threads(threads)
+    import torch  # noqa: PLC0415
 
     from mapper.d2s.calibrate import (CalibConfig, calibrate as run_calibration,  # noqa: PLC0415
                                       default_heldout_batches, embed, evaluate, monarch_model_from_factors)
     from mapper.d2s.convert import check_nblocks, layer_report, project_model  # noqa: PLC0415
     from mapper.d2s.io import save_monarch_dir  # noqa: PLC0415
     from mapper.models import load_hf_model, load_model_spec  # noqa: PLC0415
+    from mapper.place import default_nblocks  # noqa: PLC0415
     spec = load_model_spec(model)
+    if nblocks is None:
+        nblocks = default_nblocks(spec)
     check_nblocks(spec, nblocks, include_embeddings)
     dense = load_hf_model(model)
-    factors = project_model(spec, dense, nblocks, include_embeddings, show_progress=show_progress)
+    with progress.stage("d2s: projection", show=show_progress):
+        factors = project_model(spec, dense, nblocks, include_embeddings, show_progress=show_progress)
     report = layer_report(spec, dense, factors)
     report["model"] = spec.source
     report["nblocks"] = nblocks
     calib_record = None
     metrics: dict = {}
     if calibrate or evaluate_heldout:
-        heldout = default_heldout_batches(spec)
-        dense_emb = embed(dense, heldout)
-        metrics["projection"] = evaluate(dense, monarch_model_from_factors(dense, spec, factors), heldout,
-                                         dense_emb)
+        with progress.stage("d2s: held-out evaluation", show=show_progress):
+            heldout = default_heldout_batches(spec)
+            dense_emb = embed(dense, heldout)
+            metrics["projection"] = evaluate(dense, monarch_model_from_factors(dense, spec, factors), heldout,
+                                             dense_emb)
     if calibrate:
         cfg = CalibConfig(seed=seed, **({"steps": steps} if steps is not None else {}),
                           **({"sentences": sentences} if sentences is not None else {}))
         torch.manual_seed(seed)
         factors, calib_record = run_calibration(spec, dense, factors, cfg, show_progress=show_progress)
-        metrics["calibrated"] = evaluate(dense, monarch_model_from_factors(dense, spec, factors), heldout,
-                                         dense_emb)
+        with progress.stage("d2s: held-out evaluation", show=show_progress):
+            metrics["calibrated"] = evaluate(dense, monarch_model_from_factors(dense, spec, factors), heldout,
+                                             dense_emb)
         report = {**layer_report(spec, dense, factors), "model": spec.source, "nblocks": nblocks,
                   "projection_totals": report["totals"]}
         calib_record["heldout_sentences"] = sum(len(b["index"]) for b in heldout)
@@ -106,7 +118,10 @@ def print_report(report: dict, file=sys.stdout) -> None:
     from rich.markup import escape  # noqa: PLC0415
     table = Table(title=escape(f"D2S {report.get('model')}  nblocks={report.get('nblocks')}"))
     for col in ("matmul", "layer", "role", "shape", "rel. error", "dense params", "monarch params", "ratio"):
-        table.add_column(col, justify="left" if col in ("matmul", "role") else "right", no_wrap=True)
+        if col == "matmul":    # the longest names fold onto a second line, never truncate
+            table.add_column(col, overflow="fold", min_width=min(60, max(len(r["name"]) for r in report["layers"])))
+        else:
+            table.add_column(col, justify="left" if col == "role" else "right", no_wrap=True)
     for row in report["layers"]:
         table.add_row(row["name"], str(row["layer"]), row["role"], f"{row['out_features']}x{row['in_features']}",
                       f"{row['rel_error']:.4f}", f"{row['dense_params']:,}", f"{row['monarch_params']:,}",
@@ -127,11 +142,24 @@ def print_report(report: dict, file=sys.stdout) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.out is None:
+        args.out = default_out("d2s", args.model, args.nblocks if args.nblocks is not None else _nblocks_of(args.model))
     check_out(args.out, args.force, models=[args.model])          # before any work
     report = run_d2s(args.model, args.nblocks, args.out, calibrate=args.calibrate, steps=args.steps,
                      sentences=args.sentences, seed=args.seed, include_embeddings=args.include_embeddings,
-                     evaluate_heldout=args.eval, show_progress=not args.no_progress, force=args.force,
-                     threads=args.threads)
+                     evaluate_heldout=args.eval, show_progress=progress.enabled(), force=args.force)
     print_report(report)
     print(f"wrote {Path(args.out).resolve()}")
     return 0
+
+
+def _nblocks_of(model: str):
+    """The default ``--nblocks`` of ``model`` for the default folder name (None when the model cannot be read:
+    the command then reports the problem)."""
+    from cimisa.errors import KitError  # noqa: PLC0415
+    try:
+        from mapper.models import load_model_spec  # noqa: PLC0415
+        from mapper.place import default_nblocks  # noqa: PLC0415
+        return default_nblocks(load_model_spec(model))
+    except KitError:
+        return None

@@ -1,9 +1,9 @@
 """``python -m mapper reproduce``: the paper's comparisons for BERT-large, BART-large and GPT-2-medium.
 
-For each model at m = 256 and nblocks = 32 (``paper-256``): arrays, lower bound and utilisation per strategy;
-decode latency and energy against Linear under both cost presets (``kit`` and ``paper``); the sweep of ADCs per
-array from 4 to 32; auto's Pareto front of arrays against latency. Writes CSV and PNG files and a
-``summary.md`` (the kit's figures beside the paper's, see ``docs/paper-comparison.md``).
+For each model at m = 256 and nblocks = 32 (``paper-256``; 32 is each paper model's default nblocks): arrays,
+lower bound and utilisation per strategy; decode latency and energy against Linear under both cost presets
+(``kit`` and ``paper``); the sweep of ADCs per array from 4 to 32; auto's Pareto front of arrays against
+latency. Writes CSV and PNG files and a ``summary.md`` (the kit's figures beside the paper's, see ``docs/paper-comparison.md``).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import argparse
 import csv
 import io
 import json
-import sys
 from pathlib import Path
 
-from mapper.cli_args import add_out_options, check_out, path_text, positive_int
+from cimisa import progress
+from mapper.cli_args import add_nblocks_option, add_out_options, check_out, default_out, path_text
 
 __all__ = ["register", "run", "reproduce", "PAPER_MODELS", "ADC_SWEEP", "PAPER_FIGURES"]
 
@@ -36,12 +36,16 @@ PAPER_FIGURES = {
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("reproduce", help="regenerate the paper's comparisons (CSV + PNG)",
-                              description=__doc__.splitlines()[0])
-    add_out_options(p, "output folder (created or replaced as a whole)", required=True)
+                              description="Regenerate the paper's comparisons for BERT-large, BART-large and "
+                                          "GPT-2-medium: arrays, utilisation, latency and energy per strategy, the "
+                                          "ADC sweep and auto's Pareto front; writes CSV, PNG and summary.md.")
+    add_out_options(p, "output folder (default: reproduce-<hw> in the current folder); created or replaced as a "
+                       "whole")
     p.add_argument("--hw", default="paper-256", type=path_text, help="hardware configuration (default: paper-256)")
-    p.add_argument("--nblocks", type=positive_int, default=32, help="Monarch blocks (default: 32, the paper's)")
+    add_nblocks_option(p)
     p.add_argument("--models", default=",".join(PAPER_MODELS), type=path_text,
                    help="comma-separated model names (default: %(default)s)")
+    progress.add_common_options(p)
     p.set_defaults(func=run)
 
 
@@ -54,22 +58,26 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def reproduce(hw: str = "paper-256", nblocks: int = 32, models=PAPER_MODELS, progress=None) -> dict:
-    """Compute every table of the comparison; return ``{"strategies", "adc_sweep", "pareto"}`` rows."""
+def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MODELS, progress=None) -> dict:
+    """Compute every table of the comparison; return ``{"strategies", "adc_sweep", "pareto"}`` rows.
+
+    ``nblocks`` None: each model's default (:func:`mapper.place.default_nblocks`, 32 for the paper's models).
+    """
     from cimisa.config import CostParams
     from mapper.cost import ModelDims, estimate
     from mapper.models import load_model_spec
     from mapper.pipeline import check_nblocks, pareto, resolve_hw
-    from mapper.place import geometry, place
+    from mapper.place import default_nblocks, geometry, place
     from mapper.schedule import schedule
     step = progress or (lambda msg: None)
     base_hw = resolve_hw(hw)
     specs = {model: load_model_spec(model) for model in models}     # every model checked before any work
-    for spec in specs.values():
-        check_nblocks(spec, nblocks)
+    nbs = {model: nblocks if nblocks is not None else default_nblocks(spec) for model, spec in specs.items()}
+    for model, spec in specs.items():
+        check_nblocks(spec, nbs[model])
     strat_rows, sweep_rows, pareto_rows = [], [], []
     for model, spec in specs.items():
-        geoms = geometry(spec, nblocks)
+        geoms = geometry(spec, nbs[model])
         dims = ModelDims.of(spec)
         scheds = {}
         for st in STRATS:
@@ -243,42 +251,43 @@ def summary_markdown(data: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from tqdm import tqdm
 
     from cimisa.errors import ModelError
     from cimisa.fsutil import atomic_dir
     models = tuple(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
     if not models:
         raise ModelError("--models: no model names given")
+    if args.out is None:
+        args.out = default_out("reproduce", args.hw)
     check_out(args.out, args.force, models=models, files=[args.hw])          # before any work
     from mapper.models import resolve_source
     for m in models:
         resolve_source(m)                      # an unknown name fails before any work
-    bar = tqdm(total=len(models) * (len(STRATS) + len(ADC_SWEEP) + 1), file=sys.stderr, desc="reproduce",
-               leave=False, disable=None)
+    with progress.steps("reproduce") as step:
+        current = [None]
 
-    def step(msg):
-        bar.set_postfix_str(msg)
-        bar.update(1)
+        def on_step(msg):                      # one stage per model; its sub-steps show on a terminal
+            model = msg.split(": ", 1)[0]
+            if model != current[0]:
+                current[0] = model
+                step(model)
 
-    try:
-        data = reproduce(args.hw, args.nblocks, models, progress=step)
+        data = reproduce(args.hw, args.nblocks, models, progress=on_step)
+    with progress.stage("reproduce: CSV, plots"):
         with atomic_dir(args.out, force=args.force) as tmp:
             for key in ("strategies", "adc_sweep", "pareto"):
                 (tmp / f"{key}.csv").write_text(_csv(data[key]))
             (tmp / "summary.md").write_text(summary_markdown(data))
             _plots(data, tmp, hw=args.hw)
-    finally:
-        bar.close()
     from rich.markup import escape
     from rich.table import Table
     t = Table(title="kit vs linear (kit cost preset)")
     for c in ("model", "strategy", "arrays", "util", "speed-up", "energy gain"):
-        t.add_column(c, justify="right")
+        t.add_column(c, justify="left" if c == "model" else "right", no_wrap=True)
     for r in data["strategies"]:
         if r["cost_preset"] == "kit":
             t.add_row(escape(r["model"]), r["strategy"], f"{r['arrays']:,}", f"{r['utilization']:.1%}",
                       f"{r['speedup_vs_linear']:.2f}", f"{r['energy_gain_vs_linear']:.2f}")
-    Console().print(t)
+    Console(width=max(100, Console().width)).print(t)
     print(f"wrote {args.out}/")
     return 0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
-from mapper.cli_args import add_out_options, check_out, nonneg_int, path_text, positive_int, utf8_text
+from cimisa import progress
+from mapper.cli_args import add_nblocks_option, add_out_options, check_out, nonneg_int, path_text, utf8_text
 from mapper.place import STRATEGIES
 
 __all__ = ["register", "main_run", "format_report"]
@@ -36,8 +38,7 @@ def register(subparsers) -> None:
                         "output folder")
     p.add_argument("--text", required=True, action="append", type=utf8_text,
                    help="input text, UTF-8 (repeat for several sentences; decoders use the first)")
-    p.add_argument("--nblocks", type=positive_int, default=None,
-                   help="Monarch blocks per factor (default 4, or the d2s folder's)")
+    add_nblocks_option(p)
     p.add_argument("--calibrate", action="store_true", help="refine the projected factors with the D2S "
                                                             "calibration before mapping")
     p.add_argument("--hw", default="paper-256", type=path_text,
@@ -53,46 +54,80 @@ def register(subparsers) -> None:
                    help="analog noise as fractions of the largest weight (default: none, bit-exact)")
     p.add_argument("--gen-tokens", type=nonneg_int, default=8,
                    help="decoders: tokens to generate greedily (KV cache)")
-    add_out_options(p, "write run.json into the output folder DIR (created or replaced as a whole, like build's "
-                       "--out)")
+    add_out_options(p, "also write run.json into the output folder DIR (default: print only; created or replaced "
+                       "as a whole, like build's --out)")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a summary")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    progress.add_common_options(p)
     p.set_defaults(func=main_run)
 
 
 def _fmt(v) -> str:
+    """An integer (or a float that is one) without decimals; other floats with 4 significant digits."""
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
     if isinstance(v, float):
-        return f"{v:.4f}"
+        if not math.isfinite(v):
+            return str(v)
+        if v == int(v) and abs(v) >= 1:
+            return f"{int(v):,}"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.4g}" if abs(v) < 1e-3 or abs(v) >= 10 else f"{v:.4f}"
     return str(v)
+
+
+#: Cost figures printed by ``mapper run`` (those of ``mapper build``'s summary, same names and units).
+_COST_KEYS = ("latency_ns", "matmul_latency_ns", "energy_nj", "prefill_latency_ns", "adc_bits_histogram")
 
 
 def format_report(rep: dict) -> str:
     """Return a human-readable summary of a run report."""
+    noise = rep["noise"]
     lines = [f"model {rep['model']} ({rep['family']}), nblocks {rep['nblocks']}"
-             f"{', calibrated' if rep['calibrated'] else ''}; hw {rep['hw']}: weights {rep['weight_bits']} b, "
-             f"inputs {rep['input_bits']} b, ADC {rep['adc_bits']} b{' (lossless)' if rep['adc_lossless'] else ''}"
-             f" ({rep.get('adc_rule', 'bound')} rule), noise "
-             + (", ".join(f"{k}={v}" for k, v in rep["noise"].items()) if any(rep["noise"][k] for k in ("prog", "read"))
+             f"{', calibrated' if rep['calibrated'] else ''}, strategy {rep.get('strategy', 'auto')}; hw {rep['hw']}: "
+             f"weights {rep['weight_bits']} b, inputs {rep['input_bits']} b, ADC {rep['adc_bits']} b"
+             f"{' (lossless)' if rep['adc_lossless'] else ''} ({rep.get('adc_rule', 'bound')} rule), noise "
+             + (", ".join(f"{k}={v}" for k, v in noise.items()) if any(noise[k] for k in ("prog", "read"))
                 else "none")]
     met = rep["metrics"]
     for key in ("cim_vs_dense", "monarch_float_vs_dense", "cim_vs_monarch_float"):
         if key in met:
             lines.append(f"  {key:24s} " + ", ".join(f"{k} {_fmt(v)}" for k, v in met[key].items()))
-    for key in ("generated_dense", "generated_cim", "generated_agreement", "tokens"):
+    if "tokens" in met:
+        lines.append(f"  {'tokens':24s} {_fmt(met['tokens'])}")
+    for who in ("dense", "cim"):
+        key = f"generated_{who}"
         if key in met:
-            lines.append(f"  {key:24s} {_fmt(met[key])}")
+            text = met.get(f"{key}_text")
+            shown = repr(text) if text is not None else ""
+            lines.append(f"  {key:24s} {shown} (token ids {met[key]})")
+    if met.get("generated_agreement") is not None:
+        lines.append(f"  {'generated_agreement':24s} {_fmt(met['generated_agreement'])}")
     ex = rep["execution"]
-    lines.append(f"  executed {ex['matmul_calls']} matmul calls, {ex['mvm_token_commands']} MVM x token, "
+    lines.append(f"  executed {_fmt(ex['matmul_calls'])} matmul calls, {_fmt(ex['mvm_token_commands'])} MVM x token, "
                  f"{ex['exec_seconds']:.1f} s (total {ex['total_seconds']:.1f} s)")
     cost = rep.get("cost")
-    if cost:
-        summary = cost.get("summary", cost) if isinstance(cost, dict) else cost
-        if isinstance(summary, dict):
+    if isinstance(cost, dict):
+        summary = cost.get("summary", cost)
+        flat = {k: summary[k] for k in _COST_KEYS if k in summary}
+        if not flat:
             flat = {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}
-            lines.append("  cost: " + ", ".join(f"{k} {_fmt(v)}" for k, v in list(flat.items())[:10]))
+        hist = flat.pop("adc_bits_histogram", None)
+        if isinstance(hist, dict):
+            flat["ADC conversions"] = " ".join(f"{n} x {b} b" for b, n in hist.items())
+        lines.append("  cost (per token, decode): " + ", ".join(f"{k} {_fmt(v)}" for k, v in flat.items()))
+        lines.append(f"  {COST_NOTE}")
     else:
         lines.append("  cost: (cost model not available)")
     return "\n".join(lines)
+
+
+#: Why ``mapper run``'s cost can differ from ``mapper build``'s on the same model (printed under the cost).
+COST_NOTE = ("(mapper build's cost model for the stream this run executes: every conversion at the ADC resolution "
+             "of the run; mapper build's figures use the paper's per-layer ADC resolution, log2 of the rows per "
+             "column, and co-located blocks, so they are lower: see docs/e2e.md)")
 
 
 def check_model(model: str, nblocks: int | None, calibrate: bool = False) -> None:
@@ -125,14 +160,11 @@ def main_run(args) -> int:
     noise = parse_noise(args.noise)
     load_hw(args.hw)
     check_model(args.model, args.nblocks, args.calibrate)
-    import torch  # noqa: PLC0415
-
     from mapper.run import run, save_report  # noqa: PLC0415
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     rep = run(args.model, args.text, nblocks=args.nblocks, calibrate=args.calibrate, hw=args.hw,
               strategy=args.strategy, adc_bits=args.adc_bits, noise=noise, gen_tokens=args.gen_tokens,
               adc_rule=args.adc_rule,
-              show_progress=not args.no_progress)
+              show_progress=progress.enabled())
     if args.out:
         path = save_report(rep, args.out, force=args.force)
         print(f"wrote {path}", file=sys.stderr)

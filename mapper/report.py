@@ -12,7 +12,7 @@ def summary_table(report: dict):
     s, b = report["summary"], report["summary"]["baseline"]
     t = Table(title=escape(f"{report['model']} on {report['hw']['name']} ({report['strategy']}, "
                            f"nblocks {report['nblocks']})"))
-    t.add_column("metric")
+    t.add_column("metric", no_wrap=True, min_width=18)
     t.add_column(report["strategy"], justify="right")
     t.add_column("linear", justify="right")
     for key, fmt in (("arrays", "{:,}"), ("lower_bound_arrays", "{:,}"), ("utilization", "{:.1%}"),
@@ -31,7 +31,7 @@ def strategies_table(report: dict):
         return None
     t = Table(title="strategies (decode, per token)")
     for c in ("strategy", "arrays", "arrays / LB", "utilisation", "latency ns", "energy nJ"):
-        t.add_column(c, justify="right")
+        t.add_column(c, justify="right", no_wrap=True)
     for name in sorted(rows, key=lambda k: ("linear", "sparse", "dense", "auto").index(k)
                        if k in ("linear", "sparse", "dense", "auto") else 9):
         r = rows[name]
@@ -48,8 +48,11 @@ def layers_table(report: dict, limit: int = 6):
     if len(rows) > limit:
         rows = rows[:limit // 2] + [None] + rows[-(limit // 2):]
     t = Table(title="per layer")
-    for c in ("layer", "arrays", "util", "latency ns", "energy nJ", "linear latency", "linear energy"):
-        t.add_column(c, justify="right")
+    # Layer names never truncate: a narrow terminal folds them onto a second line instead.
+    t.add_column("layer", justify="left", overflow="fold", min_width=max([5] + [len(f"{r['stage']}.{r['layer']}")
+                                                                                for r in rows if r is not None]))
+    for c in ("arrays", "util", "latency ns", "energy nJ", "linear latency", "linear energy"):
+        t.add_column(c, justify="right", no_wrap=True)
     for r in rows:
         if r is None:
             t.add_row("...", "", "", "", "", "", "")

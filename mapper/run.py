@@ -20,7 +20,6 @@ import contextlib
 import copy
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cimisa import progress as kit_progress
 from cimisa.config import HwConfig, load_hw
 from cimisa.errors import ConfigError, KitError, ModelError
 from mapper.cim_exec import (CimExecutor, CimLinear, MatmulQuantInfo, QuantRefLinear, act_scale,
@@ -37,7 +37,7 @@ from sw_model.noise import NoiseParams, make_machine
 
 __all__ = ["Prepared", "CimSetup", "prepare", "tokenize", "collect_activations", "compile_cim",
            "build_cim_model", "build_quantref_model", "mean_pool", "embed", "encoder_metrics",
-           "decoder_metrics", "greedy_generate", "hw_for_adc", "run", "RunError", "layer_progress"]
+           "decoder_metrics", "greedy_generate", "detokenize", "hw_for_adc", "run", "RunError", "layer_progress"]
 
 DECODER_FAMILIES = ("gpt2", "opt", "llama")
 #: Calibration tokens per matmul used to observe column-sum ranges for the ``calib`` ADC rule.
@@ -121,7 +121,7 @@ def prepare(model: str, nblocks: int | None = 4, calibrate: bool = False, show_p
     """Load ``model`` (zoo name, checkpoint folder or d2s folder) and return it with its Monarch version.
 
     A d2s folder brings its own factors (``nblocks`` must be None or match). Otherwise the factors are the
-    optimal projection at ``nblocks``, followed by the D2S calibration when ``calibrate`` is set (settings
+    optimal projection at ``nblocks`` (None: :func:`mapper.place.default_nblocks`, as in every command), followed by the D2S calibration when ``calibrate`` is set (settings
     ``calib_config``, a :class:`mapper.d2s.calibrate.CalibConfig`; its defaults when None).
     """
     from mapper.d2s.convert import project_model, replace_with_monarch  # noqa: PLC0415
@@ -152,7 +152,10 @@ def prepare(model: str, nblocks: int | None = 4, calibrate: bool = False, show_p
                         calibrated, str(folder))
     spec = load_model_spec(model)
     _check_family(spec.family, model)
-    nblocks = 4 if nblocks is None else int(nblocks)
+    if nblocks is None:
+        from mapper.place import default_nblocks  # noqa: PLC0415
+        nblocks = default_nblocks(spec)
+    nblocks = int(nblocks)
     dense = load_hf_model(model)
     factors = project_model(spec, dense, nblocks, show_progress=show_progress)
     if calibrate:
@@ -182,6 +185,13 @@ def tokenize(prep: Prepared, texts: list[str], max_len: int | None = None) -> di
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def detokenize(prep: Prepared, ids: list[int]) -> str:
+    """Return the text of token ``ids`` (the tokenizer's, or UTF-8 bytes for the tiny built-in models)."""
+    if prep.tokenizer is not None:
+        return prep.tokenizer.decode(list(ids), skip_special_tokens=False)
+    return bytes(int(i) % 256 for i in ids).decode("utf-8", "replace")
+
+
 def _layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     for path in ("encoder.layer", "h", "decoder.layers", "layers"):
         try:
@@ -194,25 +204,18 @@ def _layers(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 @contextlib.contextmanager
 def layer_progress(model: torch.nn.Module, desc: str, enabled: bool = True, passes: int = 1):
-    """Show a tqdm bar on stderr advancing once per transformer layer the model runs."""
+    """Report the step ``desc`` (:func:`cimisa.progress.stage`), advancing once per transformer layer run."""
     layers = _layers(model)
-    if not enabled or not layers:
-        yield
-        return
-    from tqdm import tqdm  # noqa: PLC0415
-    bar = tqdm(total=len(layers) * passes, desc=desc, unit="layer", file=sys.stderr, leave=False,
-               dynamic_ncols=True)
+    with kit_progress.stage(desc, total=len(layers) * passes or None, unit="layer", show=enabled) as bar:
+        def tick(*_):
+            bar.update(1)      # returns None: a forward hook's return value would replace the layer's output
 
-    def tick(*_):
-        bar.update(1)      # returns None: a forward hook's return value would replace the layer's output
-
-    handles = [m.register_forward_hook(tick) for m in layers]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-        bar.close()
+        handles = [m.register_forward_hook(tick) for m in layers]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -446,8 +449,10 @@ def encoder_metrics(ref: torch.Tensor, emb: torch.Tensor) -> dict:
     """Return cosine statistics of embeddings ``emb`` against ``ref`` and the Spearman correlation of their
     pairwise-similarity matrices (how well the model ranks sentence pairs as the dense model does)."""
     cos = _cos(ref, emb)
+    # torch's median of an even count is the lower middle value (of two values: the minimum); use the mean of
+    # the two middle values, as numpy does.
     out = {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min()),
-           "cosine_median": float(cos.median()), "n": int(cos.numel())}
+           "cosine_median": float(np.median(cos.detach().cpu().numpy())), "n": int(cos.numel())}
     if ref.shape[0] >= 3:
         rn = torch.nn.functional.normalize(ref.double(), dim=-1)
         en = torch.nn.functional.normalize(emb.double(), dim=-1)
@@ -550,12 +555,15 @@ def run(model: str, text: str | list[str], *, nblocks: int | None = None, calibr
         raise RunError(f"--adc-rule must be 'bound' or 'calib', not {adc_rule!r}")
     base = load_hw(hw)
     run_hw = hw_for_adc(base, adc_bits)
-    prep = prepare(model, nblocks, calibrate, show_progress)
-    # The sentences come from an isolated interpreter (mapper.textdata), so the order does not matter.
-    calib = calib_texts if calib_texts is not None else _calibration_texts()
-    acts = collect_activations(prep, calib, max_len=min(128, prep.max_len))
-    setup = compile_cim(prep, run_hw, acts, strategy=strategy)
-    cim_model, executor = build_cim_model(prep, setup, adc_bits=run_hw.adc_bits, noise=noise, adc_rule=adc_rule)
+    with kit_progress.stage("run: model and Monarch factors", show=show_progress):
+        prep = prepare(model, nblocks, calibrate, show_progress)
+    with kit_progress.stage("run: compile for the CIM arrays", show=show_progress):
+        # The sentences come from an isolated interpreter (mapper.textdata), so the order does not matter.
+        calib = calib_texts if calib_texts is not None else _calibration_texts()
+        acts = collect_activations(prep, calib, max_len=min(128, prep.max_len))
+        setup = compile_cim(prep, run_hw, acts, strategy=strategy)
+        cim_model, executor = build_cim_model(prep, setup, adc_bits=run_hw.adc_bits, noise=noise,
+                                              adc_rule=adc_rule)
     t_exec = time.perf_counter()
     report: dict = {
         "model": model, "source": prep.source, "family": prep.family, "nblocks": prep.nblocks,
@@ -568,25 +576,26 @@ def run(model: str, text: str | list[str], *, nblocks: int | None = None, calibr
         batch = tokenize(prep, texts[:1])
         ids = batch["input_ids"]
         dl = _teacher_forced(prep.dense, ids)
-        with layer_progress(cim_model, "CIM forward", enabled=show_progress):
+        with layer_progress(cim_model, "run: CIM forward", enabled=show_progress):
             cl = _teacher_forced(cim_model, ids)
         ml = _teacher_forced(prep.monarch, ids)
         n_new = max(0, min(gen_tokens, prep.max_len - ids.shape[1]))
         gen_dense = greedy_generate(prep.dense, ids, n_new)
-        with layer_progress(cim_model, "CIM decode", enabled=show_progress, passes=max(1, n_new)):
+        with layer_progress(cim_model, "run: CIM decode", enabled=show_progress, passes=max(1, n_new)):
             gen_cim = greedy_generate(cim_model, ids, n_new)
         report["metrics"] = {
             "cim_vs_dense": decoder_metrics(dl, cl, ids),
             "monarch_float_vs_dense": decoder_metrics(dl, ml, ids),
             "tokens": int(ids.shape[1]),
             "generated_dense": gen_dense, "generated_cim": gen_cim,
+            "generated_dense_text": detokenize(prep, gen_dense), "generated_cim_text": detokenize(prep, gen_cim),
             "generated_agreement": (sum(a == b for a, b in zip(gen_dense, gen_cim)) / n_new) if n_new else None,
         }
     else:
         batch = tokenize(prep, texts)
         ref = embed(prep.dense, batch)
         mon = embed(prep.monarch, batch)
-        cim = embed(cim_model, batch, progress=show_progress, desc="CIM forward")
+        cim = embed(cim_model, batch, progress=show_progress, desc="run: CIM forward")
         report["metrics"] = {
             "cim_vs_dense": encoder_metrics(ref, cim),
             "monarch_float_vs_dense": encoder_metrics(ref, mon),

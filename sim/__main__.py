@@ -12,6 +12,7 @@ import logging
 import math
 import sys
 
+from cimisa import progress, threads
 from cimisa.errors import KitArgumentParser, cli_main
 
 __all__ = ["make_parser", "main"]
@@ -57,13 +58,13 @@ def make_parser() -> argparse.ArgumentParser:
     from sim.flow import SIMULATOR_CHOICES  # noqa: PLC0415
     p = KitArgumentParser(prog="python -m sim",
                           description="Co-simulate CIM command streams on the RTL (cocotb) against sw_model.")
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    progress.add_common_options(p, threads=False, top_level=True)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     r = sub.add_parser("run", help="map a model, run its stream on the RTL and on sw_model, compare",
                        description="Map a model exactly as `python -m mapper build` does (same stream for the "
                                    "same --hw, --strategy, --nblocks and --seed) or take a mapper output "
                                    "folder's commands.bin, run it on the RTL and on sw_model, compare.")
-    r.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress")
+    progress.add_common_options(r)
     r.add_argument("--model", required=True,
                    help="tiny zoo model (tiny-bert, tiny-gpt2, ...), checkpoint or d2s folder, mapper output "
                         "folder with commands.bin, or a .bin stream file")
@@ -86,8 +87,10 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--backpressure", type=_probability, default=0.0,
                    help="probability of res.ready low on a cycle")
     r.set_defaults(func=_run)
-    c = sub.add_parser("check", help="run random legal streams and every illegal-stream variant on the RTL")
-    c.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress")
+    c = sub.add_parser("check", help="run random legal streams and every illegal-stream variant on the RTL",
+                       description="Run random legal command streams and every illegal-stream variant on the RTL "
+                                   "and on sw_model; compare results and error codes.")
+    progress.add_common_options(c)
     c.add_argument("--hw", default=DEFAULT_HW, help="built-in configuration name or .toml/.json file "
                                                     "(default: %(default)s)")
     c.add_argument("--simulator", default="auto", choices=SIMULATOR_CHOICES, help=_SIM_HELP)
@@ -102,7 +105,8 @@ def make_parser() -> argparse.ArgumentParser:
     c.add_argument("--gap", type=_probability, default=0.0, help="probability of an idle cycle on cmd.valid")
     c.add_argument("--backpressure", type=_probability, default=0.0,
                    help="probability of res.ready low on a cycle")
-    c.add_argument("--out", default=None, help="output folder for summary.json and the simulator files")
+    c.add_argument("--out", default=None, help="also write summary.json and the simulator files into this folder "
+                                                "(default: print only)")
     c.add_argument("--force", action="store_true", help="replace --out even if the kit did not write it")
     c.set_defaults(func=_check)
     return p
@@ -131,9 +135,12 @@ def _check(args) -> int:
     cfg = load_hw(args.hw)
     if args.out is not None:
         check_out_dir(args.out, force=args.force)
-    s = cosim_check(cfg, n_random=args.random, length=args.length, illegal=not args.no_illegal,
-                    simulator=args.simulator, seed=args.seed, gap=args.gap, backpressure=args.backpressure,
-                    out_dir=args.out, force=args.force)
+    # The whole check as one step (its build and simulation report their own steps inside): the fast harness's
+    # build shows progress too.
+    with progress.stage(f"sim check ({args.simulator})"):
+        s = cosim_check(cfg, n_random=args.random, length=args.length, illegal=not args.no_illegal,
+                        simulator=args.simulator, seed=args.seed, gap=args.gap, backpressure=args.backpressure,
+                        out_dir=args.out, force=args.force)
     _print_summary(s, args.out)
     return 0 if s["ok"] else 1
 
@@ -146,20 +153,23 @@ def _run(args) -> int:
     cfg = load_hw(args.hw) if args.hw is not None else None
     check_out_dir(args.out, force=args.force)
     strategies = list(STRATEGIES) if args.strategy == "all" else [args.strategy]
-    s = cosim_model(args.model, cfg, strategies=strategies, simulator=args.simulator, waves=args.waves,
-                    out_dir=args.out, seed=args.seed, nblocks=args.nblocks, gap=args.gap,
-                    backpressure=args.backpressure, force=args.force)
+    with progress.stage(f"sim run ({args.simulator})"):
+        s = cosim_model(args.model, cfg, strategies=strategies, simulator=args.simulator, waves=args.waves,
+                        out_dir=args.out, seed=args.seed, nblocks=args.nblocks, gap=args.gap,
+                        backpressure=args.backpressure, force=args.force)
     _print_summary(s, args.out)
     return 0 if s["ok"] else 1
 
 
 def _setup(args) -> None:
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    progress.setup(args)
+    if getattr(args, "verbose", False):
+        logging.getLogger().setLevel(logging.INFO)     # the simulators' debug output is too much
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    threads.early(argv)                     # BLAS thread variables before numpy or torch load
     return cli_main(make_parser, argv, setup=_setup)
 
 

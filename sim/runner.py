@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import sw_model
+from cimisa import progress
 from cimisa.config import HwConfig
 from cimisa.errors import KitError
 from cimisa.fsutil import atomic_write_text
@@ -398,7 +399,7 @@ def _compile(cfg: HwConfig, simulator: str, waves: bool, verilog: Path, bdir: Pa
     logfile = bdir.parent / f"{bdir.name}.build.log"
     bdir.mkdir(parents=True)
     try:
-        with _tool_env():
+        with progress.stage(f"sim: {simulator} build of {verilog.name}"), _tool_env():
             from cocotb_tools.runner import get_runner
             r = get_runner(simulator)
             _quiet(r)
@@ -603,7 +604,7 @@ def run(cfg: HwConfig, cases: Sequence[Case], *, simulator: str = "verilator", w
             return SimulatorError(f"{simulator} simulation {what}; log: {kept or logfile}")
 
         t0 = time.perf_counter()
-        with _tool_env():
+        with progress.stage(f"sim: {simulator} simulation ({len(cases)} streams)"), _tool_env():
             from cocotb_tools.runner import get_runner
             r = get_runner(simulator)
             _quiet(r)

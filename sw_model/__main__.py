@@ -21,6 +21,7 @@ import hashlib
 import json
 import sys
 
+from cimisa import progress, threads
 from cimisa.errors import KitArgumentParser, cli_main
 
 EXIT_STATUS = """\
@@ -35,15 +36,19 @@ exit status:
 def make_parser() -> KitArgumentParser:
     ap = KitArgumentParser(prog="python -m sw_model", description="Run a CIM command stream on the golden model.",
                            epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
+    progress.add_common_options(ap, threads=False, top_level=True)
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     r = sub.add_parser("run", help="execute a commands.bin or commands.jsonl file",
-                       description="Execute a command stream on the golden model and print its final status.",
+                       description="Execute a command stream (a .bin container or a .jsonl dump, as mapper build "
+                                   "writes them) on the golden model: print the final state, the error with the "
+                                   "failing command's index, the number of results and their digest.",
                        epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("stream", help="binary container (.bin) or JSONL dump (.jsonl)")
     r.add_argument("--impl", choices=("fast", "naive"), default="fast",
                    help="arithmetic: vectorised numpy (fast, default) or explicit loops (naive)")
-    r.add_argument("--out", help="write status and results as JSON to this file")
+    r.add_argument("--out", help="also write status and results as JSON to this file (default: print only)")
     r.add_argument("--force", action="store_true", help="replace an existing --out file")
+    progress.add_common_options(r)
     r.set_defaults(func=_run)
     return ap
 
@@ -56,7 +61,8 @@ def _run(args) -> int:
     out = check_out_file(args.out, force=args.force, what="--out file") if args.out is not None else None
     f = read_any(args.stream)
     cfg, words = f.cfg, f.words
-    res = run(cfg, words, impl=args.impl, raise_on_error=False)
+    with progress.stage("sw_model run", show=len(words) > 100_000):
+        res = run(cfg, words, impl=args.impl, raise_on_error=False)
     digest = hashlib.sha256(res.results.astype("<i8").tobytes()).hexdigest()[:16]
     state, error, index = res.status_tuple()
     print(f"hardware {cfg.name} ({cfg.arch_hash}); {len(words)} words, {res.commands} commands executed")
@@ -71,7 +77,8 @@ def _run(args) -> int:
 
 
 def main(argv=None) -> int:
-    return cli_main(make_parser, argv)
+    threads.early(argv)                     # BLAS thread variables before numpy loads
+    return cli_main(make_parser, argv, setup=progress.setup)
 
 
 if __name__ == "__main__":

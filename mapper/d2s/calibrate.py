@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from cimisa.errors import ModelError
-from mapper.d2s.convert import Factors, progress, replace_with_monarch
+from cimisa import progress as kit_progress
+from mapper.d2s.convert import Factors, replace_with_monarch
 from mapper.d2s.monarch import MonarchLinear
 from mapper.d2s.project import single_thread
 from mapper.models import ModelSpec, resolve_source
@@ -457,8 +458,13 @@ def _layerwise(dense, sparse, spec: ModelSpec, batches: list[dict], cfg: CalibCo
                     grp.append([m])
     encoder_out: list[torch.Tensor | None] = [None] * len(batches)
     todo = sum(len(g) for g in groups_by_block.values())
-    bar = progress(range(todo), total=todo, desc="layer-wise fit", enabled=show_progress)
-    bar_iter = iter(bar)
+    with kit_progress.stage("calibration: layer-wise fit", total=todo, unit="group", show=show_progress) as bar:
+        _layerwise_fit(dense, dense_calls, sparse_in, batches, blocks_s, blocks_d, groups_by_block, encoder_out,
+                       sparse, spec, cfg, bar)
+
+
+def _layerwise_fit(dense, dense_calls, sparse_in, batches, blocks_s, blocks_d, groups_by_block, encoder_out, sparse,
+                   spec, cfg, bar) -> None:
     last_encoder = max((j for j, (st, _, _) in enumerate(blocks_s) if st == "encoder"), default=None)
     for j, (stage, prefix, blk_s) in enumerate(blocks_s):
         blk_d = blocks_d[j][2]
@@ -495,7 +501,7 @@ def _layerwise(dense, sparse, spec: ModelSpec, batches: list[dict], cfg: CalibCo
                     mod.L.copy_(L.to(mod.L.dtype))
                     if bias is not None:
                         mod.bias.copy_(bias.to(mod.bias.dtype))
-                next(bar_iter, None)
+                bar.update(1)
         # Propagate the Monarch hidden states through the fitted block.
         for bi, _ in enumerate(batches):
             args, kwargs = dense_calls[bi].calls[j]
@@ -505,8 +511,6 @@ def _layerwise(dense, sparse, spec: ModelSpec, batches: list[dict], cfg: CalibCo
                 sparse_in[bi][j + 1] = h
             if j == last_encoder:
                 encoder_out[bi] = _encoder_final(sparse, h)
-    if hasattr(bar, "close"):
-        bar.close()
 
 
 def _encoder_final(model, h):
@@ -567,7 +571,7 @@ def _distill(dense, sparse, batches: list[dict], val: list[dict], cfg: CalibConf
     losses = []
     t0 = time.perf_counter()
     done = 0
-    for _ in progress(range(cfg.steps), total=cfg.steps, desc="distill", enabled=show_progress):
+    for _ in kit_progress.bar(range(cfg.steps), desc="calibration: distillation", unit="step", show=show_progress):
         if not order:
             order = list(range(len(batches)))
             rng.shuffle(order)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from pathlib import Path
 
 from cimisa.errors import ModelError, ShapeError
@@ -71,10 +72,13 @@ def save_monarch_dir(out: str | os.PathLike, spec: ModelSpec, nblocks: int, fact
     }
     out = Path(out)
     with atomic_dir(out, force=force) as tmp:
-        save_file(tensors, str(tmp / "monarch.safetensors"), metadata={"format": FORMAT,
-                                                                       "format_version": str(FORMAT_VERSION)})
         (tmp / "monarch.json").write_text(_json_dumps(meta), encoding="utf-8")
         (tmp / "report.json").write_text(_json_dumps(report), encoding="utf-8")
+        st = tmp / "monarch.safetensors"
+        save_file(tensors, str(st), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+        # safetensors writes through a private temporary file (mode 0600): give it the mode of every other
+        # output file (the umask default), read off the JSON file just written.
+        os.chmod(st, stat.S_IMODE((tmp / "monarch.json").stat().st_mode))
     return out.resolve()
 
 
