@@ -50,7 +50,7 @@ CASES = [
     ("hw.__main__", [], "required"),
     ("hw.__main__", ["nope"], "invalid choice"),
     ("hw.__main__", ["export"], "required"),
-    ("hw.__main__", ["export", "--hw", "fpga-micro"], "--out"),
+    ("hw.__main__", ["export", "--hw", "fpga-micro", "--out"], "--out"),
     ("hw.__main__", ["lint"], "path"),
     ("hw.__main__", ["synth", "--hw", "fpga-micro"], "--target"),
     ("hw.__main__", ["synth", "--hw", "fpga-micro", "--target", "ice40-up5k", "--seed", "x"], "--seed"),

@@ -75,7 +75,7 @@ def test_cli_export_from_file(tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["export", "--hw", "no-such-config", "--out", "{tmp}/x"], "unknown hardware configuration"),
-    (["export", "--hw", "fpga-micro"], "--out"),
+    (["export", "--hw", "fpga-micro", "--out"], "--out: expected one argument"),
     (["synth", "--hw", "fpga-micro", "--target", "ice99"], "unknown target"),
     (["lint", "{tmp}/nothing.v"], "no such Verilog file"),
     (["frobnicate"], "invalid choice"),

@@ -90,7 +90,7 @@ CASES = [
     # ---- python -m hw
     ("hw-no-command", ["hw"], "required", {}, {}),
     ("hw-unknown-command", ["hw", "frobnicate"], "invalid choice", {}, {}),
-    ("export-no-out", EXPORT, "--out", {}, {}),
+    ("export-out-no-value", [*EXPORT, "--out"], "--out: expected one argument", {}, {}),
     ("export-unknown-hw", ["hw", "export", "--hw", "no-such-hw", "--out", "o"], "unknown hardware configuration",
      {}, {}),
     ("export-invalid-hw-file", ["hw", "export", "--hw", "bad.toml", "--out", "o"], "rows", {}, {}),
