@@ -1,6 +1,7 @@
 """Run a command stream through :class:`~hw.tile.CimTile` in Amaranth's Python simulator.
 
-This is the testbench used by the pysim tests and the cycle benchmark; it drives ``cmd`` with the words (``last``
+This is the testbench used by the pysim tests and the cycle benchmark (:class:`TileSim` keeps one simulator for
+many streams, :func:`run_tile` runs one); it drives ``cmd`` with the words (``last``
 on the final one), collects ``res`` (optionally with back-pressure) and returns what happened.
 """
 
@@ -15,7 +16,7 @@ from cimisa.config import HwConfig
 from cimisa.isa import ErrorCode, RunState
 from hw.tile import CimTile
 
-__all__ = ["TileRun", "run_tile"]
+__all__ = ["TileRun", "TileSim", "run_tile", "compare"]
 
 
 @dataclass
@@ -35,65 +36,98 @@ class TileRun:
         return self.state.name, self.error.name, self.index
 
 
+class TileSim:
+    """One Amaranth simulation of a :class:`CimTile` that runs many streams, reset (memories too) in between.
+
+    Elaborating the design costs far more than a short stream, so tests that run many short streams keep one
+    of these per configuration; :func:`run_tile` is the one-stream case.
+    """
+
+    def __init__(self, cfg, tile: CimTile | None = None):
+        self.cfg = cfg
+        self.dut = dut = tile if tile is not None else CimTile(cfg)
+        self._words: list[int] = []
+        self._ready = None
+        self._max = 0
+        self._out: TileRun | None = None
+
+        async def tb(ctx):
+            words, n, out, ready_fn = self._words, len(self._words), self._out, self._ready
+            i = cycle = 0
+            ready = True
+            ctx.set(dut.res.ready, 1)
+            while True:
+                if i < n:
+                    ctx.set(dut.cmd.valid, 1)
+                    ctx.set(dut.cmd.payload.word, words[i])
+                    ctx.set(dut.cmd.payload.last, int(i == n - 1))
+                else:
+                    ctx.set(dut.cmd.valid, 0)
+                if ready_fn is not None:
+                    ready = bool(ready_fn(cycle))
+                    ctx.set(dut.res.ready, int(ready))
+                _, _, c_ready, r_valid, r_data, state = await ctx.tick().sample(
+                    dut.cmd.ready, dut.res.valid, dut.res.payload, dut.status.state)
+                cycle += 1
+                if i < n and c_ready:
+                    out.accepted_at.append(cycle)
+                    i += 1
+                if r_valid and ready:
+                    out.results.append(int(r_data))
+                if i >= n and state != RunState.RUNNING:
+                    break
+                if cycle >= self._max:
+                    raise TimeoutError(f"tile still running after {self._max} cycles ({i}/{n} words accepted)")
+            out.state = RunState(ctx.get(dut.status.state))
+            out.error = ErrorCode(ctx.get(dut.status.error))
+            out.index = int(ctx.get(dut.status.index))
+            out.cycles = cycle
+
+        self._tb = tb
+        self._build()
+
+    def _build(self):
+        self.sim = Simulator(self.dut)
+        self.sim.add_clock(1e-8)
+        self.sim.add_testbench(self._tb)
+        self._fresh = True
+
+    def run(self, words, *, res_ready=None, max_cycles: int | None = None, vcd: str | None = None) -> TileRun:
+        """Run ``words`` from reset (``last`` on the final word) and return what the tile did.
+
+        ``res_ready(cycle)`` gives ``res.ready`` per cycle (default: always ready). The run stops once every
+        word has been accepted and the tile has left RUNNING; it raises TimeoutError after ``max_cycles``
+        (default ``2000 + 600 * len(words)``). ``vcd`` writes the waves of this run to that file.
+        """
+        words = [int(w) for w in words]
+        if not words:
+            raise ValueError("words must hold at least one word")
+        if not self._fresh:
+            self.sim.reset()
+        self._fresh = False
+        self._words, self._ready = words, res_ready
+        self._max = max_cycles if max_cycles is not None else 2000 + 600 * len(words)
+        self._out = TileRun(RunState.RUNNING, ErrorCode.NONE, 0)
+        try:
+            if vcd:
+                with self.sim.write_vcd(vcd):
+                    self.sim.run()
+            else:
+                self.sim.run()
+        except BaseException:
+            self._build()                   # a testbench that raised leaves the simulator unusable
+            raise
+        return self._out
+
+
 def run_tile(cfg: HwConfig, words: Sequence[int], *, max_cycles: int | None = None,
              res_ready: Callable[[int], bool] | None = None, vcd: str | None = None,
              tile: CimTile | None = None) -> TileRun:
     """Simulate ``words`` (``last`` set on the final word) on a fresh tile and return a :class:`TileRun`.
 
-    ``res_ready(cycle)`` gives ``res.ready`` per cycle (default: always ready). The run stops once every word
-    has been accepted and the tile has left RUNNING; it raises TimeoutError after ``max_cycles``.
+    The one-stream case of :class:`TileSim` (same options).
     """
-    words = [int(w) for w in words]
-    if not words:
-        raise ValueError("words must hold at least one word (the RTL only ends a stream on a word with last=1)")
-    dut = tile if tile is not None else CimTile(cfg)
-    if max_cycles is None:
-        max_cycles = 2000 + 600 * len(words)
-    out = TileRun(RunState.RUNNING, ErrorCode.NONE, 0)
-    n = len(words)
-
-    async def tb(ctx):
-        i = 0
-        cycle = 0
-        ready = True
-        while True:
-            if i < n:
-                ctx.set(dut.cmd.valid, 1)
-                ctx.set(dut.cmd.payload.word, words[i])
-                ctx.set(dut.cmd.payload.last, int(i == n - 1))
-            else:
-                ctx.set(dut.cmd.valid, 0)
-            if res_ready is not None:
-                ready = bool(res_ready(cycle))
-                ctx.set(dut.res.ready, int(ready))
-            elif cycle == 0:
-                ctx.set(dut.res.ready, 1)
-            _, _, c_ready, r_valid, r_data, state = await ctx.tick().sample(
-                dut.cmd.ready, dut.res.valid, dut.res.payload, dut.status.state)
-            cycle += 1
-            if i < n and c_ready:
-                out.accepted_at.append(cycle)
-                i += 1
-            if r_valid and ready:
-                out.results.append(int(r_data))
-            if i >= n and state != RunState.RUNNING:
-                break
-            if cycle >= max_cycles:
-                raise TimeoutError(f"tile still running after {max_cycles} cycles ({i}/{n} words accepted)")
-        out.state = RunState(ctx.get(dut.status.state))
-        out.error = ErrorCode(ctx.get(dut.status.error))
-        out.index = int(ctx.get(dut.status.index))
-        out.cycles = cycle
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
-    return out
+    return TileSim(cfg, tile).run(words, res_ready=res_ready, max_cycles=max_cycles, vcd=vcd)
 
 
 def compare(expected, got: TileRun) -> list[str]:

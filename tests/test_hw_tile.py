@@ -12,14 +12,12 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 import sw_model
 from cimisa import semantics, streamgen
 from cimisa.config import HwConfig, load_hw
-from cimisa.isa import Command, EncodeError, ErrorCode, Isa, Opcode, RunState
-from hw.pysim import TileRun, compare, run_tile
-from hw.tile import CimTile
+from cimisa.isa import Command, EncodeError, ErrorCode, Isa, Opcode
+from hw.pysim import TileSim, compare, run_tile
 from hw.timing import command_cycles, stream_cycles
 
 MICRO = load_hw("fpga-micro")
@@ -39,83 +37,8 @@ def random_commands(cfg, seed, n, *, halt=True):
     return streamgen.random_commands(cfg, seed, n, halt=halt)
 
 
-class TileBatch:
-    """One Amaranth simulation of a :class:`CimTile` that runs many streams, reset (memories too) in between.
-
-    :func:`hw.pysim.run_tile` builds a simulator per stream; elaborating the design costs far more than a short
-    stream, so the directed tests below run their many short streams here. Results are those of ``run_tile``
-    (checked by ``test_batch_runner_equals_run_tile``).
-    """
-
-    def __init__(self, cfg, tile: CimTile | None = None):
-        self.cfg = cfg
-        self.dut = dut = tile if tile is not None else CimTile(cfg)
-        self._words: list[int] = []
-        self._ready = None
-        self._max = 0
-        self._out: TileRun | None = None
-
-        async def tb(ctx):
-            words, n, out, ready_fn = self._words, len(self._words), self._out, self._ready
-            i = cycle = 0
-            ready = True
-            ctx.set(dut.res.ready, 1)
-            while True:
-                if i < n:
-                    ctx.set(dut.cmd.valid, 1)
-                    ctx.set(dut.cmd.payload.word, words[i])
-                    ctx.set(dut.cmd.payload.last, int(i == n - 1))
-                else:
-                    ctx.set(dut.cmd.valid, 0)
-                if ready_fn is not None:
-                    ready = bool(ready_fn(cycle))
-                    ctx.set(dut.res.ready, int(ready))
-                _, _, c_ready, r_valid, r_data, state = await ctx.tick().sample(
-                    dut.cmd.ready, dut.res.valid, dut.res.payload, dut.status.state)
-                cycle += 1
-                if i < n and c_ready:
-                    out.accepted_at.append(cycle)
-                    i += 1
-                if r_valid and ready:
-                    out.results.append(int(r_data))
-                if i >= n and state != RunState.RUNNING:
-                    break
-                if cycle >= self._max:
-                    raise TimeoutError(f"tile still running after {self._max} cycles ({i}/{n} words accepted)")
-            out.state = RunState(ctx.get(dut.status.state))
-            out.error = ErrorCode(ctx.get(dut.status.error))
-            out.index = int(ctx.get(dut.status.index))
-            out.cycles = cycle
-
-        self._tb = tb
-        self._build()
-
-    def _build(self):
-        self.sim = Simulator(self.dut)
-        self.sim.add_clock(1e-8)
-        self.sim.add_testbench(self._tb)
-        self._fresh = True
-
-    def run(self, words, *, res_ready=None, max_cycles: int | None = None) -> TileRun:
-        """Run ``words`` from reset (``last`` on the final word) and return what the tile did.
-
-        Raises TimeoutError after ``max_cycles`` (default as :func:`hw.pysim.run_tile`).
-        """
-        words = [int(w) for w in words]
-        if not words:
-            raise ValueError("words must hold at least one word")
-        if not self._fresh:
-            self.sim.reset()
-        self._fresh = False
-        self._words, self._ready = words, res_ready
-        self._max = max_cycles if max_cycles is not None else 2000 + 600 * len(words)
-        self._out = TileRun(RunState.RUNNING, ErrorCode.NONE, 0)
-        try:
-            self.sim.run()
-        except BaseException:
-            self._build()                   # a testbench that raised leaves the simulator unusable
-            raise
-        return self._out
+#: The batch runner now lives in :mod:`hw.pysim` (the test name is kept for the mutation tests).
+TileBatch = TileSim
 
 
 _BATCHES: dict = {}
