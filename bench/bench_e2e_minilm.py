@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from cimisa.config import load_hw  # noqa: E402
-from mapper import run as R  # noqa: E402
+from mapper.evaluate import run as R  # noqa: E402
 from sw_model.noise import parse_noise  # noqa: E402
 
 DEFAULT_NOISE = "prog=0.01;prog=0.03;read=0.001;prog=0.01,read=0.001"
@@ -45,7 +45,7 @@ def calibrated_factors(nblocks: int, cache: Path, calib_kw: dict, show_progress:
     cfg = CalibConfig(**calib_kw)
     import hashlib  # noqa: PLC0415
 
-    from mapper.textdata import calibration_sentences  # noqa: PLC0415
+    from mapper.evaluate.textdata import calibration_sentences  # noqa: PLC0415
     tag = "-".join(f"{k}{v}" for k, v in sorted(calib_kw.items())) or "default"
     text_tag = hashlib.sha256("\n".join(calibration_sentences()).encode()).hexdigest()[:8]   # the text set too
     folder = cache / f"minilm-nb{nblocks}-calib-{tag}-text{text_tag}"
@@ -61,7 +61,7 @@ def calibrated_factors(nblocks: int, cache: Path, calib_kw: dict, show_progress:
 
 def run_bench(args) -> list[dict]:
     torch.set_num_threads(args.threads)
-    from mapper.textdata import heldout_sentences  # noqa: PLC0415
+    from mapper.evaluate.textdata import heldout_sentences  # noqa: PLC0415
     texts = heldout_sentences(args.sentences)
     hw = load_hw(args.hw).lossless()
     adcs = [a if a == "lossless" else int(a) for a in args.adc.split(",")]

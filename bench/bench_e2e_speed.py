@@ -3,7 +3,7 @@
 all-MiniLM-L6-v2 (the ``minilm`` wheel), Monarch ``--nblocks`` blocks, hardware ``paper-256`` with 8-bit ADCs
 (``bound`` ADC rule), ``--sentences`` held-out sentences in one batch: every mapped matmul of all 6 layers runs as
 CIM commands on the golden model, once per matmul for all tokens of all sentences. Timed (side by side, same
-process, same thread setting): the CIM forward pass (``mapper.run.embed``) on
+process, same thread setting): the CIM forward pass (``mapper.evaluate.run.embed``) on
 
 * ``Machine`` (``cimisa.semantics.mvm_acc``: the batched float64-BLAS kernel),
 * ``NoisyMachine`` without noise (``mapper run``'s default fast machine, its own float path),
@@ -47,7 +47,7 @@ import torch  # noqa: E402
 
 from cimisa.config import load_hw  # noqa: E402
 from cimisa.fsutil import atomic_write_text  # noqa: E402
-from mapper import run as R  # noqa: E402
+from mapper.evaluate import run as R  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=Path("bench/results/e2e_speed.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from mapper.textdata import heldout_sentences  # noqa: PLC0415
+    from mapper.evaluate.textdata import heldout_sentences  # noqa: PLC0415
     texts = heldout_sentences(args.sentences)
     t0 = time.perf_counter()
     prep = R.prepare("minilm", args.nblocks, show_progress=False)

@@ -50,7 +50,7 @@ from cimisa.config import load_hw  # noqa: E402
 from cimisa.fsutil import atomic_write_text  # noqa: E402
 from cimisa.isa import Command  # noqa: E402
 from cimisa.semantics import wrap_acc  # noqa: E402
-from mapper.cim_exec import adc_shift_for  # noqa: E402
+from mapper.evaluate.executor import adc_shift_for  # noqa: E402
 from sw_model import Machine  # noqa: E402
 
 

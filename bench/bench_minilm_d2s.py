@@ -2,7 +2,7 @@
 
 Run: ``python bench/bench_minilm_d2s.py [--nblocks 2 4 8 16] [--out bench/results] [--baseline]``.
 
-Metrics on the held-out sentences of :mod:`mapper.textdata` (disjoint from the calibration text): the mean
+Metrics on the held-out sentences of :mod:`mapper.evaluate.textdata` (disjoint from the calibration text): the mean
 cosine between dense and Monarch mean-pooled sentence embeddings, and the Spearman correlation between the
 dense and Monarch pairwise sentence similarities. Writes ``minilm_d2s.csv``, ``minilm_d2s.json`` and
 ``minilm_d2s.png`` into ``--out`` (after every nblocks, so a partial run keeps its rows). ``--baseline`` adds

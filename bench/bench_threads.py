@@ -34,7 +34,7 @@ if sys.argv[1] == "torch":
 from mapper.d2s.calibrate import CalibConfig, calibrate
 from mapper.d2s.convert import project_model
 from mapper.models import load_hf_model, load_model_spec
-from mapper.place import default_nblocks
+from compiler.place import default_nblocks
 model, sentences, steps = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 spec = load_model_spec(model)
 dense = load_hf_model(model)

@@ -1,7 +1,7 @@
 """The hardware configuration: one frozen dataclass, the single source of truth for every parameter.
 
 Command field widths (:mod:`cimisa.isa`), RTL parameters (:mod:`hw`), the golden model (:mod:`sw_model`) and the
-cost model (:mod:`mapper.cost`) all derive from a :class:`HwConfig`. Configurations come from built-in names
+cost model (:mod:`compiler.cost`) all derive from a :class:`HwConfig`. Configurations come from built-in names
 (:data:`BUILTIN`) or from TOML/JSON files, and are validated when created: every violation is listed in one
 :class:`~cimisa.errors.ConfigError`.
 
@@ -119,7 +119,7 @@ def _finite_in(v: Any, lo: float, hi: float) -> bool:
 
 @dataclass(frozen=True)
 class CostParams:
-    """Timing and energy constants of the cost model (:mod:`mapper.cost`); sources in ``docs/cost-model.md``.
+    """Timing and energy constants of the cost model (:mod:`compiler.cost`); sources in ``docs/cost-model.md``.
 
     Times are in nanoseconds, energies in picojoules unless the name says otherwise. One MVM activation of
     ``nrows`` rows, ``ncols`` columns and a ``b``-bit ADC costs, per input bit, one array read, ``nrows`` DAC

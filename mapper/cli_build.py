@@ -8,7 +8,7 @@ import os
 from cimisa import progress
 from mapper.cli_args import (MAX_ARRAYS, add_nblocks_option, add_out_options, check_out, default_out as _out,
                              int_in, path_text, positive_int)
-from mapper.place import STRATEGIES
+from compiler.place import STRATEGIES
 
 __all__ = ["register", "run", "default_out"]
 

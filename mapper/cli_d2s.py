@@ -44,7 +44,7 @@ def run_d2s(model: str, nblocks: int | None, out: str | Path, calibrate: bool = 
             threads: int | None = None) -> dict:
     """Convert ``model`` and write the D2S folder ``out``; return the report dict.
 
-    ``nblocks`` None: :func:`mapper.place.default_nblocks`, as in every command. ``threads``: torch threads
+    ``nblocks`` None: :func:`compiler.place.default_nblocks`, as in every command. ``threads``: torch threads
     (:func:`cimisa.threads.set_threads`; None keeps the current setting).
 
     ``out`` is checked first (:func:`cimisa.fsutil.check_out_dir`); an existing folder is replaced only if the
@@ -72,7 +72,7 @@ def run_d2s(model: str, nblocks: int | None, out: str | Path, calibrate: bool = 
     from mapper.d2s.convert import check_nblocks, layer_report, project_model  # noqa: PLC0415
     from mapper.d2s.io import save_monarch_dir  # noqa: PLC0415
     from mapper.models import load_hf_model, load_model_spec  # noqa: PLC0415
-    from mapper.place import default_nblocks  # noqa: PLC0415
+    from compiler.place import default_nblocks  # noqa: PLC0415
     spec = load_model_spec(model)
     if nblocks is None:
         nblocks = default_nblocks(spec)
@@ -159,7 +159,7 @@ def _nblocks_of(model: str):
     from cimisa.errors import KitError  # noqa: PLC0415
     try:
         from mapper.models import load_model_spec  # noqa: PLC0415
-        from mapper.place import default_nblocks  # noqa: PLC0415
+        from compiler.place import default_nblocks  # noqa: PLC0415
         return default_nblocks(load_model_spec(model))
     except KitError:
         return None

@@ -61,14 +61,14 @@ def _csv(rows: list[dict]) -> str:
 def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MODELS, progress=None) -> dict:
     """Compute every table of the comparison; return ``{"strategies", "adc_sweep", "pareto"}`` rows.
 
-    ``nblocks`` None: each model's default (:func:`mapper.place.default_nblocks`, 32 for the paper's models).
+    ``nblocks`` None: each model's default (:func:`compiler.place.default_nblocks`, 32 for the paper's models).
     """
     from cimisa.config import CostParams
-    from mapper.cost import ModelDims, estimate
+    from compiler.cost import ModelDims, estimate
     from mapper.models import load_model_spec
     from mapper.pipeline import check_nblocks, pareto, resolve_hw
-    from mapper.place import default_nblocks, geometry, place
-    from mapper.schedule import schedule
+    from compiler.place import default_nblocks, geometry, place
+    from compiler.schedule import schedule
     step = progress or (lambda msg: None)
     base_hw = resolve_hw(hw)
     specs = {model: load_model_spec(model) for model in models}     # every model checked before any work

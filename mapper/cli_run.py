@@ -9,7 +9,7 @@ import sys
 
 from cimisa import progress
 from mapper.cli_args import add_nblocks_option, add_out_options, check_out, nonneg_int, path_text, utf8_text
-from mapper.place import STRATEGIES
+from compiler.place import STRATEGIES
 
 __all__ = ["register", "main_run", "format_report"]
 
@@ -160,7 +160,7 @@ def main_run(args) -> int:
     noise = parse_noise(args.noise)
     load_hw(args.hw)
     check_model(args.model, args.nblocks, args.calibrate)
-    from mapper.run import run, save_report  # noqa: PLC0415
+    from mapper.evaluate.run import run, save_report  # noqa: PLC0415
     rep = run(args.model, args.text, nblocks=args.nblocks, calibrate=args.calibrate, hw=args.hw,
               strategy=args.strategy, adc_bits=args.adc_bits, noise=noise, gen_tokens=args.gen_tokens,
               adc_rule=args.adc_rule,

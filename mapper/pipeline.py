@@ -15,10 +15,10 @@ import numpy as np
 
 from cimisa.config import CostParams, HwConfig, load_hw
 from cimisa.errors import ModelError, ShapeError
-from mapper.cost import CostReport, ModelDims, estimate
-from mapper.place import STRATEGIES, Placement, default_nblocks, geometry, place
-from mapper.schedule import Schedule, schedule
-from mapper.stream_inputs import STREAM_SEED, stream_inputs
+from compiler.cost import CostReport, ModelDims, estimate
+from compiler.place import STRATEGIES, Placement, default_nblocks, geometry, place
+from compiler.schedule import Schedule, schedule
+from compiler.stream_inputs import STREAM_SEED, stream_inputs
 
 __all__ = ["BuildResult", "build", "write_build", "load_factors", "StrategyResult", "evaluate", "pareto",
            "stream_check", "STREAM_SEED", "project_factors", "check_nblocks"]
@@ -126,7 +126,7 @@ def project_factors(spec, model, nblocks: int) -> dict:
 
 def check_nblocks(spec, nblocks: int) -> None:
     """Raise :class:`ShapeError` naming the matmuls that ``nblocks`` cannot split."""
-    from mapper.d2s.shape import monarch_shape  # noqa: PLC0415
+    from compiler.geometry import monarch_shape  # noqa: PLC0415
     bad = []
     for m in spec.mapped():
         try:
@@ -139,7 +139,7 @@ def check_nblocks(spec, nblocks: int) -> None:
 
 
 def _stream_inputs(compiled) -> dict[str, np.ndarray]:
-    """Seeded test inputs (:func:`mapper.stream_inputs.stream_inputs`, shared with ``python -m sim run``)."""
+    """Seeded test inputs (:func:`compiler.stream_inputs.stream_inputs`, shared with ``python -m sim run``)."""
     return stream_inputs(compiled, STREAM_SEED)
 
 
@@ -152,8 +152,8 @@ def stream_check(spec, factors, hw: HwConfig, strategy: str, nblocks: int, *, co
     resolutions (``log2`` of the rows per column) and with the configuration's own ADCs (``exact`` mode: as many
     bits as the configuration has, the step covering the full column-sum range).
     """
-    from mapper.program import compile_model  # noqa: PLC0415
-    from mapper.quant import float_product, reference_int_product  # noqa: PLC0415
+    from compiler.program import compile_model  # noqa: PLC0415
+    from compiler.quant import float_product, reference_int_product  # noqa: PLC0415
     from sw_model import run_commands  # noqa: PLC0415
     big = hw.replace(n_arrays=max(hw.n_arrays, 1))
     exact_hw = big.lossless()
@@ -343,7 +343,7 @@ def build(model: str, hw: "str | HwConfig" = "paper-256", *, nblocks: int | None
         par = pareto(geoms, cfg, dims, adc_mode=adc_mode, extra=others)
     commands = checked = None
     if factors is not None:
-        from mapper.program import compile_model  # noqa: PLC0415
+        from compiler.program import compile_model  # noqa: PLC0415
         step("stream")
         if main.placement.n_arrays > cfg.n_arrays:
             raise ShapeError(f"{strategy} needs {main.placement.n_arrays} arrays; {cfg.name} has {cfg.n_arrays} "

@@ -2,7 +2,7 @@
 
 numpy and matplotlib only (no torch), the Agg backend, fixed dpi and no timestamps, so a PNG is reproducible.
 
-- :data:`STRATEGY_COLORS` -- one fixed colour per placement strategy (:data:`mapper.place.STRATEGIES`); the
+- :data:`STRATEGY_COLORS` -- one fixed colour per placement strategy (:data:`compiler.place.STRATEGIES`); the
   same strategy has the same colour in ``mapper build``'s and ``mapper reproduce``'s plots.
 - :data:`ROLE_COLORS` -- one fixed colour per matmul role (:data:`mapper.models.ROLES`).
 - :data:`COMPONENT_COLORS` -- one fixed colour per latency/energy component of the cost model.
@@ -29,7 +29,7 @@ _META = {"Software": "cim-monarch-kit mapper.plotstyle"}
 
 
 def _strategies() -> tuple[str, ...]:
-    from mapper.place import STRATEGIES  # noqa: PLC0415  (numpy only)
+    from compiler.place import STRATEGIES  # noqa: PLC0415  (numpy only)
     return tuple(STRATEGIES)
 
 
@@ -41,7 +41,7 @@ def _roles() -> tuple[str, ...]:
 # Colour-blind-friendly (Okabe-Ito / Tableau) picks: linear is the grey baseline.
 _STRATEGY_PALETTE = {"linear": "#7f7f7f", "sparse": "#0072b2", "dense": "#e69f00", "auto": "#009e73"}
 _SPARE = ("#cc79a7", "#d55e00", "#56b4e9", "#f0e442", "#000000")
-#: Fixed colour per strategy, keyed by :data:`mapper.place.STRATEGIES` (in that order).
+#: Fixed colour per strategy, keyed by :data:`compiler.place.STRATEGIES` (in that order).
 STRATEGY_COLORS: dict[str, str] = {
     st: _STRATEGY_PALETTE.get(st, _SPARE[i % len(_SPARE)]) for i, st in enumerate(_strategies())}
 

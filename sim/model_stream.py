@@ -2,7 +2,7 @@
 
 :func:`model_stream` compiles a model exactly as :func:`mapper.pipeline.build` does (the same factors from
 :func:`mapper.pipeline.load_factors`, the same default nblocks, ``adc_mode="paper"``, co-located stage-1 blocks,
-:func:`mapper.program.compile_model`) and takes its test inputs from :func:`mapper.stream_inputs.stream_inputs`,
+:func:`compiler.program.compile_model`) and takes its test inputs from :func:`compiler.stream_inputs.stream_inputs`,
 so ``python -m sim run --model M --hw H --strategy S`` runs, word for word, the ``commands.bin`` of ``python -m
 mapper build --model M --hw H --strategy S`` (same seed and nblocks; the defaults are the same on both sides).
 The stream: weight programming, then for every mapped matmul LOAD_IN of its seeded input vector, its
@@ -22,7 +22,7 @@ from pathlib import Path
 from cimisa.config import HwConfig, load_hw
 from cimisa.errors import KitError, ModelError
 from cimisa.isa import Command, Isa
-from mapper.stream_inputs import STREAM_SEED  # the seed mapper build uses: the default here too
+from compiler.stream_inputs import STREAM_SEED  # the seed mapper build uses: the default here too
 
 __all__ = ["STRATEGIES", "TINY_MODELS", "DEFAULT_HW", "STREAM_SEED", "ModelStream", "model_commands",
            "model_stream", "stream_from_dir", "stream_source", "resolve_stream"]
@@ -58,7 +58,7 @@ def _factors(model: str, nblocks: int | None):
                          f"model, a checkpoint or d2s folder, or a mapper build folder with commands.bin")
     from mapper.models import load_model_spec  # noqa: PLC0415 (torch loads only when a model is mapped)
     from mapper.pipeline import check_nblocks, folder_nblocks, load_factors  # noqa: PLC0415
-    from mapper.place import default_nblocks  # noqa: PLC0415
+    from compiler.place import default_nblocks  # noqa: PLC0415
     spec = load_model_spec(model)
     if not spec.has_weights:
         raise ModelError(f"model {model!r} has no weights to put in a stream")
@@ -80,8 +80,8 @@ def model_commands(model: str, hw: HwConfig, strategy: str = "auto", *, nblocks:
         raise KitError(f"nblocks must be a positive integer, not {nblocks!r}")
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise KitError(f"seed must be a non-negative integer, not {seed!r}")
-    from mapper.program import compile_model  # noqa: PLC0415
-    from mapper.stream_inputs import stream_inputs  # noqa: PLC0415
+    from compiler.program import compile_model  # noqa: PLC0415
+    from compiler.stream_inputs import stream_inputs  # noqa: PLC0415
     spec, _nb, factors = _factors(model, None if nblocks is None else int(nblocks))
     # mapper.pipeline.build: evaluate() places with these options, compile_model() the same placement.
     compiled = compile_model(spec, factors, hw, strategy=strategy, adc_mode="paper", colocate=True)

@@ -192,8 +192,8 @@ def test_stream_seed_changes_only_the_input_vectors():
 def test_stream_inputs_share_a_vector_per_input_group():
     from mapper.models import load_model_spec
     from mapper.pipeline import load_factors
-    from mapper.program import compile_model
-    from mapper.stream_inputs import stream_inputs
+    from compiler.program import compile_model
+    from compiler.stream_inputs import stream_inputs
     spec = load_model_spec("tiny-bert")
     cm = compile_model(spec, load_factors("tiny-bert", spec, 8), load_hw("fpga-tiny"), strategy="auto",
                        adc_mode="paper", colocate=True)

@@ -6,11 +6,11 @@ import pytest
 
 from cimisa.config import CostParams, load_hw
 from cimisa.errors import ConfigError
-from mapper.cost import ModelDims, activation_costs, estimate
+from compiler.cost import ModelDims, activation_costs, estimate
 from mapper.d2s.monarch import monarch_shape
 from mapper.models import load_model_spec
-from mapper.place import MatmulGeom, geometry, place
-from mapper.schedule import schedule
+from compiler.place import MatmulGeom, geometry, place
+from compiler.schedule import schedule
 
 HW = load_hw("paper-256")
 

@@ -190,7 +190,7 @@ def test_load_in_and_read_on_a_batch():
 # ---- end to end: the executor on tiny-bert ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_bert_setup():
-    from mapper.run import collect_activations, compile_cim, prepare
+    from mapper.evaluate.run import collect_activations, compile_cim, prepare
     prep = prepare("tiny-bert", nblocks=4, show_progress=False)
     acts = collect_activations(prep, ["Calibration text for a tiny encoder.", "And one more sentence."], max_len=32)
     return prep, compile_cim(prep, load_hw("paper-256").lossless(), acts, strategy="auto")
@@ -200,7 +200,7 @@ def tiny_bert_setup():
                                                  (6, "calib", True)])
 def test_executor_batched_equals_per_vector(tiny_bert_setup, adc_bits, rule, noisy):
     """run_int on a batch of tokens == the same program run one token at a time, for every mapped matmul."""
-    from mapper.run import build_cim_model
+    from mapper.evaluate.run import build_cim_model
     prep, setup = tiny_bert_setup
     _model, ex = build_cim_model(prep, setup, adc_bits=adc_bits, adc_rule=rule, fast=noisy)
     assert type(ex.machine).__name__ == ("NoisyMachine" if noisy else "Machine")

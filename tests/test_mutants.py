@@ -207,7 +207,7 @@ def test_noise_free_kernel_mutant_is_caught(monkeypatch, name, attr, old, new):
 
 # ---- the mapper's lower bound ----------------------------------------------------------------------------------
 def test_lower_bound_is_ceil_catches_floor(monkeypatch):
-    import mapper.place as place_mod
+    import compiler.place as place_mod
     monkeypatch.setattr(place_mod, "lower_bound", mutant(
         place_mod.lower_bound, "return -(-cells // hw.cells_per_array)", "return cells // hw.cells_per_array"))
     monkeypatch.setattr(place_tests, "lower_bound", place_mod.lower_bound)
@@ -216,7 +216,7 @@ def test_lower_bound_is_ceil_catches_floor(monkeypatch):
 
 
 def test_placement_lower_bound_is_ceil_catches_floor(monkeypatch):
-    from mapper.place import Placement
+    from compiler.place import Placement
     monkeypatch.setattr(Placement, "lower_bound", mutant(
         Placement.__dict__["lower_bound"], "return -(-self.weight_cells // self.cells_per_array)",
         "return self.weight_cells // self.cells_per_array"))
@@ -225,7 +225,7 @@ def test_placement_lower_bound_is_ceil_catches_floor(monkeypatch):
 
 
 def test_utilization_checked_against_placed_cells(monkeypatch):
-    from mapper.place import Placement
+    from compiler.place import Placement
     monkeypatch.setattr(Placement, "utilization", mutant(
         Placement.__dict__["utilization"], "return self.weight_cells / (", "return self.monarch_cells / ("))
     with pytest.raises(AssertionError):

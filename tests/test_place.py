@@ -4,7 +4,7 @@ import pytest
 
 from cimisa.config import load_hw
 from mapper.models import load_model_spec
-from mapper.place import MatmulGeom, Placement, PlacementError, Tile, geometry, lower_bound, place
+from compiler.place import MatmulGeom, Placement, PlacementError, Tile, geometry, lower_bound, place
 from mapper.d2s.monarch import monarch_shape
 
 HW = load_hw("paper-256")

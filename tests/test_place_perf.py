@@ -1,7 +1,7 @@
 """The fast placement paths give exactly what straightforward reference code gives, on small random cases.
 
-``mapper.place`` builds ``auto`` placements with a tuned loop and checks placements with an all-arrays lattice
-test; ``mapper.schedule`` summarises each group once and takes the shortcut for whole-tile windows. The
+``compiler.place`` builds ``auto`` placements with a tuned loop and checks placements with an all-arrays lattice
+test; ``compiler.schedule`` summarises each group once and takes the shortcut for whole-tile windows. The
 references below are the plain versions (one tile at a time, one array at a time, one window at a time): the
 tuned code must reproduce their tiles, groups, violation messages and activations exactly. No timing here
 (``bench/bench_mapper.py`` measures).
@@ -18,9 +18,9 @@ import pytest
 
 from cimisa.config import HwConfig
 from cimisa.errors import ShapeError
-from mapper.d2s.shape import monarch_shape
-from mapper.place import STRATEGIES, MatmulGeom, Placement, PlacementError, Tile, _shelf_height, place
-from mapper.schedule import adc_setting, schedule
+from compiler.geometry import monarch_shape
+from compiler.place import STRATEGIES, MatmulGeom, Placement, PlacementError, Tile, _shelf_height, place
+from compiler.schedule import adc_setting, schedule
 
 
 def _pieces(n, size):

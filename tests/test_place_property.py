@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 from cimisa.config import HwConfig
 from cimisa.errors import ShapeError
 from mapper.d2s.monarch import monarch_shape
-from mapper.place import MatmulGeom, lower_bound, place
-from mapper.program import compile_model
-from mapper.quant import reference_int_product
+from compiler.place import MatmulGeom, lower_bound, place
+from compiler.program import compile_model
+from compiler.quant import reference_int_product
 from sw_model import Machine
 
 

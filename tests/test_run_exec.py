@@ -1,4 +1,4 @@
-"""mapper.cim_exec: batched execution of compiled Monarch programs on the golden model."""
+"""mapper.evaluate.executor: batched execution of compiled Monarch programs on the golden model."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 
 from cimisa.config import load_hw
 from cimisa.isa import Opcode
-from mapper.cim_exec import CimExecutor, adc_shift_for, choose_requant_shift, int_monarch_product, stage1_int
-from mapper.quant import reference_int_product
-from mapper.run import collect_activations, compile_cim, prepare
+from mapper.evaluate.executor import CimExecutor, adc_shift_for, choose_requant_shift, int_monarch_product, stage1_int
+from compiler.quant import reference_int_product
+from mapper.evaluate.run import collect_activations, compile_cim, prepare
 from sw_model.machine import Machine
 from sw_model.noise import NoisyMachine
 
@@ -24,7 +24,7 @@ def tiny_bert():
 @pytest.mark.parametrize("strategy", ["linear", "sparse", "dense", "auto"])
 @pytest.mark.parametrize("machine_cls", [Machine, NoisyMachine])
 def test_lossless_batched_equals_reference(tiny_bert, strategy, machine_cls):
-    """With lossless ADCs every program returns mapper.quant's exact integer product, for a batch of tokens."""
+    """With lossless ADCs every program returns compiler.quant's exact integer product, for a batch of tokens."""
     prep, acts = tiny_bert
     hw = load_hw("paper-256").lossless()
     setup = compile_cim(prep, hw, acts, strategy=strategy)

@@ -2,7 +2,7 @@
 
 The cells checked are the projection rows at nblocks 8 (the calibrated rows need minutes of D2S calibration
 first; ``bench/bench_e2e_minilm.py`` measures them). Same settings as the bench: the first 32 held-out
-sentences of :func:`mapper.textdata.heldout_sentences`, 64 calibration sentences for activation scales, hardware
+sentences of :func:`mapper.evaluate.textdata.heldout_sentences`, 64 calibration sentences for activation scales, hardware
 ``paper-256`` (lossless compile), strategy ``auto``.
 """
 
@@ -26,10 +26,10 @@ TOL = 0.005   # float summation order (BLAS, threads) may flip a few roundings o
 
 @pytest.fixture(scope="module")
 def minilm_nb8():
-    from mapper import run as R
-    from mapper.textdata import heldout_sentences
+    from mapper.evaluate import run as R
+    from mapper.evaluate.textdata import heldout_sentences
     torch.set_num_threads(2)
-    # mapper.textdata extracts its sentences in an isolated interpreter, so the sets do not depend on what
+    # mapper.evaluate.textdata extracts its sentences in an isolated interpreter, so the sets do not depend on what
     # this process imported before (torch patches stdlib docstrings).
     texts, calib = heldout_sentences(32), R._calibration_texts(64)
     prep = R.prepare("minilm", 8, show_progress=False)

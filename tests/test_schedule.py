@@ -9,10 +9,10 @@ from cimisa.config import load_hw
 from cimisa.isa import Command, Opcode
 from mapper.models import load_hf_model, load_model_spec
 from mapper.pipeline import project_factors
-from mapper.place import geometry, place
-from mapper.program import compile_model
-from mapper.quant import calibrate_requant_shift, reference_int_product
-from mapper.schedule import lossless_bits, schedule
+from compiler.place import geometry, place
+from compiler.program import compile_model
+from compiler.quant import calibrate_requant_shift, reference_int_product
+from compiler.schedule import lossless_bits, schedule
 from sw_model import Machine
 
 HW = load_hw("paper-256")

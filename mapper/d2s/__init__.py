@@ -1,6 +1,6 @@
 """Dense-to-sparse (D2S): Monarch factors for every weight matmul of a transformer.
 
-* :mod:`mapper.d2s.shape`: the block geometry (:func:`monarch_shape`; plain Python, no torch).
+* :mod:`compiler.geometry`: the block geometry (:func:`monarch_shape`; plain Python, no torch).
 * :mod:`mapper.d2s.monarch`: the factor layout (fly's ``MonarchLinear``), :func:`monarch_to_dense`,
   :class:`MonarchLinear`.
 * :mod:`mapper.d2s.project`: the optimal (Frobenius) projection, batched (:func:`project`) and per block
@@ -9,7 +9,7 @@
 * :mod:`mapper.d2s.calibrate`: layer-wise fitting and distillation on calibration text, held-out metrics.
 * :mod:`mapper.d2s.io`: the output folder (``monarch.safetensors``, ``monarch.json``, ``report.json``).
 
-The names below are imported on first use, so that ``import mapper.d2s.shape`` (placement, option checks)
+The names below are imported on first use, so that ``import compiler.geometry`` (placement, option checks)
 does not load torch.
 """
 
@@ -19,7 +19,6 @@ _EXPORTS = {
     "Factors": "convert", "layer_report": "convert", "project_model": "convert", "replace_with_monarch": "convert",
     "build_monarch_model": "io", "load_monarch_dir": "io", "load_monarch_spec": "io", "save_monarch_dir": "io",
     "MonarchLinear": "monarch", "monarch_forward": "monarch", "monarch_to_dense": "monarch",
-    "MonarchShape": "shape", "monarch_shape": "shape",
     "project": "project", "project_reference": "project", "relative_error": "project",
 }
 

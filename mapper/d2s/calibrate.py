@@ -603,10 +603,10 @@ def calibrate(spec: ModelSpec, dense_model, factors: Factors, cfg: CalibConfig =
               sentences: list[str] | None = None, show_progress: bool = True) -> tuple[Factors, dict]:
     """Return refined factors and a record of the run (settings, wall times, losses).
 
-    ``sentences`` defaults to :func:`mapper.textdata.calibration_sentences` (the first ``cfg.sentences`` of a
+    ``sentences`` defaults to :func:`mapper.evaluate.textdata.calibration_sentences` (the first ``cfg.sentences`` of a
     seeded shuffle).
     """
-    from mapper.textdata import calibration_sentences  # noqa: PLC0415
+    from mapper.evaluate.textdata import calibration_sentences  # noqa: PLC0415
     torch.manual_seed(cfg.seed)
     if sentences is None:
         pool = calibration_sentences()
@@ -636,7 +636,7 @@ def calibrate(spec: ModelSpec, dense_model, factors: Factors, cfg: CalibConfig =
 
 
 def default_heldout_batches(spec: ModelSpec, n: int = 256, max_len: int = 64) -> list[dict]:
-    """Return the held-out sentences of :mod:`mapper.textdata` as batches for :func:`evaluate`."""
-    from mapper.textdata import heldout_sentences  # noqa: PLC0415
+    """Return the held-out sentences of :mod:`mapper.evaluate.textdata` as batches for :func:`evaluate`."""
+    from mapper.evaluate.textdata import heldout_sentences  # noqa: PLC0415
     return make_batches(make_tokenizer(spec, max_len), heldout_sentences(n), 64)
 

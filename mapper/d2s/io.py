@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cimisa.errors import ModelError, ShapeError
 from cimisa.fsutil import atomic_dir
-from mapper.d2s.shape import monarch_shape
+from compiler.geometry import monarch_shape
 from mapper.models import FAMILIES, ROLES, MatmulSpec, ModelSpec, load_hf_model, load_model_spec
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_monarch_dir", "load_monarch_spec", "load_monarch_dir",

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from cimisa.errors import ShapeError
-from mapper.d2s.shape import MonarchShape, monarch_shape
+from compiler.geometry import MonarchShape, monarch_shape
 
 __all__ = ["MonarchShape", "monarch_shape", "monarch_forward", "monarch_to_dense", "MonarchLinear"]
 

@@ -2,7 +2,7 @@
 
 Every constant is a field of :class:`cimisa.config.CostParams` (sources in ``docs/cost-model.md``).
 
-Activation (one MVM, :class:`~mapper.schedule.Activation`) with ``n_r`` rows, ``n_c`` columns, ``cells`` weight
+Activation (one MVM, :class:`~compiler.schedule.Activation`) with ``n_r`` rows, ``n_c`` columns, ``cells`` weight
 cells and a ``b``-bit ADC, on an array with ``A`` ADCs, for ``I`` input bits::
 
     rounds   = ceil(n_c / A)
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cimisa.config import HwConfig
-from mapper.place import Placement
-from mapper.schedule import Schedule
+from compiler.place import Placement
+from compiler.schedule import Schedule
 
 __all__ = ["ModelDims", "CostReport", "activation_costs", "estimate", "cost_of_compiled", "COMPONENTS"]
 
@@ -292,7 +292,7 @@ def estimate(sched: Schedule, hw: HwConfig, dims: ModelDims) -> CostReport:
 
 
 def cost_of_compiled(compiled, hw: HwConfig | None = None, spec=None) -> dict:
-    """Return the cost report (as a dict) of a :class:`~mapper.program.CompiledModel`."""
+    """Return the cost report (as a dict) of a :class:`~compiler.program.CompiledModel`."""
     hw = hw or compiled.hw
     dims = ModelDims.of(spec, compiled.placement)
     return estimate(compiled.schedule, hw, dims).to_dict()

@@ -30,9 +30,9 @@ import numpy as np
 from cimisa.config import HwConfig
 from cimisa.errors import ModelError, ShapeError
 from cimisa.isa import Command, Opcode
-from mapper.place import MatmulGeom, Placement, geometry, place
-from mapper.quant import QuantizedMonarch, default_requant_shift, quantize_dense, quantize_monarch
-from mapper.schedule import Schedule, schedule
+from compiler.place import MatmulGeom, Placement, geometry, place
+from compiler.quant import QuantizedMonarch, default_requant_shift, quantize_dense, quantize_monarch
+from compiler.schedule import Schedule, schedule
 
 __all__ = ["MatmulProgram", "CompiledModel", "compile_model", "build_programs", "Buffers", "allocate_buffers"]
 
@@ -357,9 +357,9 @@ def compile_model(spec, factors: dict, hw: HwConfig, *, strategy: str = "auto", 
     """Compile a model: quantise factors, place, schedule, and build programs and weight commands.
 
     ``factors`` maps every mapped matmul name to ``(R, L, bias)`` (float, numpy or torch; bias is ignored here:
-    it is added digitally by the runner). ``requant_shifts`` overrides :func:`mapper.quant.default_requant_shift`
+    it is added digitally by the runner). ``requant_shifts`` overrides :func:`compiler.quant.default_requant_shift`
     per matmul. ``adc_mode`` is ``"exact"`` (lossless when the configuration allows) or ``"paper"`` (the
-    paper's ADC resolutions, see :mod:`mapper.schedule`). ``colocate`` lets ``auto`` fire same-input stage-1
+    paper's ADC resolutions, see :mod:`compiler.schedule`). ``colocate`` lets ``auto`` fire same-input stage-1
     blocks together (programs then carry ``depends_on``).
     """
     mapped = spec.mapped()

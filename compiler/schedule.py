@@ -4,7 +4,7 @@ An :class:`Activation` is one MVM: one array, a window of rows (driven together,
 of columns (each converted by one of the array's ``adcs_per_array`` ADCs, so a window of ``n`` columns takes
 ``ceil(n / adcs)`` conversion rounds per input bit). Rules:
 
-* a group of tiles (:class:`~mapper.place.Placement`) is one activation, or ``row_steps`` activations over row
+* a group of tiles (:class:`~compiler.place.Placement`) is one activation, or ``row_steps`` activations over row
   chunks (DenseMap's timestamps t0..t3), later chunks accumulating;
 * row pieces of a block that was cut at the shelf height or the array size accumulate into the same outputs:
   the pieces with ``r0 = 0`` are scheduled first (overwriting), the others accumulate;
@@ -19,8 +19,8 @@ of columns (each converted by one of the array's ``adcs_per_array`` ADCs, so a w
 
 * order: matmuls in model order, each R stage (stage 1), then L (stage 2); on each array, activations run in
   this order (timestamp ``t`` = position on the array); arrays run in parallel. Dependencies (R stage ->
-  REQUANT -> L stage, matmul after matmul) are the cost model's (:mod:`mapper.cost`) and the program's
-  barriers (:mod:`mapper.program`).
+  REQUANT -> L stage, matmul after matmul) are the cost model's (:mod:`compiler.cost`) and the program's
+  barriers (:mod:`compiler.program`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, field
 
 from cimisa.config import HwConfig
-from mapper.place import Placement, PlacementError, paused_gc
+from compiler.place import Placement, PlacementError, paused_gc
 
 __all__ = ["Activation", "Schedule", "schedule", "lossless_bits", "ADC_MODES"]
 

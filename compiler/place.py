@@ -45,7 +45,7 @@ import numpy as np
 
 from cimisa.config import HwConfig
 from cimisa.errors import KitError, ShapeError
-from mapper.d2s.shape import monarch_shape
+from compiler.geometry import monarch_shape
 
 __all__ = ["STRATEGIES", "DENSE_STEPS", "MatmulGeom", "Tile", "Placement", "PlacementError", "geometry",
            "place", "lower_bound", "default_nblocks"]

@@ -5,10 +5,10 @@ Pipeline of :func:`run` (each step is a function usable on its own):
 1. :func:`prepare`: the dense Hugging Face model, its Monarch factors (projection, D2S calibration, or a d2s
    folder) and the float Monarch model (``MonarchLinear`` modules);
 2. :func:`collect_activations`: the inputs of every mapped matmul on calibration text (float Monarch model);
-3. :func:`compile_cim`: ``mapper.program.compile_model`` for the hardware configuration, activation scales and
-   requantisation shifts from the calibration activations (:mod:`mapper.cim_exec`);
+3. :func:`compile_cim`: ``compiler.program.compile_model`` for the hardware configuration, activation scales and
+   requantisation shifts from the calibration activations (:mod:`mapper.evaluate.executor`);
 4. :func:`build_cim_model`: a golden-model machine (exact, or noisy: :mod:`sw_model.noise`) holding every
-   weight, and a copy of the model whose mapped matmuls are :class:`~mapper.cim_exec.CimLinear`; embeddings,
+   weight, and a copy of the model whose mapped matmuls are :class:`~mapper.evaluate.executor.CimLinear`; embeddings,
    attention scores, softmax, norms, activations and the LM head stay digital torch;
 5. metrics against the dense model: :func:`encoder_metrics` (cosine similarity of mean-pooled embeddings) or
    :func:`decoder_metrics` (top-1 next-token agreement, perplexity change, greedy KV-cache generation).
@@ -30,7 +30,7 @@ import torch
 from cimisa import progress as kit_progress
 from cimisa.config import HwConfig, load_hw
 from cimisa.errors import ConfigError, KitError, ModelError
-from mapper.cim_exec import (CimExecutor, CimLinear, MatmulQuantInfo, QuantRefLinear, act_scale,
+from mapper.evaluate.executor import (CimExecutor, CimLinear, MatmulQuantInfo, QuantRefLinear, act_scale,
                              choose_requant_shift, quantize_act)
 from mapper.models import RUN_FAMILIES, ModelSpec, load_hf_model, load_model_spec, resolve_source
 from sw_model.noise import NoiseParams, make_machine
@@ -121,7 +121,7 @@ def prepare(model: str, nblocks: int | None = 4, calibrate: bool = False, show_p
     """Load ``model`` (zoo name, checkpoint folder or d2s folder) and return it with its Monarch version.
 
     A d2s folder brings its own factors (``nblocks`` must be None or match). Otherwise the factors are the
-    optimal projection at ``nblocks`` (None: :func:`mapper.place.default_nblocks`, as in every command), followed by the D2S calibration when ``calibrate`` is set (settings
+    optimal projection at ``nblocks`` (None: :func:`compiler.place.default_nblocks`, as in every command), followed by the D2S calibration when ``calibrate`` is set (settings
     ``calib_config``, a :class:`mapper.d2s.calibrate.CalibConfig`; its defaults when None).
     """
     from mapper.d2s.convert import project_model, replace_with_monarch  # noqa: PLC0415
@@ -153,7 +153,7 @@ def prepare(model: str, nblocks: int | None = 4, calibrate: bool = False, show_p
     spec = load_model_spec(model)
     _check_family(spec.family, model)
     if nblocks is None:
-        from mapper.place import default_nblocks  # noqa: PLC0415
+        from compiler.place import default_nblocks  # noqa: PLC0415
         nblocks = default_nblocks(spec)
     nblocks = int(nblocks)
     dense = load_hf_model(model)
@@ -269,9 +269,9 @@ class CimSetup:
 
 def _program_api():
     try:
-        from mapper.program import compile_model  # noqa: PLC0415
+        from compiler.program import compile_model  # noqa: PLC0415
     except ImportError as exc:
-        raise RunError(f"the CIM compiler (mapper.program) is not available: {exc}") from None
+        raise RunError(f"the CIM compiler (compiler.program) is not available: {exc}") from None
     return compile_model
 
 
@@ -298,7 +298,7 @@ def compile_cim(prep: Prepared, hw: HwConfig, activations: dict[str, torch.Tenso
 
     ``x_scale`` = the ``act_percentile``-th percentile of the calibration |x| over ``2**(input_bits-1)-1``; the
     requant shift is the smallest that keeps the ``requant_percentile``-th percentile of the calibration
-    stage-1 magnitudes in range (:func:`~mapper.cim_exec.choose_requant_shift`). 100 means the maximum.
+    stage-1 magnitudes in range (:func:`~mapper.evaluate.executor.choose_requant_shift`). 100 means the maximum.
     """
     compile_model = _program_api()
     t0 = time.perf_counter()
@@ -358,7 +358,7 @@ def build_cim_model(prep: Prepared, setup: CimSetup, adc_bits=None, noise: Noise
 
     ``adc_bits`` (int, ``"lossless"`` or None for the configuration's) sets the machine's ADCs and every MVM's.
     ``adc_rule`` chooses each MVM's ADC step: ``"bound"`` (no column sum the weights allow can saturate) or
-    ``"calib"`` (the column-sum range seen on the calibration activations fits; see :mod:`mapper.cim_exec`).
+    ``"calib"`` (the column-sum range seen on the calibration activations fits; see :mod:`mapper.evaluate.executor`).
     """
     hw = hw_for_adc(setup.hw, adc_bits)
     if hw.adc_bits > setup.hw.adc_bits:
@@ -384,13 +384,13 @@ def build_cim_model(prep: Prepared, setup: CimSetup, adc_bits=None, noise: Noise
 def build_quantref_model(prep: Prepared, setup: CimSetup, use_kit_reference: bool = True) -> torch.nn.Module:
     """Return the quantised Monarch model in torch: the CIM integer arithmetic without commands or ADC loss.
 
-    With ``use_kit_reference`` the integer products come from ``mapper.quant.reference_int_product``.
+    With ``use_kit_reference`` the integer products come from ``compiler.quant.reference_int_product``.
     """
     from mapper.d2s.convert import _set_submodule  # noqa: PLC0415
     ref = None
     if use_kit_reference:
         try:
-            from mapper.quant import reference_int_product as ref  # noqa: PLC0415
+            from compiler.quant import reference_int_product as ref  # noqa: PLC0415
         except ImportError:
             ref = None
     model = copy.deepcopy(prep.monarch)
@@ -516,7 +516,7 @@ def decoder_metrics(dense_logits: torch.Tensor, logits: torch.Tensor, ids: torch
 def _cost_report(setup: CimSetup, spec: ModelSpec, hw: HwConfig) -> dict | None:
     """Return the mapper's cost report for the compiled model, if the cost model is available."""
     try:
-        from mapper import cost  # noqa: PLC0415
+        from compiler import cost  # noqa: PLC0415
     except ImportError:
         return None
     fn = getattr(cost, "cost_of_compiled", None)
@@ -526,7 +526,7 @@ def _cost_report(setup: CimSetup, spec: ModelSpec, hw: HwConfig) -> dict | None:
 
 
 def _calibration_texts(n: int = 64) -> list[str]:
-    from mapper.textdata import calibration_sentences  # noqa: PLC0415
+    from mapper.evaluate.textdata import calibration_sentences  # noqa: PLC0415
     sents = calibration_sentences()
     if not sents:
         return ["The quick brown fox jumps over the lazy dog."]
@@ -548,7 +548,7 @@ def run(model: str, text: str | list[str], *, nblocks: int | None = None, calibr
             t.encode("utf-8")
         except UnicodeEncodeError:
             raise RunError("--text is not valid UTF-8 text") from None
-    from mapper.place import STRATEGIES  # noqa: PLC0415
+    from compiler.place import STRATEGIES  # noqa: PLC0415
     if strategy not in STRATEGIES:
         raise RunError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if adc_rule not in ("bound", "calib"):
@@ -558,7 +558,7 @@ def run(model: str, text: str | list[str], *, nblocks: int | None = None, calibr
     with kit_progress.stage("run: model and Monarch factors", show=show_progress):
         prep = prepare(model, nblocks, calibrate, show_progress)
     with kit_progress.stage("run: compile for the CIM arrays", show=show_progress):
-        # The sentences come from an isolated interpreter (mapper.textdata), so the order does not matter.
+        # The sentences come from an isolated interpreter (mapper.evaluate.textdata), so the order does not matter.
         calib = calib_texts if calib_texts is not None else _calibration_texts()
         acts = collect_activations(prep, calib, max_len=min(128, prep.max_len))
         setup = compile_cim(prep, run_hw, acts, strategy=strategy)

@@ -1,6 +1,6 @@
 """Execute Monarch matmuls as CIM command streams on the golden model, batched over tokens.
 
-A compiled matmul (``mapper.program.MatmulProgram``) expects its quantised input vector at input-buffer addresses
+A compiled matmul (``compiler.program.MatmulProgram``) expects its quantised input vector at input-buffer addresses
 ``in_addr .. in_addr+in_len-1`` and leaves its integer result at output-buffer addresses
 ``out_addr .. out_addr+out_len-1``. :class:`CimExecutor` programs every weight once (the compiled model's
 ``WRITE_W`` commands) and then runs a program for a whole batch of tokens (all tokens of all sentences) in one pass
@@ -183,7 +183,7 @@ class CimExecutor:
 
     Parameters
     ----------
-    compiled : ``mapper.program.CompiledModel`` (``weight_commands``, ``programs``).
+    compiled : ``compiler.program.CompiledModel`` (``weight_commands``, ``programs``).
     machine : a :class:`sw_model.machine.Machine` (or :class:`sw_model.noise.NoisyMachine`) for the run's
         configuration; its ``adc_bits`` bounds the MVMs' resolution.
     adc_bits : MVM ADC resolution (``None``: the machine configuration's ``adc_bits``).

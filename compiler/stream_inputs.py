@@ -20,9 +20,9 @@ STREAM_SEED = 1234
 
 
 def stream_inputs(compiled, seed: int = STREAM_SEED) -> dict[str, np.ndarray]:
-    """Return ``{matmul name: int64 vector}`` for :meth:`~mapper.program.CompiledModel.full_stream`.
+    """Return ``{matmul name: int64 vector}`` for :meth:`~compiler.program.CompiledModel.full_stream`.
 
-    ``compiled`` is a :class:`~mapper.program.CompiledModel`; ``seed`` is a non-negative integer.
+    ``compiled`` is a :class:`~compiler.program.CompiledModel`; ``seed`` is a non-negative integer.
     """
     from cimisa.isa import Isa  # noqa: PLC0415
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
