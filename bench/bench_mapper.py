@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cimisa.config import load_hw  # noqa: E402
 from cimisa.errors import KitError  # noqa: E402
-from mapper.models import ZOO, load_model_spec  # noqa: E402
 from compiler.place import STRATEGIES, geometry, place  # noqa: E402
 from compiler.schedule import schedule  # noqa: E402
+from mapper.models import ZOO, load_model_spec  # noqa: E402
 
 TARGET_S = 10.0
 DEFAULT_MODELS = tuple(n for n, e in ZOO.items() if e.kind == "shape")

@@ -12,7 +12,6 @@ plain end-to-end distillation (no layer-wise fit) at nblocks 4 for comparison at
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -23,8 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from cimisa.fsutil import atomic_write_text  # noqa: E402
-from mapper.d2s.calibrate import (CalibConfig, calibrate, default_heldout_batches, embed,  # noqa: E402
-                                  evaluate, monarch_model_from_factors)
+from mapper.d2s.calibrate import (  # noqa: E402
+    CalibConfig,
+    calibrate,
+    default_heldout_batches,
+    embed,
+    evaluate,
+    monarch_model_from_factors,
+)
 from mapper.d2s.convert import layer_report, project_model  # noqa: E402
 from mapper.models import load_hf_model, load_model_spec  # noqa: E402
 

@@ -190,7 +190,7 @@ class CostParams:
         return [p for f in fields(self) if (p := self._problem(f.name, getattr(self, f.name))) is not None]
 
     @classmethod
-    def preset(cls, name: str) -> "CostParams":
+    def preset(cls, name: str) -> CostParams:
         """Return a named set of constants: ``kit`` (the defaults) or ``paper``.
 
         ``paper``: every array MVM costs 100 ns and 10 nJ (the analog-CIM simulator defaults the paper built
@@ -294,12 +294,12 @@ class HwConfig:
         """
         return self.weight_bits + (self.rows - 1).bit_length()
 
-    def lossless(self) -> "HwConfig":
+    def lossless(self) -> HwConfig:
         """Return this configuration with ADCs wide enough that no MVM loses information."""
         return self.replace(adc_bits=self.lossless_adc_bits, name=f"{self.name}-lossless"
                             if not self.name.endswith("-lossless") else self.name)
 
-    def replace(self, **changes: Any) -> "HwConfig":
+    def replace(self, **changes: Any) -> HwConfig:
         """Return a copy with ``changes`` applied and validated (``cost`` may be a dict of cost changes)."""
         unknown = sorted(map(str, set(changes) - {f.name for f in fields(self)}))
         if isinstance(changes.get("cost"), dict):
@@ -337,7 +337,7 @@ class HwConfig:
                 f"a{self.adc_bits}")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, origin: str = "configuration") -> "HwConfig":
+    def from_dict(cls, data: dict[str, Any], *, origin: str = "configuration") -> HwConfig:
         """Build a configuration from a dict (as read from TOML/JSON), listing every problem in one error.
 
         ``base`` (a string naming a built-in configuration) supplies the settings the dict leaves out; ``cost``
@@ -379,7 +379,7 @@ class HwConfig:
             raise ConfigError(f"{origin}: {exc}") from None
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "HwConfig":
+    def from_file(cls, path: str | os.PathLike) -> HwConfig:
         """Load a configuration from a ``.json`` file, or a TOML file (any other name).
 
         The file must be a regular UTF-8 file of at most :data:`MAX_CONFIG_BYTES`; JSON's ``NaN``/``Infinity``
@@ -443,7 +443,7 @@ def list_builtin() -> list[str]:
     return sorted(BUILTIN)
 
 
-def load_hw(spec: "str | os.PathLike | HwConfig", **overrides: Any) -> HwConfig:
+def load_hw(spec: str | os.PathLike | HwConfig, **overrides: Any) -> HwConfig:
     """Return the configuration named ``spec`` (built-in name or TOML/JSON path) with ``overrides`` applied.
 
     Overrides whose value is ``None`` are ignored, so command-line options can be passed straight through.

@@ -19,8 +19,8 @@ The meaning of each opcode, as numpy, is in :mod:`cimisa.semantics`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Sequence
 
 from amaranth import signed, unsigned
 from amaranth.lib import data, enum
@@ -81,7 +81,7 @@ def bits_for(value: int) -> int:
 
 
 #: Field kinds -> (description, width as a function of the configuration).
-FIELD_KINDS: dict[str, tuple[str, "callable"]] = {
+FIELD_KINDS: dict[str, tuple[str, callable]] = {
     "array": ("array index, 0..n_arrays-1", lambda c: bits_for(c.n_arrays - 1)),
     "row": ("row index, 0..rows-1", lambda c: bits_for(c.rows - 1)),
     "nrows": ("row count, 1..rows", lambda c: bits_for(c.rows)),
@@ -184,7 +184,7 @@ class Command:
         return d
 
     @classmethod
-    def from_json(cls, obj: Mapping) -> "Command":
+    def from_json(cls, obj: Mapping) -> Command:
         """Build a command from :meth:`to_json` output; raise EncodeError naming the first problem.
 
         Strict, unlike the constructor: ``op`` must be an opcode name, every field an integer (not a bool, float
@@ -214,35 +214,35 @@ class Command:
 
     # Convenience constructors: keyword names are the header fields.
     @classmethod
-    def write_w(cls, array: int, row: int, col: int, weights: Sequence[int]) -> "Command":
+    def write_w(cls, array: int, row: int, col: int, weights: Sequence[int]) -> Command:
         return cls(Opcode.WRITE_W, dict(array=array, row=row, col=col, count=len(weights)), tuple(weights))
 
     @classmethod
-    def load_in(cls, addr: int, values: Sequence[int]) -> "Command":
+    def load_in(cls, addr: int, values: Sequence[int]) -> Command:
         return cls(Opcode.LOAD_IN, dict(addr=addr, count=len(values)), tuple(values))
 
     @classmethod
     def mvm(cls, *, array: int, row0: int, nrows: int, col0: int, ncols: int, in_addr: int, in_stride: int = 1,
             out_addr: int, out_stride: int = 1, accumulate: bool = False, adc_bits: int,
-            adc_shift: int = 0) -> "Command":
+            adc_shift: int = 0) -> Command:
         return cls(Opcode.MVM, dict(array=array, row0=row0, nrows=nrows, col0=col0, ncols=ncols, in_addr=in_addr,
                                     in_stride=in_stride, out_addr=out_addr, out_stride=out_stride,
                                     accumulate=int(accumulate), adc_bits=adc_bits, adc_shift=adc_shift))
 
     @classmethod
-    def requant(cls, *, src: int, count: int, dst: int, dst_stride: int = 1, shift: int = 0) -> "Command":
+    def requant(cls, *, src: int, count: int, dst: int, dst_stride: int = 1, shift: int = 0) -> Command:
         return cls(Opcode.REQUANT, dict(src=src, count=count, dst=dst, dst_stride=dst_stride, shift=shift))
 
     @classmethod
-    def read(cls, addr: int, count: int) -> "Command":
+    def read(cls, addr: int, count: int) -> Command:
         return cls(Opcode.READ, dict(addr=addr, count=count))
 
     @classmethod
-    def barrier(cls) -> "Command":
+    def barrier(cls) -> Command:
         return cls(Opcode.BARRIER)
 
     @classmethod
-    def halt(cls) -> "Command":
+    def halt(cls) -> Command:
         return cls(Opcode.HALT)
 
 
@@ -302,7 +302,7 @@ class Isa:
 
     @staticmethod
     @functools.lru_cache(maxsize=32)
-    def of(cfg: HwConfig) -> "Isa":
+    def of(cfg: HwConfig) -> Isa:
         """Return the (cached) command set for ``cfg``."""
         return Isa(cfg)
 

@@ -33,8 +33,8 @@ import json
 import os
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from cimisa.config import MAX_CONFIG_BYTES, HwConfig, _show, read_limited
 from cimisa.errors import ConfigError, StreamError

@@ -33,8 +33,9 @@ floor rounding of negative column sums, REQUANT ties and saturation, results obs
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 

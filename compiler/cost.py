@@ -49,7 +49,7 @@ class ModelDims:
     seq_len: int
 
     @classmethod
-    def of(cls, spec=None, placement: Placement | None = None, seq_len: int | None = None) -> "ModelDims":
+    def of(cls, spec=None, placement: Placement | None = None, seq_len: int | None = None) -> ModelDims:
         """Build from a :class:`~mapper.models.ModelSpec` (or guess from the placement's matmuls)."""
         if spec is not None:
             c = spec.hf_config or {}

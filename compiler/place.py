@@ -320,7 +320,7 @@ class Placement:
                 out.append(f"{int((seen != 1).sum())} tiles are not in exactly one group")
         return out
 
-    def validate(self) -> "Placement":
+    def validate(self) -> Placement:
         """Raise :class:`PlacementError` listing every violation; return self when valid."""
         problems = self.violations()
         if problems:
@@ -451,7 +451,7 @@ def _place_linear(geoms, hw) -> _Builder:
     return b
 
 
-def _fitting_factors(b: "_Builder", geoms):
+def _fitting_factors(b: _Builder, geoms):
     """Yield ``(matmul, factor, nblocks, block rows, block cols)`` for each factor whose blocks fit an array;
     blocks larger than an array are tiled across arrays here (``_Builder.oversized``) and not yielded."""
     for mi, g in enumerate(geoms):

@@ -298,7 +298,7 @@ class CompiledModel:
         return (f"CompiledModel(hw={self.hw.name!r}, strategy={self.strategy!r}, nblocks={self.nblocks}, "
                 f"arrays={self.placement.n_arrays}, programs={len(self.programs)})")
 
-    def with_requant_shifts(self, shifts: dict[str, int]) -> "CompiledModel":
+    def with_requant_shifts(self, shifts: dict[str, int]) -> CompiledModel:
         """Return a copy whose REQUANT commands use ``shifts`` (by matmul name; others unchanged)."""
         unknown = sorted(set(shifts) - set(self.programs))
         if unknown:

@@ -17,7 +17,7 @@ def addr_bits(depth: int) -> int:
 def _silence(owner):
     # A component whose constructor fails is never elaborated; don't let Amaranth warn "created but never used".
     if owner is not None:
-        setattr(owner, "_MustUse__silence", True)
+        owner._MustUse__silence = True
 
 
 def check_cfg(cfg, owner=None) -> HwConfig:

@@ -51,7 +51,7 @@ class Buffer(wiring.Component):
         try:
             Shape.cast(shape)
         except TypeError:
-            setattr(self, "_MustUse__silence", True)
+            self._MustUse__silence = True
             raise TypeError(f"shape must be a shape-castable object, not {shape!r}") from None
         self._shape = shape
         self._depth = check_int("depth", depth, 2, owner=self)

@@ -39,7 +39,7 @@ _ARROWS = [
 ]
 
 
-def draw(out: "str | Path") -> Path:
+def draw(out: str | Path) -> Path:
     """Draw the block diagram into the PNG ``out`` (written atomically); return its path."""
     import matplotlib
     matplotlib.use("Agg")

@@ -105,7 +105,7 @@ def sidecar(cfg: HwConfig, tile: CimTile | None = None) -> dict:
     }
 
 
-def export_verilog(cfg: "HwConfig | str", out_dir: "str | os.PathLike") -> Path:
+def export_verilog(cfg: HwConfig | str, out_dir: str | os.PathLike) -> Path:
     """Write ``cim_tile_<tag>.v`` and ``cim_tile_<tag>.json`` into ``out_dir``; return the Verilog path.
 
     ``cfg`` is a :class:`HwConfig` or anything :func:`cimisa.config.load_hw` accepts. Each file is written
@@ -151,7 +151,7 @@ def verilator_path() -> tuple[Path, dict]:
     return Path(found), env
 
 
-def lint(path: "str | os.PathLike", *, top: str = TOP, waivers: tuple[str, ...] = LINT_WAIVERS) -> None:
+def lint(path: str | os.PathLike, *, top: str = TOP, waivers: tuple[str, ...] = LINT_WAIVERS) -> None:
     """Run ``verilator --lint-only -Wall`` (minus ``waivers``) on ``path``; raise :class:`LintError` on failure."""
     path = Path(path)
     if not path.is_file():

@@ -7,8 +7,8 @@ on the final one), collects ``res`` (optionally with back-pressure) and returns 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from amaranth.sim import Simulator
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -58,12 +57,12 @@ TARGETS: dict[str, Target] = {
 class SynthError(KitError):
     """yosys or nextpnr failed (the design does not fit, or a tool is missing); ``log`` names the tool's log."""
 
-    def __init__(self, reason: str, log: "Path | None" = None):
+    def __init__(self, reason: str, log: Path | None = None):
         self.reason = reason
         self.log = Path(log) if log is not None else None
         super().__init__(f"{reason}; log: {self.log}" if self.log is not None else reason)
 
-    def moved(self, old: "str | os.PathLike", new: "str | os.PathLike") -> "SynthError":
+    def moved(self, old: str | os.PathLike, new: str | os.PathLike) -> SynthError:
         """The same error with its log in folder ``new`` instead of ``old`` (a work folder that was renamed)."""
         if self.log is None:
             return self
@@ -92,7 +91,7 @@ def _run(tool: str, args: list[str], cwd: Path, log: Path) -> str:
     return proc.stdout + proc.stderr
 
 
-def synth(cfg: "HwConfig | str", target: str, *, work_dir: "str | os.PathLike | None" = None,
+def synth(cfg: HwConfig | str, target: str, *, work_dir: str | os.PathLike | None = None,
           freq_mhz: float | None = None, seed: int = 1) -> dict:
     """Synthesise, place and route the tile of ``cfg`` for ``target``; return the figures as a dict.
 

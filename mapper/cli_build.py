@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from cimisa import progress
-from mapper.cli_args import (MAX_ARRAYS, add_nblocks_option, add_out_options, check_out, default_out as _out,
-                             int_in, path_text, positive_int)
 from compiler.place import STRATEGIES
+from mapper.cli_args import MAX_ARRAYS, add_nblocks_option, add_out_options, check_out, int_in, path_text, positive_int
+from mapper.cli_args import default_out as _out
 
 __all__ = ["register", "run", "default_out"]
 

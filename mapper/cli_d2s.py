@@ -7,8 +7,16 @@ import sys
 from pathlib import Path
 
 from cimisa import progress
-from mapper.cli_args import (add_nblocks_option, add_out_options, check_out, default_out, nonneg_int, path_text,
-                             positive_int, seed_int)
+from mapper.cli_args import (
+    add_nblocks_option,
+    add_out_options,
+    check_out,
+    default_out,
+    nonneg_int,
+    path_text,
+    positive_int,
+    seed_int,
+)
 
 __all__ = ["register", "run_d2s"]
 
@@ -67,12 +75,12 @@ def run_d2s(model: str, nblocks: int | None, out: str | Path, calibrate: bool = 
         set_threads(threads)
     import torch  # noqa: PLC0415
 
-    from mapper.d2s.calibrate import (CalibConfig, calibrate as run_calibration,  # noqa: PLC0415
-                                      default_heldout_batches, embed, evaluate, monarch_model_from_factors)
+    from compiler.place import default_nblocks  # noqa: PLC0415
+    from mapper.d2s.calibrate import CalibConfig, default_heldout_batches, embed, evaluate, monarch_model_from_factors  # noqa: PLC0415
+    from mapper.d2s.calibrate import calibrate as run_calibration
     from mapper.d2s.convert import check_nblocks, layer_report, project_model  # noqa: PLC0415
     from mapper.d2s.io import save_monarch_dir  # noqa: PLC0415
     from mapper.models import load_hf_model, load_model_spec  # noqa: PLC0415
-    from compiler.place import default_nblocks  # noqa: PLC0415
     spec = load_model_spec(model)
     if nblocks is None:
         nblocks = default_nblocks(spec)
@@ -158,8 +166,8 @@ def _nblocks_of(model: str):
     the command then reports the problem)."""
     from cimisa.errors import KitError  # noqa: PLC0415
     try:
-        from mapper.models import load_model_spec  # noqa: PLC0415
         from compiler.place import default_nblocks  # noqa: PLC0415
+        from mapper.models import load_model_spec  # noqa: PLC0415
         return default_nblocks(load_model_spec(model))
     except KitError:
         return None

@@ -65,10 +65,10 @@ def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MO
     """
     from cimisa.config import CostParams
     from compiler.cost import ModelDims, estimate
-    from mapper.models import load_model_spec
-    from mapper.pipeline import check_nblocks, pareto, resolve_hw
     from compiler.place import default_nblocks, geometry, place
     from compiler.schedule import schedule
+    from mapper.models import load_model_spec
+    from mapper.pipeline import check_nblocks, pareto, resolve_hw
     step = progress or (lambda msg: None)
     base_hw = resolve_hw(hw)
     specs = {model: load_model_spec(model) for model in models}     # every model checked before any work

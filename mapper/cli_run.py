@@ -8,8 +8,8 @@ import math
 import sys
 
 from cimisa import progress
-from mapper.cli_args import add_nblocks_option, add_out_options, check_out, nonneg_int, path_text, utf8_text
 from compiler.place import STRATEGIES
+from mapper.cli_args import add_nblocks_option, add_out_options, check_out, nonneg_int, path_text, utf8_text
 
 __all__ = ["register", "main_run", "format_report"]
 

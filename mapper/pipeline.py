@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -289,7 +288,7 @@ def _layer_table(main: StrategyResult, base: StrategyResult) -> list[dict]:
     return rows
 
 
-def resolve_hw(hw: "str | HwConfig", adcs: int | None = None, cost: str | None = None) -> HwConfig:
+def resolve_hw(hw: str | HwConfig, adcs: int | None = None, cost: str | None = None) -> HwConfig:
     """Return the configuration with ``--adcs`` and a cost preset applied."""
     cfg = load_hw(hw, adcs_per_array=adcs)
     if cost:
@@ -297,7 +296,7 @@ def resolve_hw(hw: "str | HwConfig", adcs: int | None = None, cost: str | None =
     return cfg
 
 
-def build(model: str, hw: "str | HwConfig" = "paper-256", *, nblocks: int | None = None, strategy: str = "auto",
+def build(model: str, hw: str | HwConfig = "paper-256", *, nblocks: int | None = None, strategy: str = "auto",
           adcs: int | None = None, arrays: int | None = None, weights: bool = True, adc_mode: str = "paper",
           cost: str | None = None, colocate: bool = True, with_pareto: bool = True, check: bool = True,
           progress=None) -> BuildResult:

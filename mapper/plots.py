@@ -238,8 +238,8 @@ def breakdown(main, base, strategy: str, path: Path | None, *, model: str | None
     axes[1].set_title("energy")
     fig.suptitle(S.title(f"Decode cost per token by component: {strategy} vs linear", **_meta(model, hw, preset)))
     fig.tight_layout()
-    order = [c for c in getattr(main, "latency_components_ns") if c in seen] + [c for c in seen if c not in
-                                                                              getattr(main, "latency_components_ns")]
+    order = [c for c in main.latency_components_ns if c in seen] + [c for c in seen if c not in
+                                                                              main.latency_components_ns]
     order = order[::-1]             # top of the stack first
     S.legend_outside(axes[1], [seen[c] for c in order], order, where="right", title="component")
     if path is not None:

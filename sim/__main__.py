@@ -53,9 +53,13 @@ def _probability(text: str) -> float:
 
 def make_parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
-    from sim.flow import MAX_LENGTH, MAX_RANDOM, MAX_RANDOM_COMMANDS  # noqa: PLC0415
-    from sim.model_stream import DEFAULT_HW, STREAM_SEED, STRATEGIES  # noqa: PLC0415
-    from sim.flow import SIMULATOR_CHOICES  # noqa: PLC0415
+    from sim.flow import (  # noqa: PLC0415
+        MAX_LENGTH,
+        MAX_RANDOM,
+        MAX_RANDOM_COMMANDS,
+        SIMULATOR_CHOICES,  # noqa: PLC0415
+    )
+    from sim.model_stream import DEFAULT_HW, STRATEGIES, STREAM_SEED  # noqa: PLC0415
     p = KitArgumentParser(prog="python -m sim",
                           description="Co-simulate CIM command streams on the RTL (cocotb) against sw_model.")
     progress.add_common_options(p, threads=False, top_level=True)

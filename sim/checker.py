@@ -7,8 +7,8 @@ Plain Python (no cocotb), so it is also used and tested outside the simulator. E
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 __all__ = ["Mismatch", "Checker"]
 

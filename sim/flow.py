@@ -12,15 +12,15 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from cimisa.config import HwConfig, load_hw
 from cimisa.errors import KitError
 from cimisa.fsutil import atomic_dir, check_out_dir
 from sim import fast, runner
 from sim.job import JobReport
-from sim.model_stream import DEFAULT_HW, STREAM_SEED, STRATEGIES, resolve_stream, stream_source
+from sim.model_stream import DEFAULT_HW, STRATEGIES, STREAM_SEED, resolve_stream, stream_source
 from sim.streams import illegal_streams, random_stream
 
 __all__ = ["cosim_model", "cosim_check", "summarize", "MAX_RANDOM", "MAX_LENGTH", "MAX_RANDOM_COMMANDS"]

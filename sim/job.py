@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from cimisa.config import HwConfig
 from cimisa.fsutil import atomic_write_text
@@ -51,7 +51,7 @@ class Case:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "Case":
+    def from_json(cls, d: dict) -> Case:
         d = dict(d)
         d["words"] = tuple(d["words"])
         d["expected_results"] = tuple(d["expected_results"])
@@ -71,7 +71,7 @@ class Job:
         atomic_write_text(path, json.dumps({"cfg": self.cfg.to_dict(), "cases": [c.to_json() for c in self.cases]}))
 
     @classmethod
-    def read(cls, path: str | os.PathLike) -> "Job":
+    def read(cls, path: str | os.PathLike) -> Job:
         """Read a job written by :meth:`write`."""
         d = json.loads(Path(path).read_text())
         return cls(HwConfig.from_dict(d["cfg"], origin=str(path)), tuple(Case.from_json(c) for c in d["cases"]))
@@ -105,7 +105,7 @@ class CaseReport:
                 f"mismatches={self.mismatches}{', timed_out' if self.timed_out else ''})")
 
     @classmethod
-    def from_json(cls, d: dict) -> "CaseReport":
+    def from_json(cls, d: dict) -> CaseReport:
         d = dict(d)
         d["status"] = tuple(d["status"])
         d["expected_status"] = tuple(d["expected_status"])

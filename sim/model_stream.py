@@ -56,9 +56,9 @@ def _factors(model: str, nblocks: int | None):
     if kind == "shape":
         raise ModelError(f"model {model!r} is shape-only (no weights to put in a stream); co-simulate a tiny-* "
                          f"model, a checkpoint or d2s folder, or a mapper build folder with commands.bin")
+    from compiler.place import default_nblocks  # noqa: PLC0415
     from mapper.models import load_model_spec  # noqa: PLC0415 (torch loads only when a model is mapped)
     from mapper.pipeline import check_nblocks, folder_nblocks, load_factors  # noqa: PLC0415
-    from compiler.place import default_nblocks  # noqa: PLC0415
     spec = load_model_spec(model)
     if not spec.has_weights:
         raise ModelError(f"model {model!r} has no weights to put in a stream")

@@ -9,8 +9,8 @@ first failing check (see :func:`cimisa.semantics.check`) sets the state to ERROR
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class RunResult:
     results: np.ndarray             # READ outputs, int64 holding int32 values, in order
     commands: int                   # commands executed (headers accepted)
     opcode_counts: dict = field(default_factory=dict)
-    machine: "Machine | None" = None
+    machine: Machine | None = None
 
     @property
     def ok(self) -> bool:

@@ -11,10 +11,10 @@ import pytest
 
 from cimisa.config import load_hw
 from cimisa.stream import dumps_jsonl
-from mapper.cli import main
-from mapper.models import load_model_spec
 from compiler.place import geometry
 from compiler.program import compile_model
+from mapper.cli import main
+from mapper.models import load_model_spec
 
 SNAP = Path(__file__).parent / "snapshots"
 SUMMARY_KEYS = {"arrays", "lower_bound_arrays", "utilization", "params_dense", "params_monarch", "macs_dense",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+import sw_model
 from cimisa.config import load_hw
 from cimisa.isa import Command, ErrorCode, Isa, Opcode, RunState
-import sw_model
 from sim.checker import Checker
 from sim.job import Case, Job
 from sim.runner import make_case, make_cases
@@ -147,6 +147,7 @@ def test_unknown_or_missing_simulator_is_a_one_line_user_error(monkeypatch):
 
 def test_port_check_reads_the_export_sidecar(tmp_path):
     import json
+
     from sim import runner
     cfg = load_hw("fpga-tiny")
     ports = [{"name": n, "dir": d, "width": w} for n, (d, w) in runner.expected_ports(cfg).items()]
@@ -190,10 +191,10 @@ def test_stream_seed_changes_only_the_input_vectors():
 
 
 def test_stream_inputs_share_a_vector_per_input_group():
-    from mapper.models import load_model_spec
-    from mapper.pipeline import load_factors
     from compiler.program import compile_model
     from compiler.stream_inputs import stream_inputs
+    from mapper.models import load_model_spec
+    from mapper.pipeline import load_factors
     spec = load_model_spec("tiny-bert")
     cm = compile_model(spec, load_factors("tiny-bert", spec, 8), load_hw("fpga-tiny"), strategy="auto",
                        adc_mode="paper", colocate=True)
@@ -266,6 +267,7 @@ def test_pruning_removes_only_unused_builds_of_the_group(tmp_path):
     them (a shared lock, as :func:`sim.runner.run` takes); other groups, and builds being compiled, stay."""
     import fcntl
     import json
+
     from sim import runner
     folder = tmp_path / "build"
     g, other = json.dumps(["verilator", "x", False]), json.dumps(["verilator", "y", False])
@@ -298,6 +300,7 @@ def test_a_lock_file_removed_while_waited_for_is_taken_again(tmp_path):
     import fcntl
     import os
     import threading
+
     from sim import runner
     lock = tmp_path / ".b.lock"
     fd = runner._lock(lock, fcntl.LOCK_EX)

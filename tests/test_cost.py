@@ -7,10 +7,10 @@ import pytest
 from cimisa.config import CostParams, load_hw
 from cimisa.errors import ConfigError
 from compiler.cost import ModelDims, activation_costs, estimate
-from mapper.d2s.monarch import monarch_shape
-from mapper.models import load_model_spec
 from compiler.place import MatmulGeom, geometry, place
 from compiler.schedule import schedule
+from mapper.d2s.monarch import monarch_shape
+from mapper.models import load_model_spec
 
 HW = load_hw("paper-256")
 

@@ -13,14 +13,23 @@ import torch
 
 from cimisa.errors import ModelError, ShapeError
 from cimisa.fsutil import MARKER
-from mapper.d2s import (MonarchLinear, build_monarch_model, load_monarch_dir, monarch_forward,
-                        monarch_to_dense, project, project_model, project_reference, relative_error,
-                        replace_with_monarch)
 from compiler.geometry import monarch_shape
+from mapper.d2s import (
+    MonarchLinear,
+    build_monarch_model,
+    load_monarch_dir,
+    monarch_forward,
+    monarch_to_dense,
+    project,
+    project_model,
+    project_reference,
+    relative_error,
+    replace_with_monarch,
+)
 from mapper.d2s.calibrate import CalibConfig, _objective, calibrate, compare_embeddings, fit_monarch
 from mapper.d2s.monarch import _monarch_to_dense_via_forward
-from mapper.models import get_weight, load_hf_model, load_model_spec
 from mapper.evaluate.textdata import all_sentences, calibration_sentences, heldout_sentences
+from mapper.models import get_weight, load_hf_model, load_model_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,14 @@ PROJECTION_COSINE_K4 = 0.28
 
 
 def test_minilm_calibration_beats_projection():
-    from mapper.d2s.calibrate import (CalibConfig, calibrate, default_heldout_batches, embed, evaluate,
-                                      monarch_model_from_factors)
+    from mapper.d2s.calibrate import (
+        CalibConfig,
+        calibrate,
+        default_heldout_batches,
+        embed,
+        evaluate,
+        monarch_model_from_factors,
+    )
     from mapper.d2s.convert import project_model
     from mapper.models import load_hf_model, load_model_spec
 

@@ -2,7 +2,6 @@
 
 import ast
 import doctest
-import importlib
 import json
 import re
 import subprocess
@@ -20,8 +19,7 @@ from cimisa import docgen
 from cimisa.config import load_hw
 from cimisa.errors import StreamError
 from cimisa.isa import Command, DecodeError, EncodeError, ErrorCode, Isa, Opcode
-from cimisa.stream import (dumps_jsonl, pack_stream, read_jsonl, read_stream, unpack_stream, write_jsonl,
-                           write_stream)
+from cimisa.stream import dumps_jsonl, pack_stream, read_jsonl, read_stream, unpack_stream, write_jsonl, write_stream
 from tests.strategies import any_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,6 +202,7 @@ def forge(cfg_block, words=(), *, ncmds=None, word_bits=None, version=1, jlen=No
     """A container with an arbitrary configuration block (``dict`` or bytes) and correct checksums."""
     import struct
     import zlib
+
     from cimisa.stream import _HEAD, MAGIC
     cfg_json = cfg_block if isinstance(cfg_block, bytes) else json.dumps(cfg_block).encode()
     if isinstance(cfg_block, dict):

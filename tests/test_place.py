@@ -3,9 +3,9 @@
 import pytest
 
 from cimisa.config import load_hw
-from mapper.models import load_model_spec
 from compiler.place import MatmulGeom, Placement, PlacementError, Tile, geometry, lower_bound, place
 from mapper.d2s.monarch import monarch_shape
+from mapper.models import load_model_spec
 
 HW = load_hw("paper-256")
 

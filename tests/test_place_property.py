@@ -6,10 +6,10 @@ from hypothesis import strategies as st
 
 from cimisa.config import HwConfig
 from cimisa.errors import ShapeError
-from mapper.d2s.monarch import monarch_shape
 from compiler.place import MatmulGeom, lower_bound, place
 from compiler.program import compile_model
 from compiler.quant import reference_int_product
+from mapper.d2s.monarch import monarch_shape
 from sw_model import Machine
 
 

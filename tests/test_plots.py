@@ -13,9 +13,9 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 from matplotlib.colors import to_rgba  # noqa: E402
 
+from compiler.place import STRATEGIES  # noqa: E402
 from mapper import plots as P  # noqa: E402
 from mapper import plotstyle as S  # noqa: E402
-from compiler.place import STRATEGIES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = {"latency": "(ns", "energy per token": "(nJ", "utilisation": "(%)"}

@@ -10,8 +10,15 @@ import torch
 
 from cimisa.config import load_hw
 from mapper.d2s.convert import replace_with_monarch
-from mapper.evaluate.run import (build_cim_model, build_quantref_model, collect_activations, compile_cim, greedy_generate,
-                        prepare, tokenize)
+from mapper.evaluate.run import (
+    build_cim_model,
+    build_quantref_model,
+    collect_activations,
+    compile_cim,
+    greedy_generate,
+    prepare,
+    tokenize,
+)
 
 PROMPT = "CIM decode:"
 N_NEW = 12

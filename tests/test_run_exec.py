@@ -7,8 +7,8 @@ import pytest
 
 from cimisa.config import load_hw
 from cimisa.isa import Opcode
-from mapper.evaluate.executor import CimExecutor, adc_shift_for, choose_requant_shift, int_monarch_product, stage1_int
 from compiler.quant import reference_int_product
+from mapper.evaluate.executor import CimExecutor, adc_shift_for, choose_requant_shift, int_monarch_product, stage1_int
 from mapper.evaluate.run import collect_activations, compile_cim, prepare
 from sw_model.machine import Machine
 from sw_model.noise import NoisyMachine

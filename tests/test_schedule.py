@@ -7,12 +7,12 @@ import pytest
 
 from cimisa.config import load_hw
 from cimisa.isa import Command, Opcode
-from mapper.models import load_hf_model, load_model_spec
-from mapper.pipeline import project_factors
 from compiler.place import geometry, place
 from compiler.program import compile_model
 from compiler.quant import calibrate_requant_shift, reference_int_product
 from compiler.schedule import lossless_bits, schedule
+from mapper.models import load_hf_model, load_model_spec
+from mapper.pipeline import project_factors
 from sw_model import Machine
 
 HW = load_hw("paper-256")
@@ -34,7 +34,7 @@ def test_adc_sharing_and_exact_mode():
     assert all(a.ncols == 256 and a.nrows == 256 and a.rows_per_col == 32 for a in s.activations)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_model(name, nblocks=8):
     spec = load_model_spec(name)
     return spec, project_factors(spec, load_hf_model(name), nblocks)

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from cimisa.config import HwConfig, load_hw
 from cimisa.isa import Command, ErrorCode, Isa, Opcode, RunState
 from cimisa.streamgen import boundary_cases
-from sw_model import (BufferOverflow, CimError, IllegalOpcode, Machine, OutOfRange, TruncatedStream, run,
-                      run_commands)
+from sw_model import BufferOverflow, CimError, IllegalOpcode, Machine, OutOfRange, TruncatedStream, run, run_commands
 from sw_model import naive as naive_mod
 from tests.strategies import legal_stream
 

