@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = (
     "mapper.cli_d2s",
     "mapper.cli_reproduce",
     "mapper.cli_run",
+    "mapper.cli_sweep",
 )
 
 
