@@ -1,88 +1,52 @@
-"""The scoreboard: compares what the RTL produced with what sw_model expects, counting every mismatch.
+"""The scoreboard of co-simulation: the one checker (:func:`cimisa.check.check`) applied to a :class:`~sim.job.Case`.
 
-Plain Python (no cocotb), so it is also used and tested outside the simulator. Each mismatch is logged as
-``Expected/Actual`` (like cocotb's example checkers) and kept, up to ``keep`` of them, for the run report.
+Both engines (the cocotb testbench, :mod:`sim.cocotb_tests.test_cim_tile`, and the fast Verilator harness,
+:mod:`sim.fast`) hand what the RTL did to :func:`check_case`, which compares it with the case's expectations,
+logs each mismatch (``result[3]: Expected 5, Actual 6``; at most ``log_limit``) and returns the
+:class:`~sim.job.CaseReport` (at most :data:`KEEP` mismatches kept in its ``details``, all counted).
+
+Plain Python (no cocotb), so it is also used and tested outside the simulator.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-__all__ = ["Mismatch", "Checker"]
+from cimisa.check import Mismatch, Verdict, check
+from sim.job import Case, CaseReport
 
+__all__ = ["Mismatch", "Verdict", "KEEP", "LOG_LIMIT", "check_case", "log_verdict"]
 
-@dataclass(frozen=True)
-class Mismatch:
-    """One difference: ``what`` (``"result[i]"`` or ``"status.<field>"``), expected and actual values."""
+#: Mismatches kept in a case report's ``details`` (all are counted).
+KEEP = 50
+#: Mismatches logged per case.
+LOG_LIMIT = 20
 
-    what: str
-    expected: object
-    actual: object
-
-    def __str__(self) -> str:
-        return f"{self.what}: Expected {self.expected!r}, Actual {self.actual!r}"
-
-    def to_json(self) -> dict:
-        return {"what": self.what, "expected": self.expected, "actual": self.actual}
+_LOG = logging.getLogger("sim.checker")
 
 
-@dataclass
-class Checker:
-    """Counts mismatches between expected and actual result words and status; logs each one.
+def log_verdict(verdict: Verdict, log: logging.Logger | None = None, *, limit: int = LOG_LIMIT) -> None:
+    """Log each mismatch of ``verdict`` as an error (the first ``limit``; then one line saying more were found)."""
+    log = log or _LOG
+    name = verdict.name or "checker"
+    for m in verdict.mismatches[:limit]:
+        log.error("%s: mismatch %s", name, m)
+    if verdict.count > limit:
+        log.error("%s: further mismatches counted but not logged", name)
+    if verdict.expected_results != verdict.actual_results:
+        log.error("%s: %d result words expected, %d received", name, verdict.expected_results,
+                  verdict.actual_results)
 
-    ``keep`` bounds the mismatches stored (all are counted); ``log_limit`` bounds the ones logged.
-    """
 
-    name: str = "checker"
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("sim.checker"))
-    keep: int = 50
-    log_limit: int = 20
-    mismatches: int = 0
-    checked: int = 0
-    details: list[Mismatch] = field(default_factory=list)
-
-    def __repr__(self) -> str:
-        return f"Checker({self.name!r}, checked={self.checked}, mismatches={self.mismatches})"
-
-    def _report(self, m: Mismatch) -> None:
-        self.mismatches += 1
-        if len(self.details) < self.keep:
-            self.details.append(m)
-        if self.mismatches <= self.log_limit:
-            self.log.error("%s: mismatch %s", self.name, m)
-        elif self.mismatches == self.log_limit + 1:
-            self.log.error("%s: further mismatches counted but not logged", self.name)
-
-    def compare(self, what: str, expected, actual) -> bool:
-        """Compare one value; return whether it matched."""
-        self.checked += 1
-        if expected != actual:
-            self._report(Mismatch(what, expected, actual))
-            return False
-        return True
-
-    def compare_results(self, expected: Sequence[int], actual: Sequence[int]) -> int:
-        """Compare result word sequences element by element (missing or extra words count); return mismatches."""
-        before = self.mismatches
-        for i in range(max(len(expected), len(actual))):
-            e = int(expected[i]) if i < len(expected) else None
-            a = actual[i] if i < len(actual) else None
-            a = int(a) if isinstance(a, int) or hasattr(a, "__index__") else a     # e.g. "X:..." stays text
-            self.compare(f"result[{i}]", e, a)
-        if len(expected) != len(actual):
-            self.log.error("%s: %d result words expected, %d received", self.name, len(expected), len(actual))
-        return self.mismatches - before
-
-    def compare_status(self, expected: Sequence, actual: Sequence) -> int:
-        """Compare ``(state, error, index)`` tuples field by field; return mismatches."""
-        before = self.mismatches
-        for name, e, a in zip(("state", "error", "index"), expected, actual):
-            self.compare(f"status.{name}", e, a)
-        return self.mismatches - before
-
-    @property
-    def passed(self) -> bool:
-        """Whether nothing mismatched."""
-        return self.mismatches == 0
+def check_case(case: Case, results: Sequence, status: Sequence, *, cycles: int, sim_cycles: int, wall_s: float,
+               timed_out: bool, log: logging.Logger | None = None) -> CaseReport:
+    """Compare what the RTL did with ``case`` (result words and ``(state, error, index)``), log the mismatches and
+    return the case's report."""
+    verdict = check(case.expected_results, case.expected_status, results, status, name=case.name)
+    log_verdict(verdict, log)
+    return CaseReport(name=case.name, words=len(case.words), commands=case.commands, cycles=cycles,
+                      sim_cycles=sim_cycles, wall_s=wall_s, status=tuple(status),
+                      expected_status=tuple(case.expected_status), results=len(results),
+                      expected_results=len(case.expected_results), mismatches=verdict.count,
+                      details=[m.to_json() for m in verdict.mismatches[:KEEP]], timed_out=timed_out)

@@ -22,13 +22,14 @@ from pathlib import Path
 from cimisa.config import HwConfig, load_hw
 from cimisa.errors import KitError, ModelError
 from cimisa.isa import Command, Isa
+from compiler.kinds import Strategy, choices
 from compiler.stream_inputs import STREAM_SEED  # the seed mapper build uses: the default here too
 
 __all__ = ["STRATEGIES", "TINY_MODELS", "DEFAULT_HW", "STREAM_SEED", "ModelStream", "model_commands",
            "model_stream", "stream_from_dir", "stream_source", "resolve_stream"]
 
-#: Placement strategies of the mapper.
-STRATEGIES = ("linear", "sparse", "dense", "auto")
+#: Placement strategies of the mapper (:class:`compiler.kinds.Strategy`, as plain words).
+STRATEGIES = choices(Strategy)
 #: The zoo's small models with seeded weights, cheap enough for co-simulation.
 TINY_MODELS = ("tiny-bert", "tiny-gpt2")
 #: Configuration a model is mapped onto when none is given.

@@ -3,8 +3,9 @@
 For each case: reset the tile, drive the stream's words (:class:`~sim.driver.CommandDriver`) while collecting
 result words (:class:`~sim.monitor.ResultMonitor`), wait until the status register leaves RUNNING, drain the
 result stream, then compare results and status with what sw_model computed on the host
-(:class:`~sim.checker.Checker`). The test itself passes whenever the job ran; the verdict (mismatch counts, per
-case) is in the report file ``$CIMSIM_REPORT``, so expect-fail runs can assert that mismatches were found.
+(:func:`sim.checker.check_case`, the one checker of :mod:`cimisa.check`). The test itself passes whenever the job
+ran; the verdict (mismatch counts, per case) is in the report file ``$CIMSIM_REPORT``, so expect-fail runs can
+assert that mismatches were found.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import First, ReadOnly, RisingEdge, Timer, ValueChange
 
 from cimisa.isa import Isa
-from sim.checker import Checker
+from sim.checker import check_case
 from sim.driver import CommandDriver
 from sim.job import JOB_ENV, REPORT_ENV, CaseReport, Job, write_case_reports
 from sim.monitor import ResultMonitor, read_status
@@ -87,19 +88,14 @@ async def run_case(dut, isa: Isa, case, log) -> CaseReport:
     sim_cycles = elapsed() + RESET_CYCLES
     wall = time.perf_counter() - t0
 
-    checker = Checker(case.name, log=log)
-    checker.compare_results(case.expected_results, monitor.words)
-    checker.compare_status(tuple(case.expected_status), status)
     if timed_out:
         log.error("%s: gave up after %d cycles (driver sent %d/%d words, status %s)", case.name, cycles,
                   driver.sent, len(case.words), status)
+    report = check_case(case, monitor.words, status, cycles=cycles, sim_cycles=sim_cycles, wall_s=wall,
+                        timed_out=timed_out, log=log)
     log.info("%s: %d words, %d cycles (%d driving), %d results, status %s, %d mismatches", case.name,
-             len(case.words), cycles, driver_cycles, len(monitor.words), status, checker.mismatches)
-    return CaseReport(name=case.name, words=len(case.words), commands=case.commands, cycles=cycles,
-                      sim_cycles=sim_cycles, wall_s=wall, status=status,
-                      expected_status=tuple(case.expected_status), results=len(monitor.words),
-                      expected_results=len(case.expected_results), mismatches=checker.mismatches,
-                      details=[m.to_json() for m in checker.details], timed_out=timed_out)
+             len(case.words), cycles, driver_cycles, len(monitor.words), status, report.mismatches)
+    return report
 
 
 @cocotb.test()
