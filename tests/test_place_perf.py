@@ -19,7 +19,8 @@ import pytest
 from cimisa.config import HwConfig
 from cimisa.errors import ShapeError
 from compiler.geometry import monarch_shape
-from compiler.place import STRATEGIES, MatmulGeom, Placement, PlacementError, Tile, _shelf_height, place
+from compiler.place import STRATEGIES, MatmulGeom, Placement, PlacementError, Tile, place
+from compiler.place.auto import shelf_height
 from compiler.schedule import adc_setting, schedule
 
 
@@ -35,7 +36,7 @@ def reference_auto(geoms, rows, cols, budget=None, colocate=True):
         for f in ("R", "L"):
             h, w = g.block_dims(f)
             shapes[(h, w)] = shapes.get((h, w), 0) + g.nblocks
-    hs = _shelf_height([(h, w, n) for (h, w), n in shapes.items()], m_r)
+    hs = shelf_height([(h, w, n) for (h, w), n in shapes.items()], m_r)
     cap = (m_r // hs) * m_c
     bundles = []
     by_group = {}
