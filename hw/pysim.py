@@ -3,6 +3,8 @@
 This is the testbench used by the pysim tests and the cycle benchmark (:class:`TileSim` keeps one simulator for
 many streams, :func:`run_tile` runs one); it drives ``cmd`` with the words (``last``
 on the final one), collects ``res`` (optionally with back-pressure) and returns what happened.
+:func:`check_words` runs a stream on the tile and on sw_model and returns the one checker's verdict
+(:mod:`cimisa.check`).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from dataclasses import dataclass, field
 
 from amaranth.sim import Simulator
 
+import sw_model
+from cimisa.check import Verdict, check_runs
 from cimisa.config import HwConfig
 from cimisa.isa import ErrorCode, RunState
 from hw.tile import CimTile
 
-__all__ = ["TileRun", "TileSim", "run_tile", "compare"]
+__all__ = ["TileRun", "TileSim", "run_tile", "check_words", "compare"]
 
 
 @dataclass
@@ -130,19 +134,17 @@ def run_tile(cfg: HwConfig, words: Sequence[int], *, max_cycles: int | None = No
     return TileSim(cfg, tile).run(words, res_ready=res_ready, max_cycles=max_cycles, vcd=vcd)
 
 
-def compare(expected, got: TileRun) -> list[str]:
-    """Return the mismatches between a :class:`sw_model.RunResult` and a :class:`TileRun` (empty if equal).
+def check_words(cfg: HwConfig, words: Sequence[int], *, sim: TileSim | None = None, name: str = "",
+                expected_cycles: int | None = None, **run_kw) -> Verdict:
+    """Run ``words`` on sw_model (the reference, errors reported as status) and on the tile (``sim``, else a fresh
+    one; ``run_kw`` as :meth:`TileSim.run`) and compare them with the one checker, :func:`cimisa.check.check_runs`
+    (result words, status and, with ``expected_cycles``, cycles). A run that times out raises TimeoutError."""
+    ref = sw_model.run(cfg, words, raise_on_error=False)
+    got = (sim if sim is not None else TileSim(cfg)).run(words, **run_kw)
+    return check_runs(ref, got, expected_cycles=expected_cycles, name=name)
 
-    Every result word is compared (as Expected/Actual lines with its position), then the count, then the
-    final ``(state, error, index)``.
-    """
-    out = []
-    exp = [int(v) for v in expected.results]
-    for i, (e, a) in enumerate(zip(exp, got.results)):
-        if e != a:
-            out.append(f"result {i}: expected {e}, actual {a}")
-    if len(exp) != len(got.results):
-        out.append(f"result count: expected {len(exp)}, actual {len(got.results)}")
-    if tuple(expected.status_tuple()) != got.status_tuple():
-        out.append(f"status: expected {expected.status_tuple()}, actual {got.status_tuple()}")
-    return out
+
+def compare(expected, got: TileRun) -> list[str]:
+    """Return the mismatches between a :class:`sw_model.RunResult` and a :class:`TileRun` as text (empty if equal):
+    the lines of :func:`cimisa.check.check_runs`' verdict."""
+    return check_runs(expected, got).lines()

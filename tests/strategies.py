@@ -1,7 +1,7 @@
-"""Hypothesis strategies for commands and streams on a given hardware configuration.
+"""The hypothesis adapter of the one stream generator (:mod:`cimisa.streamgen`).
 
-Legal streams come from the generator every tier shares (:mod:`cimisa.streamgen`); this module only adapts
-hypothesis draws to it, so failing streams shrink.
+Hypothesis draws feed the generator's ``randint`` (:class:`DrawRandomness`), so every command and stream here is
+the generator's own, and failing examples shrink.
 """
 
 from __future__ import annotations
@@ -10,30 +10,7 @@ from hypothesis import strategies as st
 
 from cimisa import streamgen
 from cimisa.config import HwConfig
-from cimisa.isa import FIELDS, PAYLOAD, Command, Isa, Opcode
-
-
-def any_command(cfg: HwConfig, op: Opcode | None = None):
-    """Any encodable command (fields fit their widths; may be out of range for the configuration)."""
-    isa = Isa.of(cfg)
-    ops = [op] if op is not None else [o for o in Opcode if o is not Opcode.HALT]
-
-    @st.composite
-    def build(draw):
-        o = draw(st.sampled_from(ops))
-        args = {}
-        for name, _kind in FIELDS[o]:
-            width = isa.field_widths[o][name]
-            args[name] = draw(st.integers(0, (1 << width) - 1))
-        data = ()
-        if o in PAYLOAD:
-            lo, hi = isa.elem_range(PAYLOAD[o])
-            count = draw(st.integers(1, min(40, (1 << isa.field_widths[o]["count"]) - 1)))
-            args["count"] = count
-            data = tuple(draw(st.lists(st.integers(lo, hi), min_size=count, max_size=count)))
-        return Command(o, args, data)
-
-    return build()
+from cimisa.isa import Opcode
 
 
 class DrawRandomness:
@@ -44,6 +21,12 @@ class DrawRandomness:
 
     def randint(self, lo: int, hi: int) -> int:
         return self._draw(st.integers(lo, hi))
+
+
+def any_command(cfg: HwConfig, op: Opcode | None = None):
+    """Any encodable command (:func:`cimisa.streamgen.any_command`: fields fit their widths, values may be out of
+    range for the configuration), drawn by hypothesis."""
+    return st.composite(lambda draw: streamgen.any_command(cfg, DrawRandomness(draw), op))()
 
 
 def legal_stream(cfg: HwConfig, max_size: int = 25, *, prologue: bool = True):

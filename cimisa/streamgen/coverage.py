@@ -1,0 +1,311 @@
+"""Coverage of a command stream: the bins it hits (opcodes, field corners, value-level events) and its counts.
+
+:func:`covered` replays a command list on the semantics and returns the coverage bins it hits (see
+:func:`coverage_bins`): every opcode, every field corner, and value-level bins (ADC saturation at both ends,
+floor rounding of negative column sums, REQUANT ties and saturation, results observed by a READ).
+:func:`stream_stats` returns counts (how many MVM outputs are non-zero, exact, saturated, ...).
+:func:`cosim_coverage_bins` is the subset co-simulation reports on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from types import SimpleNamespace
+
+import numpy as np
+
+from cimisa import semantics
+from cimisa.config import HwConfig
+from cimisa.isa import PAYLOAD, Command, ErrorCode, Isa, Opcode
+
+__all__ = ["coverage_bins", "covered", "stream_stats", "StreamStats", "cosim_coverage_bins", "cosim_covered"]
+
+
+def coverage_bins(cfg: HwConfig) -> set[str]:
+    """Return every coverage bin :func:`covered` can report for ``cfg`` (bins a configuration cannot reach, e.g.
+    a multi-word row when a row fits one word, are left out).
+
+    * ``op:<NAME>`` for each opcode;
+    * field corners: ``<op>:<field>=0`` / ``=max``, windows ``=full`` / ``count=1`` / ending at the last
+      element, strides 0 / 1 / >1 / largest, ADC resolution 1 / mid / max, ADC shift 0 / >0 / max, REQUANT shift
+      0 / 1 / max, accumulate 0 / 1, multi-word payloads;
+    * values: payload extremes, ADC codes saturated at both ends, coarse steps that floor negative and positive
+      column sums, negative inputs (sign-bit plane), exact non-zero MVMs, REQUANT ties (positive and negative),
+      rounding up, saturation at both ends; results observed: a READ of an MVM's output, and of an MVM that
+      read a REQUANT's output.
+    """
+    isa = Isa.of(cfg)
+    bins = {f"op:{o.name}" for o in Opcode}
+    bins |= {f"write_w:{b}" for b in ("array=0", "array=max", "row=0", "row=max", "col=0", "end=max", "count=1",
+                                      "count=full", "weight=min", "weight=max")}
+    bins |= {f"load_in:{b}" for b in ("addr=0", "end=max", "count=1", "input=min", "input=max")}
+    bins |= {f"mvm:{b}" for b in ("array=0", "array=max", "row0=0", "row_end=max", "nrows=1", "nrows=all",
+                                  "col0=0", "col_end=max", "ncols=1", "ncols=all", "in_addr=0", "in_last=max",
+                                  "in_stride=0", "in_stride=1", "in_stride>1", "in_stride=largest", "out_addr=0",
+                                  "out_last=max", "out_stride=1", "out_stride>1", "accumulate=0",
+                                  "accumulate=1", "adc_bits=1", "adc_bits=max", "adc_shift=0", "adc_shift>0",
+                                  "adc_shift=max", "nonzero", "exact_nonzero", "adc_sat_hi", "adc_sat_lo",
+                                  "neg_input", "floor_neg", "floor_pos", "observed")}
+    if cfg.adc_bits > 2:
+        bins.add("mvm:adc_bits=mid")
+    bins |= {f"requant:{b}" for b in ("src=0", "src_end=max", "dst=0", "dst_last=max", "count=1", "count>1",
+                                      "dst_stride>1", "shift=0", "shift>0", "shift=1", "shift=max", "tie_pos",
+                                      "tie_neg", "round_up", "sat_hi", "sat_lo", "observed")}
+    bins |= {f"read:{b}" for b in ("addr=0", "end=max", "count=1", "count>1", "count=full")}
+    if cfg.cols > isa.per_word(Opcode.WRITE_W):
+        bins.add("write_w:multiword")
+    if cfg.in_depth > isa.per_word(Opcode.LOAD_IN):
+        bins.add("load_in:multiword")
+    return bins
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    """Counts from replaying a stream on the specification (see :func:`stream_stats`)."""
+
+    commands: int = 0
+    mvms: int = 0
+    mvm_outputs: int = 0            #: accumulators written by MVMs
+    mvm_nonzero: int = 0            #: ... whose MVM contribution is non-zero
+    mvm_exact: int = 0              #: MVMs with ADC step 1 and no saturated code
+    mvm_lossy: int = 0              #: MVMs with a saturated code or a coarse step that dropped a remainder
+    adc_saturations: int = 0        #: saturated ADC codes (columns x bit planes)
+    requant_values: int = 0
+    requant_ties: int = 0           #: values exactly halfway between two results (unsaturated)
+    requant_saturated: int = 0
+    results: int = 0                #: READ outputs
+
+    @property
+    def nonzero_fraction(self) -> float:
+        """Share of MVM outputs whose contribution is non-zero."""
+        return self.mvm_nonzero / self.mvm_outputs if self.mvm_outputs else 0.0
+
+
+def _replay(cfg: HwConfig, cmds: Iterable[Command]) -> tuple[set[str], StreamStats]:
+    """Replay legal commands on the semantics; return the bins hit and the counts (stops at HALT or an error)."""
+    isa = Isa.of(cfg)
+    st = semantics.MachineState(cfg)
+    hit: set[str] = set()
+    s = SimpleNamespace(**{f.name: 0 for f in fields(StreamStats)})      # the counts, frozen at the end
+    in_rq = np.zeros(cfg.in_depth, dtype=bool)     # input written by REQUANT
+    out_mvm = np.zeros(cfg.out_depth, dtype=bool)  # accumulator written by an MVM
+    out_rq = np.zeros(cfg.out_depth, dtype=bool)   # ... by an MVM that read a REQUANT output
+    wlo, whi = isa.elem_range("weight")
+    ilo, ihi = isa.elem_range("input")
+    adc_shift_max = (1 << isa.field_widths[Opcode.MVM]["adc_shift"]) - 1
+    rq_shift_max = (1 << isa.field_widths[Opcode.REQUANT]["shift"]) - 1
+    mw = {op: cfg.cols > isa.per_word(op) if op is Opcode.WRITE_W else cfg.in_depth > isa.per_word(op)
+          for op in PAYLOAD}
+
+    def corner(name, value, lo, hi):
+        if value == lo:
+            hit.add(f"{name}=0")
+        if value == hi:
+            hit.add(f"{name}=max")
+
+    for c in cmds:
+        if semantics.check(cfg, c.op, c.args) is not ErrorCode.NONE:
+            break
+        s.commands += 1
+        hit.add(f"op:{c.op.name}")
+        a = c.args
+        if c.op is Opcode.WRITE_W:
+            corner("write_w:array", a["array"], 0, cfg.n_arrays - 1)
+            corner("write_w:row", a["row"], 0, cfg.rows - 1)
+            if a["col"] == 0:
+                hit.add("write_w:col=0")
+            if a["col"] + a["count"] == cfg.cols:
+                hit.add("write_w:end=max")
+            if a["count"] == cfg.cols:
+                hit.add("write_w:count=full")
+            hit |= {"write_w:weight=min"} if wlo in c.data else set()
+            hit |= {"write_w:weight=max"} if whi in c.data else set()
+        elif c.op is Opcode.LOAD_IN:
+            if a["addr"] == 0:
+                hit.add("load_in:addr=0")
+            if a["addr"] + a["count"] == cfg.in_depth:
+                hit.add("load_in:end=max")
+            hit |= {"load_in:input=min"} if ilo in c.data else set()
+            hit |= {"load_in:input=max"} if ihi in c.data else set()
+            in_rq[a["addr"]:a["addr"] + a["count"]] = False
+        elif c.op is Opcode.MVM:
+            nr, nc = a["nrows"], a["ncols"]
+            corner("mvm:array", a["array"], 0, cfg.n_arrays - 1)
+            if a["row0"] == 0:
+                hit.add("mvm:row0=0")
+            if a["row0"] + nr == cfg.rows:
+                hit.add("mvm:row_end=max")
+            if a["col0"] == 0:
+                hit.add("mvm:col0=0")
+            if a["col0"] + nc == cfg.cols:
+                hit.add("mvm:col_end=max")
+            for name, v, full in (("nrows", nr, cfg.rows), ("ncols", nc, cfg.cols)):
+                if v == 1:
+                    hit.add(f"mvm:{name}=1")
+                if v == full:
+                    hit.add(f"mvm:{name}=all")
+            in_idx = a["in_addr"] + a["in_stride"] * np.arange(nr)
+            out_idx = a["out_addr"] + a["out_stride"] * np.arange(nc)
+            if a["in_addr"] == 0:
+                hit.add("mvm:in_addr=0")
+            if in_idx[-1] == cfg.in_depth - 1:
+                hit.add("mvm:in_last=max")
+            if a["out_addr"] == 0:
+                hit.add("mvm:out_addr=0")
+            if out_idx[-1] == cfg.out_depth - 1:
+                hit.add("mvm:out_last=max")
+            if nr > 1:
+                hit.add(f"mvm:in_stride={a['in_stride']}" if a["in_stride"] <= 1 else "mvm:in_stride>1")
+                if a["in_stride"] == (cfg.in_depth - 1) // (nr - 1):
+                    hit.add("mvm:in_stride=largest")
+            if nc > 1:
+                hit.add("mvm:out_stride=1" if a["out_stride"] == 1 else "mvm:out_stride>1")
+            hit.add(f"mvm:accumulate={a['accumulate']}")
+            bits, shift = a["adc_bits"], a["adc_shift"]
+            hit.add("mvm:adc_bits=1" if bits == 1 else "mvm:adc_bits=max" if bits == cfg.adc_bits
+                    else "mvm:adc_bits=mid")
+            hit.add("mvm:adc_shift=0" if shift == 0 else "mvm:adc_shift>0")
+            if shift == adc_shift_max:
+                hit.add("mvm:adc_shift=max")
+            # The ADC, bit plane by bit plane (as cimisa.semantics.mvm), instrumented.
+            x = st.inbuf[in_idx]
+            w = st.array(a["array"])[a["row0"]:a["row0"] + nr, a["col0"]:a["col0"] + nc]
+            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+            acc = np.zeros(nc, dtype=np.int64)
+            sat = lossy = 0
+            for b in range(cfg.input_bits):
+                colsum = w.T @ ((x >> b) & 1)
+                q = colsum >> shift
+                sat_hi, sat_lo = int((q > hi).sum()), int((q < lo).sum())
+                rem = colsum & ((1 << shift) - 1)
+                if sat_hi:
+                    hit.add("mvm:adc_sat_hi")
+                if sat_lo:
+                    hit.add("mvm:adc_sat_lo")
+                if np.any((colsum < 0) & (rem != 0)):
+                    hit.add("mvm:floor_neg")
+                if np.any((colsum > 0) & (rem != 0)):
+                    hit.add("mvm:floor_pos")
+                if b == cfg.input_bits - 1 and np.any(colsum != 0):
+                    hit.add("mvm:neg_input")
+                sat += sat_hi + sat_lo
+                lossy += sat_hi + sat_lo + int(np.count_nonzero(rem))
+                term = np.clip(q, lo, hi) << (b + shift)
+                acc += -term if b == cfg.input_bits - 1 else term
+            acc = semantics.wrap_acc(acc)
+            s.mvms += 1
+            s.mvm_outputs += nc
+            s.mvm_nonzero += int(np.count_nonzero(acc))
+            s.adc_saturations += sat
+            if np.any(acc != 0):
+                hit.add("mvm:nonzero")
+                if not lossy:
+                    hit.add("mvm:exact_nonzero")
+            if lossy:
+                s.mvm_lossy += 1
+            elif shift == 0:
+                s.mvm_exact += 1
+            rq = bool(in_rq[in_idx].any())
+            out_mvm[out_idx] = True
+            out_rq[out_idx] = rq | (out_rq[out_idx] & bool(a["accumulate"]))
+        elif c.op is Opcode.REQUANT:
+            n, shift = a["count"], a["shift"]
+            if a["src"] == 0:
+                hit.add("requant:src=0")
+            if a["src"] + n == cfg.out_depth:
+                hit.add("requant:src_end=max")
+            dst_idx = a["dst"] + a["dst_stride"] * np.arange(n)
+            if a["dst"] == 0:
+                hit.add("requant:dst=0")
+            if dst_idx[-1] == cfg.in_depth - 1:
+                hit.add("requant:dst_last=max")
+            hit.add("requant:count=1" if n == 1 else "requant:count>1")
+            if n > 1 and a["dst_stride"] > 1:
+                hit.add("requant:dst_stride>1")
+            hit.add("requant:shift=0" if shift == 0 else "requant:shift>0")
+            if shift == 1:
+                hit.add("requant:shift=1")
+            if shift == rq_shift_max:
+                hit.add("requant:shift=max")
+            v = st.outbuf[a["src"]:a["src"] + n]
+            r = (v + (1 << (shift - 1))) >> shift if shift else v
+            inside = (r >= ilo) & (r <= ihi)
+            s.requant_values += n
+            s.requant_saturated += int((~inside).sum())
+            if np.any(r > ihi):
+                hit.add("requant:sat_hi")
+            if np.any(r < ilo):
+                hit.add("requant:sat_lo")
+            if shift:
+                rem = v & ((1 << shift) - 1)
+                half = 1 << (shift - 1)
+                tie = (rem == half) & inside
+                s.requant_ties += int(tie.sum())
+                if np.any(tie & (v > 0)):
+                    hit.add("requant:tie_pos")
+                if np.any(tie & (v < 0)):
+                    hit.add("requant:tie_neg")
+                if np.any((rem > half) & inside):
+                    hit.add("requant:round_up")
+            in_rq[dst_idx] = True
+        elif c.op is Opcode.READ:
+            n = a["count"]
+            if a["addr"] == 0:
+                hit.add("read:addr=0")
+            if a["addr"] + n == cfg.out_depth:
+                hit.add("read:end=max")
+            hit.add("read:count=1" if n == 1 else "read:count>1")
+            if n == cfg.out_depth:
+                hit.add("read:count=full")
+            window = slice(a["addr"], a["addr"] + n)
+            if out_mvm[window].any():
+                hit.add("mvm:observed")
+            if out_rq[window].any():
+                hit.add("requant:observed")
+            s.results += n
+        if c.op in PAYLOAD:
+            if a["count"] == 1:
+                hit.add(f"{c.op.name.lower()}:count=1")
+            if mw[c.op] and isa.payload_words(c.op, a["count"]) > 1:
+                hit.add(f"{c.op.name.lower()}:multiword")
+            semantics.ACTIONS[c.op](st, data=c.data, **a)
+        else:
+            semantics.ACTIONS[c.op](st, **a)
+        if c.op is Opcode.HALT:
+            break
+    return hit, StreamStats(**vars(s))
+
+
+def covered(cfg: HwConfig, cmds: Iterable[Command]) -> set[str]:
+    """Return the coverage bins (see :func:`coverage_bins`) that legal commands ``cmds`` hit."""
+    return _replay(cfg, cmds)[0]
+
+
+def stream_stats(cfg: HwConfig, cmds: Iterable[Command]) -> StreamStats:
+    """Return the :class:`StreamStats` of replaying legal commands ``cmds`` on the specification."""
+    return _replay(cfg, cmds)[1]
+
+
+def cosim_coverage_bins(cfg: HwConfig) -> set[str]:
+    """Return the co-simulation's coverage bins for ``cfg``: each opcode, and the corner cases of its fields (full
+    and single-row/column windows, strides 0/1/>1, accumulate, ADC resolution and shift, multi-word payloads where
+    a row or the input buffer is longer than one word, REQUANT shift 0 and >0).
+
+    A subset of :func:`coverage_bins` (which adds address corners and value bins: ADC saturation, REQUANT ties,
+    observed results).
+    """
+    isa = Isa.of(cfg)
+    return ({f"op:{o.name}" for o in Opcode}
+            | {"mvm:accumulate=0", "mvm:accumulate=1", "mvm:adc_bits=1", "mvm:adc_bits=max", "mvm:adc_bits=mid",
+               "mvm:adc_shift=0", "mvm:adc_shift>0", "mvm:in_stride=0", "mvm:in_stride=1", "mvm:in_stride>1",
+               "mvm:out_stride=1", "mvm:out_stride>1", "mvm:nrows=1", "mvm:nrows=all", "mvm:ncols=1",
+               "mvm:ncols=all", "requant:shift=0", "requant:shift>0", "requant:count>1", "read:count=1",
+               "read:count>1", "write_w:count=1", "load_in:count=1"}
+            | ({"write_w:multiword"} if cfg.cols > isa.per_word(Opcode.WRITE_W) else set())     # reachable only
+            | ({"load_in:multiword"} if cfg.in_depth > isa.per_word(Opcode.LOAD_IN) else set()))  # when it fits
+
+
+def cosim_covered(cfg: HwConfig, cmds: Iterable[Command]) -> set[str]:
+    """Return the bins of :func:`cosim_coverage_bins` that legal commands ``cmds`` hit."""
+    return covered(cfg, cmds) & cosim_coverage_bins(cfg)
