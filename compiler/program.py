@@ -30,7 +30,9 @@ import numpy as np
 from cimisa.config import HwConfig
 from cimisa.errors import ModelError, ShapeError
 from cimisa.isa import Command, Opcode
-from compiler.place import MatmulGeom, Placement, geometry, place
+from compiler.geometry import MatmulGeom, geometry
+from compiler.kinds import AdcMode, Strategy
+from compiler.place import Placement, as_strategy, place
 from compiler.quant import QuantizedMonarch, default_requant_shift, quantize_dense, quantize_monarch
 from compiler.schedule import Schedule, schedule
 
@@ -91,7 +93,7 @@ def _bundles(placement: Placement) -> dict[int, tuple[int, ...]]:
     changed = True
     while changed:
         changed = False
-        for m, b in list(out.items()):
+        for b in list(out.values()):
             for x in b:
                 if out.get(x) != b and set(out.get(x, ())) | set(b) != set(out.get(x, ())):
                     out[x] = tuple(sorted(set(out.get(x, ())) | set(b)))
@@ -102,7 +104,7 @@ def _bundles(placement: Placement) -> dict[int, tuple[int, ...]]:
 def allocate_buffers(placement: Placement, hw: HwConfig) -> dict[int, Buffers]:
     """Give every matmul its buffer addresses (module docstring); raise ShapeError if a phase does not fit."""
     geoms = placement.matmuls
-    linear = placement.strategy == "linear"
+    linear = placement.strategy == Strategy.LINEAR
     bundles = _bundles(placement)
     phases: dict[str, list[int]] = {}
     for mi, g in enumerate(geoms):
@@ -208,7 +210,10 @@ def build_programs(placement: Placement, sched: Schedule, hw: HwConfig, shifts: 
                 g = geoms[t.matmul]
                 rows, ins, cols, outs = _tile_rows_cols(t, g, bufs[t.matmul])
                 sel = (rows >= a.row0) & (rows < a.row0 + a.nrows)
-                rp.append(rows[sel]); ra.append(ins[sel]); cp.append(cols); ca.append(outs)
+                rp.append(rows[sel])
+                ra.append(ins[sel])
+                cp.append(cols)
+                ca.append(outs)
             what = f"activation {ai} (array {a.array}, group {a.group})"
             in_addr, in_stride = _affine(np.concatenate(rp), np.concatenate(ra), a.row0, what + " rows", None)
             out_addr, out_stride = _affine(np.concatenate(cp), np.concatenate(ca), a.col0, what + " cols",
@@ -221,7 +226,7 @@ def build_programs(placement: Placement, sched: Schedule, hw: HwConfig, shifts: 
                                     out_stride=out_stride, accumulate=a.accumulate, adc_bits=a.adc_bits,
                                     adc_shift=a.adc_shift))
     progs: dict[str, MatmulProgram] = {}
-    linear = placement.strategy == "linear"
+    linear = placement.strategy == Strategy.LINEAR
     for mi, g in enumerate(geoms):
         b = bufs[mi]
         name = names[mi] if names else g.name
@@ -285,17 +290,17 @@ class CompiledModel:
     """A model compiled for one hardware configuration and strategy (see :func:`compile_model`)."""
 
     hw: HwConfig
-    strategy: str
+    strategy: Strategy
     nblocks: int
     placement: Placement = field(repr=False)
     weight_commands: tuple[Command, ...] = field(repr=False)
     programs: dict[str, MatmulProgram] = field(repr=False)
     quant: dict[str, QuantizedMonarch] = field(repr=False)
     schedule: Schedule | None = field(default=None, repr=False)
-    adc_mode: str = "exact"
+    adc_mode: AdcMode | str = AdcMode.EXACT
 
     def __repr__(self) -> str:
-        return (f"CompiledModel(hw={self.hw.name!r}, strategy={self.strategy!r}, nblocks={self.nblocks}, "
+        return (f"CompiledModel(hw={self.hw.name!r}, strategy={str(self.strategy)!r}, nblocks={self.nblocks}, "
                 f"arrays={self.placement.n_arrays}, programs={len(self.programs)})")
 
     def with_requant_shifts(self, shifts: dict[str, int]) -> CompiledModel:
@@ -305,7 +310,7 @@ class CompiledModel:
             raise ModelError(f"no mapped matmul named {unknown[0]!r}")
         progs = {}
         for name, p in self.programs.items():
-            if name not in shifts or self.strategy == "linear":
+            if name not in shifts or self.strategy == Strategy.LINEAR:
                 progs[name] = p
                 continue
             s = int(shifts[name])
@@ -351,8 +356,9 @@ class CompiledModel:
         return cmds
 
 
-def compile_model(spec, factors: dict, hw: HwConfig, *, strategy: str = "auto", arrays: int | None = None,
-                  requant_shifts: dict[str, int] | None = None, adc_mode: str = "exact", colocate: bool = False,
+def compile_model(spec, factors: dict, hw: HwConfig, *, strategy: Strategy | str = Strategy.AUTO,
+                  arrays: int | None = None, requant_shifts: dict[str, int] | None = None,
+                  adc_mode: AdcMode | str = AdcMode.EXACT, colocate: bool = False,
                   placement: Placement | None = None) -> CompiledModel:
     """Compile a model: quantise factors, place, schedule, and build programs and weight commands.
 
@@ -378,9 +384,10 @@ def compile_model(spec, factors: dict, hw: HwConfig, *, strategy: str = "auto", 
             raise ShapeError(f"{m.name}: factors R {tuple(np.shape(R))}, L {tuple(np.shape(L))} do not match "
                              f"the Monarch shapes {g.r_shape}, {g.l_shape} for nblocks {nb}")
         q = quantize_monarch(m.name, R, L, m.in_features, m.out_features, hw.weight_bits)
-        if strategy == "linear":
+        if strategy == Strategy.LINEAR:
             q = quantize_dense(q, R, L, hw.weight_bits)
         quant[m.name] = q
+    strategy = as_strategy(strategy)
     if placement is None:
         placement = place(geoms, hw, strategy, arrays=arrays, colocate=colocate)
     if placement.n_arrays > hw.n_arrays:
