@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 import sw_model
+from cimisa.check import check
 from cimisa.config import load_hw
 from cimisa.isa import Command, ErrorCode, Isa, Opcode, RunState
-from sim.checker import Checker
+from sim.checker import check_case
 from sim.job import Case, Job
 from sim.runner import make_case, make_cases
 from sim.streams import illegal_streams, opcodes_of, random_stream, reachable_errors, with_opcode
@@ -67,18 +68,20 @@ def test_with_opcode_replaces_only_the_opcode_field():
 
 
 def test_checker_counts_and_logs_every_mismatch(caplog):
-    chk = Checker("t")
+    case = Case(name="t", words=(1, 2), expected_results=(1, 2, 3), expected_status=("HALTED", "NONE", 4))
     with caplog.at_level(logging.ERROR, logger="sim.checker"):
-        assert chk.compare_results([1, 2, 3], [1, 5, 3, 4]) == 2
-        assert chk.compare_status(("HALTED", "NONE", 4), ("ERROR", "BAD_ROW", 4)) == 2
-    assert chk.mismatches == 4 and not chk.passed
+        rep = check_case(case, [1, 5, 3, 4], ("ERROR", "BAD_ROW", 4), cycles=9, sim_cycles=11, wall_s=0.1,
+                         timed_out=False)
+    assert rep.mismatches == 4 and not rep.ok and (rep.results, rep.expected_results) == (4, 3)
+    assert [d["what"] for d in rep.details] == ["result[1]", "result[3]", "status.state", "status.error"]
     assert "result[1]: Expected 2, Actual 5" in caplog.text
     assert "result[3]: Expected None, Actual 4" in caplog.text
     assert "status.error: Expected 'NONE', Actual 'BAD_ROW'" in caplog.text
-    ok = Checker("ok")
-    ok.compare_results([1, 2], [1, 2])
-    ok.compare_status(("HALTED", "NONE", 1), ("HALTED", "NONE", 1))
-    assert ok.passed and ok.checked == 5
+    assert "3 result words expected, 4 received" in caplog.text
+    ok = check([1, 2], ("HALTED", "NONE", 1), [1, 2], ("HALTED", "NONE", 1))
+    assert ok.ok and ok.status_equal and ok.checked == 5
+    x = check([7], ("HALTED", "NONE", 0), ["X:0101"], ("HALTED", "NONE", 0))      # an unresolved word is text
+    assert [str(m) for m in x.mismatches] == ["result[0]: Expected 7, Actual 'X:0101'"]
 
 
 def test_job_file_round_trip(tmp_path):
@@ -136,11 +139,11 @@ def test_cli_exit_status_is_1_on_any_mismatch(monkeypatch, capsys):
 
 
 def test_unknown_or_missing_simulator_is_a_one_line_user_error(monkeypatch):
-    from sim import runner
+    from sim import runner, tools
     assert "unknown simulator" in runner.unavailable_reason("nope")
     with pytest.raises(runner.SimulatorError, match="cannot use simulator 'nope'"):
         runner.build(load_hw("fpga-micro"), "nope")
-    monkeypatch.setattr(runner.shutil, "which", lambda name: None)
+    monkeypatch.setattr(tools.shutil, "which", lambda name: None)
     assert "iverilog" in runner.unavailable_reason("icarus")
     assert runner.available_simulators() == []
 
@@ -226,13 +229,13 @@ def test_cache_dir_is_absolute_and_never_follows_the_current_folder(monkeypatch,
 
 
 def test_simulator_python_path_is_absolute(monkeypatch, tmp_path):
-    from sim import runner
+    from sim import tools
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(runner.sys, "path", ["", "rel", *runner.sys.path])
-    with runner._tool_env():
-        assert all(Path(p).is_absolute() for p in runner.sys.path)
-        assert str(tmp_path) in runner.sys.path and str(tmp_path / "rel") in runner.sys.path
-    assert runner.sys.path[:2] == ["", "rel"]
+    monkeypatch.setattr(tools.sys, "path", ["", "rel", *tools.sys.path])
+    with tools.tool_env():
+        assert all(Path(p).is_absolute() for p in tools.sys.path)
+        assert str(tmp_path) in tools.sys.path and str(tmp_path / "rel") in tools.sys.path
+    assert tools.sys.path[:2] == ["", "rel"]
 
 
 @pytest.mark.parametrize("value,expected", [(None, 3), ("", 3), ("1", 1), (" 7 ", 7), ("0", None), ("-2", None),
@@ -268,7 +271,7 @@ def test_pruning_removes_only_unused_builds_of_the_group(tmp_path):
     import fcntl
     import json
 
-    from sim import runner
+    from sim import cache
     folder = tmp_path / "build"
     g, other = json.dumps(["verilator", "x", False]), json.dumps(["verilator", "y", False])
     cur = _fake_build(folder, "cur", g, 500)
@@ -280,18 +283,18 @@ def test_pruning_removes_only_unused_builds_of_the_group(tmp_path):
     compiling.mkdir()                                                 # no marker yet, its builder holds the lock
     crashed = folder / "crashed"
     crashed.mkdir()                                                   # no marker, nobody holds it
-    fd_held = runner._lock(folder / ".held.lock", fcntl.LOCK_SH)
-    fd_compiling = runner._lock(folder / ".compiling.lock", fcntl.LOCK_EX)
+    fd_held = cache.lock(folder / ".held.lock", fcntl.LOCK_SH)
+    fd_compiling = cache.lock(folder / ".compiling.lock", fcntl.LOCK_EX)
     try:
-        runner._prune(folder, g, keep=2, current=cur)
+        cache.prune(folder, g, keep=2, current=cur)
     finally:
-        runner._unlock(fd_held)
-        runner._unlock(fd_compiling)
+        cache.unlock(fd_held)
+        cache.unlock(fd_compiling)
     assert cur.is_dir() and recent.is_dir() and held.is_dir() and foreign.is_dir() and compiling.is_dir()
     assert not old.exists() and not crashed.exists()
     assert not (folder / "old.build.log").exists() and not (folder / ".old.lock").exists()
     assert not list(folder.glob(".trash-*"))
-    runner._prune(folder, g, keep=2, current=cur)                    # released: now it goes
+    cache.prune(folder, g, keep=2, current=cur)                    # released: now it goes
     assert not held.exists() and recent.is_dir()
 
 
@@ -301,15 +304,15 @@ def test_a_lock_file_removed_while_waited_for_is_taken_again(tmp_path):
     import os
     import threading
 
-    from sim import runner
+    from sim import cache
     lock = tmp_path / ".b.lock"
-    fd = runner._lock(lock, fcntl.LOCK_EX)
+    fd = cache.lock(lock, fcntl.LOCK_EX)
     got = []
-    t = threading.Thread(target=lambda: got.append(runner._lock(lock, fcntl.LOCK_SH)))
+    t = threading.Thread(target=lambda: got.append(cache.lock(lock, fcntl.LOCK_SH)))
     t.start()
     lock.unlink()                                                     # as _remove_build does, while held
-    runner._unlock(fd)
+    cache.unlock(fd)
     t.join(10)
     assert got and os.fstat(got[0]).st_ino == os.stat(lock).st_ino
-    assert runner._lock(lock, fcntl.LOCK_EX, wait=False) is None      # it really holds the current file
-    runner._unlock(got[0])
+    assert cache.lock(lock, fcntl.LOCK_EX, wait=False) is None      # it really holds the current file
+    cache.unlock(got[0])

@@ -1,8 +1,8 @@
 """Fast co-simulation path (``pytest -m cosim``): the exported tile in a plain Verilator C++ harness (sim.fast).
 
-The same references (sim.runner.make_cases) and the same checker (sim.checker.Checker) as the cocotb tier; the
-harness must match sw_model bit for bit on the mapper's streams, random legal streams and illegal streams, report
-a wrong expectation as a mismatch, and count the same cycles as the cocotb testbench.
+The same references (sim.cases.make_cases) and the same checker (cimisa.check, via sim.checker) as the cocotb
+tier; the harness must match sw_model bit for bit on the mapper's streams, random legal streams and illegal
+streams, report a wrong expectation as a mismatch, and count the same cycles as the cocotb testbench.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import sw_model
 from cimisa.config import load_hw
 from cimisa.isa import ErrorCode, Isa, Opcode
 from sim import fast, runner
+from sim.fast import jobfile
 from sim.model_stream import STRATEGIES, TINY_MODELS, model_commands
 from sim.runner import make_cases
 from sim.streams import illegal_streams, random_stream, reachable_errors
@@ -156,7 +157,7 @@ def test_build_is_reused_and_keyed(tiny, fast_build):
     again = fast.build(tiny)
     assert again.directory == fast_build.directory and again.binary.is_file()
     info = json.loads((again.directory / ".built").read_text())
-    assert info["verilog_sha256"] == fast._sha256(fast_build.verilog)
+    assert info["verilog_sha256"] == fast.sha256(fast_build.verilog)
     assert again.directory.parent == runner.cache_dir() / "fast"
     assert again.directory.name.startswith(f"{tiny.tag}-{info['verilog_sha256'][:16]}-")
     assert not list(again.directory.glob("obj"))            # objects removed, the binary kept
@@ -236,8 +237,8 @@ def test_job_file_layout_and_wide_results(tiny, tmp_path):
     assert len(data) == 8 + 32 + 52 + 2 * 625 * 4 + 16 * len(words)    # header, case header, 2 RNG states, words
     # results of any width: sign extension over several 32-bit words
     rows = np.array([[0xFFFFFFFF, 0x1], [0x5, 0x0]], dtype=np.uint32)
-    assert fast._results(rows, 33, True) == [-1, 5]
-    assert fast._results(np.array([[0xFFFFFFFE]], dtype=np.uint32), 32, True) == [-2]
+    assert jobfile._results(rows, 33, True) == [-1, 5]
+    assert jobfile._results(np.array([[0xFFFFFFFE]], dtype=np.uint32), 32, True) == [-2]
 
 
 def layout_bits(isa, word, last):

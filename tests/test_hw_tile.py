@@ -1,7 +1,7 @@
 """CimTile in Amaranth's Python simulator against sw_model: random legal streams, every error, back-pressure.
 
-Every output word and the final (state, error, index) must be identical; an expect-fail test proves the
-checker reports mismatches.
+Every output word and the final (state, error, index) must be identical (the one checker, cimisa.check); an
+expect-fail test proves the checker reports mismatches.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import pytest
 
 import sw_model
 from cimisa import semantics, streamgen
+from cimisa.check import check_runs
 from cimisa.config import HwConfig, load_hw
 from cimisa.isa import Command, EncodeError, ErrorCode, Isa, Opcode
-from hw.pysim import TileSim, compare, run_tile
+from hw.pysim import TileSim, check_words, run_tile
 from hw.timing import command_cycles, stream_cycles
 
 MICRO = load_hw("fpga-micro")
@@ -56,21 +57,18 @@ def stream_problems(cfg, streams, batch: TileBatch | None = None) -> list[str]:
     batch = batch if batch is not None else tile_batch(cfg)
     out = []
     for name, words in streams:
-        ref = sw_model.run(cfg, words, raise_on_error=False)
         try:
-            got = batch.run(words)
+            out += check_words(cfg, words, sim=batch, name=name).lines()
         except TimeoutError as exc:
             out.append(f"{name}: {exc}")
-            continue
-        out += [f"{name}: {p}" for p in compare(ref, got)]
     return out
 
 
 def check_stream(cfg, words, **kw):
     ref = sw_model.run(cfg, words, raise_on_error=False)
     got = run_tile(cfg, words, **kw)
-    problems = compare(ref, got)
-    assert not problems, "\n".join(problems[:20])
+    verdict = check_runs(ref, got)
+    assert verdict.ok, str(verdict)
     return ref, got
 
 
@@ -87,9 +85,9 @@ def test_random_legal_streams(cfg, seeds, n):
         seen |= {c.op for c in cmds}
         words = isa.encode(cmds)
         ref, got = sw_model.run(cfg, words), batch.run(words)
-        assert compare(ref, got) == []
+        verdict = check_runs(ref, got, expected_cycles=stream_cycles(cfg, cmds))
+        assert verdict.ok, str(verdict)
         assert ref.ok
-        assert got.cycles == stream_cycles(cfg, cmds)
         nonzero += int(np.count_nonzero(ref.results))
     assert set(Opcode) - seen == set()
     assert nonzero > 0
@@ -108,9 +106,8 @@ def test_back_pressure_and_trailing_words():
 
 
 def _illegal_opcode_word(isa, raw):
-    f = isa.header_layout["opcode"]
-    word = isa.encode_header(Command.barrier())
-    return (word & ~(((1 << f.width) - 1) << f.offset)) | (raw << f.offset)
+    """A BARRIER header with opcode field ``raw`` (:func:`cimisa.streamgen.with_opcode`)."""
+    return streamgen.with_opcode(isa, isa.encode_header(Command.barrier()), raw)
 
 
 def error_cases(cfg):
@@ -217,7 +214,7 @@ def test_checker_reports_mismatch():
     words = isa.encode(cmds)
     got = run_tile(cfg, words)
     ref = sw_model.run(cfg, words)
-    assert compare(ref, got) == []
+    assert check_runs(ref, got).ok and check_runs(ref, got, expected_cycles=got.cycles).ok
     # 1. A model whose MVM is off by one in one accumulator.
     m = sw_model.Machine(cfg)
 
@@ -227,13 +224,20 @@ def test_checker_reports_mismatch():
 
     m.actions = {**m.actions, Opcode.MVM: wrong_mvm}
     m.run_words(words)
-    assert any("result" in p for p in compare(m.result(), got))
-    # 2. Perturbed expected words and status.
+    assert any(mm.field == "result" for mm in check_runs(m.result(), got).mismatches)
+    # 2. Perturbed expected words, status and cycles.
     ref.results[-1] += 1
-    assert compare(ref, got) == [f"result {len(got.results) - 1}: expected {ref.results[-1]}, "
-                                 f"actual {got.results[-1]}"]
+    assert check_runs(ref, got).lines() == [f"result[{len(got.results) - 1}]: Expected {ref.results[-1]}, "
+                                            f"Actual {got.results[-1]}"]
     ref.index += 1
-    assert any(p.startswith("status") for p in compare(ref, got))
+    verdict = check_runs(ref, got)
+    assert not verdict.status_equal and verdict.mismatches[-1].what == "status.index"
+    assert [mm.what for mm in check_runs(ref, got, expected_cycles=got.cycles + 1).mismatches][-1] == "cycles"
+    # 3. One word fewer expected than the tile sent: the extra word is a mismatch with nothing expected.
+    short = sw_model.run(cfg, words)
+    short.results = short.results[:-1]
+    assert [(mm.what, mm.expected) for mm in check_runs(short, got).mismatches] == \
+           [(f"result[{len(got.results) - 1}]", None)]
 
 
 def test_command_cycles_formula():
@@ -271,8 +275,9 @@ def test_many_random_streams_with_back_pressure_and_cuts(cfg, seeds):
         cmds = random_commands(cfg, seed, 25, halt=bool(seed % 2))
         words = isa.encode(cmds)
         pattern = rng.integers(0, 2, 997)
-        ref = sw_model.run(cfg, words, raise_on_error=False)
-        assert compare(ref, batch.run(words, res_ready=lambda c: bool(pattern[c % len(pattern)]))) == [], seed
+        verdict = check_words(cfg, words, sim=batch, name=str(seed),
+                              res_ready=lambda c, p=pattern: bool(p[c % len(p)]))
+        assert verdict.ok, str(verdict)
         assert stream_problems(cfg, [(f"{seed}-cut", words[:int(rng.integers(1, len(words) + 1))])]) == []
 
 

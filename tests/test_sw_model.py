@@ -1,4 +1,5 @@
-"""The golden model: naive == vectorised, exact products with lossless ADCs, ADC behaviour, every error path."""
+"""The golden model: naive == vectorised (compared with the one checker, cimisa.check), exact products with
+lossless ADCs, ADC behaviour, every error path."""
 
 import math
 from fractions import Fraction
@@ -8,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cimisa.check import check_runs
 from cimisa.config import HwConfig, load_hw
 from cimisa.isa import Command, ErrorCode, Isa, Opcode, RunState
 from cimisa.streamgen import boundary_cases
@@ -23,19 +25,6 @@ WIDE = HwConfig(name="wide16", rows=4, cols=4, n_arrays=2, weight_bits=16, input
                 adcs_per_array=4, in_depth=16, out_depth=16, rows_per_cycle=4)
 
 
-def compare_runs(a, b) -> list[str]:
-    """Return every difference between two runs (empty when equal): the checker of these tests."""
-    diffs = []
-    if a.status_tuple() != b.status_tuple():
-        diffs.append(f"status {a.status_tuple()} != {b.status_tuple()}")
-    if len(a.results) != len(b.results):
-        diffs.append(f"{len(a.results)} results != {len(b.results)}")
-    for i, (x, y) in enumerate(zip(a.results.tolist(), b.results.tolist())):
-        if x != y:
-            diffs.append(f"result {i}: expected {x}, actual {y}")
-    return diffs
-
-
 def _with_readback(cfg, cmds):
     """Append READs of the whole output buffer so every accumulator is compared."""
     return cmds[:-1] + [Command.read(0, cfg.out_depth), Command.halt()]
@@ -47,7 +36,7 @@ def naive_vs_fast(cfg, cmds) -> list[str]:
     words = Isa.of(cfg).encode(cmds)
     fast = run(cfg, words, impl="fast")
     slow = run(cfg, words, impl="naive")
-    diffs = compare_runs(fast, slow)
+    diffs = check_runs(slow, fast).lines()
     if not (fast.ok and fast.commands == len(cmds)):
         diffs.append(f"fast model stopped: {fast.status_tuple()} after {fast.commands} of {len(cmds)} commands")
     return diffs
@@ -70,12 +59,14 @@ def test_checker_catches_a_perturbed_model(monkeypatch):
                Command.mvm(array=0, row0=0, nrows=16, col0=0, ncols=16, in_addr=0, out_addr=0, adc_bits=8),
                Command.read(0, 16), Command.halt()])
     good = run_commands(cfg, cmds, impl="naive")
-    assert compare_runs(good, run_commands(cfg, cmds, impl="fast")) == []
+    assert check_runs(good, run_commands(cfg, cmds, impl="fast")).ok
     orig = naive_mod.NAIVE_ACTIONS[Opcode.READ]
     monkeypatch.setitem(naive_mod.NAIVE_ACTIONS, Opcode.READ,
                         lambda st, addr, count: (orig(st, addr, count), st.results.__setitem__(-1, st.results[-1] + 1)))
     bad = run_commands(cfg, cmds, impl="naive")
-    assert compare_runs(good, bad) == [f"result 15: expected {good.results[15]}, actual {good.results[15] + 1}"]
+    verdict = check_runs(good, bad)
+    assert not verdict.ok and verdict.status_equal
+    assert verdict.lines() == [f"result[15]: Expected {good.results[15]}, Actual {good.results[15] + 1}"]
 
 
 def test_wrong_expected_value_is_caught():
@@ -87,7 +78,9 @@ def test_wrong_expected_value_is_caught():
     assert r.results.tolist() == [-15]
     wrong = run_commands(cfg, cmds)
     wrong.results = wrong.results + 1
-    assert compare_runs(r, wrong) == ["result 0: expected -15, actual -14"]
+    assert check_runs(r, wrong).lines() == ["result[0]: Expected -15, Actual -14"]
+    wrong.index += 1
+    assert [m.what for m in check_runs(r, wrong).mismatches] == ["result[0]", "status.index"]
 
 
 @pytest.mark.parametrize("impl", ["fast", "naive"])
