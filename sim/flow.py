@@ -19,7 +19,8 @@ from cimisa.config import HwConfig, load_hw
 from cimisa.errors import KitError
 from cimisa.fsutil import atomic_dir, check_out_dir
 from sim import fast, runner
-from sim.job import JobReport
+from sim.cases import make_cases
+from sim.job import Case, JobReport
 from sim.model_stream import DEFAULT_HW, STRATEGIES, STREAM_SEED, resolve_stream, stream_source
 from sim.streams import illegal_streams, random_stream
 
@@ -116,6 +117,22 @@ def _write_out(tmp: Path, summary: dict, report: JobReport, out: Path) -> None:
     (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
+def _simulate(cfg: HwConfig, cases: Sequence[Case], simulator: str, *, waves: bool, out: Path | None, force: bool,
+              model: str, strategies: Sequence[str]) -> dict:
+    """Run ``cases`` on the simulator :func:`pick_simulator` resolves and return the summary; with ``out``, write
+    it, the simulator's files and the waves there all at once."""
+    simulator = pick_simulator(simulator, sum(len(c.words) for c in cases), waves=waves)
+    with _engine(cfg, simulator, waves) as (build, run_cases):
+        if out is None:
+            report = run_cases(cases)
+            return summarize(cfg, report, model=model, strategies=strategies, build=build)
+        with atomic_dir(out, force=force) as tmp:
+            report = run_cases(cases, work_dir=tmp / "sim")
+            summary = summarize(cfg, report, model=model, strategies=strategies, build=build)
+            _write_out(tmp, summary, report, out)
+    return summary
+
+
 def cosim_model(model: str, cfg: HwConfig | None = None, *, strategies: Sequence[str] = ("auto",),
                 simulator: str = "auto", waves: bool = False, out_dir: str | os.PathLike | None = None,
                 seed: int = STREAM_SEED, nblocks: int | None = None, gap: float = 0.0, backpressure: float = 0.0,
@@ -145,20 +162,11 @@ def cosim_model(model: str, cfg: HwConfig | None = None, *, strategies: Sequence
         cfg = cfg if cfg is not None else load_hw(DEFAULT_HW)
         streams = [resolve_stream(model, cfg, s, nblocks=nblocks, seed=seed) for s in strategies]
     cfg = streams[0].cfg
-    cases = runner.make_cases(cfg, [(st.name, st.words) for st in streams], gap=gap, backpressure=backpressure,
+    cases = make_cases(cfg, [(st.name, st.words) for st in streams], gap=gap, backpressure=backpressure,
                               seed=seed)
     if simulator == FAST and waves:
         raise KitError(f"--waves needs a cocotb simulator ({', '.join(runner.SIMULATORS)}), not {FAST}")
-    simulator = pick_simulator(simulator, sum(len(c.words) for c in cases), waves=waves)
-    with _engine(cfg, simulator, waves) as (build, run_cases):
-        if out is None:
-            report = run_cases(cases)
-            return summarize(cfg, report, model=model, strategies=strategies, build=build)
-        with atomic_dir(out, force=force) as tmp:
-            report = run_cases(cases, work_dir=tmp / "sim")
-            summary = summarize(cfg, report, model=model, strategies=strategies, build=build)
-            _write_out(tmp, summary, report, out)
-    return summary
+    return _simulate(cfg, cases, simulator, waves=waves, out=out, force=force, model=model, strategies=strategies)
 
 
 def cosim_check(cfg: HwConfig, *, n_random: int = 10, length: int = 60, illegal: bool = True,
@@ -187,14 +195,5 @@ def cosim_check(cfg: HwConfig, *, n_random: int = 10, length: int = 60, illegal:
     items = [(st.name, st.words) for st in (random_stream(cfg, seed + k, length) for k in range(n_random))]
     if illegal:
         items += [(st.name, st.words) for st in illegal_streams(cfg, seed=seed)]
-    cases = runner.make_cases(cfg, items, gap=gap, backpressure=backpressure, seed=seed)
-    simulator = pick_simulator(simulator, sum(len(c.words) for c in cases))
-    with _engine(cfg, simulator, False) as (build, run_cases):
-        if out is None:
-            report = run_cases(cases)
-            return summarize(cfg, report, model="(random)", strategies=[], build=build)
-        with atomic_dir(out, force=force) as tmp:
-            report = run_cases(cases, work_dir=tmp / "sim")
-            summary = summarize(cfg, report, model="(random)", strategies=[], build=build)
-            _write_out(tmp, summary, report, out)
-    return summary
+    cases = make_cases(cfg, items, gap=gap, backpressure=backpressure, seed=seed)
+    return _simulate(cfg, cases, simulator, waves=False, out=out, force=force, model="(random)", strategies=[])
