@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 
-__all__ = ["NBLOCKS_HELP", "default_out", "add_nblocks_option", "positive_int", "int_in", "nonneg_int", "seed_int", "utf8_text", "path_text", "add_out_options",
-           "check_out", "FORCE_HELP", "MAX_SEED", "MAX_ARRAYS"]
+from compiler.kinds import AdcMode, Strategy, choices
+
+__all__ = ["NBLOCKS_HELP", "default_out", "add_nblocks_option", "positive_int", "int_in", "nonneg_int", "seed_int",
+           "utf8_text", "path_text", "add_out_options", "add_strategy_option", "add_adc_mode_option", "check_out",
+           "FORCE_HELP", "MAX_SEED", "MAX_ARRAYS"]
 
 #: Help text of ``--force`` (every command that writes an output folder has it).
 FORCE_HELP = "replace an existing output folder the kit did not write"
@@ -112,6 +115,17 @@ def add_out_options(p: argparse.ArgumentParser, help: str, *, required: bool = F
     """Add ``--out`` (an output folder) and ``--force``."""
     p.add_argument("--out", type=path_text, required=required, default=default, metavar=metavar, help=help)
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
+
+
+def add_strategy_option(p: argparse.ArgumentParser, help: str) -> None:
+    """Add ``--strategy``, one of :class:`~compiler.kinds.Strategy` (default ``auto``)."""
+    names = choices(Strategy)
+    p.add_argument("--strategy", default=Strategy.AUTO.value, choices=names, metavar="|".join(names), help=help)
+
+
+def add_adc_mode_option(p: argparse.ArgumentParser, help: str) -> None:
+    """Add ``--adc-mode``, one of :class:`~compiler.kinds.AdcMode` (default ``paper``)."""
+    p.add_argument("--adc-mode", default=AdcMode.PAPER.value, choices=choices(AdcMode), help=help)
 
 
 def check_out(path, force: bool, *, models=(), files=()):

@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 
 from cimisa import progress
-from compiler.place import STRATEGIES
-from mapper.cli_args import MAX_ARRAYS, add_nblocks_option, add_out_options, check_out, int_in, path_text, positive_int
+from mapper.cli_args import (
+    MAX_ARRAYS,
+    add_adc_mode_option,
+    add_nblocks_option,
+    add_out_options,
+    add_strategy_option,
+    check_out,
+    int_in,
+    path_text,
+    positive_int,
+)
 from mapper.cli_args import default_out as _out
 
 __all__ = ["register", "run", "default_out"]
-
 
 
 def register(subparsers) -> None:
@@ -23,16 +31,14 @@ def register(subparsers) -> None:
     p.add_argument("--hw", default="paper-256", type=path_text,
                    help="built-in configuration name or TOML/JSON file (default: paper-256)")
     add_nblocks_option(p)
-    p.add_argument("--strategy", default="auto", choices=STRATEGIES, metavar="|".join(STRATEGIES),
-                   help="placement strategy (default: auto)")
+    add_strategy_option(p, "placement strategy (default: auto)")
     p.add_argument("--adcs", type=positive_int, default=None, help="ADCs per array (overrides the configuration)")
     p.add_argument("--arrays", type=int_in(1, MAX_ARRAYS), default=None,
                    help=f"array budget, at most {MAX_ARRAYS:,} (auto: spread to minimise latency)")
     add_out_options(p, "output folder (default: build-<model>-<strategy> in the current folder); created or "
                        "replaced as a whole")
     p.add_argument("--no-weights", action="store_true", help="shape-only: no command stream")
-    p.add_argument("--adc-mode", default="paper", choices=("paper", "exact"),
-                   help="ADC resolution rule: paper (log2 of rows per column) or exact (lossless if possible)")
+    add_adc_mode_option(p, "ADC resolution rule: paper (log2 of rows per column) or exact (lossless if possible)")
     p.add_argument("--cost", default=None, choices=("kit", "paper"), help="cost-model preset (default: kit)")
     p.add_argument("--no-colocate", action="store_true", help="auto: do not fire same-input blocks together")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -50,13 +56,14 @@ def run(args: argparse.Namespace) -> int:
     check_out(out, args.force, models=[args.model], files=[args.hw])   # before any work
     from rich.console import Console
 
-    from mapper.pipeline import build, write_build
+    from mapper.pipeline import BuildOptions, build, write_build
+    options = BuildOptions(nblocks=args.nblocks, strategy=args.strategy, adcs=args.adcs, arrays=args.arrays,
+                           weights=not args.no_weights, adc_mode=args.adc_mode, cost=args.cost,
+                           colocate=not args.no_colocate)
     # Every build step can still find bad input (a budget too small, a stream that does not fit): its stage
     # lines are held until the build succeeds, so an error stays the one error: line.
     with progress.hold(), progress.steps("build", merge={"weights": "model"}) as step:
-        res = build(args.model, args.hw, nblocks=args.nblocks, strategy=args.strategy, adcs=args.adcs,
-                    arrays=args.arrays, weights=not args.no_weights, adc_mode=args.adc_mode, cost=args.cost,
-                    colocate=not args.no_colocate, progress=step)
+        res = build(args.model, args.hw, options, progress=step)
     with progress.stage("build: write"):
         write_build(res, out, plots=not args.no_plots, force=args.force)
     from mapper.report import layers_table, strategies_table, summary_table

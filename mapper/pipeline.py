@@ -1,26 +1,62 @@
 """The mapper's main job as a library: model -> Monarch geometry -> placement -> schedule -> cost (-> stream).
 
-:func:`build` returns a :class:`BuildResult` (data only); :func:`write_build` writes it to a folder
-(``report.json``, ``mapping.json``, ``commands.bin`` + ``commands.jsonl`` when weights exist, ``plots/*.png``).
-``python -m mapper build`` (:mod:`mapper.cli_build`) is a thin wrapper over both.
+:func:`build` takes :class:`BuildOptions` and returns a :class:`BuildResult` (data only: one
+:class:`StrategyResult` per strategy evaluated, auto's :class:`ParetoPoint` budgets, the stream and its
+:class:`~mapper.stream_check.StreamCheck`); :func:`write_build` writes it to a folder (``report.json``,
+``mapping.json``, ``commands.bin`` + ``commands.jsonl`` when weights exist, ``plots/*.png``). The factors come
+from :mod:`mapper.factors`. ``python -m mapper build`` (:mod:`mapper.cli_build`) is a thin wrapper over both.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-
-import numpy as np
 
 from cimisa.config import CostParams, HwConfig, load_hw
 from cimisa.errors import ModelError, ShapeError
+from cimisa.isa import Command
 from compiler.cost import CostReport, ModelDims, estimate
-from compiler.place import STRATEGIES, Placement, default_nblocks, geometry, place
+from compiler.geometry import MatmulGeom, default_nblocks, geometry
+from compiler.kinds import AdcMode, Strategy
+from compiler.place import STRATEGIES, Placement, place
 from compiler.schedule import Schedule, schedule
+from compiler.spec import ModelSpec
 from compiler.stream_inputs import STREAM_SEED, stream_inputs
+from mapper.factors import check_nblocks, folder_nblocks, load_factors, project_factors
+from mapper.stream_check import AdcError, StreamCheck, stream_check
 
-__all__ = ["BuildResult", "build", "write_build", "load_factors", "StrategyResult", "evaluate", "pareto",
-           "stream_check", "STREAM_SEED", "project_factors", "check_nblocks"]
+__all__ = ["BuildOptions", "BuildResult", "build", "write_build", "StrategyResult", "evaluate", "ParetoPoint",
+           "pareto_points", "pareto", "resolve_hw", "layer_utilization", "matmul_spread", "STREAM_SEED",
+           # re-exported from mapper.factors and mapper.stream_check
+           "load_factors", "project_factors", "check_nblocks", "folder_nblocks", "AdcError", "StreamCheck",
+           "stream_check"]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How ``mapper build`` maps a model (the options of ``python -m mapper build``, same defaults).
+
+    ``nblocks`` None: the d2s folder's own, else :func:`compiler.geometry.default_nblocks`. ``arrays``: an
+    array budget. ``weights`` False: shape only (no command stream). ``cost``: a cost preset (None: ``kit``).
+    ``with_pareto``: evaluate every strategy and auto's budgets (``auto`` only). ``check``: run the stream on
+    ``sw_model`` (:func:`stream_check`).
+    """
+
+    nblocks: int | None = None
+    strategy: Strategy = Strategy.AUTO
+    adcs: int | None = None
+    arrays: int | None = None
+    weights: bool = True
+    adc_mode: AdcMode = AdcMode.PAPER
+    cost: str | None = None
+    colocate: bool = True
+    with_pareto: bool = True
+    check: bool = True
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ModelError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        object.__setattr__(self, "strategy", Strategy(self.strategy))
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,10 +67,20 @@ class StrategyResult:
     schedule: Schedule
     cost: CostReport
 
-    def summary(self, geoms) -> dict:
+    @property
+    def arrays(self) -> int:
+        return self.placement.n_arrays
+
+    @property
+    def latency_ns(self) -> float:
+        """Decode latency per token, as reported (rounded to 3 decimals)."""
+        return round(self.cost.decode_latency_ns, 3)
+
+    def summary(self, geoms: tuple[MatmulGeom, ...]) -> dict:
+        """The ``summary`` object of ``report.json`` for this strategy."""
         pl = self.placement
         return {
-            "strategy": pl.strategy,
+            "strategy": str(pl.strategy),
             "arrays": pl.n_arrays,
             "lower_bound_arrays": pl.lower_bound,
             "arrays_over_lower_bound": round(pl.n_arrays / pl.lower_bound, 6) if pl.lower_bound else None,
@@ -43,7 +89,7 @@ class StrategyResult:
             "params_monarch": sum(g.monarch_cells for g in geoms),
             "macs_dense": sum(g.dense_cells for g in geoms),
             "macs_monarch": sum(g.monarch_cells for g in geoms),
-            "latency_ns": round(self.cost.decode_latency_ns, 3),
+            "latency_ns": self.latency_ns,
             "energy_nj": round(self.cost.decode_energy_nj, 3),
             "matmul_latency_ns": round(self.cost.matmul_latency_ns, 3),
             "matmul_energy_nj": round(self.cost.matmul_energy_nj, 3),
@@ -54,159 +100,97 @@ class StrategyResult:
         }
 
 
-def evaluate(geoms, hw: HwConfig, strategy: str, dims: ModelDims, *, arrays: int | None = None,
-             adc_mode: str = "paper", colocate: bool = True, validate: bool = True) -> StrategyResult:
+@dataclass(frozen=True)
+class ParetoPoint:
+    """One array budget of ``auto``: arrays used, decode figures, and whether no other budget dominates it."""
+
+    arrays: int
+    latency_ns: float
+    matmul_latency_ns: float
+    energy_nj: float
+    utilization: float
+    on_front: bool = False
+
+    def to_dict(self) -> dict:
+        """The ``pareto`` row of ``report.json``."""
+        return {"arrays": self.arrays, "latency_ns": self.latency_ns, "matmul_latency_ns": self.matmul_latency_ns,
+                "energy_nj": self.energy_nj, "utilization": self.utilization, "on_front": self.on_front}
+
+
+def evaluate(geoms: tuple[MatmulGeom, ...], hw: HwConfig, strategy: Strategy, dims: ModelDims, *,
+             arrays: int | None = None, adc_mode: AdcMode = AdcMode.PAPER, colocate: bool = True,
+             validate: bool = True) -> StrategyResult:
     """Place, schedule and cost one strategy."""
     pl = place(geoms, hw, strategy, arrays=arrays, colocate=colocate, validate=validate)
     sc = schedule(pl, hw, adc_mode)
     return StrategyResult(pl, sc, estimate(sc, hw, dims))
 
 
-def pareto(geoms, hw: HwConfig, dims: ModelDims, *, adc_mode: str = "paper", extra: tuple[int, ...] = (),
-           points: tuple[float, ...] = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 8.0)) -> list[dict]:
+def pareto_points(geoms: tuple[MatmulGeom, ...], hw: HwConfig, dims: ModelDims, *,
+                  adc_mode: AdcMode = AdcMode.PAPER, extra: tuple[int, ...] = (),
+                  points: tuple[float, ...] = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 8.0)) -> tuple[ParetoPoint, ...]:
     """Return auto's (arrays, latency, energy) for budgets from the minimum up, plus ``extra`` budgets."""
-    base = place(geoms, hw, "auto", validate=False).n_arrays
+    base = place(geoms, hw, Strategy.AUTO, validate=False).n_arrays
     budgets = sorted({max(base, int(round(base * f))) for f in points} | {b for b in extra if b >= base})
     out = []
     for b in budgets:
-        r = evaluate(geoms, hw, "auto", dims, arrays=b, adc_mode=adc_mode, validate=False)
-        out.append({"arrays": r.placement.n_arrays, "latency_ns": round(r.cost.decode_latency_ns, 3),
-                    "matmul_latency_ns": round(r.cost.matmul_latency_ns, 3),
-                    "energy_nj": round(r.cost.decode_energy_nj, 3),
-                    "utilization": round(r.placement.utilization, 6)})
+        r = evaluate(geoms, hw, Strategy.AUTO, dims, arrays=b, adc_mode=adc_mode, validate=False)
+        out.append(ParetoPoint(arrays=r.arrays, latency_ns=r.latency_ns,
+                               matmul_latency_ns=round(r.cost.matmul_latency_ns, 3),
+                               energy_nj=round(r.cost.decode_energy_nj, 3),
+                               utilization=round(r.placement.utilization, 6)))
+
     # keep the front: no other point has fewer-or-equal arrays and lower latency
-    def dominates(q, p):
-        return (q["arrays"] <= p["arrays"] and q["latency_ns"] <= p["latency_ns"]
-                and (q["arrays"], q["latency_ns"]) != (p["arrays"], p["latency_ns"]))
+    def dominates(q: ParetoPoint, p: ParetoPoint) -> bool:
+        return (q.arrays <= p.arrays and q.latency_ns <= p.latency_ns
+                and (q.arrays, q.latency_ns) != (p.arrays, p.latency_ns))
 
-    front = [p for p in out if not any(dominates(q, p) for q in out)]
-    for p in out:
-        p["on_front"] = p in front
-    return out
+    return tuple(replace(p, on_front=not any(dominates(q, p) for q in out)) for p in out)
 
 
-def folder_nblocks(model: str) -> int | None:
-    """Return the nblocks a d2s output folder was built with, or None for any other model."""
-    from mapper.models import resolve_source  # noqa: PLC0415
-    kind, _, folder = resolve_source(model)
-    if kind != "d2s":
-        return None
-    from mapper.d2s.io import read_monarch_json  # noqa: PLC0415
-    return int(read_monarch_json(folder)["nblocks"])      # checked: a ModelError names what is wrong
+def pareto(geoms: tuple[MatmulGeom, ...], hw: HwConfig, dims: ModelDims, *, adc_mode: AdcMode = AdcMode.PAPER,
+           extra: tuple[int, ...] = ()) -> list[dict]:
+    """Return :func:`pareto_points` as ``report.json`` rows (``mapper reproduce``'s table)."""
+    return [p.to_dict() for p in pareto_points(geoms, hw, dims, adc_mode=adc_mode, extra=extra)]
 
 
-def load_factors(model: str, spec, nblocks: int, show_progress: bool = False) -> dict:
-    """Return ``{name: (R, L, bias)}`` for a d2s folder (as stored) or a model with weights (projected)."""
-    from mapper.models import load_hf_model, resolve_source  # noqa: PLC0415
-    kind, _, folder = resolve_source(model)
-    if kind == "d2s":
-        from mapper.d2s.io import load_monarch_dir  # noqa: PLC0415
-        _, factors = load_monarch_dir(folder)
-        nbs = {int(f[0].shape[0]) for f in factors.values()}
-        if nbs != {nblocks}:
-            raise ShapeError(f"the d2s folder holds factors with nblocks {sorted(nbs)}, not {nblocks} "
-                             f"(omit --nblocks or pass the folder's value)")
-        return factors
-    return project_factors(spec, load_hf_model(model), nblocks)
-
-
-def project_factors(spec, model, nblocks: int) -> dict:
-    """Return ``{name: (R, L, bias)}``: the Monarch projection of every mapped matmul of a loaded model."""
-    from mapper.d2s.project import project  # noqa: PLC0415
-    from mapper.models import get_weight  # noqa: PLC0415
-    check_nblocks(spec, nblocks)
-    out = {}
-    for m in spec.mapped():
-        R, L = project(get_weight(model, m), nblocks)
-        bias = getattr(model.get_submodule(m.name), "bias", None)
-        out[m.name] = (R, L, None if bias is None else bias.detach().float().clone())
-    return out
-
-
-def check_nblocks(spec, nblocks: int) -> None:
-    """Raise :class:`ShapeError` naming the matmuls that ``nblocks`` cannot split."""
-    from compiler.geometry import monarch_shape  # noqa: PLC0415
-    bad = []
-    for m in spec.mapped():
-        try:
-            monarch_shape(m.out_features, m.in_features, nblocks)
-        except ShapeError as exc:
-            bad.append(f"{m.name}: {exc}")
-    if bad:
-        raise ShapeError(f"nblocks {nblocks} does not fit {len(bad)} matmul(s): {bad[0]}"
-                         + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
-
-
-def _stream_inputs(compiled) -> dict[str, np.ndarray]:
-    """Seeded test inputs (:func:`compiler.stream_inputs.stream_inputs`, shared with ``python -m sim run``)."""
-    return stream_inputs(compiled, STREAM_SEED)
-
-
-def stream_check(spec, factors, hw: HwConfig, strategy: str, nblocks: int, *, colocate: bool = True,
-                 arrays: int | None = None) -> dict:
-    """Run compiled streams on sw_model: exact check (lossless ADCs) and the paper-ADC error vs float.
-
-    Returns ``{"exact": bool, "matmuls": n, "adc_error": {...}, "adc_error_configured": {...}}``: the relative
-    L2 error of the stream's output against the float product of the same integer factors, with the paper's ADC
-    resolutions (``log2`` of the rows per column) and with the configuration's own ADCs (``exact`` mode: as many
-    bits as the configuration has, the step covering the full column-sum range).
-    """
-    from compiler.program import compile_model  # noqa: PLC0415
-    from compiler.quant import float_product, reference_int_product  # noqa: PLC0415
-    from sw_model import run_commands  # noqa: PLC0415
-    big = hw.replace(n_arrays=max(hw.n_arrays, 1))
-    exact_hw = big.lossless()
-    res: dict = {}
-    for mode, cfg in (("exact", exact_hw), ("paper", big), ("configured", big)):
-        cm = compile_model(spec, factors, cfg, strategy=strategy, arrays=arrays,
-                           adc_mode="paper" if mode == "paper" else "exact", colocate=colocate)
-        inputs = _stream_inputs(cm)
-        out = run_commands(cfg, cm.full_stream(inputs)).results
-        pos = 0
-        errs = []
-        ok = True
-        for name in cm.program_order(inputs):
-            p = cm.programs[name]
-            y = out[pos:pos + p.out_len]
-            pos += p.out_len
-            q = cm.quant[name]
-            if mode == "exact":
-                ok &= bool(np.array_equal(y, reference_int_product(q, inputs[name], p.requant_shift,
-                                                                   cfg.input_bits)))
-            else:
-                ref = float_product(q, inputs[name], p.requant_shift)
-                den = float(np.linalg.norm(ref)) or 1.0
-                errs.append(float(np.linalg.norm(y - ref)) / den)
-        if mode == "exact":
-            res["exact"] = ok
-            res["matmuls"] = len(cm.programs)
-        else:
-            res["adc_error" if mode == "paper" else "adc_error_configured"] = {
-                                "mode": mode, "mean_rel_l2": round(float(np.mean(errs)), 6),
-                                "max_rel_l2": round(float(np.max(errs)), 6),
-                                "adc_bits": {str(k): v for k, v in cm.schedule.adc_bits_histogram().items()}}
-    return res
-
-
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class BuildResult:
-    """Everything ``mapper build`` produces, as data."""
+    """Everything ``mapper build`` produces, as data: :meth:`report` is ``report.json``.
+
+    ``compare`` holds every strategy evaluated (linear, the chosen one, and with the Pareto sweep sparse and
+    dense); ``per_strategy_layers`` the utilisation per layer of every strategy.
+    """
 
     model: str
-    spec: object
+    spec: ModelSpec
     hw: HwConfig
     nblocks: int
-    strategy: str
+    options: BuildOptions
     main: StrategyResult
     baseline: StrategyResult
-    per_strategy_layers: dict = field(default_factory=dict)
-    pareto: list = field(default_factory=list)
-    commands: list | None = None
-    check: dict | None = None
-    options: dict = field(default_factory=dict)
-    compare: dict = field(default_factory=dict)
+    per_strategy_layers: dict[Strategy, dict[str, float]]
+    compare: dict[Strategy, StrategyResult]
+    pareto: tuple[ParetoPoint, ...] = ()
+    commands: tuple[Command, ...] | None = None
+    check: StreamCheck | None = None
+
+    @property
+    def strategy(self) -> Strategy:
+        return self.options.strategy
+
+    @property
+    def cost_preset(self) -> str:
+        return self.options.cost or "kit"
+
+    def report_options(self) -> dict:
+        """The ``options`` object of ``report.json``."""
+        o = self.options
+        return {"adc_mode": str(o.adc_mode), "cost_preset": self.cost_preset, "colocate": o.colocate,
+                "arrays_budget": o.arrays, "weights": bool(self.commands is not None), "stream_seed": STREAM_SEED}
 
     def report(self) -> dict:
+        """Return ``report.json`` content."""
         geoms = self.main.placement.matmuls
         s = self.main.summary(geoms)
         b = self.baseline.summary(geoms)
@@ -214,21 +198,21 @@ class BuildResult:
         s["speedup_vs_linear"] = round(b["latency_ns"] / s["latency_ns"], 6) if s["latency_ns"] else None
         s["energy_gain_vs_linear"] = round(b["energy_nj"] / s["energy_nj"], 6) if s["energy_nj"] else None
         s["array_reduction_vs_linear"] = round(1 - s["arrays"] / b["arrays"], 6) if b["arrays"] else None
-        spec = self.spec
+        compare = {str(k): v.summary(geoms) for k, v in self.compare.items()}
         return {
-            "model": self.model, "family": spec.family, "hw": self.hw.to_dict(), "nblocks": self.nblocks,
-            "strategy": self.strategy, "options": self.options,
+            "model": self.model, "family": self.spec.family, "hw": self.hw.to_dict(), "nblocks": self.nblocks,
+            "strategy": str(self.strategy), "options": self.report_options(),
             "summary": s,
             "cost": self.main.cost.to_dict(),
             "baseline_cost": self.baseline.cost.to_dict(),
             "layers": _layer_table(self.main, self.baseline),
             "matmuls": matmul_spread(self.main.placement),
-            "utilization_per_layer": self.per_strategy_layers,
-            "pareto": self.pareto,
+            "utilization_per_layer": {str(k): v for k, v in self.per_strategy_layers.items()},
+            "pareto": [p.to_dict() for p in self.pareto],
             "strategies": {k: {x: v[x] for x in ("arrays", "lower_bound_arrays", "utilization", "latency_ns",
                                                   "energy_nj", "matmul_latency_ns", "matmul_energy_nj")}
-                           for k, v in sorted(self.compare.items())},
-            "stream": self.check,
+                           for k, v in sorted(compare.items())},
+            "stream": None if self.check is None else self.check.to_dict(),
         }
 
 
@@ -296,18 +280,56 @@ def resolve_hw(hw: str | HwConfig, adcs: int | None = None, cost: str | None = N
     return cfg
 
 
-def build(model: str, hw: str | HwConfig = "paper-256", *, nblocks: int | None = None, strategy: str = "auto",
-          adcs: int | None = None, arrays: int | None = None, weights: bool = True, adc_mode: str = "paper",
-          cost: str | None = None, colocate: bool = True, with_pareto: bool = True, check: bool = True,
+def build(model: str, hw: str | HwConfig = "paper-256", options: BuildOptions = BuildOptions(), *,
           progress=None) -> BuildResult:
-    """Map ``model`` and return a :class:`BuildResult` (nothing is written)."""
+    """Map ``model`` on ``hw`` as ``options`` say and return a :class:`BuildResult` (nothing is written)."""
     from mapper.models import load_model_spec  # noqa: PLC0415
     step = progress or (lambda msg: None)
-    if strategy not in STRATEGIES:
-        raise ModelError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    cfg = resolve_hw(hw, adcs, cost)
+    o = options
+    cfg = resolve_hw(hw, o.adcs, o.cost)
     step("model")
     spec = load_model_spec(model)
+    nblocks = _build_nblocks(model, spec, o.nblocks)
+    factors = None
+    if o.weights and spec.has_weights:
+        if o.arrays is not None and o.arrays > cfg.n_arrays:
+            raise ShapeError(f"an array budget of {o.arrays} exceeds the {cfg.n_arrays} arrays of {cfg.name} (use "
+                             f"--no-weights for a shape-only report, or a configuration with more arrays)")
+        step("weights")       # before placement: a checkpoint that cannot be used fails fast
+        factors = load_factors(model, spec, nblocks)
+    geoms = geometry(spec, nblocks)
+    dims = ModelDims.of(spec)
+    step("place")
+    main = evaluate(geoms, cfg, o.strategy, dims, arrays=o.arrays, adc_mode=o.adc_mode, colocate=o.colocate)
+    step("baseline")
+    base = main if o.strategy is Strategy.LINEAR else evaluate(geoms, cfg, Strategy.LINEAR, dims,
+                                                                 adc_mode=o.adc_mode)
+    per = {}
+    for st in Strategy:
+        pl = {Strategy.LINEAR: base.placement, o.strategy: main.placement}.get(st) or place(geoms, cfg, st,
+                                                                                             validate=False)
+        per[st] = layer_utilization(pl)
+    par: tuple[ParetoPoint, ...] = ()
+    compare = {Strategy.LINEAR: base, o.strategy: main}
+    if o.with_pareto and o.strategy is Strategy.AUTO:
+        step("pareto")
+        for st in (Strategy.SPARSE, Strategy.DENSE):
+            compare[st] = evaluate(geoms, cfg, st, dims, adc_mode=o.adc_mode, validate=False)
+        others = tuple(compare[st].arrays for st in (Strategy.SPARSE, Strategy.DENSE))
+        par = pareto_points(geoms, cfg, dims, adc_mode=o.adc_mode, extra=others)
+    commands = checked = None
+    if factors is not None:
+        step("stream")
+        commands = _build_stream(spec, factors, cfg, o, main.placement)
+        step("check")
+        if o.check:
+            checked = stream_check(spec, factors, cfg, o.strategy, colocate=o.colocate, arrays=o.arrays)
+    return BuildResult(model=str(model), spec=spec, hw=cfg, nblocks=nblocks, options=o, main=main, baseline=base,
+                       per_strategy_layers=per, compare=compare, pareto=par, commands=commands, check=checked)
+
+
+def _build_nblocks(model: str, spec: ModelSpec, nblocks: int | None) -> int:
+    """The block count of a build: ``nblocks``, else a d2s folder's own, else the default; checked to fit."""
     own = folder_nblocks(model)
     if nblocks is None:
         nblocks = own or default_nblocks(spec)
@@ -315,49 +337,19 @@ def build(model: str, hw: str | HwConfig = "paper-256", *, nblocks: int | None =
         raise ShapeError(f"the d2s folder {model} holds factors with nblocks {own}, not {nblocks} "
                          f"(omit --nblocks or pass the folder's value)")
     check_nblocks(spec, nblocks)
-    factors = None
-    if weights and spec.has_weights:
-        if arrays is not None and arrays > cfg.n_arrays:
-            raise ShapeError(f"an array budget of {arrays} exceeds the {cfg.n_arrays} arrays of {cfg.name} (use "
-                             f"--no-weights for a shape-only report, or a configuration with more arrays)")
-        step("weights")       # before placement: a checkpoint that cannot be used fails fast
-        factors = load_factors(model, spec, nblocks)
-    geoms = geometry(spec, nblocks)
-    dims = ModelDims.of(spec)
-    step("place")
-    main = evaluate(geoms, cfg, strategy, dims, arrays=arrays, adc_mode=adc_mode, colocate=colocate)
-    step("baseline")
-    base = main if strategy == "linear" else evaluate(geoms, cfg, "linear", dims, adc_mode=adc_mode)
-    per = {}
-    for st in STRATEGIES:
-        pl = {"linear": base.placement, strategy: main.placement}.get(st) or place(geoms, cfg, st, validate=False)
-        per[st] = layer_utilization(pl)
-    par: list = []
-    compare = {"linear": base, strategy: main}
-    if with_pareto and strategy == "auto":
-        step("pareto")
-        for st in ("sparse", "dense"):
-            compare[st] = evaluate(geoms, cfg, st, dims, adc_mode=adc_mode, validate=False)
-        others = tuple(compare[st].placement.n_arrays for st in ("sparse", "dense"))
-        par = pareto(geoms, cfg, dims, adc_mode=adc_mode, extra=others)
-    commands = checked = None
-    if factors is not None:
-        from compiler.program import compile_model  # noqa: PLC0415
-        step("stream")
-        if main.placement.n_arrays > cfg.n_arrays:
-            raise ShapeError(f"{strategy} needs {main.placement.n_arrays} arrays; {cfg.name} has {cfg.n_arrays} "
-                             f"(use --no-weights for a shape-only report, or a configuration with more arrays)")
-        cm = compile_model(spec, factors, cfg, strategy=strategy, adc_mode=adc_mode, colocate=colocate,
-                           placement=main.placement)
-        commands = cm.full_stream(_stream_inputs(cm))
-        step("check")
-        if check:
-            checked = stream_check(spec, factors, cfg, strategy, nblocks, colocate=colocate, arrays=arrays)
-    opts = {"adc_mode": adc_mode, "cost_preset": cost or "kit", "colocate": colocate, "arrays_budget": arrays,
-            "weights": bool(commands is not None), "stream_seed": STREAM_SEED}
-    return BuildResult(model=str(model), spec=spec, hw=cfg, nblocks=nblocks, strategy=strategy, main=main,
-                       baseline=base, per_strategy_layers=per, pareto=par, commands=commands, check=checked,
-                       options=opts, compare={k: v.summary(geoms) for k, v in compare.items()})
+    return nblocks
+
+
+def _build_stream(spec: ModelSpec, factors: dict, cfg: HwConfig, o: BuildOptions,
+                  placement: Placement) -> tuple[Command, ...]:
+    """The full command stream of a build (weights, seeded inputs) on ``placement``."""
+    from compiler.program import compile_model  # noqa: PLC0415
+    if placement.n_arrays > cfg.n_arrays:
+        raise ShapeError(f"{o.strategy} needs {placement.n_arrays} arrays; {cfg.name} has {cfg.n_arrays} "
+                         f"(use --no-weights for a shape-only report, or a configuration with more arrays)")
+    cm = compile_model(spec, factors, cfg, strategy=o.strategy, adc_mode=o.adc_mode, colocate=o.colocate,
+                       placement=placement)
+    return tuple(cm.full_stream(stream_inputs(cm, STREAM_SEED)))
 
 
 def write_build(result: BuildResult, out: str | Path, *, plots: bool = True, force: bool = False) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compiler.kinds import Strategy
 from mapper import plotstyle as S
 
 __all__ = ["occupancy", "utilization_per_layer", "breakdown", "pareto_plot", "build_plots", "save",
@@ -214,8 +215,9 @@ def breakdown(main, base, strategy: str, path: Path | None, *, model: str | None
     """Stacked bars of decode latency and energy by component, the strategy against linear. Return the Figure."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(7.4, 3.6))
-    names = ["linear", strategy] if strategy != "linear" else ["linear"]
-    reports = [base, main] if strategy != "linear" else [main]
+    linear = Strategy.LINEAR.value
+    names = [linear, str(strategy)] if strategy != linear else [linear]
+    reports = [base, main] if strategy != linear else [main]
     seen: dict = {}
     for ax, attr, unit in ((axes[0], "latency_components_ns", "decode latency per token (ns)"),
                            (axes[1], "energy_components_nj", "decode energy per token (nJ)")):
@@ -251,7 +253,7 @@ def breakdown(main, base, strategy: str, path: Path | None, *, model: str | None
 
 def pareto_axes(ax, points: list[dict], others: dict, *, ykey: str = "latency_ns") -> None:
     """Draw auto's budgets (front filled, dominated hollow) and the fixed strategies on ``ax``."""
-    col = S.strategy_color("auto")
+    col = S.strategy_color(Strategy.AUTO)
     pts = sorted(points, key=lambda p: p["arrays"])
     ax.plot([p["arrays"] for p in pts], [p[ykey] for p in pts], "-", color=col, lw=1.2, zorder=2)
     front = [p for p in pts if p.get("on_front", True)]
@@ -264,7 +266,7 @@ def pareto_axes(ax, points: list[dict], others: dict, *, ykey: str = "latency_ns
     for name in S.STRATEGY_COLORS:
         if name in others:
             a, lat = others[name]
-            ax.plot([a], [lat], "X" if name == "linear" else "s", color=S.strategy_color(name), ms=7, zorder=4,
+            ax.plot([a], [lat], "X" if name == Strategy.LINEAR else "s", color=S.strategy_color(name), ms=7, zorder=4,
                     label=name)
     S.log_axis(ax, "xy")
     ax.grid(alpha=0.3, which="major")
@@ -278,8 +280,8 @@ def pareto_plot(points: list[dict], summary: dict, path: Path | None, others: di
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     o = dict(others or {})
     b = summary.get("baseline")
-    if b and "linear" not in o:
-        o["linear"] = (b["arrays"], b["latency_ns"])
+    if b and Strategy.LINEAR.value not in o:
+        o[Strategy.LINEAR.value] = (b["arrays"], b["latency_ns"])
     pareto_axes(ax, points, o)
     ax.set_ylabel("decode latency per token (ns, log scale)")
     ax.set_title(S.title("auto: arrays vs decode latency", **_meta(model, hw, preset)))
@@ -296,7 +298,7 @@ def build_plots(result, folder: Path | None) -> dict:
 
     Returns ``{file name: Figure}``.
     """
-    meta = {"model": result.model, "hw": result.hw.name, "preset": result.options.get("cost_preset", "kit")}
+    meta = {"model": result.model, "hw": result.hw.name, "preset": result.cost_preset}
     folder = None if folder is None else Path(folder)
 
     def at(name):
@@ -310,8 +312,8 @@ def build_plots(result, folder: Path | None) -> dict:
                                    **meta),
     }
     if result.pareto:
-        others = {k: (v["arrays"], v["latency_ns"]) for k, v in sorted(result.compare.items())
-                  if k in ("sparse", "dense")}
-        figs["pareto.png"] = pareto_plot(result.pareto, result.report()["summary"], at("pareto.png"), others,
-                                         **meta)
+        others = {str(k): (v.arrays, v.latency_ns) for k, v in sorted(result.compare.items())
+                  if k in (Strategy.SPARSE, Strategy.DENSE)}
+        figs["pareto.png"] = pareto_plot([p.to_dict() for p in result.pareto], result.report()["summary"],
+                                         at("pareto.png"), others, **meta)
     return figs

@@ -2,7 +2,7 @@
 
 numpy and matplotlib only (no torch), the Agg backend, fixed dpi and no timestamps, so a PNG is reproducible.
 
-- :data:`STRATEGY_COLORS` -- one fixed colour per placement strategy (:data:`compiler.place.STRATEGIES`); the
+- :data:`STRATEGY_COLORS` -- one fixed colour per placement strategy (:class:`compiler.kinds.Strategy`); the
   same strategy has the same colour in ``mapper build``'s and ``mapper reproduce``'s plots.
 - :data:`ROLE_COLORS` -- one fixed colour per matmul role (:data:`mapper.models.ROLES`).
 - :data:`COMPONENT_COLORS` -- one fixed colour per latency/energy component of the cost model.
@@ -17,6 +17,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from compiler.kinds import Strategy
+
 __all__ = ["STRATEGY_COLORS", "ROLE_COLORS", "COMPONENT_COLORS", "PRESET_HATCH", "NOISE_MARKERS", "DPI",
            "FONT", "strategy_color", "role_color", "component_color", "noise_marker", "pyplot", "title",
            "legend_outside", "log_axis", "save", "render_png"]
@@ -28,22 +30,18 @@ FONT = {"base": 9, "title": 10, "suptitle": 11, "label": 9, "tick": 8, "legend":
 _META = {"Software": "cim-monarch-kit mapper.plotstyle"}
 
 
-def _strategies() -> tuple[str, ...]:
-    from compiler.place import STRATEGIES  # noqa: PLC0415  (numpy only)
-    return tuple(STRATEGIES)
-
-
 def _roles() -> tuple[str, ...]:
     from mapper.models import ROLES  # noqa: PLC0415  (torch is imported lazily there)
     return tuple(ROLES)
 
 
 # Colour-blind-friendly (Okabe-Ito / Tableau) picks: linear is the grey baseline.
-_STRATEGY_PALETTE = {"linear": "#7f7f7f", "sparse": "#0072b2", "dense": "#e69f00", "auto": "#009e73"}
+_STRATEGY_PALETTE = {Strategy.LINEAR: "#7f7f7f", Strategy.SPARSE: "#0072b2", Strategy.DENSE: "#e69f00",
+                     Strategy.AUTO: "#009e73"}
 _SPARE = ("#cc79a7", "#d55e00", "#56b4e9", "#f0e442", "#000000")
-#: Fixed colour per strategy, keyed by :data:`compiler.place.STRATEGIES` (in that order).
+#: Fixed colour per strategy, keyed by the :class:`~compiler.kinds.Strategy` names (in that order).
 STRATEGY_COLORS: dict[str, str] = {
-    st: _STRATEGY_PALETTE.get(st, _SPARE[i % len(_SPARE)]) for i, st in enumerate(_strategies())}
+    st.value: _STRATEGY_PALETTE.get(st, _SPARE[i % len(_SPARE)]) for i, st in enumerate(Strategy)}
 
 _ROLE_PALETTE = {
     "q": "#1f77b4", "k": "#aec7e8", "v": "#17becf", "o": "#9edae5", "qkv": "#393b79",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from compiler.kinds import Strategy, choices
+
 __all__ = ["summary_table", "strategies_table", "layers_table"]
 
 
@@ -14,7 +16,7 @@ def summary_table(report: dict):
                            f"nblocks {report['nblocks']})"))
     t.add_column("metric", no_wrap=True, min_width=18)
     t.add_column(report["strategy"], justify="right")
-    t.add_column("linear", justify="right")
+    t.add_column(Strategy.LINEAR.value, justify="right")
     for key, fmt in (("arrays", "{:,}"), ("lower_bound_arrays", "{:,}"), ("utilization", "{:.1%}"),
                      ("params_monarch", "{:,}"), ("params_dense", "{:,}"), ("latency_ns", "{:,.0f}"),
                      ("matmul_latency_ns", "{:,.0f}"), ("energy_nj", "{:,.0f}"), ("prefill_latency_ns", "{:,.0f}"),
@@ -32,8 +34,8 @@ def strategies_table(report: dict):
     t = Table(title="strategies (decode, per token)")
     for c in ("strategy", "arrays", "arrays / LB", "utilisation", "latency ns", "energy nJ"):
         t.add_column(c, justify="right", no_wrap=True)
-    for name in sorted(rows, key=lambda k: ("linear", "sparse", "dense", "auto").index(k)
-                       if k in ("linear", "sparse", "dense", "auto") else 9):
+    order = choices(Strategy)
+    for name in sorted(rows, key=lambda k: order.index(k) if k in order else 9):
         r = rows[name]
         lb = r["lower_bound_arrays"] or 1
         t.add_row(name, f"{r['arrays']:,}", f"{r['arrays'] / lb:.2f}", f"{r['utilization']:.1%}",

@@ -1,7 +1,8 @@
 """Plots the kit writes: a title, labelled axes with units, legends off the data, one colour per strategy.
 
-Shape-only builds of tiny-bert and bert-large (``mapper.pipeline.build(weights=False)``), the reproduce plots of
-one model, and the two bench plots on small made-up rows; every figure is drawn with Agg and inspected.
+Shape-only builds of tiny-bert and bert-large (``mapper.pipeline.build`` with ``BuildOptions(weights=False)``),
+the reproduce plots of one model, and the two bench plots on small made-up rows; every figure is drawn with Agg
+and inspected.
 """
 
 import sys
@@ -109,8 +110,8 @@ def test_plotstyle_imports_no_torch():
 
 @pytest.fixture(scope="module", params=["tiny-bert", "bert-large"])
 def build_figs(request, tmp_path_factory):
-    from mapper.pipeline import build
-    result = build(request.param, weights=False)
+    from mapper.pipeline import BuildOptions, build
+    result = build(request.param, options=BuildOptions(weights=False))
     folder = tmp_path_factory.mktemp(request.param)
     figs = P.build_plots(result, folder)
     return request.param, result, folder, figs
