@@ -187,7 +187,10 @@ def test_error_cases_cover_every_code():
 
 @pytest.mark.parametrize("cfg", [MICRO, TINY, ODD], ids=["micro", "tiny", "odd"])
 def test_every_error_code_matches_model(cfg):
-    cases = list(_cases(cfg))
+    """The directed error streams above, and the generator's illegal streams (the ones co-simulation runs)."""
+    illegal = streamgen.illegal_streams(cfg, seed=5)
+    assert {s.intent for s in illegal} == streamgen.reachable_errors(cfg)
+    cases = list(_cases(cfg)) + [(s.name, list(s.words)) for s in illegal]
     assert stream_problems(cfg, cases) == []
     codes = {sw_model.run(cfg, words, raise_on_error=False).error for _, words in cases}
     assert {ErrorCode.ILLEGAL_OPCODE, ErrorCode.TRUNCATED, ErrorCode.BAD_ADC, ErrorCode.NONE} <= codes

@@ -138,3 +138,20 @@ def test_sim_streams_keep_their_api():
     assert sim_streams.covered(cfg, case.commands) <= sim_streams.coverage_bins(cfg)
     assert sim_streams.coverage_bins(cfg) <= streamgen.coverage_bins(cfg)
     assert sim_streams.covered(cfg, [Command.read(0, 1)]) == {"op:READ", "read:count=1"}
+
+
+def test_any_command_is_encodable_and_illegal_streams_stop_as_intended():
+    """The generator's other streams: any encodable command round-trips through the encoding; every illegal
+    stream stops sw_model with the error it was built for."""
+    isa = Isa.of(ODD)
+    rng = random.Random(3)
+    for _ in range(50):
+        cmd = streamgen.any_command(ODD, rng)
+        assert streamgen.fits(ODD, cmd) and cmd.op is not Opcode.HALT
+        assert isa.decode(isa.encode([cmd])) == [cmd]
+    assert streamgen.any_command(ODD, rng, Opcode.READ).op is Opcode.READ
+    for case in streamgen.illegal_streams(ODD):
+        assert sw_model.run(ODD, case.words, raise_on_error=False).error is case.intent, case
+    s = streamgen.stream_stats(ODD, streamgen.random_commands(ODD, 0, 20))
+    with pytest.raises(AttributeError):
+        s.mvms = 0                                            # frozen: counts are results, not state
