@@ -21,7 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cimisa.config import load_hw  # noqa: E402
 from cimisa.errors import KitError  # noqa: E402
-from compiler.place import STRATEGIES, geometry, place  # noqa: E402
+from compiler.geometry import geometry  # noqa: E402
+from compiler.kinds import Strategy  # noqa: E402
+from compiler.place import STRATEGIES, place  # noqa: E402
 from compiler.schedule import schedule  # noqa: E402
 from mapper.models import ZOO, load_model_spec  # noqa: E402
 
@@ -81,7 +83,7 @@ def main(argv=None) -> int:
           f"fastest of {args.repeat}")
     cw = 13
     head = f"{'model':<12} {'nblk':>4} " + " ".join(f"{s:>{cw}}" for s in strategies)
-    if "auto" in strategies:
+    if Strategy.AUTO in strategies:
         head += f" {'auto arrays/LB':>15} {'util':>7}"
     print(head)
     worst: dict[str, tuple[float, str]] = {}
@@ -113,10 +115,10 @@ def main(argv=None) -> int:
                 if total > worst.get(st, (-1.0, ""))[0]:
                     worst[st] = (total, f"{model} nblocks {nb}")
                 cells.append(f"{r['place']:6.2f}/{r['sched']:<6.2f}")
-                if st == "auto":
+                if st == Strategy.AUTO:
                     auto = r
             line = f"{model:<12} {nb:>4} " + " ".join(f"{c:>{cw}}" for c in cells)
-            if "auto" in strategies:
+            if Strategy.AUTO in strategies:
                 line += (f" {auto['arrays']:>7d}/{auto['lb']:<7d} {auto['util']:7.2%}" if auto
                          else f" {'n/a':>15} {'':>7}")
             print(line, flush=True)

@@ -207,10 +207,12 @@ def test_noise_free_kernel_mutant_is_caught(monkeypatch, name, attr, old, new):
 
 # ---- the mapper's lower bound ----------------------------------------------------------------------------------
 def test_lower_bound_is_ceil_catches_floor(monkeypatch):
+    import compiler.geometry as geometry_mod
     import compiler.place as place_mod
-    monkeypatch.setattr(place_mod, "lower_bound", mutant(
-        place_mod.lower_bound, "return -(-cells // hw.cells_per_array)", "return cells // hw.cells_per_array"))
-    monkeypatch.setattr(place_tests, "lower_bound", place_mod.lower_bound)
+    bad = mutant(geometry_mod.lower_bound, "return -(-cells // hw.cells_per_array)",
+                 "return cells // hw.cells_per_array")
+    for mod in (geometry_mod, place_mod, place_tests):     # where it is defined, re-exported and used
+        monkeypatch.setattr(mod, "lower_bound", bad)
     with pytest.raises(AssertionError):
         place_tests.test_lower_bound_is_ceil(48, 4, 2, 3)
 

@@ -3,8 +3,10 @@
 import pytest
 
 from cimisa.config import load_hw
-from compiler.place import MatmulGeom, Placement, PlacementError, Tile, geometry, lower_bound, place
-from mapper.d2s.monarch import monarch_shape
+from compiler.geometry import monarch_shape
+from compiler.place import MatmulGeom, Piece, Placement, PlacementError, Tile, geometry, lower_bound, place
+from compiler.place.auto import Shelves, Stripes, array_count, bundles
+from compiler.place.builder import Builder
 from mapper.models import load_model_spec
 
 HW = load_hw("paper-256")
@@ -121,3 +123,61 @@ def test_lower_bound_is_ceil(n, k, monarch_lb, dense_lb):
     assert lin.lower_bound == dense_lb and (dense_lb - 1) * 1024 < n * n <= dense_lb * 1024
     assert lin.utilization == pytest.approx(n * n / (lin.n_arrays * 1024), rel=1e-12)
     assert place(g, hw, "auto").n_arrays == monarch_lb          # auto reaches the bound on a single matmul
+
+
+# ---- the steps of auto (compiler.place.auto) --------------------------------------------------------------------
+def test_auto_bundles_colocate_same_input_r_pieces_only():
+    g = (square(64, 4, name="q"), square(64, 4, name="k"), square(64, 4, name="v"))    # R blocks 16 x 16
+    bds = bundles(g, 8, 32, colocate=True)
+    r = [bd for bd in bds if bd[0].factor == "R"]
+    assert len(r) == 4 * 2                                    # 4 blocks x 2 row pieces of the 8-row shelves
+    assert all([p.matmul for p in bd] == [0, 1, 2] for bd in r)
+    assert r[0][0] == Piece(0, "R", 0, 0, 0, 8, 16) and r[1][0] == Piece(0, "R", 0, 8, 0, 8, 16)
+    ls = [bd for bd in bds if bd[0].factor == "L"]
+    assert len(ls) == 3 * 4 * 2 and all(len(bd) == 1 for bd in ls)
+    assert all(len(bd) == 1 for bd in bundles(g, 8, 32, colocate=False))
+    assert sum(p.rows * p.cols for bd in bds for p in bd) == sum(x.monarch_cells for x in g)
+
+
+def test_auto_bundles_cut_columns_at_the_array_width():
+    bds = bundles((square(64, 4),), 16, 10, colocate=True)
+    assert [(p.c0, p.cols) for p in bds[0]] == [(0, 10), (10, 6)]
+
+
+def test_auto_array_count_is_the_fewest_or_the_budget():
+    hw = load_hw("fpga-tiny")
+    assert array_count(10, 4, None, hw, 8) == 3 and array_count(8, 4, None, hw, 8) == 2
+    assert array_count(10, 4, 5, hw, 8) == 5
+    with pytest.raises(PlacementError, match="at least 3 arrays of 32x32 .shelves of 8 rows., budget 2"):
+        array_count(10, 4, 2, hw, 8)
+
+
+def test_auto_stripes_spread_a_stage_over_distinct_arrays():
+    fill = [0, 0, 0]
+    s = Stripes(fill, 100)
+    picks = [s.pick((0, "R")) for _ in range(3)]
+    assert sorted(picks) == [0, 1, 2]                         # one stage: every array once
+    fill[:] = [30, 10, 20]
+    s.release(picks)
+    assert s.pick((0, "L")) == 1                              # new stage: the emptiest first
+    assert s.pick((0, "L")) == 2
+    fill[0] = 100                                             # full arrays are never picked
+    s.release([0])
+    assert s.pick((1, "R")) in (1, 2)
+
+
+def test_auto_shelves_cut_a_piece_at_the_shelf_end():
+    b = Builder(load_hw("fpga-tiny"))                         # 32 x 32; shelves of 16 rows: 64 columns per array
+    sh = Shelves(b, 16, 2, 128)
+    assert sh.lay([Piece(0, "R", 0, 0, 0, 16, 40)], 0) == [0]
+    assert [(t.row0, t.col0, t.c0, t.cols, t.group) for t in b.tiles] == [(0, 0, 0, 32, 0), (16, 0, 32, 8, 1)]
+    assert sh.fill == [40, 0]
+
+
+def test_auto_shelves_start_a_fresh_shelf_when_there_is_room():
+    b = Builder(load_hw("fpga-tiny"))
+    sh = Shelves(b, 16, 2, 20)                                # 20 columns to lay on 2 arrays of 64: spare room
+    sh.fill[0] = 20
+    sh.lay([Piece(0, "L", 0, 0, 0, 16, 20)], 0)
+    assert [(t.row0, t.col0, t.cols) for t in b.tiles] == [(16, 0, 20)]    # not cut at column 32
+    assert sh.fill[0] == 52
