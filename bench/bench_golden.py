@@ -10,8 +10,10 @@ settings, each taking a different path of :func:`cimisa.semantics.mvm_acc`:
 * ``adc8-sat``: 8-bit ADC, step 1, saturating (general path: every bit plane's column sums through BLAS).
 
 Reference: ``numpy`` float64 ``W.T @ X`` of the same shape and batch. Also timed: the same MVMs one vector at a
-time (1-D buffers), the pre-batching implementation (int64 per-plane loop, kept below for the comparison) and the
-naive model. All outputs are compared. Thread count: ``--threads`` (OMP/OpenBLAS/MKL), printed.
+time (1-D buffers), the pre-batching implementation (int64 per-plane loop with the ADC rule of
+:mod:`cimisa.rules`, kept below for the comparison) and the naive model. All outputs are compared. The ADC settings
+and paths come from :mod:`cimisa.rules` (``colsum_bounds``, ``adc_shift_for``, ``adc_fits``). Thread count:
+``--threads`` (OMP/OpenBLAS/MKL), printed.
 
     python bench/bench_golden.py [--batch 64] [--reps 20] [--threads 1] [--json bench/results/golden.json]
 """
@@ -46,30 +48,27 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from cimisa import rules  # noqa: E402
 from cimisa.config import load_hw  # noqa: E402
 from cimisa.fsutil import atomic_write_text  # noqa: E402
 from cimisa.isa import Command  # noqa: E402
-from cimisa.semantics import wrap_acc  # noqa: E402
-from mapper.evaluate.executor import adc_shift_for  # noqa: E402
 from sw_model import Machine  # noqa: E402
 
 
 def legacy_mvm_acc(w, x, input_bits, adc_bits, adc_shift):
     """The MVM arithmetic before batching (int64 numpy, one matrix-vector product per input bit), for timing."""
-    lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1
     acc = np.zeros((w.shape[1],) + x.shape[1:], dtype=np.int64)
-    for b in range(input_bits):
+    for b, weight in enumerate(rules.plane_weights(input_bits, adc_shift)):
         colsum = w.T @ ((x >> b) & 1)
-        term = np.clip(colsum >> adc_shift, lo, hi) << (b + adc_shift)
-        acc += -term if b == input_bits - 1 else term
+        acc += rules.adc_code(colsum, adc_bits, adc_shift) * weight
     return acc
 
 
 def setting(cfg, W, name):
+    """Return ``(adc_bits, adc_shift)`` of the ADC setting ``name`` for the window ``W``."""
     if name == "lossless":
         return cfg.lossless_adc_bits, 0
-    cmin, cmax = int(np.minimum(W, 0).sum(0).min()), int(np.maximum(W, 0).sum(0).max())
-    return 8, (adc_shift_for(cmin, cmax, 8) if name == "adc8-step" else 0)
+    return 8, (rules.adc_shift_for(*rules.colsum_bounds(W), 8) if name == "adc8-step" else 0)
 
 
 def timed(fn, reps):
@@ -78,6 +77,59 @@ def timed(fn, reps):
     for _ in range(reps):
         out = fn()
     return (time.perf_counter() - t0) / reps, out
+
+
+def measure(name, cfg, W, X, machine, args, blas) -> dict:
+    """Time one ADC setting on the batched, per-vector, legacy and naive paths; print and return its row."""
+    macs = cfg.rows * cfg.cols
+    adc_bits, shift = setting(cfg, W, name)
+    mvm = Command.mvm(array=0, row0=0, nrows=cfg.rows, col0=0, ncols=cfg.cols, in_addr=0, out_addr=0,
+                      adc_bits=adc_bits, adc_shift=shift)
+    fast = machine["fast"]
+    fast.set_batch(args.batch)                      # buffers of (depth, batch); the inputs loaded once
+    fast.state.inbuf[:cfg.rows] = X.T
+
+    def batched():
+        fast.execute(mvm)
+        return fast.state.outbuf[:cfg.cols].T.copy()
+
+    t_b, y_b = timed(batched, args.reps)
+    assert np.array_equal(y_b, fast.run_batch([mvm], X, 0, 0, cfg.cols))
+
+    def per_vector(n):
+        fast.set_batch(None)
+        out = []
+        for x in X[:n]:
+            fast.state.inbuf[:cfg.rows] = x
+            fast.execute(mvm)
+            out.append(fast.state.outbuf[:cfg.cols].copy())
+        return np.array(out)
+
+    nv = min(args.per_vector, args.batch)
+    t_v, y_v = timed(lambda: per_vector(nv), 1)
+    t_l, y_l = timed(lambda: rules.wrap_acc(legacy_mvm_acc(W, X[:nv].T, cfg.input_bits, adc_bits, shift)).T, 1)
+    nn = min(args.naive_mvms, args.batch)
+    naive = machine["naive"]
+    t0 = time.perf_counter()
+    y_n = []
+    for x in X[:nn]:
+        naive.state.inbuf[:cfg.rows] = x
+        naive.execute(mvm)
+        y_n.append(naive.state.outbuf[:cfg.cols].copy())
+    t_n = time.perf_counter() - t0
+    same = (np.array_equal(y_b[:nv], y_v) and np.array_equal(y_v, y_l) and np.array_equal(y_b[:nn], np.array(y_n)))
+    fits = rules.adc_fits(*rules.colsum_bounds(W), adc_bits, shift)
+    path = ("product" if shift == 0 else "residues") if fits else "bit planes"
+    r = {"adc": name, "adc_bits": adc_bits, "adc_shift": shift, "path": path, "batch": args.batch,
+         "batched_mac_per_s": macs * args.batch / t_b, "float64_matmul_mac_per_s": blas,
+         "per_vector_mac_per_s": macs * nv / t_v, "legacy_mac_per_s": macs * nv / t_l,
+         "naive_mac_per_s": macs * nn / t_n, "outputs_identical": bool(same)}
+    r["vs_float64"] = r["batched_mac_per_s"] / blas
+    r["batched_vs_legacy"] = r["batched_mac_per_s"] / r["legacy_mac_per_s"]
+    r["batched_vs_naive"] = r["batched_mac_per_s"] / r["naive_mac_per_s"]
+    print(f"{name:<12}{path:>16}{r['batched_mac_per_s']:>12.3e}{r['vs_float64']:>11.1%} "
+          f"{r['per_vector_mac_per_s']:>12.3e}{r['legacy_mac_per_s']:>12.3e}{r['batched_vs_legacy']:>13.1f}x")
+    return r
 
 
 def main(argv=None) -> int:
@@ -108,60 +160,8 @@ def main(argv=None) -> int:
     print(f"reference numpy float64 matmul ({cfg.cols}x{cfg.rows} @ {cfg.rows}x{args.batch}): {blas:.3e} MAC/s")
     print(f"{'ADC setting':<12}{'path':>16}{'MAC/s':>12}{'vs float64':>12}{'per-vector':>12}{'legacy':>12}"
           f"{'batch/legacy':>14}")
-    rows = []
-    ok = True
-    for name in ("lossless", "adc8-step", "adc8-sat"):
-        adc_bits, shift = setting(cfg, W, name)
-        mvm = Command.mvm(array=0, row0=0, nrows=cfg.rows, col0=0, ncols=cfg.cols, in_addr=0, out_addr=0,
-                          adc_bits=adc_bits, adc_shift=shift)
-        fast = machine["fast"]
-        fast.set_batch(args.batch)                  # buffers of (depth, batch); the inputs loaded once
-        fast.state.inbuf[:cfg.rows] = X.T
-
-        def batched():
-            fast.execute(mvm)
-            return fast.state.outbuf[:cfg.cols].T.copy()
-
-        t_b, y_b = timed(batched, args.reps)
-        assert np.array_equal(y_b, fast.run_batch([mvm], X, 0, 0, cfg.cols))
-
-        def per_vector(n):
-            fast.set_batch(None)
-            out = []
-            for x in X[:n]:
-                fast.state.inbuf[:cfg.rows] = x
-                fast.execute(mvm)
-                out.append(fast.state.outbuf[:cfg.cols].copy())
-            return np.array(out)
-
-        nv = min(args.per_vector, args.batch)
-        t_v, y_v = timed(lambda: per_vector(nv), 1)
-        t_l, y_l = timed(lambda: wrap_acc(legacy_mvm_acc(W, X[:nv].T, cfg.input_bits, adc_bits, shift)).T, 1)
-        nn = min(args.naive_mvms, args.batch)
-        naive = machine["naive"]
-        t0 = time.perf_counter()
-        y_n = []
-        for x in X[:nn]:
-            naive.state.inbuf[:cfg.rows] = x
-            naive.execute(mvm)
-            y_n.append(naive.state.outbuf[:cfg.cols].copy())
-        t_n = time.perf_counter() - t0
-        same = (np.array_equal(y_b[:nv], y_v) and np.array_equal(y_v, y_l) and np.array_equal(y_b[:nn], np.array(y_n)))
-        ok &= same
-        cmin, cmax = int(np.minimum(W, 0).sum(0).min()), int(np.maximum(W, 0).sum(0).max())
-        lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1
-        path = ("product" if shift == 0 else "residues") if lo <= cmin >> shift and cmax >> shift <= hi \
-            else "bit planes"
-        r = {"adc": name, "adc_bits": adc_bits, "adc_shift": shift, "path": path, "batch": args.batch,
-             "batched_mac_per_s": macs * args.batch / t_b, "float64_matmul_mac_per_s": blas,
-             "per_vector_mac_per_s": macs * nv / t_v, "legacy_mac_per_s": macs * nv / t_l,
-             "naive_mac_per_s": macs * nn / t_n, "outputs_identical": bool(same)}
-        r["vs_float64"] = r["batched_mac_per_s"] / blas
-        r["batched_vs_legacy"] = r["batched_mac_per_s"] / r["legacy_mac_per_s"]
-        r["batched_vs_naive"] = r["batched_mac_per_s"] / r["naive_mac_per_s"]
-        rows.append(r)
-        print(f"{name:<12}{path:>16}{r['batched_mac_per_s']:>12.3e}{r['vs_float64']:>11.1%} "
-              f"{r['per_vector_mac_per_s']:>12.3e}{r['legacy_mac_per_s']:>12.3e}{r['batched_vs_legacy']:>13.1f}x")
+    rows = [measure(name, cfg, W, X, machine, args, blas) for name in ("lossless", "adc8-step", "adc8-sat")]
+    ok = all(r["outputs_identical"] for r in rows)
     for r in rows:
         print(f"{r['adc']:<12} batched / naive: {r['batched_vs_naive']:.0f}x  (naive {r['naive_mac_per_s']:.3e} "
               f"MAC/s); outputs identical: {r['outputs_identical']}")

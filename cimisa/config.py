@@ -34,13 +34,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from cimisa import rules
 from cimisa.errors import ConfigError
+from cimisa.rules import ACC_BITS  # the accumulator width, defined with the rules that use it
 
 __all__ = ["ACC_BITS", "LIMITS", "COST_LIMITS", "MAX_CELLS", "MAX_CONFIG_BYTES", "CostParams", "HwConfig",
            "BUILTIN", "list_builtin", "load_hw"]
-
-#: Width of every output-buffer accumulator and result word (two's complement, wraps on overflow).
-ACC_BITS = 32
 
 #: Allowed range of each integer setting of :class:`HwConfig` (inclusive). ``adcs_per_array`` is further limited
 #: to ``cols``, ``rows_per_cycle`` to the divisors of ``rows`` and ``adc_bits`` to ``lossless_adc_bits`` (at most
@@ -286,13 +285,13 @@ class HwConfig:
         """ADC resolution at which a full-height column sum of one input bit never saturates.
 
         Column sums lie in ``-2**(weight_bits-1) * rows .. (2**(weight_bits-1) - 1) * rows``, which a signed
-        ``weight_bits + ceil(log2(rows))``-bit number holds:
+        ``weight_bits + ceil(log2(rows))``-bit number holds (:func:`cimisa.rules.lossless_adc_bits`):
 
         >>> HwConfig(name="t", rows=32, cols=32, n_arrays=1, weight_bits=4, adc_bits=9, adcs_per_array=4,
         ...          rows_per_cycle=8).lossless_adc_bits
         9
         """
-        return self.weight_bits + (self.rows - 1).bit_length()
+        return rules.lossless_adc_bits(self.rows, self.weight_bits)
 
     def lossless(self) -> HwConfig:
         """Return this configuration with ADCs wide enough that no MVM loses information."""

@@ -11,7 +11,11 @@ Number formats
     ``x * w`` exactly (the usual signed bit-serial convention: the MSB column sum is subtracted);
   * ADC: ``code = clip(colsum >> adc_shift, -2**(adc_bits-1), 2**(adc_bits-1)-1)`` (arithmetic shift = floor
     division by the step ``2**adc_shift``, then saturation); the digital side adds ``code << (b + adc_shift)``;
+  * REQUANT: ``clip((v + 2**(shift-1)) >> shift, -2**(input_bits-1), 2**(input_bits-1)-1)`` (round half up);
   * accumulators and result words: ``ACC_BITS`` = 32-bit two's complement, wrapping on overflow.
+
+Each of these rules is one function of :mod:`cimisa.rules` (``adc_code``, ``shift_add``, ``requant``,
+``wrap_acc``), which every model of the machine calls.
 
 With ``adc_shift = 0`` and ``adc_bits >= cfg.lossless_adc_bits`` an MVM returns the exact integer product of the
 active weight window and the input vector.
@@ -26,29 +30,13 @@ import functools
 
 import numpy as np
 
-from cimisa.config import ACC_BITS, HwConfig
+from cimisa import rules
+from cimisa.config import HwConfig
 from cimisa.isa import ErrorCode, Opcode
+from cimisa.rules import FLOAT_EXACT, wrap_acc
 
 __all__ = ["MachineState", "check", "wrap_acc", "write_w", "load_in", "mvm", "mvm_acc", "requant", "read", "barrier",
            "halt", "ACTIONS", "FLOAT_EXACT"]
-
-
-def wrap_acc(v):
-    """Wrap integers to ACC_BITS-bit two's complement.
-
-    >>> int(wrap_acc(np.int64(2**31)))
-    -2147483648
-    """
-    return _wrap_inplace(np.array(v, dtype=np.int64))
-
-
-def _wrap_inplace(a: np.ndarray) -> np.ndarray:
-    """Wrap the int64 array ``a`` to ACC_BITS-bit two's complement in place; return it."""
-    half = 1 << (ACC_BITS - 1)
-    np.add(a, half, out=a)
-    np.bitwise_and(a, (1 << ACC_BITS) - 1, out=a)
-    np.subtract(a, half, out=a)
-    return a
 
 
 class MachineState:
@@ -191,17 +179,12 @@ def mvm(st, array, row0, nrows, col0, ncols, in_addr, in_stride, out_addr, out_s
     dst = _strided(out_addr, out_stride, ncols)
     if accumulate:
         acc += st.outbuf[dst]
-    st.outbuf[dst] = _wrap_inplace(acc)                          # = wrap_acc(acc)
+    st.outbuf[dst] = rules.wrap_acc_inplace(acc)                 # = wrap_acc(acc)
 
 
 def _strided(addr: int, stride: int, n: int):
     """Return the index of buffer addresses ``addr + k*stride``, ``k < n`` (a slice when ``stride`` is 1)."""
     return slice(addr, addr + n) if stride == 1 else addr + stride * np.arange(n)
-
-
-#: Column sums go through float64 BLAS when every partial sum is an integer of magnitude below this (float64
-#: holds all such integers exactly, whatever the summation order); larger bounds fall back to int64 numpy.
-FLOAT_EXACT = 1 << 53
 
 
 @functools.lru_cache(maxsize=64)
@@ -210,23 +193,14 @@ def _bits_table(input_bits: int, spacing: int, first: int, count: int) -> np.nda
 
     ``count=1`` gives bit plane ``first``; ``spacing > 0`` packs ``count`` planes into one number.
     """
-    u = np.arange(1 << input_bits, dtype=np.int64)
-    out = np.zeros(1 << input_bits, dtype=np.int64)
-    for j in range(count):
-        out += ((u >> (first + j)) & 1) << (spacing * j)
-    return out.astype(np.float64)
-
-
-@functools.lru_cache(maxsize=16)
-def _planes_table(input_bits: int) -> np.ndarray:
-    """Return ``t[u, b] = bit(u, b)`` (float64) for every ``input_bits``-bit ``u``: all bit planes at once."""
-    u = np.arange(1 << input_bits, dtype=np.int64)
-    return ((u[:, None] >> np.arange(input_bits)) & 1).astype(np.float64)
+    planes = rules.bit_planes(np.arange(1 << input_bits, dtype=np.int64), input_bits)[:, first:first + count]
+    return (planes << (spacing * np.arange(count))).sum(axis=1).astype(np.float64)
 
 
 def _matmul(wt: np.ndarray, x: np.ndarray, bound: int) -> np.ndarray:
     """Return the exact int64 product ``wt @ x``, given ``bound >= sum_k |wt[i, k] * x[k, j]|`` for all i, j:
-    float64 BLAS when ``bound < FLOAT_EXACT``, int64 numpy otherwise."""
+    float64 BLAS when ``bound < FLOAT_EXACT`` (float64 holds every such integer exactly, whatever the summation
+    order), int64 numpy otherwise."""
     if bound < FLOAT_EXACT:
         return (wt.astype(np.float64) @ x.astype(np.float64, copy=False)).astype(np.int64)
     return wt.astype(np.int64) @ x.astype(np.int64)
@@ -235,9 +209,10 @@ def _matmul(wt: np.ndarray, x: np.ndarray, bound: int) -> np.ndarray:
 def mvm_acc(w, x, input_bits, adc_bits, adc_shift):
     """Return the shift-added ADC codes of one MVM: window ``w`` (nrows, ncols), inputs ``x`` (nrows[, B]).
 
-    The ADC / shift-add rule of the module docstring, for one input vector or a batch of them on a trailing
-    axis of ``x`` (the result is ``(ncols,) + x.shape[1:]``, int64, before the accumulator wrap). Bit ``b`` of
-    each input drives its rows; each column's sum of bit plane ``b`` is converted and weighted:
+    The ADC / shift-add rule of the module docstring (:func:`cimisa.rules.convert_planes`), for one input vector
+    or a batch of them on a trailing axis of ``x`` (the result is ``(ncols,) + x.shape[1:]``, int64, before the
+    accumulator wrap). Bit ``b`` of each input drives its rows; each column's sum of bit plane ``b`` is converted
+    and weighted:
 
     >>> w = np.array([[1, -2], [3, 4]]); x = np.array([5, -6])
     >>> mvm_acc(w, x, input_bits=4, adc_bits=8, adc_shift=0).tolist()   # lossless: the exact product
@@ -248,10 +223,10 @@ def mvm_acc(w, x, input_bits, adc_bits, adc_shift):
     [[-12, 16, 0], [-34, 34, 0]]
 
     How: the column sums of the 0/1 bit planes of the whole batch are one BLAS product in float64, exact since
-    they are integers below ``nrows * max|w|`` (< 2**53; larger bounds use int64). When no code can saturate
-    (every column's range ``[sum of its negative weights, sum of its positive weights]`` converts without
-    clipping; always true with ``adc_shift = 0`` and a lossless ADC), two exact identities skip the per-plane
-    sums:
+    they are integers below ``nrows * max|w|`` (< 2**53; larger bounds use int64), then converted by
+    :func:`cimisa.rules.convert_planes`. When no code can saturate (:func:`cimisa.rules.adc_fits` holds for the
+    window's :func:`cimisa.rules.colsum_bounds`; always true with ``adc_shift = 0`` and a lossless ADC), two exact
+    identities of that rule skip the per-plane sums:
 
     * ``adc_shift = 0``: every code equals its column sum, so the shift-add of the planes is ``w.T @ x``;
     * ``adc_shift = s > 0``: ``(S >> s) << s == S - (S mod 2**s)`` for each plane sum ``S``, so the result is
@@ -264,23 +239,17 @@ def mvm_acc(w, x, input_bits, adc_bits, adc_shift):
     nrows, ncols = w.shape
     batch = x.shape[1:]
     u = x.reshape(nrows, -1) & ((1 << nb) - 1)                 # the nb-bit two's complement patterns, 0..2**nb-1
-    lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1
     wt = w.T
     wmax = int(np.abs(w).max(initial=0))
-    colmin = int(np.minimum(w, 0).sum(axis=0).min(initial=0))
-    colmax = int(np.maximum(w, 0).sum(axis=0).max(initial=0))
-    if (colmin >> s) >= lo and (colmax >> s) <= hi:            # no code can saturate
+    if rules.adc_fits(*rules.colsum_bounds(w), adc_bits, s):     # no code can saturate
         xs = u - ((u >> (nb - 1)) << nb)                        # the signed values the bits stand for
         acc = _matmul(wt, xs, nrows * wmax << (nb - 1))
         if s:
             acc -= _residue_shift_add(wt & ((1 << s) - 1), u, nb, s)
     else:
-        planes = _planes_table(nb)[u]                           # (nrows, B, nb): bit b of every input
+        planes = rules.bit_plane_table(nb)[u]                   # (nrows, B, nb): bit b of every input
         colsum = _matmul(wt, planes.reshape(nrows, -1), nrows * wmax).reshape(ncols, -1, nb)  # analog sums
-        code = np.clip(colsum >> s, lo, hi)                     # ADC: step 2**s (floor), then saturation
-        weight = np.array([1 << (b + s) for b in range(nb)], dtype=np.int64)
-        weight[-1] = -weight[-1]                                # the sign bit's column sum is subtracted
-        acc = code @ weight                                     # digital shift-add
+        acc = rules.convert_planes(colsum, nb, adc_bits, s)     # ADC (step 2**s, saturation), shift-add
     return acc.reshape((ncols,) + batch)
 
 
@@ -321,12 +290,8 @@ def requant(st, src, count, dst, dst_stride, shift):
     >>> st.inbuf[:6].tolist()
     [0, 3, 0, -3, 0, 7]
     """
-    cfg = st.cfg
     v = st.outbuf[src:src + count]
-    if shift:
-        v = (v + (1 << (shift - 1))) >> shift
-    lo, hi = -(1 << (cfg.input_bits - 1)), (1 << (cfg.input_bits - 1)) - 1
-    st.inbuf[dst + dst_stride * np.arange(count)] = np.clip(v, lo, hi)
+    st.inbuf[dst + dst_stride * np.arange(count)] = rules.requant(v, shift, st.cfg.input_bits)
 
 
 def read(st, addr, count):

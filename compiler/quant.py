@@ -8,16 +8,20 @@ Weights are quantised symmetrically per factor (one scale for R, one for L): ``R
     h_q = clip((h + 2**(shift-1)) >> shift, input range)  # REQUANT (round half up, saturate)
     y   = stage2(L_q, h_q)                              # scattered with stride nblocks, truncated
 
-:func:`reference_int_product` computes exactly this in numpy; the tests run generated streams on ``sw_model``
-and compare bit for bit. The ``linear`` strategy maps the dense matrix of the Monarch factors
-(:attr:`QuantizedMonarch.W`, one stage, no REQUANT).
+:func:`monarch_int_product` computes exactly this in numpy (REQUANT and the accumulator wrap are
+:mod:`cimisa.rules`), the one exact integer Monarch product of the kit: :func:`reference_int_product` applies it to
+a :class:`QuantizedMonarch`, and the end-to-end executor's quantised reference layers call it too. Vectors are
+columns: inputs are ``(n,)`` or ``(n, B)`` with the batch on the trailing axis, as in the machine's buffers. The
+tests run generated streams on ``sw_model`` and compare bit for bit. The ``linear`` strategy maps the dense matrix
+of the Monarch factors (:attr:`QuantizedMonarch.W`, one stage, no REQUANT).
 
 Requantisation shift rule (:func:`default_requant_shift`): the stage-1 accumulator of output ``j`` is
 ``h_j = sum_m R_q[j, m] x_m``. Inputs are modelled as independent with standard deviation ``qmax / 4``
 (``qmax = 2**(input_bits-1) - 1``: a calibrated activation uses about a quarter of the range at one sigma),
 so ``std(h_j) = qmax/4 * ||R_q[j, :]||``. The shift is the smallest one that maps ``4 * max_j std(h_j)`` into
 ``qmax``, so at most ~1 in 16,000 values saturate. :func:`calibrate_requant_shift` instead uses real inputs
-(the largest |h| over samples), and ``mode="worst"`` the guaranteed no-saturation shift.
+(the largest |h| over samples, or a percentile of them: :func:`stage1_requant_shift`, the smallest shift by
+:func:`cimisa.rules.requant_shift_for`), and ``mode="worst"`` the guaranteed no-saturation shift.
 """
 
 from __future__ import annotations
@@ -27,22 +31,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cimisa.config import ACC_BITS
+from cimisa import rules
 from cimisa.errors import ShapeError
 
 __all__ = ["QuantizedMonarch", "quantize_monarch", "quantize_dense", "quantize_tensor", "reference_int_product",
-           "stage1_int", "default_requant_shift", "calibrate_requant_shift", "requantize", "float_product"]
-
-
-def _wrap(v: np.ndarray) -> np.ndarray:
-    half = 1 << (ACC_BITS - 1)
-    return ((np.asarray(v, dtype=np.int64) + half) & ((1 << ACC_BITS) - 1)) - half
+           "monarch_int_product", "stage1_int", "stage2_int", "default_requant_shift", "calibrate_requant_shift",
+           "stage1_requant_shift", "float_product"]
 
 
 def quantize_tensor(a: np.ndarray, bits: int) -> tuple[np.ndarray, float]:
     """Return ``(q, scale)``: ``a ~= scale * q`` with ``q`` int64 in the symmetric ``bits``-bit range."""
     a = np.asarray(a, dtype=np.float64)
-    qmax = (1 << (bits - 1)) - 1
+    qmax = rules.signed_range(bits)[1]
     amax = float(np.max(np.abs(a))) if a.size else 0.0
     scale = amax / qmax if amax > 0 else 1.0
     q = np.clip(np.rint(a / scale), -qmax, qmax).astype(np.int64)
@@ -123,33 +123,46 @@ def quantize_dense(q: QuantizedMonarch, R, L, weight_bits: int) -> QuantizedMona
 
 
 def stage1_int(R: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Return the stage-1 accumulators ``h[i*q + j] = sum_m R[i, j, m] x[i*p + m]`` (x padded to ``k*p``)."""
+    """Return the stage-1 accumulators ``h[i*q + j] = sum_m R[i, j, m] x[i*p + m]`` (x padded to ``k*p``), wrapped.
+
+    ``x`` is ``(n,)`` or ``(n, B)``; the result ``(k*q,)`` or ``(k*q, B)``.
+    """
     k, q, p = R.shape
     x = np.asarray(x, dtype=np.int64)
     batch = x.shape[1:]
     xp = np.zeros((k * p,) + batch, dtype=np.int64)
     xp[:min(x.shape[0], k * p)] = x[:k * p]
     xb = xp.reshape((k, p) + batch)
-    h = np.einsum("ijm,im...->ij...", R.astype(np.int64), xb)
-    return _wrap(h.reshape((k * q,) + batch))
+    h = np.einsum("ijm,im...->ij...", np.asarray(R, dtype=np.int64), xb)
+    return rules.wrap_acc_inplace(h.reshape((k * q,) + batch))
 
 
-def requantize(h: np.ndarray, shift: int, input_bits: int) -> np.ndarray:
-    """Apply REQUANT's rounding shift and saturation to accumulators ``h``."""
-    h = np.asarray(h, dtype=np.int64)
-    if shift:
-        h = (h + (1 << (shift - 1))) >> shift
-    lo, hi = -(1 << (input_bits - 1)), (1 << (input_bits - 1)) - 1
-    return np.clip(h, lo, hi)
-
-
-def _stage2_int(L: np.ndarray, z: np.ndarray, out_features: int) -> np.ndarray:
+def stage2_int(L: np.ndarray, z: np.ndarray, out_features: int | None = None) -> np.ndarray:
+    """Return the stage-2 accumulators ``y[t*l + a] = sum_c L[a, t, c] z[c*l + a]`` (the first ``out_features``;
+    all ``l*s`` for ``None``), wrapped. ``z`` is ``(r*l,)`` or ``(r*l, B)``."""
     l, s, r = L.shape
     batch = z.shape[1:]
     zz = z.reshape((r, l) + batch)                      # out1[c*l + a] = zz[c, a]
-    out2 = np.einsum("atc,ca...->at...", L.astype(np.int64), zz)   # (l, s, ...)
+    out2 = np.einsum("atc,ca...->at...", np.asarray(L, dtype=np.int64), zz)   # (l, s, ...)
     y = np.moveaxis(out2, 0, 1).reshape((s * l,) + batch)          # y[t*l + a] = out2[a, t]
-    return _wrap(y[:out_features])
+    return rules.wrap_acc(y[:out_features])
+
+
+def monarch_int_product(R: np.ndarray, L: np.ndarray, x: np.ndarray, shift: int, input_bits: int,
+                        out_features: int | None = None) -> np.ndarray:
+    """Return the exact integer Monarch product a compiled stream computes with lossless ADCs: stage 1, REQUANT
+    (:func:`cimisa.rules.requant`), stage 2, every accumulator wrapped (:func:`cimisa.rules.wrap_acc`).
+
+    ``x`` is ``(n,)`` or ``(n, B)`` (zero-padded to ``k*p``); the result has the first ``out_features`` outputs
+    (all ``l*s`` for ``None``) on the leading axis.
+
+    >>> R = np.array([[[1, 2]], [[3, -1]]]); L = np.array([[[2]], [[1]]])   # 2 blocks: R (2, 1, 2), L (2, 1, 1)
+    >>> monarch_int_product(R, L, np.array([1, 1, 2, 0]), 0, 8).tolist()    # h = [3, 6]; y = [2*h[0], 1*h[1]]
+    [6, 6]
+    >>> monarch_int_product(R, L, np.array([1, 1, 2, 0]), 1, 8).tolist()    # REQUANT by 1: h_q = [2, 3]
+    [4, 3]
+    """
+    return stage2_int(L, rules.requant(stage1_int(R, x), shift, input_bits), out_features)
 
 
 def reference_int_product(q: QuantizedMonarch, x_q: np.ndarray, shift: int, input_bits: int) -> np.ndarray:
@@ -162,9 +175,8 @@ def reference_int_product(q: QuantizedMonarch, x_q: np.ndarray, shift: int, inpu
     if q.W is not None:
         xp = np.zeros((q.in_features,) + x.shape[1:], dtype=np.int64)
         xp[:min(x.shape[0], q.in_features)] = x[:q.in_features]
-        return _wrap(np.tensordot(q.W.astype(np.int64), xp, axes=(1, 0)))
-    h = stage1_int(q.R, x)
-    return _stage2_int(q.L, requantize(h, shift, input_bits), q.out_features)
+        return rules.wrap_acc(np.tensordot(q.W.astype(np.int64), xp, axes=(1, 0)))
+    return monarch_int_product(q.R, q.L, x, shift, input_bits, q.out_features)
 
 
 def float_dense(R: np.ndarray, L: np.ndarray, in_features: int, out_features: int) -> np.ndarray:
@@ -207,7 +219,7 @@ def default_requant_shift(q: QuantizedMonarch, input_bits: int, mode: str = "est
     """
     if q.W is not None:
         return 0
-    qmax = (1 << (input_bits - 1)) - 1
+    qmax = rules.signed_range(input_bits)[1]
     R = q.R.astype(np.float64)
     if mode == "estimate":
         need = qmax * float(np.sqrt((R ** 2).sum(axis=2)).max())
@@ -220,14 +232,20 @@ def default_requant_shift(q: QuantizedMonarch, input_bits: int, mode: str = "est
     return max(0, math.ceil(math.log2(need / qmax)))
 
 
-def calibrate_requant_shift(q: QuantizedMonarch, x_samples: np.ndarray, input_bits: int) -> int:
-    """Return the smallest shift with which no stage-1 accumulator of ``x_samples`` (n,) or (n, B) saturates."""
+def stage1_requant_shift(R: np.ndarray, x_samples: np.ndarray, input_bits: int, percentile: float = 100.0) -> int:
+    """Return the smallest REQUANT shift with which the ``percentile``-th percentile of the stage-1 magnitudes of
+    ``x_samples`` (n,) or (n, B) does not saturate after rounding (100: no sample saturates; no samples: 0)."""
+    h = np.abs(stage1_int(R, x_samples))
+    if not h.size:
+        return 0
+    amax = int(h.max()) if percentile >= 100 else int(math.ceil(np.percentile(h, percentile)))
+    return rules.requant_shift_for(amax, input_bits)
+
+
+def calibrate_requant_shift(q: QuantizedMonarch, x_samples: np.ndarray, input_bits: int,
+                            percentile: float = 100.0) -> int:
+    """Return the smallest shift with which no stage-1 accumulator of ``x_samples`` (n,) or (n, B) saturates
+    (:func:`stage1_requant_shift`; ``percentile`` < 100 lets the rarer ones saturate). Linear matmuls: 0."""
     if q.W is not None:
         return 0
-    h = stage1_int(q.R, x_samples)
-    qmax = (1 << (input_bits - 1)) - 1
-    amax = int(np.abs(h).max()) if h.size else 0
-    shift = 0
-    while (amax + (1 << max(shift - 1, 0)) if shift else amax) >> shift > qmax:
-        shift += 1
-    return shift
+    return stage1_requant_shift(q.R, x_samples, input_bits, percentile)

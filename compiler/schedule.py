@@ -17,6 +17,8 @@ of columns (each converted by one of the array's ``adcs_per_array`` ADCs, so a w
   - ``adc_mode="exact"``: ``bits = min(cfg.adc_bits, lossless_bits(rows_per_col))``, exact whenever the
     configuration's ADCs allow (``cfg.lossless()``);
 
+  (``lossless_bits`` is :func:`cimisa.rules.lossless_adc_bits`; the modes are :class:`compiler.kinds.AdcMode`);
+
 * order: matmuls in model order, each R stage (stage 1), then L (stage 2); on each array, activations run in
   this order (timestamp ``t`` = position on the array); arrays run in parallel. Dependencies (R stage ->
   REQUANT -> L stage, matmul after matmul) are the cost model's (:mod:`compiler.cost`) and the program's
@@ -29,32 +31,28 @@ import math
 from dataclasses import dataclass, field
 
 from cimisa.config import HwConfig
+from cimisa.rules import lossless_adc_bits
+from compiler.kinds import AdcMode, choices
 from compiler.place import Placement, PlacementError, paused_gc
 
-__all__ = ["Activation", "Schedule", "schedule", "lossless_bits", "ADC_MODES"]
-
-ADC_MODES = ("paper", "exact")
+__all__ = ["Activation", "Schedule", "schedule", "adc_setting"]
 
 
-def lossless_bits(nrows: int, weight_bits: int) -> int:
-    """Return the signed ADC width that holds any column sum of ``nrows`` rows of ``weight_bits``-bit weights."""
-    lo = -(1 << (weight_bits - 1)) * nrows
-    hi = ((1 << (weight_bits - 1)) - 1) * nrows
-    bits = 1
-    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
-        bits += 1
-    return bits
+def _adc_mode(mode: str) -> AdcMode:
+    """Return ``mode`` as an :class:`AdcMode`; a name outside it is a :class:`PlacementError`."""
+    try:
+        return AdcMode(mode)
+    except ValueError:
+        raise PlacementError(f"adc mode must be one of {', '.join(choices(AdcMode))}, not {mode!r}") from None
 
 
 def adc_setting(rows_per_col: int, hw: HwConfig, mode: str) -> tuple[int, int]:
     """Return ``(adc_bits, adc_shift)`` for an activation where ``rows_per_col`` rows can add into a column."""
-    full = lossless_bits(rows_per_col, hw.weight_bits)
-    if mode == "paper":
+    full = lossless_adc_bits(rows_per_col, hw.weight_bits)
+    if _adc_mode(mode) is AdcMode.PAPER:
         bits = min(hw.adc_bits, max(1, math.ceil(math.log2(rows_per_col)) if rows_per_col > 1 else 1))
-    elif mode == "exact":
-        bits = min(hw.adc_bits, full)
     else:
-        raise PlacementError(f"adc mode must be one of {', '.join(ADC_MODES)}, not {mode!r}")
+        bits = min(hw.adc_bits, full)
     return bits, max(0, full - bits)
 
 
@@ -85,13 +83,13 @@ class Schedule:
     """Activations in issue order, grouped by matmul stage: ``stages[(matmul, factor)]`` -> indices."""
 
     placement: Placement
-    adc_mode: str
+    adc_mode: AdcMode
     activations: tuple[Activation, ...] = field(repr=False)
     stages: dict = field(repr=False)
 
     def __repr__(self) -> str:
         return (f"Schedule({self.placement.strategy!r}, activations={len(self.activations)}, "
-                f"adc_mode={self.adc_mode!r})")
+                f"adc_mode={str(self.adc_mode)!r})")
 
     def adc_bits_histogram(self) -> dict[int, int]:
         """Return ``{adc_bits: activations}``."""
@@ -115,15 +113,14 @@ def _rows_in(row0: int, rows: int, step: int, lo: int, hi: int) -> int:
     return max(0, last - first + 1)
 
 
-def schedule(placement: Placement, hw: HwConfig, adc_mode: str = "paper") -> Schedule:
+def schedule(placement: Placement, hw: HwConfig, adc_mode: str = AdcMode.PAPER) -> Schedule:
     """Turn a placement into activations (see the module docstring for the rules)."""
-    if adc_mode not in ADC_MODES:
-        raise PlacementError(f"adc mode must be one of {', '.join(ADC_MODES)}, not {adc_mode!r}")
+    adc_mode = _adc_mode(adc_mode)
     with paused_gc():
         return _schedule(placement, hw, adc_mode)
 
 
-def _schedule(placement: Placement, hw: HwConfig, adc_mode: str) -> Schedule:
+def _schedule(placement: Placement, hw: HwConfig, adc_mode: AdcMode) -> Schedule:
     tiles = placement.tiles
     groups = placement.groups
     steps = max(1, placement.row_steps)

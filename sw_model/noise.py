@@ -12,12 +12,15 @@ effects of a real (e.g. PCM / RRAM) crossbar; every other opcode is the exact on
   ``read * wmax * sqrt(n) * N(0, 1)`` before the ADC. The draws come, in command order, from one generator
   seeded with ``[seed, 2]``.
 
-The ADC then converts the analog sum exactly as the exact model does, ``code = clip(floor(colsum / 2**adc_shift),
-lo, hi)``, followed by the same digital shift-add. With ``prog = read = 0`` the results equal the exact golden
-model bit for bit (the analog sums are then integers held exactly in floating point).
+The noise acts on the analog column sums only: the ADC and the digital shift-add that follow are the exact
+model's rule, :func:`cimisa.rules.convert_planes` (``code = clip(floor(colsum / 2**adc_shift), lo, hi)``, then
+``sum_b +-2**(b + adc_shift) * code_b``), applied to the noisy sums of all ``input_bits`` bit planes of a batch,
+computed in one floating-point matrix product.
 
-``MVM`` runs all ``input_bits`` bit planes of a batch in one floating-point matrix product, so this machine is
-also a fast vectorised golden model for inputs with a trailing batch axis.
+Without noise (``prog = read = 0``) an ``MVM`` is the exact model's own kernel,
+:func:`cimisa.semantics.mvm` (the batched float64-BLAS :func:`~cimisa.semantics.mvm_acc`), so the results are the
+exact golden model's bit for bit; only an ADC calibration pass (:attr:`NoisyMachine.observe`) takes the analog
+path without noise, whose sums are then integers held exactly in floating point.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cimisa import semantics
+from cimisa import rules, semantics
 from cimisa.config import HwConfig
 from cimisa.errors import KitError
 from cimisa.isa import Opcode
@@ -108,11 +111,7 @@ class NoisyMachine(Machine):
         # float32 holds every exact column sum (|sum| <= rows * 2**(weight_bits-1)) when it is below 2**24.
         exact32 = cfg.rows * (1 << (cfg.weight_bits - 1)) < (1 << 24)
         self.dtype = np.float32 if exact32 else np.float64
-        # ... and every exact full product (|sum| <= rows * 2**(weight_bits-1) * 2**(input_bits-1)).
-        prod32 = cfg.rows * (1 << (cfg.weight_bits - 1)) * (1 << (cfg.input_bits - 1)) < (1 << 24)
-        self.prod_dtype = np.float32 if prod32 else np.float64
         self._g: dict[int, np.ndarray] = {}
-        self._bounds: dict[tuple, tuple[int, int]] = {}
         self._version: dict[int, int] = {}
         self._gt: dict[int, tuple[int, np.ndarray]] = {}
         self._read_rng = np.random.default_rng([self.noise.seed, 2])
@@ -152,77 +151,40 @@ class NoisyMachine(Machine):
             vals = vals + self.noise.prog * self.wmax * draw
         self.conductance(array)[row, col:col + count] = vals
 
-    def _window_bounds(self, array, row0, nrows, col0, ncols) -> tuple[int, int]:
-        key = (array, row0, nrows, col0, ncols, self._version.get(array, 0))
-        b = self._bounds.get(key)
-        if b is None:
-            w = self.state.array(array)[row0:row0 + nrows, col0:col0 + ncols]
-            b = self._bounds[key] = (int(np.clip(w, None, 0).sum(axis=0).min(initial=0)),
-                                     int(np.clip(w, 0, None).sum(axis=0).max(initial=0)))
-        return b
-
-    def _bit_planes(self, x2: np.ndarray, nb: int) -> np.ndarray:
-        """Return the two's complement bits of ``x2`` (nrows, B) as (nrows, B, nb), LSB first, in ``dtype``."""
-        if nb <= 8:
-            u = x2.astype(np.uint8)                            # wraps: the low 8 bits of two's complement
-            bits = np.unpackbits(u[..., None], axis=-1, bitorder="little")[..., :nb]
-        else:
-            u = x2.astype("<u2").view(np.uint8).reshape(x2.shape + (2,))
-            bits = np.unpackbits(u, axis=-1, bitorder="little")[..., :nb]
-        return bits.astype(self.dtype)
-
     def _mvm(self, st, array, row0, nrows, col0, ncols, in_addr, in_stride, out_addr, out_stride, accumulate,
              adc_bits, adc_shift):
-        cfg = self.cfg
-        nb = cfg.input_bits
+        if not self.noise.active and self.observe is None:       # nothing analog to model: the exact kernel
+            semantics.mvm(st, array, row0, nrows, col0, ncols, in_addr, in_stride, out_addr, out_stride, accumulate,
+                          adc_bits, adc_shift)
+            return
+        nb = self.cfg.input_bits
         x = st.inbuf[in_addr + in_stride * np.arange(nrows)]
         batch = x.shape[1:]
         x2 = x.reshape(nrows, -1)
         bsz = x2.shape[1]
         wt = self._conductance_t(array)[col0:col0 + ncols, row0:row0 + nrows]   # (ncols, nrows)
-        lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1
-        if not self.noise.active and adc_shift == 0 and self.observe is None:
-            cmin, cmax = self._window_bounds(array, row0, nrows, col0, ncols)
-            exact = lo <= cmin and cmax <= hi
-        else:
-            exact = False
-        if exact:
-            # No bit plane can saturate and the ADC step is 1: the shift-add of all planes is the plain product.
-            pd = self.prod_dtype
-            acc = np.rint(wt.astype(pd, copy=False) @ x2.astype(pd)).astype(np.int64)
-        else:
-            planes = self._bit_planes(x2, nb)                                     # (nrows, B, nb) 0/1
-            colsum = (wt @ planes.reshape(nrows, bsz * nb)).reshape(ncols, bsz, nb)  # analog sum per plane
-            if self.noise.read > 0:
-                driven = planes.sum(axis=0, dtype=self.dtype)                     # (B, nb) rows driven
-                std = (self.noise.read * self.wmax) * np.sqrt(driven)
-                colsum += self._read_rng.standard_normal(colsum.shape, dtype=self.dtype) * std[None]
-            if self.observe is not None and colsum.size:
-                lo_o, hi_o = float(colsum.min()), float(colsum.max())
-                old = self.observe.get(self.observe_key)
-                if old is not None:
-                    lo_o, hi_o = min(lo_o, old[0]), max(hi_o, old[1])
-                self.observe[self.observe_key] = (lo_o, hi_o)
-            if adc_shift:
-                colsum *= self.dtype(1.0 / (1 << adc_shift))
-            code = colsum if (adc_shift == 0 and self.noise.read == 0 and self.noise.prog == 0) \
-                else np.floor(colsum, out=colsum)                  # integer sums need no floor
-            np.clip(code, lo, hi, out=code)
-            weight = [float(1 << (b + adc_shift)) for b in range(nb - 1)] + [-float(1 << (nb - 1 + adc_shift))]
-            big = (1 << (adc_bits - 1)) * (1 << (nb + adc_shift)) >= (1 << 24)
-            ct = np.float64 if (big or self.dtype is np.float64) else np.float32
-            acc = np.rint(code.reshape(-1, nb).astype(ct, copy=False) @ np.array(weight, dtype=ct))
-            acc = acc.astype(np.int64).reshape(ncols, bsz)
-        acc = acc.reshape((ncols,) + batch)
+        planes = rules.bit_plane_table(nb, self.dtype)[x2 & ((1 << nb) - 1)]   # (nrows, B, nb) 0/1
+        colsum = (wt @ planes.reshape(nrows, bsz * nb)).reshape(ncols, bsz, nb)  # analog sum per plane
+        if self.noise.read > 0:
+            driven = planes.sum(axis=0, dtype=self.dtype)                     # (B, nb) rows driven
+            std = (self.noise.read * self.wmax) * np.sqrt(driven)
+            colsum += self._read_rng.standard_normal(colsum.shape, dtype=self.dtype) * std[None]
+        if self.observe is not None and colsum.size:
+            lo_o, hi_o = float(colsum.min()), float(colsum.max())
+            old = self.observe.get(self.observe_key)
+            if old is not None:
+                lo_o, hi_o = min(lo_o, old[0]), max(hi_o, old[1])
+            self.observe[self.observe_key] = (lo_o, hi_o)
+        acc = rules.convert_planes(colsum, nb, adc_bits, adc_shift).reshape((ncols,) + batch)  # the exact ADC
         dst = out_addr + out_stride * np.arange(ncols)
-        st.outbuf[dst] = semantics.wrap_acc((st.outbuf[dst] if accumulate else 0) + acc)
+        st.outbuf[dst] = rules.wrap_acc((st.outbuf[dst] if accumulate else 0) + acc)
 
 
 def make_machine(cfg: HwConfig, noise: NoiseParams | None = None, *, fast: bool = True) -> Machine:
     """Return a golden model for ``cfg``: noisy if ``noise`` is active, else exact.
 
-    ``fast`` selects the float-BLAS exact machine (a :class:`NoisyMachine` without noise, equal bit for bit)
-    instead of :class:`~sw_model.machine.Machine`'s integer numpy, for large batched runs.
+    ``fast`` selects a :class:`NoisyMachine` without noise (the exact kernel, bit for bit, and able to calibrate
+    ADC ranges, :attr:`NoisyMachine.observe`) instead of :class:`~sw_model.machine.Machine`.
     """
     if noise is not None and noise.active:
         return NoisyMachine(cfg, noise)

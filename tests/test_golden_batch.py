@@ -2,8 +2,9 @@
 
 * random legal programs (:mod:`cimisa.streamgen`: saturating lossy ADCs, coarse steps, negative column sums,
   REQUANT ties) run on B vectors at once == each vector alone on the fast model == each on the naive model;
-* :func:`cimisa.semantics.mvm_acc` against a pure-Python statement of the rule, on every path (exact product,
-  residues for ``adc_shift > 0``, general saturating bit planes), single vectors and batches;
+* :func:`cimisa.semantics.mvm_acc` against the naive model (explicit loops over the scalar form of the one ADC /
+  shift-add rule, :mod:`cimisa.rules`), on every path (exact product, residues for ``adc_shift > 0``, general
+  saturating bit planes), single vectors and batches, plus worked examples by hand;
 * the float64 guard: window bounds at or above 2**53 take the int64 path and stay exact;
 * an expect-fail: a batched kernel perturbed in one vector of the batch is caught;
 * the end-to-end executor on tiny-bert: batched ``run_int`` == one vector at a time, bit for bit.
@@ -14,33 +15,51 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cimisa import semantics
-from cimisa.config import load_hw
+from cimisa import rules, semantics
+from cimisa.config import HwConfig, load_hw
 from cimisa.isa import Opcode
 from cimisa.streamgen import random_commands
 from sw_model.machine import Machine
+from sw_model.naive import NAIVE_ACTIONS
 
 CONFIGS = ["fpga-micro", "fpga-tiny", "paper-256"]
 
 
-def rule_reference(w, x, input_bits, adc_bits, adc_shift):
-    """The ADC / shift-add rule in Python integers, one column, bit and vector at a time."""
-    lo, hi = -(2 ** (adc_bits - 1)), 2 ** (adc_bits - 1) - 1
-    x2 = np.asarray(x).reshape(w.shape[0], -1)
-    out = np.zeros((w.shape[1], x2.shape[1]), dtype=object)
-    for j in range(w.shape[1]):
-        for t in range(x2.shape[1]):
-            total = 0
-            for b in range(input_bits):
-                colsum = sum(int(w[r, j]) for r in range(w.shape[0]) if (int(x2[r, t]) >> b) & 1)
-                code = min(max(colsum // 2 ** adc_shift, lo), hi)
-                total += (-1 if b == input_bits - 1 else 1) * code * 2 ** (b + adc_shift)
-            out[j, t] = total
-    return out.reshape((w.shape[1],) + np.shape(x)[1:])
+def naive_mvm(w, x, input_bits, adc_bits, adc_shift):
+    """The naive model's MVM of window ``w`` (nrows, ncols) on inputs ``x`` (nrows[, B]), one vector at a time:
+    the accumulators ``(ncols[, B])`` (wrapped to ACC_BITS, as the machine stores them)."""
+    nrows, ncols = w.shape
+    cfg = HwConfig(name="naive-window", rows=max(2, nrows), cols=max(2, ncols), n_arrays=1, weight_bits=2,
+                   input_bits=input_bits, adc_bits=1, adcs_per_array=1, in_depth=max(2, nrows),
+                   out_depth=max(2, ncols), rows_per_cycle=1)
+    st = semantics.MachineState(cfg)
+    st.array(0)[:nrows, :ncols] = w                          # any int64 weights: the naive model does not check them
+    x2 = np.asarray(x).reshape(nrows, -1)
+    out = np.zeros((ncols, x2.shape[1]), dtype=np.int64)
+    for t in range(x2.shape[1]):
+        st.inbuf[:nrows] = x2[:, t]
+        NAIVE_ACTIONS[Opcode.MVM](st, array=0, row0=0, nrows=nrows, col0=0, ncols=ncols, in_addr=0, in_stride=1,
+                                  out_addr=0, out_stride=1, accumulate=0, adc_bits=adc_bits, adc_shift=adc_shift)
+        out[:, t] = st.outbuf[:ncols]
+    return out.reshape((ncols,) + np.shape(x)[1:])
+
+
+def test_mvm_acc_worked_examples():
+    """By hand: x = [5, -6] (4-bit: 0101, 1010) on w = [[1, -2], [3, 4]]. Plane column sums, LSB first:
+    column 0: 1, 3, 1, 3; column 1: -2, 4, -2, 4."""
+    w, x = np.array([[1, -2], [3, 4]]), np.array([5, -6])
+    # lossless: the exact product [5*1 - 6*3, 5*-2 - 6*4]
+    assert semantics.mvm_acc(w, x, 4, 8, 0).tolist() == [-13, -34]
+    # 2-bit ADC (codes -2..1): column 0 -> 1, 1, 1, 1: 1 + 2 + 4 - 8; column 1 -> -2, 1, -2, 1: -2 + 2 - 8 - 8
+    assert semantics.mvm_acc(w, x, 4, 2, 0).tolist() == [-1, -16]
+    # 3-bit ADC (-4..3), step 2 (floor): column 0 -> 0, 1, 0, 1: 2*(0 + 2 + 0 - 8);
+    # column 1 -> -1, 2, -1, 2: 2*(-1 + 4 - 4 - 16)
+    assert semantics.mvm_acc(w, x, 4, 3, 1).tolist() == [-12, -34]
+    assert naive_mvm(w, x, 4, 3, 1).tolist() == [-12, -34]
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_mvm_acc_matches_rule(seed):
+def test_mvm_acc_matches_naive(seed):
     rng = np.random.default_rng(seed)
     paths = set()
     for _ in range(60):
@@ -49,12 +68,11 @@ def test_mvm_acc_matches_rule(seed):
         w = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), (nrows, ncols))
         x = rng.integers(-(1 << (nb - 1)), 1 << (nb - 1), (nrows, batch))
         adc_bits, shift = int(rng.integers(1, 16)), int(rng.integers(0, 9))
-        cmin, cmax = int(np.minimum(w, 0).sum(0).min()), int(np.maximum(w, 0).sum(0).max())
-        lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1
-        paths.add("general" if (cmin >> shift) < lo or (cmax >> shift) > hi else "residue" if shift else "product")
+        fits = rules.adc_fits(*rules.colsum_bounds(w), adc_bits, shift)
+        paths.add("general" if not fits else "residue" if shift else "product")
         for xx in (x, x[:, 0]):                    # a batch, and the single-vector case
-            got = semantics.mvm_acc(w, xx, nb, adc_bits, shift)
-            want = rule_reference(w, xx, nb, adc_bits, shift).astype(np.int64)
+            got = rules.wrap_acc(semantics.mvm_acc(w, xx, nb, adc_bits, shift))
+            want = naive_mvm(w, xx, nb, adc_bits, shift)
             assert got.shape == want.shape and np.array_equal(got, want), (nb, wb, nrows, adc_bits, shift)
     assert paths == {"general", "residue", "product"}
 
@@ -139,7 +157,7 @@ def test_float_guard_falls_back_to_int64(monkeypatch):
     for adc_bits, shift in ((60, 0), (10, 50), (3, 0)):    # product, residue and saturating plane paths
         used.clear()
         got = semantics.mvm_acc(w, x, 8, adc_bits, shift)
-        assert np.array_equal(got, rule_reference(w, x, 8, adc_bits, shift).astype(np.int64))
+        assert np.array_equal(rules.wrap_acc(got), naive_mvm(w, x, 8, adc_bits, shift))
         assert used and not any(used), "a bound >= 2**53 must not take the float64 path"
     # ... and float64 would indeed have been wrong here:
     assert int(np.float64(w[0, 0])) != int(w[0, 0])

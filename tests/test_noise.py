@@ -1,10 +1,16 @@
-"""sw_model.noise: the noise-free NoisyMachine equals the exact golden model; noise is seeded and deterministic."""
+"""sw_model.noise: the noise-free NoisyMachine equals the exact golden model; noise is seeded and deterministic.
+
+Without noise a NoisyMachine runs the exact kernel itself; its analog path (noise, or an ADC calibration pass)
+converts the column sums with the one ADC / shift-add rule of :mod:`cimisa.rules` (``tests/test_rules.py`` shows a
+change of that rule reaching every model).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from cimisa import rules, semantics
 from cimisa.config import load_hw
 from cimisa.isa import Command
 from sw_model.machine import Machine
@@ -37,7 +43,8 @@ CASES = [("paper-256", None, 0), ("paper-256", 8, 0), ("paper-256", 8, 3), ("pap
 @pytest.mark.parametrize("name,adc_bits,adc_shift", CASES)
 @pytest.mark.parametrize("batch", [(), (7,)])
 def test_noise_free_equals_exact(name, adc_bits, adc_shift, batch):
-    """prog = read = 0 gives the exact golden model's results, with and without a batch axis."""
+    """prog = read = 0 gives the exact golden model's results, with and without a batch axis, on the exact kernel
+    and on the analog path (a calibration pass observing the column sums)."""
     cfg = load_hw(name)
     if adc_bits is None:
         cfg = cfg.lossless()
@@ -48,9 +55,13 @@ def test_noise_free_equals_exact(name, adc_bits, adc_shift, batch):
     W = rng.integers(-half_w, half_w, (nr, nc))
     X = rng.integers(-half_i, half_i, (min(2 * nr + 8, cfg.in_depth),) + batch)
     outs = []
-    for m in (Machine(cfg), NoisyMachine(cfg, NoiseParams(prog=0.0, read=0.0, seed=5)), make_machine(cfg)):
+    observing = NoisyMachine(cfg)
+    observing.observe = {}
+    for m in (Machine(cfg), NoisyMachine(cfg, NoiseParams(prog=0.0, read=0.0, seed=5)), make_machine(cfg),
+              observing):
         _program(m, W)
         outs.append(_mvms(m, X, nr, nc, bits, adc_shift))
+    assert observing.observe                                  # the analog path ran
     for o in outs[1:]:
         np.testing.assert_array_equal(o[0], outs[0][0])
         np.testing.assert_array_equal(o[1], outs[0][1])
@@ -163,3 +174,28 @@ def test_noise_free_saturation_starts_exactly_past_the_adc_range():
     exact, fast = _run_both(cfg, cmds)
     assert exact.state.outbuf[:4].tolist() == [7, 7, -8, -8]
     assert fast.state.outbuf[:4].tolist() == [7, 7, -8, -8]
+
+
+def test_noise_free_runs_the_exact_kernel_and_noise_the_shared_adc(monkeypatch):
+    """Without noise every MVM is cimisa.semantics.mvm; with noise the sums go through rules.convert_planes."""
+    calls = {"mvm": 0, "convert": 0}
+    real_mvm, real_convert = semantics.mvm, rules.convert_planes
+
+    def spy_mvm(*a, **k):
+        calls["mvm"] += 1
+        return real_mvm(*a, **k)
+
+    def spy_convert(*a, **k):
+        calls["convert"] += 1
+        return real_convert(*a, **k)
+
+    monkeypatch.setattr(semantics, "mvm", spy_mvm)
+    monkeypatch.setattr(rules, "convert_planes", spy_convert)
+    W = np.random.default_rng(4).integers(-128, 128, (64, 32))
+    X = np.random.default_rng(5).integers(-128, 128, (140, 3))
+    for noise, want in ((NoiseParams(), {"mvm": 2, "convert": 2}), (NoiseParams(read=0.01), {"mvm": 0, "convert": 2})):
+        calls.update(mvm=0, convert=0)      # 8-bit ADC, step 4 on 64 rows can saturate: semantics converts too
+        m = NoisyMachine(load_hw("paper-256"), noise)
+        _program(m, W)
+        _mvms(m, X, 64, 32, 8, 2)
+        assert calls == want, noise

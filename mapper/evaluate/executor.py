@@ -16,14 +16,22 @@ Number formats (per matmul, all per-tensor and symmetric):
   scale, as hardware needs; the rare larger values saturate);
 * stage 1 (R) accumulates exactly, ``REQUANT`` rounds it right by ``requant_shift`` and saturates to ``b`` bits;
   the shift is the smallest one for which the 99.99th percentile of the stage-1 magnitudes seen on the
-  calibration activations does not saturate (:func:`choose_requant_shift`);
+  calibration activations does not saturate (:func:`choose_requant_shift`, i.e.
+  :func:`compiler.quant.stage1_requant_shift`);
 * the result is ``y = x_scale * r_scale * l_scale * 2**requant_shift * y_int + bias``.
 
+The integer reference (:class:`QuantRefLinear`) is :func:`compiler.quant.monarch_int_product`, the kit's one exact
+Monarch product; the numeric rules (input range, REQUANT, ADC shifts, lossless bits) are :mod:`cimisa.rules`.
+Here tokens are rows (``x_q`` is ``(B, in)``, as torch holds them); the compiler and the machine's buffers hold
+them as columns, so the two meet through one transpose.
+
 ADC resolution (:func:`adc_plan`): every ``MVM`` keeps the compiler's ``adc_bits`` capped at the run's ADC
-resolution (never above the configuration's) and gets the smallest ``adc_shift`` for which *every* column sum its window can produce fits the ADC without saturating:
-with binary inputs a column sum lies in ``[sum of the column's negative weights, sum of its positive
-weights]``, so the rule is a bound computed from the programmed weights, independent of the data (and equal to
-0 when ``adc_bits`` is lossless for the window).
+resolution (never above the configuration's) and gets the smallest ``adc_shift`` for which *every* column sum its
+window can produce fits the ADC without saturating (:func:`cimisa.rules.adc_shift_for`): with binary inputs a
+column sum lies in ``[sum of the column's negative weights, sum of its positive weights]``
+(:func:`cimisa.rules.colsum_bounds`), so the rule is a bound computed from the programmed weights, independent of
+the data (and equal to 0 when ``adc_bits`` is lossless for the window). ``rule="calib"``
+(:class:`compiler.kinds.AdcRule`) narrows that range to the one observed on calibration data.
 """
 
 from __future__ import annotations
@@ -35,15 +43,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from cimisa import rules
 from cimisa.config import HwConfig
 from cimisa.isa import Command, Opcode
+from cimisa.rules import adc_shift_for
+from compiler import quant
+from compiler.kinds import AdcRule, choices
 
 __all__ = ["act_scale", "quantize_act", "stage1_int", "choose_requant_shift", "adc_shift_for", "adc_plan",
            "CimExecutor", "CimLinear", "QuantRefLinear", "int_monarch_product", "MatmulQuantInfo"]
-
-
-def _qmax(bits: int) -> int:
-    return (1 << (bits - 1)) - 1
 
 
 def act_scale(absmax: float, input_bits: int) -> float:
@@ -51,12 +59,13 @@ def act_scale(absmax: float, input_bits: int) -> float:
     absmax = float(absmax)
     if not math.isfinite(absmax) or absmax <= 0:
         return 1.0
-    return absmax / _qmax(input_bits)
+    return absmax / rules.signed_range(input_bits)[1]
 
 
 def quantize_act(x: torch.Tensor, scale: float, input_bits: int) -> np.ndarray:
-    """Return ``clip(round(x / scale))`` as int64 numpy (symmetric, ``input_bits`` bits, -qmax..qmax)."""
-    q = _qmax(input_bits)
+    """Return ``clip(round(x / scale))`` as int64 numpy: symmetric, ``-qmax..qmax`` of the ``input_bits``-bit input
+    range (:func:`cimisa.rules.signed_range`; its lowest code ``-qmax-1`` is left unused)."""
+    q = rules.signed_range(input_bits)[1]
     xq = torch.clamp(torch.round(x.detach().to(torch.float64) / scale), -q, q)
     return xq.to(torch.int64).numpy()
 
@@ -67,92 +76,55 @@ def _as_np(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def stage1_int(R_int: np.ndarray, x_q: np.ndarray) -> np.ndarray:
-    """Return the exact stage-1 (R) integer product ``(B, k*q)`` of inputs ``x_q`` ``(B, in)``, fly layout."""
-    R = _as_np(R_int).astype(np.int64)
-    k, q, p = R.shape
-    x = np.asarray(x_q, dtype=np.int64)
-    b = x.shape[0]
-    xp = np.zeros((b, k * p), dtype=np.int64)
-    xp[:, :x.shape[1]] = x
-    return np.einsum("kqp,bkp->bkq", R, xp.reshape(b, k, p)).reshape(b, k * q)
+def stage1_int(R_int, x_q: np.ndarray) -> np.ndarray:
+    """Return the exact stage-1 (R) integer product ``(B, k*q)`` of inputs ``x_q`` ``(B, in)``:
+    :func:`compiler.quant.stage1_int` with tokens as rows."""
+    return quant.stage1_int(_as_np(R_int), np.asarray(x_q, dtype=np.int64).T).T
 
 
 def int_monarch_product(R_int, L_int, x_q: np.ndarray, shift: int, input_bits: int) -> np.ndarray:
-    """Return the exact integer Monarch product the CIM program computes, ``(B, l*s)`` (untruncated).
-
-    Stage 1 exact, requantised (round half up, right by ``shift``, saturate to ``input_bits``), stage 2 exact.
-    """
-    L = _as_np(L_int).astype(np.int64)
-    l, s, r = L.shape
-    out1 = stage1_int(R_int, x_q)
-    if shift:
-        out1 = (out1 + (1 << (shift - 1))) >> shift
-    q = _qmax(input_bits)
-    out1 = np.clip(out1, -q - 1, q)
-    b = out1.shape[0]
-    o = out1.reshape(b, r, l).transpose(0, 2, 1)            # [b, a, c] = out1[c*l + a]
-    out2 = np.einsum("atc,bac->bat", L, o)                  # (B, l, s)
-    return out2.transpose(0, 2, 1).reshape(b, s * l)        # y[t*l + a] = out2[a, t]
+    """Return the exact integer Monarch product the CIM program computes, ``(B, l*s)`` (untruncated), for inputs
+    ``x_q`` ``(B, in)``: :func:`compiler.quant.monarch_int_product` with tokens as rows."""
+    return quant.monarch_int_product(_as_np(R_int), _as_np(L_int), np.asarray(x_q, dtype=np.int64).T, shift,
+                                     input_bits).T
 
 
 def choose_requant_shift(R_int, x_q: np.ndarray, input_bits: int, percentile: float = 100.0) -> int:
     """Return the smallest shift for which the ``percentile``-th percentile of the calibration stage-1 magnitudes
-    does not saturate after rounding (100: no calibration value saturates)."""
-    x_q = np.asarray(x_q)
+    does not saturate after rounding (100: no calibration value saturates); ``x_q`` is ``(B, in)``
+    (:func:`compiler.quant.stage1_requant_shift` with tokens as rows)."""
+    x_q = np.asarray(x_q, dtype=np.int64)
     if x_q.size == 0:
         return 0
-    h = np.abs(stage1_int(R_int, x_q))
-    m = int(h.max()) if percentile >= 100 else int(math.ceil(np.percentile(h, percentile)))
-    q = _qmax(input_bits)
-    s = 0
-    while s < 31 and ((m + ((1 << (s - 1)) if s else 0)) >> s) > q:
-        s += 1
-    return s
+    return quant.stage1_requant_shift(_as_np(R_int), x_q.T, input_bits, percentile)
 
 
-def adc_shift_for(colmin: int, colmax: int, adc_bits: int, max_shift: int = 31) -> int:
-    """Return the smallest ``adc_shift`` with ``floor(v / 2**shift)`` in the ADC range for ``colmin..colmax``."""
-    lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1
-    s = 0
-    while s < max_shift and ((colmax >> s) > hi or (colmin >> s) < lo):
-        s += 1
-    return s
+#: The ADC step rules of :func:`adc_plan`, in the order of :class:`compiler.kinds.AdcRule`.
+ADC_RULES = choices(AdcRule)
 
 
-def _lossless_bits(nrows: int, weight_bits: int) -> int:
-    lo, hi = -(1 << (weight_bits - 1)) * nrows, ((1 << (weight_bits - 1)) - 1) * nrows
-    bits = 1
-    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
-        bits += 1
-    return bits
-
-
-ADC_RULES = ("bound", "calib")
-
-
-def adc_plan(commands, arrays, cfg: HwConfig, adc_bits: int | None = None, rule: str = "bound",
+def adc_plan(commands, arrays, cfg: HwConfig, adc_bits: int | None = None, rule: str = AdcRule.BOUND,
              observed: dict | None = None) -> tuple[Command, ...]:
     """Return ``commands`` with every MVM's ``adc_bits``/``adc_shift`` set by ``rule`` (module docstring).
 
     The resolution is ``min(lossless bits of the window's rows, cfg.adc_bits, adc_bits)``. ``rule="bound"``
     takes the shift from the programmed weights (no column sum can saturate); ``rule="calib"`` from the
-    column-sum range ``observed[i]`` of MVM ``i`` on calibration data (rarer values saturate).
-    ``arrays(index)`` returns the programmed integer weights of an array.
+    column-sum range ``observed[i]`` of MVM ``i`` on calibration data (rarer values saturate). The shift is at
+    most what the command's ``adc_shift`` field holds. ``arrays(index)`` returns the programmed integer weights
+    of an array.
     """
     if rule not in ADC_RULES:
         raise ValueError(f"ADC rule must be one of {ADC_RULES}, not {rule!r}")
     cap = cfg.adc_bits if adc_bits is None else min(int(adc_bits), cfg.adc_bits)
-    max_shift = (1 << max(1, cfg.lossless_adc_bits.bit_length())) - 1
+    max_shift = rules.field_max(cfg.lossless_adc_bits)            # the adc_shift field's largest value
     out = []
     for i, c in enumerate(commands):
         if c.op is Opcode.MVM:
             a = c.args
-            bits = max(1, min(_lossless_bits(a["nrows"], cfg.weight_bits), cap))
+            bits = max(1, min(rules.lossless_adc_bits(a["nrows"], cfg.weight_bits), cap))
             w = arrays(a["array"])[a["row0"]:a["row0"] + a["nrows"], a["col0"]:a["col0"] + a["ncols"]]
-            colmax = int(np.clip(w, 0, None).sum(axis=0).max(initial=0))
-            colmin = int(np.clip(w, None, 0).sum(axis=0).min(initial=0))
-            if rule == "calib" and observed is not None and i in observed:
+            colmin, colmax = rules.colsum_bounds(w)
+            if rule == AdcRule.CALIB and observed is not None and i in observed:
                 lo_o, hi_o = observed[i]
                 colmin, colmax = max(colmin, math.floor(lo_o)), min(colmax, math.ceil(hi_o))
             shift = adc_shift_for(colmin, colmax, bits, max_shift)
@@ -241,8 +213,8 @@ class CimExecutor:
                 for i, c in enumerate(cmds):
                     if c.op is Opcode.MVM:
                         m.observe_key = i
-                        mvm(st, **dict(c.args, adc_bits=_lossless_bits(c.args["nrows"], self.cfg.weight_bits),
-                                       adc_shift=0))
+                        lossless = rules.lossless_adc_bits(c.args["nrows"], self.cfg.weight_bits)
+                        mvm(st, **dict(c.args, adc_bits=lossless, adc_shift=0))
                     else:
                         rq(st, **c.args)
                 observed[name] = dict(m.observe)
@@ -345,8 +317,8 @@ class QuantRefLinear(nn.Module):
         if self.int_product is not None:
             y_int = np.asarray(self.int_product(x_q))[:, :self.out_features]
         else:
-            y_int = int_monarch_product(self.R_int, self.L_int, x_q, self.info.requant_shift,
-                                        self.input_bits)[:, :self.out_features]
+            y_int = quant.monarch_int_product(self.R_int, self.L_int, x_q.T, self.info.requant_shift,
+                                              self.input_bits, self.out_features).T
         y = torch.from_numpy(y_int.astype(np.float64) * self.info.y_scale).to(x.dtype)
         if self.bias is not None:
             y = y + self.bias
