@@ -87,7 +87,7 @@ def run_bench(args) -> list[dict]:
                 dense_emb = R.embed(prep.dense, batch)
             mon_emb = R.embed(prep.monarch, batch)
             mon = R.encoder_metrics(dense_emb, mon_emb)
-            acts = R.collect_activations(prep, R._calibration_texts(args.calib_texts), max_len=args.max_len)
+            acts = R.collect_activations(prep, R.calibration_texts(args.calib_texts), max_len=args.max_len)
             setup = R.compile_cim(prep, hw, acts, strategy=args.strategy)
             prep_secs = time.perf_counter() - t0
             configs = []
@@ -121,7 +121,8 @@ def run_bench(args) -> list[dict]:
                 if args.partial:
                     write_results(rows, Path(args.out), {"partial": True, **vars(args)}, plot_it=False)
                 print(f"{desc:40s} cos {row['cosine_mean']:.4f} (min {row['cosine_min']:.4f}) "
-                      f"float-Monarch {row['monarch_float_cosine_mean']:.4f}  vs-float {row['cim_vs_float_monarch_cosine']:.4f}"
+                      f"float-Monarch {row['monarch_float_cosine_mean']:.4f}  "
+                      f"vs-float {row['cim_vs_float_monarch_cosine']:.4f}"
                       f"  {row['exec_seconds']:.1f} s", file=sys.stderr, flush=True)
             del setup, prep
     return rows

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     prep = R.prepare("minilm", args.nblocks, show_progress=False)
     batch = R.tokenize(prep, texts, max_len=128)
-    acts = R.collect_activations(prep, R._calibration_texts(64), max_len=128)
+    acts = R.collect_activations(prep, R.calibration_texts(64), max_len=128)
     setup = R.compile_cim(prep, load_hw("paper-256").lossless(), acts, strategy="auto")
     t_prep = time.perf_counter() - t0
     env = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}

@@ -18,7 +18,8 @@ then stage 2 (``T2``, likewise), then ``t_comm``. Decode: one vector through eve
 between phases (attention over ``ctx`` previous tokens, softmax, norms, activation, residual adds).
 Prefill of ``T`` tokens: each phase is a pipeline over tokens, ``fill + (T-1) * bottleneck`` with ``bottleneck``
 the busiest array (stage 1 + stage 2 activations of one token) or the REQUANT; attention work grows as ``T^2``
-(causal: ``T(T+1)/2``). BART decode runs the decoder only (cross K/V are computed once, in prefill).
+(causal: ``T(T+1)/2``). Decode runs the phases :meth:`compiler.families.Family.in_decode` names (BART: the decoder
+only; cross K/V are computed once, in prefill).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cimisa.config import HwConfig
+from compiler.families import Family, config_int, generic_family
+from compiler.families import family as family_rules
 from compiler.place import Placement
 from compiler.schedule import Schedule
 
@@ -41,27 +44,33 @@ COMPONENTS = ("mvm_fixed", "dac_array", "adc", "shift_add", "requant_buffer", "d
 
 @dataclass(frozen=True)
 class ModelDims:
-    """What the digital (non-matmul) work depends on: model width, heads, FFN width, sequence length."""
+    """What the digital (non-matmul) work depends on: the model family (causal attention, which phases run per
+    token: :mod:`compiler.families`), model width, heads and sequence length."""
 
     family: str
     d_model: int
     heads: int
     seq_len: int
 
+    @property
+    def rules(self) -> Family:
+        """The :class:`~compiler.families.Family` of the model."""
+        return family_rules(self.family)
+
     @classmethod
     def of(cls, spec=None, placement: Placement | None = None, seq_len: int | None = None) -> ModelDims:
-        """Build from a :class:`~mapper.models.ModelSpec` (or guess from the placement's matmuls)."""
+        """Build from a :class:`~compiler.spec.ModelSpec` (or guess from the placement's matmuls)."""
         if spec is not None:
+            fam = family_rules(spec.family)
             c = spec.hf_config or {}
-            d = next((int(c[k]) for k in ("hidden_size", "n_embd", "d_model") if c.get(k)), 0)
-            h = next((int(c[k]) for k in ("num_attention_heads", "n_head", "encoder_attention_heads") if c.get(k)),
-                     0)
+            d = config_int(c, fam.hidden_keys) or 0
+            h = config_int(c, fam.heads_keys) or 0
             if not d:
                 d = Counter(m.in_features for m in spec.mapped()).most_common(1)[0][0]
             return cls(spec.family, d, h or max(1, d // 64), int(seq_len or spec.seq_len))
         d = Counter(g.in_features for g in placement.matmuls).most_common(1)[0][0]
-        stages = {g.stage for g in placement.matmuls}
-        return cls("bert" if stages == {"encoder"} else "decoder", d, max(1, d // 64), int(seq_len or 512))
+        fam = generic_family({g.stage for g in placement.matmuls})
+        return cls(fam.name, d, max(1, d // 64), int(seq_len or 512))
 
 
 def activation_costs(sched: Schedule, hw: HwConfig) -> dict[str, np.ndarray]:
@@ -174,7 +183,6 @@ def estimate(sched: Schedule, hw: HwConfig, dims: ModelDims) -> CostReport:
     acts = sched.activations
     n = len(acts)
     t_total = sum(ac["t"].values()) if n else np.zeros(0)
-    e_total = sum(ac["e"].values()) if n else np.zeros(0)
     arr = np.fromiter((a.array for a in acts), dtype=np.int64, count=n)
     stage2 = np.fromiter((a.factor == "L" for a in acts), dtype=bool, count=n)
     owner = np.fromiter((a.matmul for a in acts), dtype=np.int64, count=n)
@@ -187,7 +195,7 @@ def estimate(sched: Schedule, hw: HwConfig, dims: ModelDims) -> CostReport:
     ph = mat_phase[owner] if n else np.zeros(0, dtype=np.int64)
     linear = pl.strategy == "linear"
     T = dims.seq_len
-    causal = dims.family not in ("bert",)
+    fam = dims.rules
     comps = COMPONENTS
     lat_dec = dict.fromkeys(comps, 0.0)
     lat_pre = dict.fromkeys(comps, 0.0)
@@ -197,11 +205,11 @@ def estimate(sched: Schedule, hw: HwConfig, dims: ModelDims) -> CostReport:
     lanes, cyc = c.digital_lanes, c.t_digital_cycle_ns
     order = np.argsort(ph, kind="stable")
     bounds = np.searchsorted(ph[order], np.arange(len(phase_of) + 1))
-    for key, p in phase_of.items():
+    for p in phase_of.values():
         members = [mi for mi in range(len(geoms)) if mat_phase[mi] == p]
         g0 = geoms[members[0]]
         roles = {geoms[mi].role for mi in members}
-        in_decode = not (dims.family == "bart" and (g0.stage == "encoder" or roles <= {"cross_k", "cross_v"}))
+        in_decode = fam.in_decode(g0.stage, roles)
         idx = order[bounds[p]:bounds[p + 1]]
         # stage times: per array sums, critical array
         comp_dec = dict.fromkeys(comps, 0.0)
@@ -233,12 +241,11 @@ def estimate(sched: Schedule, hw: HwConfig, dims: ModelDims) -> CostReport:
         e_io = (g0.in_ext + sum(geoms[mi].out_features for mi in members)) * c.e_buffer_pj / 1000.0
         comp_dec["requant_buffer"] = t_rq
         comp_dec["comm"] = c.t_comm_ns
-        bottleneck = max(float(busy_tot.max()) if len(busy_tot) else 0.0, t_rq)
         e_act = {k: float(ac["e"][k][idx].sum()) / 1000.0 for k in ("mvm_fixed", "dac_array", "adc", "shift_add")}
         # digital work after the phase
         # decode: the new token attends to a context of T tokens (encoder length for cross-attention)
         dt_dec, de_dec = _digital_ops(dims, roles, float(T), 1, c)
-        ctx_pre = (T * (T + 1) / 2) if (causal and not g0.role.startswith("cross")) else float(T * T)
+        ctx_pre = (T * (T + 1) / 2) if (fam.causal and not g0.role.startswith("cross")) else float(T * T)
         dt_pre, de_pre = _digital_ops(dims, roles, ctx_pre, T, c)
         dec_time = sum(comp_dec.values()) + sum(dt_dec.values())
         pre = {k: comp_dec[k] + (T - 1) * comp_bot.get(k, 0.0) for k in ("mvm_fixed", "dac_array", "adc",

@@ -8,7 +8,7 @@ import math
 import sys
 
 from cimisa import progress
-from compiler.place import STRATEGIES
+from compiler.kinds import AdcRule, Strategy, choices
 from mapper.cli_args import add_nblocks_option, add_out_options, check_out, nonneg_int, path_text, utf8_text
 
 __all__ = ["register", "main_run", "format_report"]
@@ -43,11 +43,11 @@ def register(subparsers) -> None:
                                                             "calibration before mapping")
     p.add_argument("--hw", default="paper-256", type=path_text,
                    help="hardware configuration: built-in name or .toml/.json file")
-    p.add_argument("--strategy", default="auto", choices=STRATEGIES, metavar="|".join(STRATEGIES),
+    p.add_argument("--strategy", default="auto", choices=choices(Strategy), metavar="|".join(choices(Strategy)),
                    help="mapping strategy (default: auto)")
     p.add_argument("--adc-bits", type=_adc_arg, default=None, metavar="N|lossless",
                    help="ADC resolution of every MVM (default: the configuration's)")
-    p.add_argument("--adc-rule", choices=("bound", "calib"), default="bound",
+    p.add_argument("--adc-rule", choices=choices(AdcRule), default="bound",
                    help="ADC step per MVM: 'bound' (no column sum the weights allow saturates) or 'calib' (the "
                         "range seen on calibration text fits)")
     p.add_argument("--noise", default=None, metavar="prog=P,read=R[,seed=S]",
@@ -160,11 +160,11 @@ def main_run(args) -> int:
     noise = parse_noise(args.noise)
     load_hw(args.hw)
     check_model(args.model, args.nblocks, args.calibrate)
-    from mapper.evaluate.run import run, save_report  # noqa: PLC0415
-    rep = run(args.model, args.text, nblocks=args.nblocks, calibrate=args.calibrate, hw=args.hw,
-              strategy=args.strategy, adc_bits=args.adc_bits, noise=noise, gen_tokens=args.gen_tokens,
-              adc_rule=args.adc_rule,
-              show_progress=progress.enabled())
+    from mapper.evaluate.run import RunOptions, run, save_report  # noqa: PLC0415 (torch loads here)
+    opts = RunOptions(model=args.model, texts=tuple(args.text), nblocks=args.nblocks, calibrate=args.calibrate,
+                      hw=args.hw, strategy=args.strategy, adc_bits=args.adc_bits, adc_rule=args.adc_rule,
+                      noise=noise, gen_tokens=args.gen_tokens, show_progress=progress.enabled())
+    rep = run(opts).to_json()
     if args.out:
         path = save_report(rep, args.out, force=args.force)
         print(f"wrote {path}", file=sys.stderr)

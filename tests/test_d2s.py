@@ -26,8 +26,10 @@ from mapper.d2s import (
     relative_error,
     replace_with_monarch,
 )
-from mapper.d2s.calibrate import CalibConfig, _objective, calibrate, compare_embeddings, fit_monarch
+from mapper.d2s.calibrate import CalibConfig, calibrate, fit_monarch
+from mapper.d2s.fit import objective as _objective
 from mapper.d2s.monarch import _monarch_to_dense_via_forward
+from mapper.evaluate.metrics import compare_embeddings
 from mapper.evaluate.textdata import all_sentences, calibration_sentences, heldout_sentences
 from mapper.models import get_weight, load_hf_model, load_model_spec
 

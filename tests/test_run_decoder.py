@@ -4,21 +4,17 @@ torch model step for step (lossless ADCs), and differs once the ADCs lose bits."
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 
 from cimisa.config import load_hw
-from mapper.d2s.convert import replace_with_monarch
-from mapper.evaluate.run import (
-    build_cim_model,
-    build_quantref_model,
-    collect_activations,
-    compile_cim,
-    greedy_generate,
-    prepare,
-    tokenize,
-)
+from mapper.d2s.swap import replace_with_monarch
+from mapper.evaluate.cim import build_cim_model, build_quantref_model, compile_cim
+from mapper.evaluate.decode import greedy_generate
+from mapper.evaluate.forward import collect_activations
+from mapper.evaluate.prepare import prepare, tokenize
 
 PROMPT = "CIM decode:"
 N_NEW = 12
@@ -29,8 +25,9 @@ def tiny_gpt2():
     prep = prepare("tiny-gpt2", nblocks=4, show_progress=False)
     # Seeded random GPT-2 weights (std 0.02) leave the residual stream dominated by the embeddings; scaling the
     # factors makes every generated token depend on the mapped matmuls.
-    prep.factors = {n: (R * 4.0, L * 4.0, b) for n, (R, L, b) in prep.factors.items()}
-    prep.monarch = replace_with_monarch(copy.deepcopy(prep.dense), prep.spec, prep.factors).eval()
+    factors = {n: (R * 4.0, L * 4.0, b) for n, (R, L, b) in prep.factors.items()}
+    prep = dataclasses.replace(prep, factors=factors, monarch=replace_with_monarch(copy.deepcopy(prep.dense),
+                                                                                  prep.spec, factors).eval())
     calib = ["The calibration text for the tiny decoder.", "Another calibration sentence, with commas."]
     acts = collect_activations(prep, calib, max_len=48)
     return prep, acts

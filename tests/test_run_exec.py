@@ -8,8 +8,10 @@ import pytest
 from cimisa.config import load_hw
 from cimisa.isa import Opcode
 from compiler.quant import reference_int_product
+from mapper.evaluate.cim import compile_cim
 from mapper.evaluate.executor import CimExecutor, adc_shift_for, choose_requant_shift, int_monarch_product, stage1_int
-from mapper.evaluate.run import collect_activations, compile_cim, prepare
+from mapper.evaluate.forward import collect_activations
+from mapper.evaluate.prepare import prepare
 from sw_model.machine import Machine
 from sw_model.noise import NoisyMachine
 
@@ -48,7 +50,7 @@ def test_bound_rule_is_minimal_and_never_saturates(tiny_bert):
     m = NoisyMachine(hw.replace(adc_bits=4))
     ex = CimExecutor(setup.compiled, m, adc_bits=4)
     n = 0
-    for name, (_prog, cmds) in ex.programs.items():
+    for _prog, cmds in ex.programs.values():
         for c in cmds:
             if c.op is not Opcode.MVM:
                 continue

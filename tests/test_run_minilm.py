@@ -2,8 +2,8 @@
 
 The cells checked are the projection rows at nblocks 8 (the calibrated rows need minutes of D2S calibration
 first; ``bench/bench_e2e_minilm.py`` measures them). Same settings as the bench: the first 32 held-out
-sentences of :func:`mapper.evaluate.textdata.heldout_sentences`, 64 calibration sentences for activation scales, hardware
-``paper-256`` (lossless compile), strategy ``auto``.
+sentences of :func:`mapper.evaluate.textdata.heldout_sentences`, 64 calibration sentences for activation scales,
+hardware ``paper-256`` (lossless compile), strategy ``auto``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def minilm_nb8():
     torch.set_num_threads(2)
     # mapper.evaluate.textdata extracts its sentences in an isolated interpreter, so the sets do not depend on what
     # this process imported before (torch patches stdlib docstrings).
-    texts, calib = heldout_sentences(32), R._calibration_texts(64)
+    texts, calib = heldout_sentences(32), R.calibration_texts(64)
     prep = R.prepare("minilm", 8, show_progress=False)
     batch = R.tokenize(prep, texts, max_len=64)
     acts = R.collect_activations(prep, calib, max_len=64)

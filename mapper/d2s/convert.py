@@ -1,4 +1,5 @@
-"""Whole-model dense-to-sparse: project every mapped matmul, swap in :class:`MonarchLinear`, report errors."""
+"""Whole-model dense-to-sparse: project every mapped matmul, swap in :class:`MonarchLinear`
+(:mod:`mapper.d2s.swap`), report errors."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ from dataclasses import dataclass
 import torch
 
 from cimisa.errors import ModelError, ShapeError
-from mapper.d2s.monarch import MonarchLinear, monarch_shape, monarch_to_dense
+from compiler.spec import MatmulSpec, ModelSpec
+from mapper.d2s.monarch import monarch_shape, monarch_to_dense
 from mapper.d2s.project import project
-from mapper.models import MatmulSpec, ModelSpec, get_weight
+from mapper.d2s.swap import Factors, replace_with_monarch, set_submodule
+from mapper.evaluate.metrics import relative_error
+from mapper.models.weights import get_weight
 
 __all__ = ["Factors", "project_model", "get_bias", "replace_with_monarch", "layer_report", "check_nblocks",
-           "progress"]
+           "progress", "set_submodule"]
 
-# name -> (R, L, bias or None)
-Factors = dict[str, tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"]]
+_set_submodule = set_submodule      # the former private name
 
 
 def progress(iterable, total: int | None = None, desc: str = "", enabled: bool = True):
@@ -74,40 +77,6 @@ def project_model(spec: ModelSpec, model: torch.nn.Module, nblocks: int, include
     return factors
 
 
-def _set_submodule(model: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
-
-
-def replace_with_monarch(model: torch.nn.Module, spec: ModelSpec, factors: Factors) -> torch.nn.Module:
-    """Swap each factored matmul of ``model`` (in place) for a :class:`MonarchLinear`; return ``model``.
-
-    A factored embedding gets the dense product of its factors as its table (a lookup is a one-hot matmul);
-    a synthetic ``lm_head`` (absent from the base model) is skipped.
-    """
-    by_name = {m.name: m for m in spec.matmuls}
-    for name, (R, L, bias) in factors.items():
-        m = by_name.get(name)
-        if m is None:
-            raise ModelError(f"factor {name!r} matches no matmul of model {spec.name!r}")
-        if m.role == "lm_head":
-            try:
-                model.get_submodule(name)
-            except AttributeError:
-                continue
-        try:
-            module = model.get_submodule(name)
-        except AttributeError:
-            raise ModelError(f"the model has no module {name!r}") from None
-        if m.role == "embed":
-            with torch.no_grad():
-                module.weight.copy_(monarch_to_dense(R, L, m.out_features, m.in_features).t())
-            continue
-        _set_submodule(model, name, MonarchLinear(R, L, m.out_features, m.in_features, bias))
-    return model
-
-
 @dataclass(frozen=True)
 class LayerRow:
     """One row of the D2S report."""
@@ -139,9 +108,7 @@ def layer_report(spec: ModelSpec, model: torch.nn.Module, factors: Factors) -> d
             continue
         R, L, _ = factors[m.name]
         W = get_weight(model, m)
-        M = monarch_to_dense(R.float(), L.float(), m.out_features, m.in_features)
-        denom = float(W.norm())
-        err = float((W - M).norm()) / denom if denom > 0 else 0.0
+        err = relative_error(W, monarch_to_dense(R.float(), L.float(), m.out_features, m.in_features))
         rows.append(LayerRow(m.name, m.layer, m.role, m.out_features, m.in_features, err,
                              m.out_features * m.in_features, R.numel() + L.numel()))
     dense = sum(r.dense_params for r in rows)

@@ -3,7 +3,10 @@
 ``monarch.safetensors`` holds ``<matmul name>.R``, ``<matmul name>.L`` and ``<matmul name>.bias`` (when the
 matmul has one; calibration may change it). ``monarch.json`` describes the source model and every matmul, so
 ``mapper build --model DIR`` needs nothing else; the weights of the unfactored parts (embeddings, norms) come
-from the source model when a runnable model is built (:func:`build_monarch_model`).
+from the source model when a runnable model is built (:func:`mapper.models.build.build_monarch_model`).
+
+This module reads and writes the folder only: it imports nothing of :mod:`mapper.models`, which reads D2S folders
+through it (one direction, no import cycle).
 """
 
 from __future__ import annotations
@@ -13,22 +16,29 @@ import math
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cimisa.errors import ModelError, ShapeError
 from cimisa.fsutil import atomic_dir
+from compiler.families import FAMILIES, FAMILY
 from compiler.geometry import monarch_shape
-from mapper.models import FAMILIES, ROLES, MatmulSpec, ModelSpec, load_hf_model, load_model_spec
+from compiler.spec import ROLES, MatmulSpec, ModelSpec
+
+if TYPE_CHECKING:
+    from mapper.d2s.swap import Factors
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_monarch_dir", "load_monarch_spec", "load_monarch_dir",
-           "read_monarch_json", "check_monarch_meta", "build_monarch_model"]
+           "read_monarch_json", "check_monarch_meta"]
 
 FORMAT = "cimkit-monarch"
 FORMAT_VERSION = 1
 #: Problems listed in one error message at most (the count of the rest follows).
 MAX_LISTED = 20
-#: ``hf_config`` entries the kit reads (cost model, calibration); each, when present, is a positive integer.
-CONFIG_INT_KEYS = ("hidden_size", "n_embd", "d_model", "num_attention_heads", "n_head", "encoder_attention_heads",
-                   "vocab_size", "max_position_embeddings", "n_positions")
+#: ``hf_config`` entries the kit reads (cost model, calibration: the width, heads and sequence-length keys of every
+#: family, and the vocabulary size); each, when present, is a positive integer.
+CONFIG_INT_KEYS = (*dict.fromkeys(k for f in FAMILY.values() for k in f.hidden_keys),
+                   *dict.fromkeys(k for f in FAMILY.values() for k in f.heads_keys), "vocab_size",
+                   *dict.fromkeys(k for f in FAMILY.values() for k in f.seq_len_keys))
 
 
 def _json_dumps(obj) -> str:
@@ -224,7 +234,10 @@ def _matmuls_of(meta: dict) -> tuple[MatmulSpec, ...]:
 def load_monarch_spec(folder: str | os.PathLike) -> ModelSpec:
     """Return the :class:`ModelSpec` of a D2S folder (``source`` is the folder, ``has_weights`` True)."""
     folder = Path(folder).resolve()
-    meta = read_monarch_json(folder)
+    return _spec_of(folder, read_monarch_json(folder))
+
+
+def _spec_of(folder: Path, meta: dict) -> ModelSpec:
     return ModelSpec(name=folder.name, family=str(meta["family"]), hf_config=meta["hf_config"],
                      matmuls=_matmuls_of(meta), has_weights=True, source=str(folder),
                      seq_len=int(meta.get("seq_len") or 2048))
@@ -241,9 +254,7 @@ def load_monarch_dir(folder: str | os.PathLike) -> tuple[ModelSpec, Factors]:
     from safetensors.torch import load_file  # noqa: PLC0415
     folder = Path(folder).resolve()
     meta = read_monarch_json(folder)
-    spec = ModelSpec(name=folder.name, family=str(meta["family"]), hf_config=meta["hf_config"],
-                     matmuls=_matmuls_of(meta), has_weights=True, source=str(folder),
-                     seq_len=int(meta.get("seq_len") or 2048))
+    spec = _spec_of(folder, meta)
     st = folder / "monarch.safetensors"
     if not st.is_file():
         raise ModelError(f"{folder} has no monarch.safetensors")
@@ -283,51 +294,3 @@ def load_monarch_dir(folder: str | os.PathLike) -> tuple[ModelSpec, Factors]:
         raise ModelError(f"{st}: {len(problems)} unusable tensor{'s' if len(problems) > 1 else ''}: "
                          + "; ".join(problems[:MAX_LISTED]) + more)
     return spec, factors
-
-
-def load_source_spec(spec: ModelSpec, source: str) -> ModelSpec:
-    """Return the spec of the source model of a D2S folder's ``spec``, checking that the two still match."""
-    if (Path(source) / "monarch.json").is_file():
-        raise ModelError(f"d2s folder {spec.source} names another d2s folder as its source")
-    try:
-        source_spec = load_model_spec(source)
-    except ModelError as exc:
-        raise ModelError(f"cannot load the source model of {spec.source}: {exc.one_line()}") from None
-    if source_spec.family != spec.family:
-        raise ModelError(f"d2s folder {spec.source} says family {spec.family!r}, but its source model {source} "
-                         f"is a {source_spec.family} model")
-    ours = [(m.name, m.out_features, m.in_features) for m in spec.matmuls]
-    theirs = [(m.name, m.out_features, m.in_features) for m in source_spec.matmuls]
-    if ours != theirs:
-        diff = next((f"{a[0]} {a[1]}x{a[2]}" for a in ours if a not in theirs), None)
-        raise ModelError(f"the source model {source} no longer matches the matmuls in {spec.source}"
-                         + (f" (it has no {diff})" if diff else ""))
-    return source_spec
-
-
-def build_monarch_model(dir_or_spec, factors: Factors | None = None) -> torch.nn.Module:
-    """Return the source Hugging Face model with every factored matmul replaced by a ``MonarchLinear``.
-
-    ``dir_or_spec`` is a D2S folder (factors read from it unless given), or a :class:`ModelSpec` (of the source
-    model, or of a D2S folder) together with ``factors``.
-    """
-    if isinstance(dir_or_spec, ModelSpec):
-        spec = dir_or_spec
-        if factors is None:
-            raise ModelError("build_monarch_model needs factors when given a ModelSpec")
-    else:
-        spec, loaded = load_monarch_dir(dir_or_spec)
-        factors = loaded if factors is None else factors
-    from mapper.d2s.convert import replace_with_monarch  # noqa: PLC0415
-    source = spec.source
-    if (Path(source) / "monarch.json").is_file():
-        source = str(read_monarch_json(source)["source"])
-        source_spec = load_source_spec(spec, source)
-    else:
-        source_spec = spec
-    try:
-        model = load_hf_model(source)
-    except ModelError as exc:
-        raise ModelError(f"cannot load the source model of {spec.source}: {exc.one_line()}") from None
-    replace_with_monarch(model, source_spec, factors)
-    return model.eval()

@@ -9,8 +9,8 @@ approximation is a truncated SVD of every slice independently (Eckart-Young), wi
 Padding rows and columns are zero in the target, which keeps the projection optimal on the real entries.
 
 :func:`project` is batched (slices grouped by rank; the top singular pair of rank-1 slices by repeated squaring of
-their small Gram matrices (subspace iteration), checked for convergence, with an exact ``eigh`` fallback); :func:`project_reference`
-is the plain loop over blocks with a full SVD each, kept for tests and the benchmark.
+their small Gram matrices (subspace iteration), checked for convergence, with an exact ``eigh`` fallback);
+:func:`project_reference` is the plain loop over blocks with a full SVD each, kept for tests and the benchmark.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import functools
 import torch
 
 from cimisa.errors import ShapeError
-from mapper.d2s.monarch import MonarchShape, monarch_shape
+from mapper.d2s.monarch import MonarchShape, monarch_shape, monarch_to_dense
+from mapper.evaluate import metrics
 
 __all__ = ["project", "project_reference", "slice_plan", "relative_error", "single_thread"]
 
@@ -210,7 +211,4 @@ def project_reference(W: torch.Tensor, nblocks: int) -> tuple[torch.Tensor, torc
 
 def relative_error(W: torch.Tensor, R: torch.Tensor, L: torch.Tensor) -> float:
     """Return ``||W - M||_F / ||W||_F`` for the Monarch matrix ``M`` of ``(R, L)`` (0 for a zero ``W``)."""
-    from mapper.d2s.monarch import monarch_to_dense  # noqa: PLC0415
-    M = monarch_to_dense(R, L, W.shape[0], W.shape[1])
-    denom = float(W.norm())
-    return float((W - M).norm()) / denom if denom > 0 else float(M.norm())
+    return metrics.relative_error(W, monarch_to_dense(R, L, W.shape[0], W.shape[1]))

@@ -1,0 +1,155 @@
+"""Layering: the compiler loads without torch or transformers, and no module of the kit imports itself in a cycle.
+
+The cycle check reads every module's module-level imports (``import x``, ``from x import y``, not those inside
+functions, which run later) and fails on any cycle among the kit's modules; a second check imports every module of
+``mapper`` in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("cimisa", "compiler", "mapper", "sw_model", "hw", "sim")
+TORCH_FREE = ("compiler.place", "compiler.schedule", "compiler.cost", "compiler.program", "compiler.families")
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            rel = path.relative_to(ROOT).with_suffix("")
+            parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+            if any(p.startswith(".") or "sim_build" in p or p == "cocotb_tests" for p in parts):
+                continue
+            mods[".".join(parts)] = path
+    return mods
+
+
+def _top_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The kit modules ``name`` imports at module level (a ``from pkg import sub`` counts as ``pkg.sub`` when that
+    is a module)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    is_pkg = path.name == "__init__.py"
+    out: set[str] = set()
+
+    def visit(body):
+        for node in body:
+            if isinstance(node, ast.Import):
+                out.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    pkg = name.split(".") if is_pkg else name.split(".")[:-1]
+                    pkg = pkg[:len(pkg) - node.level + 1]
+                    base = ".".join([*pkg, base] if base else pkg)
+                out.add(base)
+                out.update(f"{base}.{a.name}" for a in node.names)
+            elif isinstance(node, (ast.If, ast.Try)):
+                if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                    continue
+                visit(node.body)
+                for h in getattr(node, "handlers", ()):
+                    visit(h.body)
+                visit(getattr(node, "orelse", ()))
+    visit(tree.body)
+    return {m for m in out if m in known and m != name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    mods = _modules()
+    return {name: _top_level_imports(name, path, set(mods)) for name, path in mods.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """Return one import cycle (``[a, b, ..., a]``) of ``graph``, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def dfs(node):
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt):], nxt]
+            if nxt not in state:
+                found = dfs(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = dfs(node)
+            if found:
+                return found
+    return None
+
+
+def test_cycle_check_can_fail():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_among_kit_modules():
+    graph = import_graph()
+    assert "mapper.models.build" in graph and "mapper.d2s.io" in graph["mapper.models.build"]
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_d2s_folder_format_does_not_import_models():
+    graph = import_graph()
+    assert not any(m.startswith("mapper.models") for m in graph["mapper.d2s.io"])
+    assert not any(m.startswith("mapper.models") for m in graph["mapper.d2s.swap"])
+
+
+def _fresh(code: str) -> str:
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
+def test_compiler_loads_without_torch_quickly():
+    code = ("import sys, time; t = time.perf_counter()\n"
+            f"import {', '.join(TORCH_FREE)}\n"
+            "import json; print(json.dumps({'s': time.perf_counter() - t, "
+            "'torch': 'torch' in sys.modules, 'tf': 'transformers' in sys.modules}))")
+    times = []
+    for _ in range(3):      # the best of three: the machine may be busy
+        got = json.loads(_fresh(code).strip().splitlines()[-1])
+        assert not got["torch"] and not got["tf"], got
+        times.append(got["s"])
+    assert min(times) < 1.0, times
+
+
+@pytest.mark.slow
+def test_every_mapper_module_imports_in_a_fresh_interpreter():
+    names = sorted(n for n in _modules() if n.split(".")[0] == "mapper")
+    code = ("import importlib, sys\nbad = []\n"
+            f"for n in {names!r}:\n"
+            "    try:\n        importlib.import_module(n)\n"
+            "    except Exception as exc:\n        bad.append(f'{n}: {type(exc).__name__}: {exc}')\n"
+            "print('\\n'.join(bad)); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr[-2000:]
+
+
+def test_each_mapper_model_and_evaluate_module_imports_alone():
+    """Each module, imported first in a fresh interpreter, loads (an import cycle shows as an ImportError)."""
+    names = sorted(n for n in _modules() if n.startswith(("mapper.models", "mapper.d2s", "mapper.evaluate",
+                                                         "compiler.families", "compiler.cost")))
+    code = ("import subprocess, sys\nbad = []\n"
+            f"for n in {names!r}:\n"
+            "    r = subprocess.run([sys.executable, '-c', f'import {n}'], capture_output=True, text=True)\n"
+            "    if r.returncode:\n        bad.append(n + ': ' + r.stderr.strip().splitlines()[-1])\n"
+            "print('\\n'.join(bad)); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert res.returncode == 0, res.stdout + res.stderr[-2000:]
