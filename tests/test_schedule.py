@@ -7,10 +7,13 @@ import pytest
 
 from cimisa.config import load_hw
 from cimisa.isa import Command, Opcode
+from cimisa.rules import lossless_adc_bits
+from compiler.kinds import AdcMode
 from compiler.place import geometry, place
 from compiler.program import compile_model
 from compiler.quant import calibrate_requant_shift, reference_int_product
-from compiler.schedule import lossless_bits, schedule
+from compiler.place import PlacementError
+from compiler.schedule import adc_setting, schedule
 from mapper.models import load_hf_model, load_model_spec
 from mapper.pipeline import project_factors
 from sw_model import Machine
@@ -30,8 +33,23 @@ def test_adc_sharing_and_exact_mode():
     g = tuple(m for m in geometry(load_model_spec("bert-large"), 32) if m.layer == 0 and m.role == "q")
     s = schedule(place(g, HW, "sparse"), HW, "exact")
     assert {a.adc_bits for a in s.activations} == {8}          # capped by the configuration
-    assert all(a.adc_shift == lossless_bits(32, 8) - 8 for a in s.activations)
+    assert all(a.adc_shift == lossless_adc_bits(32, 8) - 8 for a in s.activations)
     assert all(a.ncols == 256 and a.nrows == 256 and a.rows_per_col == 32 for a in s.activations)
+    assert s.adc_mode is AdcMode.EXACT and repr(s).endswith("adc_mode='exact')")
+
+
+def test_adc_setting_by_hand():
+    """paper: ceil(log2(rows)) bits, the step dropping the rest of the lossless width; exact: lossless, capped."""
+    # 256 rows of 8-bit weights need 16 bits; paper gives 8 bits (capped by the configuration), step 2**8
+    assert adc_setting(256, HW, "paper") == (8, 8)
+    assert adc_setting(32, HW, AdcMode.PAPER) == (5, 13 - 5)       # 32 rows: 13 lossless bits
+    assert adc_setting(8, HW, "paper") == (3, 11 - 3)
+    assert adc_setting(1, HW, "paper") == (1, 7)
+    assert adc_setting(32, HW, "exact") == (8, 13 - 8)
+    assert adc_setting(2, HW, "exact") == (8, 1)                   # 9 lossless bits, 8 available
+    assert adc_setting(32, HW.lossless(), "exact") == (13, 0)
+    with pytest.raises(PlacementError, match="adc mode must be one of paper, exact, not 'fine'"):
+        adc_setting(32, HW, "fine")
 
 
 @functools.cache
