@@ -224,3 +224,21 @@ def test_source_family(tiny_checkpoint):
     assert source_family("tiny-gpt2") == ("tiny", "gpt2")
     assert source_family("minilm") == ("hf", "bert")
     assert source_family(str(tiny_checkpoint)) == ("hf", "bert")
+
+
+def test_family_rules_are_defined_once_and_agree_with_the_spec_names():
+    """compiler.families is the one place of family facts; compiler.spec's name lists must agree with it."""
+    import re
+
+    from compiler import families, spec
+    assert families.FAMILIES == spec.FAMILIES and families.RUN_FAMILIES == spec.RUN_FAMILIES
+    for fam in families.FAMILY.values():
+        assert {r.role for r in fam.rules} <= set(spec.ROLES)
+        for r in fam.rules:
+            assert "layer" in re.compile(r.pattern).groupindex
+        assert families.family_of_model_type(fam.model_type) is fam
+    assert families.family_of_model_type("t5") is None
+    bart, bert = families.family("bart"), families.family("bert")
+    assert not bart.in_decode("encoder", {"q"}) and not bart.in_decode("decoder", {"cross_k", "cross_v"})
+    assert bart.in_decode("decoder", {"cross_q"}) and bert.in_decode("encoder", {"q", "k", "v"})
+    assert families.config_int({"n_embd": 0, "hidden_size": 64}, ("n_embd", "hidden_size")) == 64
