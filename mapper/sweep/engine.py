@@ -15,6 +15,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 
+from cimisa import progress
 from cimisa.errors import KitError
 from mapper.sweep.point import evaluate_point, run_point
 
@@ -30,6 +31,9 @@ def dask_client(workers: int, scheduler: str | None = None, *, say: Callable[[st
     """Yield a ``dask.distributed.Client``: of ``scheduler`` (``tcp://host:port``), or of a new local cluster
     of ``workers`` single-threaded worker processes; say where the dashboard is (or that there is none)."""
     from dask.distributed import Client, LocalCluster  # noqa: PLC0415
+    # distributed logs every connection at INFO on stderr; the kit shows them with -v only (a lost worker is a
+    # WARNING: shown with -v too, its point runs again elsewhere)
+    logging.getLogger("distributed").setLevel(logging.INFO if progress.verbose() else logging.ERROR)
     if scheduler:
         try:
             client = Client(scheduler, timeout="20s")
@@ -65,7 +69,7 @@ def run_points(todo: list, on_result: Callable[[object, dict], None], *, workers
         return
     from dask.distributed import as_completed  # noqa: PLC0415
     with dask_client(workers, scheduler, say=say) as client:
-        futures = {client.submit(run_point, func, p, key=f"cim-sweep-{p.id}", pure=False): p for p in todo}
+        futures = {client.submit(run_point, func, p, key=f"cim-sweep-{p.id}", retries=2): p for p in todo}
         for fut in as_completed(list(futures)):
             p = futures.pop(fut)
             try:
