@@ -2,7 +2,8 @@
 
 :func:`run` takes stream words (as written by :mod:`cimisa.stream`) and returns a :class:`RunResult`; the
 per-opcode arithmetic is :mod:`cimisa.semantics` (``impl="fast"``, vectorised numpy) or
-:mod:`sw_model.naive` (``impl="naive"``, explicit loops). Errors stop the machine exactly as the RTL does: the
+:mod:`sw_model.naive` (``impl="naive"``, explicit loops); both convert, round and wrap numbers with the one set of
+rules in :mod:`cimisa.rules`. Errors stop the machine exactly as the RTL does: the
 first failing check (see :func:`cimisa.semantics.check`) sets the state to ERROR with an
 :class:`~cimisa.isa.ErrorCode` and the command index, and the command has no effect.
 """
