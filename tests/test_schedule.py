@@ -9,10 +9,9 @@ from cimisa.config import load_hw
 from cimisa.isa import Command, Opcode
 from cimisa.rules import lossless_adc_bits
 from compiler.kinds import AdcMode
-from compiler.place import geometry, place
+from compiler.place import PlacementError, geometry, place
 from compiler.program import compile_model
 from compiler.quant import calibrate_requant_shift, reference_int_product
-from compiler.place import PlacementError
 from compiler.schedule import adc_setting, schedule
 from mapper.models import load_hf_model, load_model_spec
 from mapper.pipeline import project_factors
