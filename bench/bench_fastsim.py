@@ -109,7 +109,8 @@ def main(argv=None) -> int:
     if lc.cycles < args.min_cycles:
         return _fail(f"long run: {lc.cycles} cycles < {args.min_cycles}")
     e2e = t_ref + t_run
-    out["fast_long"] = {**_summary(lr), "repeats": reps, "words": len(long_words), "commands": len(cmds[:-1]) * reps + 1,
+    out["fast_long"] = {**_summary(lr), "repeats": reps, "words": len(long_words),
+                        "commands": len(cmds[:-1]) * reps + 1,
                         "results": lc.results, "encode_s": t_encode, "sw_model_s": t_ref,
                         "sw_model_cycles_per_s": lc.sim_cycles / t_ref, "run_call_s": t_run,
                         "host_overhead_s": t_run - lr.wall_s, "end_to_end_s": e2e,

@@ -170,10 +170,10 @@ def test_port_check_reads_the_export_sidecar(tmp_path):
                                                     ("tiny-bert", "linear", 4)])
 def test_sim_model_stream_is_mapper_builds_stream(model, strategy, nblocks):
     """Same model, configuration, strategy, nblocks and seed: the same words, byte for byte."""
-    from mapper.pipeline import STREAM_SEED, build
+    from mapper.pipeline import STREAM_SEED, BuildOptions, build
     from sim.model_stream import model_stream
     hw = load_hw("fpga-tiny")
-    res = build(model, hw, strategy=strategy, nblocks=nblocks, with_pareto=False, check=False)
+    res = build(model, hw, BuildOptions(strategy=strategy, nblocks=nblocks, with_pareto=False, check=False))
     built = Isa.of(hw).encode(res.commands)
     st = model_stream(model, hw, strategy, nblocks=nblocks, seed=STREAM_SEED)
     assert st.commands == len(res.commands)
