@@ -5,6 +5,8 @@
 - :mod:`mapper.sweep.point` -- the one adapter to the build pipeline: :func:`~mapper.sweep.point.evaluate_point`.
 - :mod:`mapper.sweep.store` -- the sweep folder: resume rules, one cached JSON file per finished point.
 - :mod:`mapper.sweep.engine` -- runs the missing points serially or on Dask (local cluster or a scheduler).
+- :mod:`mapper.sweep.runner` -- :func:`~mapper.sweep.runner.run_sweep`: grid + folder -> rows (what the command and
+  ``mapper reproduce`` call).
 - :mod:`mapper.sweep.results` -- rows, Parquet/CSV, Pareto fronts, the console summary.
 - :mod:`mapper.sweep.plots` -- the Pareto PNGs.
 

@@ -27,7 +27,7 @@ def run_sweep(grid, out, *, workers: int = 0, scheduler: str | None = None, forc
     records = store.read_points(folder, [p.id for p in unique])
     todo = [p for p in unique if p.id not in records]
     stats = {"points": len(pts), "cached": len(records), "computed": 0}
-    with progress.stage(f"sweep {grid.name}", total=len(todo), unit="point") as st:
+    with progress.stage("sweep: evaluate", total=len(todo), unit="point") as st:
         def on_result(p, outcome):
             rec = {"id": p.id, "figures": outcome["figures"], "error": outcome["error"]}
             if outcome["cache"]:
