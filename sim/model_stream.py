@@ -22,7 +22,7 @@ from pathlib import Path
 from cimisa.config import HwConfig, load_hw
 from cimisa.errors import KitError, ModelError
 from cimisa.isa import Command, Isa
-from compiler.kinds import Strategy, choices
+from compiler.kinds import AdcMode, Strategy, choices
 from compiler.stream_inputs import STREAM_SEED  # the seed mapper build uses: the default here too
 
 __all__ = ["STRATEGIES", "TINY_MODELS", "DEFAULT_HW", "STREAM_SEED", "ModelStream", "model_commands",
@@ -85,7 +85,8 @@ def model_commands(model: str, hw: HwConfig, strategy: str = "auto", *, nblocks:
     from compiler.stream_inputs import stream_inputs  # noqa: PLC0415
     spec, _nb, factors = _factors(model, None if nblocks is None else int(nblocks))
     # mapper.pipeline.build: evaluate() places with these options, compile_model() the same placement.
-    compiled = compile_model(spec, factors, hw, strategy=strategy, adc_mode="paper", colocate=True)
+    compiled = compile_model(spec, factors, hw, strategy=Strategy(strategy), adc_mode=AdcMode.PAPER,
+                             colocate=True)
     return compiled.full_stream(stream_inputs(compiled, int(seed)))
 
 
