@@ -3,7 +3,8 @@
 For each model at m = 256 and nblocks = 32 (``paper-256``; 32 is each paper model's default nblocks): arrays,
 lower bound and utilisation per strategy; decode latency and energy against Linear under both cost presets
 (``kit`` and ``paper``); the sweep of ADCs per array from 4 to 32; auto's Pareto front of arrays against
-latency. Writes CSV and PNG files and a ``summary.md`` (the kit's figures beside the paper's, see ``docs/paper-comparison.md``).
+latency. Writes CSV and PNG files and a ``summary.md`` (the kit's figures beside the paper's, see
+``docs/paper-comparison.md``).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import json
 from pathlib import Path
 
 from cimisa import progress
+from compiler.kinds import AdcMode, Strategy
 from mapper.cli_args import add_nblocks_option, add_out_options, check_out, default_out, path_text
 
 __all__ = ["register", "run", "reproduce", "PAPER_MODELS", "ADC_SWEEP", "PAPER_FIGURES"]
 
 PAPER_MODELS = ("bert-large", "bart-large", "gpt2-medium")
 ADC_SWEEP = (4, 8, 16, 32)
-STRATS = ("linear", "sparse", "dense", "auto")
-#: The paper's reported figures (paper-notes.md section 6).
+STRATS = tuple(Strategy)
+#: The paper's reported figures (arXiv 2510.11192; sources and tags in docs/paper-comparison.md, "The paper's figures").
 PAPER_FIGURES = {
     "dense_array_reduction_vs_linear": "up to 0.87",
     "dense_array_reduction_vs_sparse": "> 0.73",
@@ -82,12 +84,12 @@ def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MO
         scheds = {}
         for st in STRATS:
             step(f"{model}: {st}")
-            pl = place(geoms, base_hw, st, validate=(st != "linear"))
-            scheds[st] = schedule(pl, base_hw, "paper")
+            pl = place(geoms, base_hw, st, validate=(st != Strategy.LINEAR))
+            scheds[st] = schedule(pl, base_hw, AdcMode.PAPER)
         for preset in ("kit", "paper"):
             cfg = base_hw.replace(cost=CostParams.preset(preset))
             costs = {st: estimate(scheds[st], cfg, dims) for st in STRATS}
-            lin = costs["linear"]
+            lin = costs[Strategy.LINEAR]
             for st in STRATS:
                 pl, c = scheds[st].placement, costs[st]
                 strat_rows.append({
@@ -95,7 +97,7 @@ def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MO
                     "lower_bound": pl.lower_bound,
                     "monarch_lower_bound": -(-pl.monarch_cells // pl.cells_per_array),
                     "utilization": round(pl.utilization, 4),
-                    "array_reduction_vs_linear": round(1 - pl.n_arrays / scheds["linear"].placement.n_arrays, 4),
+                    "array_reduction_vs_linear": round(1 - pl.n_arrays / scheds[Strategy.LINEAR].placement.n_arrays, 4),
                     "latency_ns": round(c.decode_latency_ns, 1), "energy_nj": round(c.decode_energy_nj, 2),
                     "matmul_latency_ns": round(c.matmul_latency_ns, 1),
                     "matmul_energy_nj": round(c.matmul_energy_nj, 2),
@@ -117,7 +119,7 @@ def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MO
                                            "matmul_latency_ns": round(c.matmul_latency_ns, 1),
                                            "energy_nj": round(c.decode_energy_nj, 2)})
         step(f"{model}: pareto")
-        extra = tuple(scheds[st].placement.n_arrays for st in ("sparse", "dense"))
+        extra = tuple(scheds[st].placement.n_arrays for st in (Strategy.SPARSE, Strategy.DENSE))
         for p in pareto(geoms, base_hw, dims, extra=extra):
             pareto_rows.append({"model": model, **p})
     return {"strategies": strat_rows, "adc_sweep": sweep_rows, "pareto": pareto_rows}
@@ -172,7 +174,7 @@ def _plots(data: dict, out: Path, hw: str | None = None) -> dict:
     finish(fig, "arrays_utilization.png", "Arrays and utilisation per strategy", "kit", axes[1])
     # latency and energy vs linear, both presets
     fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8))
-    shown = [st for st in strats if st != "linear"]
+    shown = [st for st in strats if st != Strategy.LINEAR]
     presets = ("kit", "paper")
     w = 0.8 / (len(shown) * len(presets))
     for k, (key, lab) in enumerate((("speedup_vs_linear", "decode speed-up vs linear (x, log scale)"),
@@ -217,7 +219,7 @@ def _plots(data: dict, out: Path, hw: str | None = None) -> dict:
     for j, m in enumerate(models):
         ax = axes[0][j]
         sel = [r for r in data["pareto"] if r["model"] == m]
-        others = {st: (row(m, st)["arrays"], row(m, st)["matmul_latency_ns"]) for st in strats if st != "auto"}
+        others = {st: (row(m, st)["arrays"], row(m, st)["matmul_latency_ns"]) for st in strats if st != Strategy.AUTO}
         pareto_axes(ax, sel, others, ykey="matmul_latency_ns")
         ax.set_ylabel("matmul latency per token (ns, log)" if j == 0 else "")
         ax.set_title(m)
@@ -245,7 +247,8 @@ def summary_markdown(data: dict) -> str:
                      f"{r['utilization']:.1%} | {r['array_reduction_vs_linear']:.1%} | {r['speedup_vs_linear']:.2f} | "
                      f"{r['matmul_speedup_vs_linear']:.2f} | {r['energy_gain_vs_linear']:.2f} | {r['adc_bits']} |")
     lines.append("")
-    lines.append("Paper (paper-notes.md section 6): " + json.dumps(PAPER_FIGURES))
+    lines.append("Paper (arXiv 2510.11192; what each figure is and where it comes from: docs/paper-comparison.md, "
+                 "section \"The paper's figures\"): " + json.dumps(PAPER_FIGURES))
     return "\n".join(lines) + "\n"
 
 
