@@ -19,7 +19,7 @@
 * ``test_documented_options_exist``: every ``--option`` a doc writes after ``python -m <package> [<command>]``
   or ``python bench/<script>.py`` (fenced, synopsis or inline) is in that command's ``--help``.
 
-Budget: the 22 commands run take about 3.5 minutes of CPU (measured: 5-7 minutes of wall time on the 2-core
+Budget: the 19 commands run take about 3.5 minutes of CPU (measured: 5-7 minutes of wall time on the 2-core
 machine while other jobs loaded it), with the co-simulation builds cached: the cosim tier, which runs earlier in
 the same session, builds them; run alone, add 1-2 minutes for the fpga-tiny and fpga-micro Verilator builds.
 """
