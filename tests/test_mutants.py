@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from cimisa import semantics
+from cimisa import rules, semantics
 from cimisa.isa import Isa, Opcode
 from sw_model import naive
 from tests import test_hw_tile as hw_tile
@@ -53,35 +53,17 @@ def test_property_passes_unmutated():
     run_property(sw_tests.MICRO, 5)
 
 
-# ---- the golden models: naive loops (sw_model/naive.py) and vectorised semantics (cimisa/semantics.py) ----------
-NAIVE_ADC = "lo, hi = -(2 ** (adc_bits - 1)), 2 ** (adc_bits - 1) - 1"
-NAIVE_RQ = "v = (v + 2 ** (shift - 1)) // (2 ** shift)"
-NAIVE_RQ_SAT = "lo, hi = -(2 ** (st.cfg.input_bits - 1)), 2 ** (st.cfg.input_bits - 1) - 1"
+# ---- the golden models: naive loops (sw_model/naive.py), vectorised kernel (cimisa/semantics.py), rules ------
+# The ADC, shift-add, REQUANT and wrap rules have one implementation (cimisa/rules.py) that both models call, so
+# the naive-vs-vectorised property cannot see a rule mutant: the by-hand oracles of test_sw_model must (below),
+# and tests/test_rules.py plants its own rule mutants. The property still guards what each model does alone:
+# the naive model's addressing and loops, the vectorised kernel's exact shortcuts.
 #: (name, naive function, old text, new text, configuration the property runs on)
 NAIVE_MUTANTS = [
-    ("adc_lo_one_low", "_mvm", NAIVE_ADC, "lo, hi = -(2 ** (adc_bits - 1)) - 1, 2 ** (adc_bits - 1) - 1", "MICRO"),
-    ("adc_hi_one_low", "_mvm", NAIVE_ADC, "lo, hi = -(2 ** (adc_bits - 1)), 2 ** (adc_bits - 1) - 2", "MICRO"),
-    ("adc_truncates_toward_zero", "_mvm", "code = colsum // (2 ** adc_shift)",
-     "code = int(colsum / (2 ** adc_shift))", "MICRO"),
-    ("adc_rounds_to_nearest", "_mvm", "code = colsum // (2 ** adc_shift)",
-     "code = (colsum + 2 ** adc_shift // 2) // (2 ** adc_shift)", "MICRO"),
-    ("adc_step_not_applied", "_mvm", "value = code * 2 ** (b + adc_shift)", "value = code * 2 ** b", "MICRO"),
-    ("sign_bit_added", "_mvm", "total -= value", "total += value", "MICRO"),
-    ("sign_bit_off_by_one", "_mvm", "if b == cfg.input_bits - 1:", "if b == cfg.input_bits - 2:", "MICRO"),
     ("accumulate_ignored", "_mvm", "old = int(st.outbuf[addr]) if accumulate else 0", "old = 0", "MICRO"),
     ("in_stride_ignored", "_mvm", "xs = [int(st.inbuf[in_addr + r * in_stride])",
      "xs = [int(st.inbuf[in_addr + r])", "MICRO"),
     ("out_stride_ignored", "_mvm", "addr = out_addr + j * out_stride", "addr = out_addr + j", "MICRO"),
-    ("no_int32_wrap", "_mvm", "st.outbuf[addr] = _wrap(old + total)", "st.outbuf[addr] = old + total", "WIDE"),
-    ("requant_round_half_down", "_requant", NAIVE_RQ, "v = (v + 2 ** (shift - 1) - 1) // (2 ** shift)", "MICRO"),
-    ("requant_rounding_constant_halved", "_requant", NAIVE_RQ, "v = (v + 2 ** shift // 4) // (2 ** shift)",
-     "MICRO"),
-    ("requant_truncates_toward_zero", "_requant", NAIVE_RQ, "v = int((v + 2 ** (shift - 1)) / (2 ** shift))",
-     "MICRO"),
-    ("requant_saturates_one_high", "_requant", NAIVE_RQ_SAT,
-     "lo, hi = -(2 ** (st.cfg.input_bits - 1)), 2 ** (st.cfg.input_bits - 1)", "MICRO"),
-    ("requant_saturates_lo_one_high", "_requant", NAIVE_RQ_SAT,
-     "lo, hi = -(2 ** (st.cfg.input_bits - 1)) + 1, 2 ** (st.cfg.input_bits - 1) - 1", "MICRO"),
     ("requant_stride_ignored", "_requant", "st.inbuf[dst + k * dst_stride]", "st.inbuf[dst + k]", "MICRO"),
     ("load_in_one_short", "_load_in", "for k in range(count):", "for k in range(count - 1):", "MICRO"),
     ("write_w_one_short", "_write_w", "for k in range(count):", "for k in range(count - 1):", "MICRO"),
@@ -95,12 +77,6 @@ def _patch_naive(monkeypatch, fn_name, old, new):
 
 def test_property_catches_noop_naive_mvm(monkeypatch):
     _patch_naive(monkeypatch, "_mvm", "    cfg = st.cfg\n", "    return\n")
-    with pytest.raises(AssertionError):
-        run_property(sw_tests.MICRO)
-
-
-def test_property_catches_adc_saturating_one_high(monkeypatch):
-    _patch_naive(monkeypatch, "_mvm", NAIVE_ADC, "lo, hi = -(2 ** (adc_bits - 1)), 2 ** (adc_bits - 1)")
     with pytest.raises(AssertionError):
         run_property(sw_tests.MICRO)
 
@@ -122,17 +98,14 @@ def _patch_semantics(monkeypatch, name: str, old: str, new: str) -> None:
             monkeypatch.setitem(semantics.ACTIONS, op, m)
 
 
-#: The vectorised ADC lives in ``mvm_acc`` when the module has it (batched kernel), else in ``mvm``.
-_SEM_ADC = "mvm_acc" if hasattr(semantics, "mvm_acc") else "mvm"
+#: The vectorised kernel's own logic: the no-saturation shortcut and its residue identity.
 SEM_MUTANTS = [
-    ("adc_saturates_one_high", _SEM_ADC, "lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1",
-     "lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1))"),
-    ("adc_lo_one_low", _SEM_ADC, "lo, hi = -(1 << (adc_bits - 1)), (1 << (adc_bits - 1)) - 1",
-     "lo, hi = -(1 << (adc_bits - 1)) - 1, (1 << (adc_bits - 1)) - 1"),
-    ("requant_rounding_constant_halved", "requant", "v = (v + (1 << (shift - 1))) >> shift",
-     "v = (v + ((1 << shift) >> 2)) >> shift"),
-    ("requant_no_rounding_at_shift_1", "requant", "if shift:", "if shift > 1:"),
-    ("requant_saturates_one_high", "requant", "(1 << (cfg.input_bits - 1)) - 1", "(1 << (cfg.input_bits - 1))"),
+    ("shortcut_always_taken", "mvm_acc", "if rules.adc_fits(*rules.colsum_bounds(w), adc_bits, s):", "if True:"),
+    ("shortcut_residue_ignored", "mvm_acc", "acc -= _residue_shift_add(", "acc += 0 * _residue_shift_add("),
+    ("residue_sign_plane_added", "_residue_shift_add", "(np.subtract if b == nb - 1 else np.add)",
+     "(np.add if b == nb - 1 else np.add)"),
+    ("residue_mask_one_bit_short", "_residue_shift_add", "mask = (1 << s) - 1", "mask = (1 << s) // 2 - 1"),
+    ("sign_extension_off", "mvm_acc", "xs = u - ((u >> (nb - 1)) << nb)", "xs = u"),
 ]
 
 
@@ -144,22 +117,33 @@ def test_property_catches_semantics_mutant(monkeypatch, name, fn_name, old, new)
         run_property(sw_tests.MICRO)
 
 
-def test_hand_oracle_catches_naive_adc_truncation_toward_zero(monkeypatch):
-    """The by-hand ADC test (every weight value, negative column sums) catches truncation toward zero."""
-    _patch_naive(monkeypatch, "_mvm", "code = colsum // (2 ** adc_shift)", "code = int(colsum / (2 ** adc_shift))")
-    with pytest.raises(AssertionError):
-        sw_tests.test_adc_floor_step_and_saturation_for_every_weight("naive")
+_ADC_INT = "\n    return _saturate(colsum >> adc_shift, lo, hi)\n"
+_ADC_SCALAR = "return _saturate(colsum >> adc_shift, lo, hi)\n    if"
+_RQ = "(v + (1 << (shift - 1))) >> shift"
+#: (name, rules function, old, new, by-hand oracle of test_sw_model, model it runs on)
+RULE_ORACLE_MUTANTS = [
+    ("adc_truncates_toward_zero_naive", "adc_code", _ADC_SCALAR,
+     "return _saturate(int(colsum / (1 << adc_shift)), lo, hi)\n    if", "adc", "naive"),
+    ("adc_truncates_toward_zero_fast", "adc_code", _ADC_INT,
+     "\n    return _saturate(colsum // (1 << adc_shift) + (colsum < 0) * (colsum % (1 << adc_shift) != 0), lo, hi)\n",
+     "adc", "fast"),
+    ("adc_hi_one_high", "signed_range", "(1 << (bits - 1)) - 1", "(1 << (bits - 1))", "adc", "naive"),
+    ("requant_rounding_constant_halved", "round_shift", _RQ, "(v + ((1 << shift) >> 2)) >> shift", "requant", "fast"),
+    ("requant_rounding_constant_halved_naive", "round_shift", _RQ, "(v + ((1 << shift) >> 2)) >> shift",
+     "requant", "naive"),
+    ("requant_round_half_down", "round_shift", _RQ, "(v + (1 << (shift - 1)) - 1) >> shift", "requant", "naive"),
+]
 
 
-@pytest.mark.parametrize("impl", ["fast", "naive"])
-def test_hand_oracles_catch_requant_rounding_constant_halved(monkeypatch, impl):
-    if impl == "naive":
-        _patch_naive(monkeypatch, "_requant", NAIVE_RQ, "v = (v + 2 ** shift // 4) // (2 ** shift)")
-    else:
-        _patch_semantics(monkeypatch, "requant", "v = (v + (1 << (shift - 1))) >> shift",
-                         "v = (v + ((1 << shift) >> 2)) >> shift")
+@pytest.mark.parametrize("name,fn,old,new,oracle,impl", RULE_ORACLE_MUTANTS, ids=[m[0] for m in RULE_ORACLE_MUTANTS])
+def test_hand_oracles_catch_rule_mutants(monkeypatch, name, fn, old, new, oracle, impl):
+    """The by-hand ADC and REQUANT tests (every weight, negative sums, ties, saturation) catch a wrong rule."""
+    monkeypatch.setattr(rules, fn, mutant(getattr(rules, fn), old, new))
     with pytest.raises(AssertionError):
-        sw_tests.test_requant_ties_and_saturation_for_every_shift(sw_tests.MICRO, impl)
+        if oracle == "adc":
+            sw_tests.test_adc_floor_step_and_saturation_for_every_weight(impl)
+        else:
+            sw_tests.test_requant_ties_and_saturation_for_every_shift(sw_tests.MICRO, impl)
 
 
 CHECK_MUTANTS = [   # (name, old, new, occurrence of old, occurrences in the source)
@@ -183,26 +167,6 @@ def test_bound_test_catches_check_mutant(monkeypatch, name, old, new, nth, total
     monkeypatch.setattr(semantics, "check", mutant(semantics.check, old, new, nth=nth, total=total))
     with pytest.raises((AssertionError, IndexError)):           # a missed bound may also index past a buffer
         sw_tests.test_every_bound_at_max_and_one_past(sw_tests.ODD, "naive")
-
-
-NOISE_MUTANTS = [
-    ("shortcut_taken_one_step_early_hi", "_mvm", "exact = lo <= cmin and cmax <= hi",
-     "exact = lo <= cmin and cmax <= hi + 1"),
-    ("shortcut_taken_one_step_early_lo", "_mvm", "exact = lo <= cmin and cmax <= hi",
-     "exact = lo - 1 <= cmin and cmax <= hi"),
-    ("window_bound_one_low", "_window_bounds", "int(np.clip(w, 0, None).sum(axis=0).max(initial=0))",
-     "int(np.clip(w, 0, None).sum(axis=0).max(initial=0)) - 1"),
-]
-
-
-@pytest.mark.parametrize("name,attr,old,new", NOISE_MUTANTS, ids=[m[0] for m in NOISE_MUTANTS])
-def test_noise_free_kernel_mutant_is_caught(monkeypatch, name, attr, old, new):
-    """sw_model/noise.py's noise-free shortcut (no code can saturate) taken one step too early."""
-    from sw_model.noise import NoisyMachine
-    from tests import test_noise
-    monkeypatch.setattr(NoisyMachine, attr, mutant(NoisyMachine.__dict__[attr], old, new))
-    with pytest.raises(AssertionError):
-        test_noise.test_noise_free_saturation_starts_exactly_past_the_adc_range()
 
 
 # ---- the mapper's lower bound ----------------------------------------------------------------------------------
