@@ -27,6 +27,7 @@ from amaranth.lib import data, enum
 
 from cimisa.config import ACC_BITS, HwConfig, _show
 from cimisa.errors import KitError
+from cimisa.rules import MAX_REQUANT_SHIFT
 
 __all__ = [
     "Opcode", "ErrorCode", "RunState", "FIELDS", "PAYLOAD", "Command", "Isa", "EncodeError", "DecodeError",
@@ -94,7 +95,7 @@ FIELD_KINDS: dict[str, tuple[str, callable]] = {
     "flag": ("0 or 1", lambda c: 1),
     "adc_bits": ("ADC resolution for this MVM, 1..adc_bits", lambda c: bits_for(c.adc_bits)),
     "adc_shift": ("ADC step is 2**adc_shift", lambda c: bits_for(c.lossless_adc_bits)),
-    "rq_shift": ("right shift with rounding, 0..31", lambda c: bits_for(ACC_BITS - 1)),
+    "rq_shift": (f"right shift with rounding, 0..{MAX_REQUANT_SHIFT}", lambda c: bits_for(MAX_REQUANT_SHIFT)),
 }
 
 #: Header fields of each opcode, in bit order after the opcode: (name, kind).

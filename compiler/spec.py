@@ -9,14 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cimisa.errors import ModelError
+from compiler.families import FAMILIES, RUN_FAMILIES  # the family table is the one source
 
 __all__ = ["MatmulSpec", "ModelSpec", "ROLES", "FAMILIES", "RUN_FAMILIES"]
 
 ROLES = ("q", "k", "v", "o", "qkv", "ffn_up", "ffn_down", "ffn_gate", "cross_q", "cross_k", "cross_v", "cross_o",
          "embed", "lm_head")
-FAMILIES = ("bert", "gpt2", "bart", "opt", "llama")
-#: The families ``mapper run`` executes end to end (mean-pooled encoder embeddings, or next-token decoding).
-RUN_FAMILIES = ("bert", "gpt2")
 
 
 @dataclass(frozen=True)
