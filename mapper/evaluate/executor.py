@@ -50,8 +50,8 @@ from cimisa.rules import adc_shift_for
 from compiler import quant
 from compiler.kinds import AdcRule, choices
 
-__all__ = ["act_scale", "quantize_act", "stage1_int", "choose_requant_shift", "adc_shift_for", "adc_plan",
-           "CimExecutor", "CimLinear", "QuantRefLinear", "int_monarch_product", "MatmulQuantInfo"]
+__all__ = ["act_scale", "quantize_act", "choose_requant_shift", "adc_shift_for", "adc_plan",
+           "CimExecutor", "CimLinear", "QuantRefLinear", "MatmulQuantInfo"]
 
 
 def act_scale(absmax: float, input_bits: int) -> float:
@@ -74,19 +74,6 @@ def _as_np(a) -> np.ndarray:
     if isinstance(a, torch.Tensor):
         return a.detach().cpu().numpy()
     return np.asarray(a)
-
-
-def stage1_int(R_int, x_q: np.ndarray) -> np.ndarray:
-    """Return the exact stage-1 (R) integer product ``(B, k*q)`` of inputs ``x_q`` ``(B, in)``:
-    :func:`compiler.quant.stage1_int` with tokens as rows."""
-    return quant.stage1_int(_as_np(R_int), np.asarray(x_q, dtype=np.int64).T).T
-
-
-def int_monarch_product(R_int, L_int, x_q: np.ndarray, shift: int, input_bits: int) -> np.ndarray:
-    """Return the exact integer Monarch product the CIM program computes, ``(B, l*s)`` (untruncated), for inputs
-    ``x_q`` ``(B, in)``: :func:`compiler.quant.monarch_int_product` with tokens as rows."""
-    return quant.monarch_int_product(_as_np(R_int), _as_np(L_int), np.asarray(x_q, dtype=np.int64).T, shift,
-                                     input_bits).T
 
 
 def choose_requant_shift(R_int, x_q: np.ndarray, input_bits: int, percentile: float = 100.0) -> int:
