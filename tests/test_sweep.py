@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import tomllib
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -218,13 +217,17 @@ def test_shipped_grids():
     assert big.size >= 200 and big.fixed["model"] == "bert-large" and big.fixed["weights"] is False
     rep = G.load_grid(G.grid_path("reproduce"))
     assert rep.size == 60 and len({p.id for p in G.points(rep)}) == 60
+    moved = rep.derive(fixed={"model": "bert-large", "nblocks": 16}, axes={"strategy": ["auto"]})
+    assert moved.size == 5 and moved.fixed["nblocks"] == 16 and moved.hash != rep.hash
+    with pytest.raises(G.ConfigError, match="strategy must be one of"):
+        rep.derive(axes={"strategy": ["diagonal"]})
 
 
 def test_reproduce_grid_rows_equal_reproduce_figures(tmp_path):
     from mapper.cli_reproduce import reproduce
     models = ("tiny-bert", "tiny-gpt2")
-    grid = G.load_grid(G.grid_path("reproduce"))
-    grid = replace(grid, axes=tuple(replace(a, values=models) if a.name == "model" else a for a in grid.axes))
+    grid = G.load_grid(G.grid_path("reproduce")).derive(axes={"model": list(models)})
+    assert grid.size == 40 and grid.fixed["hw"] == "paper-256"
     rows = run_sweep(grid, tmp_path / "s", workers=0)["rows"]
     assert all(r["error"] is None for r in rows)
     data = reproduce("paper-256", None, models)

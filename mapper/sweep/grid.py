@@ -145,6 +145,24 @@ class Grid:
             vals = [OPTIONS[key][0]]
         return vals
 
+    def derive(self, *, axes: dict | None = None, fixed: dict | None = None) -> Grid:
+        """Return this grid with some axes' values and fixed settings replaced (or added), validated again.
+
+        ``grid.derive(axes={"model": ["bert-large"]}, fixed={"hw": "my.toml"})`` is how ``mapper reproduce``
+        applies ``--models`` and ``--hw`` to the shipped ``reproduce`` grid.
+        """
+        data_axes = {a.name: [dict(v) for v in a.values] if a.compound else list(a.values) for a in self.axes}
+        data_fixed = dict(self.fixed)
+        for k, v in (fixed or {}).items():
+            data_axes.pop(k, None)
+            data_fixed[k] = v
+        for k, v in (axes or {}).items():
+            data_fixed.pop(k, None)
+            data_axes[k] = v
+        data = {"sweep": {"name": self.name, "description": self.description}, "fixed": data_fixed,
+                "axes": data_axes}
+        return parse_grid(data, origin=self.source, default_name=self.name)
+
     @property
     def hash(self) -> str:
         """SHA-256 of the grid's content (name, fixed settings, axes; not comments or layout)."""
@@ -351,6 +369,8 @@ def points(grid: Grid, model_keys: dict[str, Any] | None = None) -> list[Point]:
             inputs.setdefault(COLUMN.get(k, k), settings.get(k, d))
         model = settings["model"]
         mkey = keys.get(model, model)
+        if os.path.isdir(model):              # a folder: the same one for a worker in another folder
+            model = os.path.abspath(model)
         try:
             cfg, opts = resolve(settings, hw_cache)
         except ConfigError as exc:
