@@ -54,10 +54,12 @@ def evaluate_point(point) -> dict[str, Any]:
     Shape-only: no per-build budget sweep (the sweep is the design space); with weights the stream is compiled
     and checked, giving the accuracy figures ``stream.*``.
     """
+    from compiler.kinds import AdcMode, Strategy  # noqa: PLC0415
     from mapper.pipeline import BuildOptions, build  # noqa: PLC0415
     o = point.options
-    opts = BuildOptions(nblocks=o["nblocks"], strategy=o["strategy"], arrays=o["arrays"], weights=o["weights"],
-                        adc_mode=o["adc_mode"], colocate=o["colocate"], with_pareto=False)
+    opts = BuildOptions(nblocks=o["nblocks"], strategy=Strategy(o["strategy"]), arrays=o["arrays"],
+                        weights=o["weights"], adc_mode=AdcMode(o["adc_mode"]), colocate=o["colocate"],
+                        with_pareto=False)
     return figures(build(point.model, point.hw, opts).report())
 
 
