@@ -5,8 +5,9 @@ Run: ``python bench/bench_sweep.py [--grid bert-large-200] [--workers 0,1,2] [--
 Each setting is the real command (``python -m mapper sweep --grid G --workers N --threads 1 --no-plots``) in a
 fresh interpreter writing a fresh folder, so every run pays the same imports (torch, transformers) and, with
 Dask, the cluster's start and the workers' imports; ``0`` is serial in-process. The rows of every run must
-equal the serial run's (exit status 1 otherwise). Prints the wall times and the speed-up of 2 workers over 1
-(target: at least 1.6 on an idle 2-core machine).
+equal the serial run's (exit status 1 otherwise). Prints the wall times, the speed-up of 2 workers over 1
+(target: at least 1.6 on an idle 2-core machine) and the machine's parallel capacity before and after (how much more
+pure-Python work 2 processes do than 1: 2.0 when idle; on a shared machine the speed-up cannot exceed it).
 """
 
 from __future__ import annotations
@@ -37,6 +38,25 @@ def run(grid: str, workers: int, folder: Path) -> float:
     return dt
 
 
+def _burn(seconds: float) -> int:
+    """Pure-Python work for ``seconds`` of wall time; return the loop count."""
+    t0, n = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        n += 1
+    return n
+
+
+def capacity(seconds: float = 4.0) -> float:
+    """How much more work 2 CPU-bound processes do than 1 right now (2.0 on an idle 2-core machine)."""
+    import multiprocessing  # noqa: PLC0415
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        one = sum(pool.map(_burn, [seconds]))
+    with ctx.Pool(2) as pool:
+        two = sum(pool.map(_burn, [seconds, seconds]))
+    return two / one
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--grid", default="bert-large-200", help="shipped grid name or .toml file")
@@ -49,6 +69,8 @@ def main() -> int:
     size = load_grid(grid_path(grid)).size
     settings = [int(w) for w in args.workers.split(",")]
     print(f"sweep bench: grid {args.grid} ({size} points), workers {settings}, {os.cpu_count()} cores", flush=True)
+    before = capacity()
+    print(f"parallel capacity before: {before:.2f} (2 CPU-bound processes vs 1; 2.00 when idle)", flush=True)
     times, tables = {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         for w in settings:
@@ -63,11 +85,15 @@ def main() -> int:
         print(f"{'serial' if w == 0 else f'{w} worker(s)':>12}: {times[w]:7.1f} s  "
               f"{size / times[w]:6.2f} points/s")
     speedup = times[1] / times[2] if 1 in times and 2 in times else None
+    cap = (before, capacity())
     if speedup is not None:
         print(f"2 workers vs 1: {speedup:.2f}x (target >= 1.6 on an idle machine)")
+    print(f"parallel capacity before / after: {cap[0]:.2f} / {cap[1]:.2f} (2 CPU-bound processes do that many "
+          "times the work of 1; 2.00 when idle; the speed-up cannot exceed it)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"grid": args.grid, "points": size, "seconds": times,
                                           "speedup_2_vs_1": speedup, "rows_equal": equal,
+                                          "parallel_capacity": cap,
                                           "load_average": os.getloadavg()}, indent=1) + "\n")
     return 0 if equal else 1
 
