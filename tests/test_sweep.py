@@ -212,7 +212,8 @@ def test_pareto_front():
 # ---- the shipped grids -------------------------------------------------------------------------------------------
 
 def test_shipped_grids():
-    assert {"reproduce", "bert-large-200"} <= set(G.shipped_grids())
+    assert {"tiny", "reproduce", "bert-large-200"} <= set(G.shipped_grids())
+    assert G.load_grid(G.grid_path("tiny")).size == 16
     big = G.load_grid(G.grid_path("bert-large-200"))
     assert big.size >= 200 and big.fixed["model"] == "bert-large" and big.fixed["weights"] is False
     rep = G.load_grid(G.grid_path("reproduce"))
