@@ -5,7 +5,8 @@ Run: ``python bench/bench_threads.py [--minilm-sentences 32] [--steps 4] [--repe
 Each (model, setting) runs in a fresh interpreter (torch fixes its thread pools at the first parallel work), set
 up exactly as a command sets it up (:func:`cimisa.threads.set_threads`): ``1`` and ``2`` pass ``--threads``,
 ``default`` passes nothing; ``torch`` (for the record, not in the ratio) sets nothing at all, as the
-kit did before (torch's own thread count, spinning OpenMP workers). The timed part is the library call behind ``mapper d2s --calibrate``
+kit did before (torch's own thread count, spinning OpenMP workers). The timed part is the library call behind
+``mapper d2s --calibrate``
 (:func:`mapper.d2s.calibrate.calibrate`, layer-wise fit plus a few distillation steps); model loading and the
 projection are not timed. Prints one row per run and, per model, the ratio default / best (target: at most 1.2).
 """

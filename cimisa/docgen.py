@@ -125,7 +125,6 @@ def render() -> str:
     w("")
     w("| code | name | meaning |")
     w("|---|---|---|")
-    members = {m.name: m for m in ErrorCode}
     src = inspect.getsource(ErrorCode)
     for m in ErrorCode:
         meaning = ""

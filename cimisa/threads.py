@@ -2,8 +2,9 @@
 
 torch and the BLAS behind numpy start one worker thread per core by default, and torch's OpenMP workers spin
 while they wait. On a machine whose cores are shared with other work, a worker that lost its core stalls the
-others: calibration ran 3-15x slower and a 1024x1024 projection 60x slower than with one thread (figures in ``docs/conventions.md``, section "Threads"). Every front
-end therefore applies one setting, in one place, :func:`set_threads`:
+others: calibration ran 3-15x slower and a 1024x1024 projection 60x slower than with one thread (figures in
+``docs/conventions.md``, section "Threads"). Every front end therefore applies one setting, in one place,
+:func:`set_threads`:
 
 - the environment variables ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` (and friends),
   which libraries read when they load; :func:`early` sets them from the command line before the heavy imports;

@@ -132,7 +132,7 @@ class CommandDecoder(wiring.Component):
         return write_ok, load_ok
 
     def elaborate(self, platform):
-        cfg, isa = self._cfg, self._isa
+        isa = self._isa
         m = Module()
         word = self.cmd.payload.word
         last = self.cmd.payload.last

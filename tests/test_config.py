@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import re
 
@@ -79,7 +80,7 @@ def test_arch_hash_ignores_name_and_cost():
 
 
 def test_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         BUILTIN["paper-256"].rows = 3
     assert isinstance(BUILTIN["paper-256"].cost, CostParams)
     assert "HwConfig(name='paper-256'" in repr(BUILTIN["paper-256"])
