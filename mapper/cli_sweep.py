@@ -73,7 +73,7 @@ def _check_inputs(grid) -> tuple[list[str], list[str]]:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console  # noqa: PLC0415
 
-    from mapper.sweep.grid import grid_path, load_grid  # noqa: PLC0415
+    from mapper.sweep.grid import COLUMN, grid_path, load_grid  # noqa: PLC0415
     from mapper.sweep.results import summary_table  # noqa: PLC0415
     from mapper.sweep.runner import run_sweep  # noqa: PLC0415
     path = grid_path(args.grid)
@@ -87,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_plots:
         from mapper.sweep.plots import pareto_plot  # noqa: PLC0415
         with progress.stage("sweep: plots"):
-            pareto_plot(rows, res["folder"] / "pareto.png", grid.name)
-    axes = [a.name for a in grid.axes]
+            if pareto_plot(rows, res["folder"] / "pareto.png", grid.name) is None:
+                (res["folder"] / "pareto.png").unlink(missing_ok=True)      # no point succeeded: no stale plot
+    axes = [COLUMN.get(a.name, a.name) for a in grid.axes]
     console = Console(width=max(120, Console().width))
     if len(rows) > res["failed"]:
         console.print(summary_table(rows, axes, f"sweep {grid.name}: latency-energy Pareto front"))

@@ -51,7 +51,7 @@ def dask_client(workers: int, scheduler: str | None = None, *, say: Callable[[st
     # this setting to the worker processes it starts).
     with dask.config.set({"distributed.worker.profile.enabled": False}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0" if has_bokeh else None, silence_logs=logging.ERROR)
+                               dashboard_address=":0", silence_logs=logging.ERROR)   # any free port
     with cluster, Client(cluster) as client:
         say(f"dask: local cluster of {workers} worker process{'es' * (workers != 1)}; "
             + (f"dashboard {client.dashboard_link}" if has_bokeh

@@ -42,7 +42,7 @@ from cimisa.config import BUILTIN, MAX_CONFIG_BYTES, CostParams, HwConfig, _show
 from cimisa.errors import ConfigError
 from compiler.kinds import AdcMode, Strategy, choices
 
-__all__ = ["OPTIONS", "COST_PRESETS", "MAX_POINTS", "SCHEMA", "Axis", "Grid", "Point", "config_keys",
+__all__ = ["OPTIONS", "COLUMN", "COST_PRESETS", "MAX_POINTS", "SCHEMA", "Axis", "Grid", "Point", "config_keys",
            "grid_path", "shipped_grids", "load_grid", "points", "resolve", "point_id", "kit_version"]
 
 #: Cost-model presets of the ``cost`` option (:meth:`cimisa.config.CostParams.preset`).
