@@ -46,6 +46,8 @@ def pareto_plot(rows: list[dict], path: Path, grid_name: str):
             vals = [r[key] for r in pts]
             if min(vals) > 0 and max(vals) / min(vals) > 20:
                 S.log_axis(ax, w)
+                if w == "x":                  # 1-2-5 labels of several decades: tilted so they do not touch
+                    ax.tick_params(axis="x", labelrotation=35)
         ax.set_xlabel(OBJECTIVES.get(x, x))
         ax.set_ylabel(OBJECTIVES.get(y, y))
         ax.grid(alpha=0.3)
