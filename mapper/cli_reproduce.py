@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from cimisa import progress
-from compiler.kinds import AdcMode, Strategy
+from compiler.kinds import Strategy
 from mapper.cli_args import add_nblocks_option, add_out_options, check_out, default_out, path_text
 
 __all__ = ["register", "run", "reproduce", "PAPER_MODELS", "ADC_SWEEP", "PAPER_FIGURES"]
@@ -60,69 +60,85 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MODELS, progress=None) -> dict:
-    """Compute every table of the comparison; return ``{"strategies", "adc_sweep", "pareto"}`` rows.
+def _strategy_row(r: dict, preset: str) -> dict:
+    """One row of ``strategies.csv`` from a sweep row (its ``baseline.*`` columns are linear on the same point)."""
+    hist = [part.split(":")[0] for part in str(r["adc_bits_histogram"]).split()]
+    return {
+        "model": r["model"], "cost_preset": preset, "strategy": r["strategy"], "arrays": r["arrays"],
+        "lower_bound": r["lower_bound_arrays"],
+        "monarch_lower_bound": -(-r["params_monarch"] // (r["config.rows"] * r["config.cols"])),
+        "utilization": round(r["utilization"], 4),
+        "array_reduction_vs_linear": round(1 - r["arrays"] / r["baseline.arrays"], 4),
+        "latency_ns": round(r["latency_ns"], 1), "energy_nj": round(r["energy_nj"], 2),
+        "matmul_latency_ns": round(r["matmul_latency_ns"], 1), "matmul_energy_nj": round(r["matmul_energy_nj"], 2),
+        "speedup_vs_linear": round(r["baseline.latency_ns"] / r["latency_ns"], 3),
+        "matmul_speedup_vs_linear": round(r["baseline.matmul_latency_ns"] / r["matmul_latency_ns"], 3),
+        "energy_gain_vs_linear": round(r["baseline.energy_nj"] / r["energy_nj"], 3),
+        "matmul_energy_gain_vs_linear": round(r["baseline.matmul_energy_nj"] / r["matmul_energy_nj"], 3),
+        "prefill_latency_ns": round(r["prefill_latency_ns"], 1),
+        "adc_bits": "/".join(hist),
+    }
 
-    ``nblocks`` None: each model's default (:func:`compiler.place.default_nblocks`, 32 for the paper's models).
+
+def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MODELS, progress=None,
+              sweep_dir=None, workers: int = 0) -> dict:
+    """Compute every table of the comparison; return ``{"strategies", "adc_sweep", "pareto", "sweep"}``.
+
+    The points are the shipped sweep grid ``reproduce`` (:mod:`mapper.sweep`, ``mapper/sweep/grids/reproduce.toml``)
+    with ``models``, ``hw`` and ``nblocks`` applied, run into ``sweep_dir`` (a temporary folder when None) on
+    ``workers`` Dask workers (0: in this process). ``nblocks`` None: each model's default
+    (:func:`compiler.geometry.default_nblocks`, 32 for the paper's models). Auto's array-budget front depends on
+    each model's minimum, so it is not a grid axis: :func:`mapper.pipeline.pareto` computes it per model.
     """
-    from cimisa.config import CostParams
-    from compiler.cost import ModelDims, estimate
-    from compiler.place import default_nblocks, geometry, place
-    from compiler.schedule import schedule
+    import tempfile
+
+    from compiler.cost import ModelDims
+    from compiler.geometry import default_nblocks, geometry
+    from compiler.place import place
     from mapper.models import load_model_spec
     from mapper.pipeline import check_nblocks, pareto, resolve_hw
+    from mapper.sweep.grid import grid_path, load_grid
+    from mapper.sweep.runner import run_sweep
     step = progress or (lambda msg: None)
     base_hw = resolve_hw(hw)
     specs = {model: load_model_spec(model) for model in models}     # every model checked before any work
     nbs = {model: nblocks if nblocks is not None else default_nblocks(spec) for model, spec in specs.items()}
     for model, spec in specs.items():
         check_nblocks(spec, nbs[model])
+    fixed = {"hw": hw if isinstance(hw, str) else base_hw.name}
+    if nblocks is not None:
+        fixed["nblocks"] = nblocks
+    grid = load_grid(grid_path("reproduce")).derive(axes={"model": list(models)}, fixed=fixed)
+    step(f"sweep: {grid.size} points")
+    with tempfile.TemporaryDirectory(prefix="cim-reproduce-") as tmp:
+        result = run_sweep(grid, sweep_dir if sweep_dir is not None else f"{tmp}/sweep", workers=workers)
+    rows = result["rows"]
+    failed = [r for r in rows if r["error"] is not None]
+    if failed:
+        from cimisa.errors import KitError
+        raise KitError(f"reproduce: {len(failed)} point(s) failed, first: {failed[0]['error']}")
+    order = {st: i for i, st in enumerate(STRATS)}
+
+    def pick(model, preset, adcs):
+        sel = [r for r in rows if r["model"] == model and r["cost"] == preset and r["adcs"] == adcs]
+        return sorted(sel, key=lambda r: order[r["strategy"]])
+
     strat_rows, sweep_rows, pareto_rows = [], [], []
     for model, spec in specs.items():
-        geoms = geometry(spec, nbs[model])
-        dims = ModelDims.of(spec)
-        scheds = {}
-        for st in STRATS:
-            step(f"{model}: {st}")
-            pl = place(geoms, base_hw, st, validate=(st != Strategy.LINEAR))
-            scheds[st] = schedule(pl, base_hw, AdcMode.PAPER)
         for preset in ("kit", "paper"):
-            cfg = base_hw.replace(cost=CostParams.preset(preset))
-            costs = {st: estimate(scheds[st], cfg, dims) for st in STRATS}
-            lin = costs[Strategy.LINEAR]
-            for st in STRATS:
-                pl, c = scheds[st].placement, costs[st]
-                strat_rows.append({
-                    "model": model, "cost_preset": preset, "strategy": st, "arrays": pl.n_arrays,
-                    "lower_bound": pl.lower_bound,
-                    "monarch_lower_bound": -(-pl.monarch_cells // pl.cells_per_array),
-                    "utilization": round(pl.utilization, 4),
-                    "array_reduction_vs_linear": round(1 - pl.n_arrays / scheds[Strategy.LINEAR].placement.n_arrays, 4),
-                    "latency_ns": round(c.decode_latency_ns, 1), "energy_nj": round(c.decode_energy_nj, 2),
-                    "matmul_latency_ns": round(c.matmul_latency_ns, 1),
-                    "matmul_energy_nj": round(c.matmul_energy_nj, 2),
-                    "speedup_vs_linear": round(lin.decode_latency_ns / c.decode_latency_ns, 3),
-                    "matmul_speedup_vs_linear": round(lin.matmul_latency_ns / c.matmul_latency_ns, 3),
-                    "energy_gain_vs_linear": round(lin.decode_energy_nj / c.decode_energy_nj, 3),
-                    "matmul_energy_gain_vs_linear": round(lin.matmul_energy_nj / c.matmul_energy_nj, 3),
-                    "prefill_latency_ns": round(c.prefill_latency_ns, 1),
-                    "adc_bits": "/".join(str(b) for b in c.adc_bits_histogram),
-                })
-            if preset == "kit":
-                for adcs in ADC_SWEEP:
-                    step(f"{model}: {adcs} ADCs")
-                    cfg_a = cfg.replace(adcs_per_array=adcs)
-                    for st in STRATS:
-                        c = estimate(scheds[st], cfg_a, dims)
-                        sweep_rows.append({"model": model, "adcs_per_array": adcs, "strategy": st,
-                                           "latency_ns": round(c.decode_latency_ns, 1),
-                                           "matmul_latency_ns": round(c.matmul_latency_ns, 1),
-                                           "energy_nj": round(c.decode_energy_nj, 2)})
+            strat_rows += [_strategy_row(r, preset) for r in pick(model, preset, 8)]
+        for adcs in ADC_SWEEP:
+            for r in pick(model, "kit", adcs):
+                sweep_rows.append({"model": model, "adcs_per_array": adcs, "strategy": r["strategy"],
+                                   "latency_ns": round(r["latency_ns"], 1),
+                                   "matmul_latency_ns": round(r["matmul_latency_ns"], 1),
+                                   "energy_nj": round(r["energy_nj"], 2)})
         step(f"{model}: pareto")
-        extra = tuple(scheds[st].placement.n_arrays for st in (Strategy.SPARSE, Strategy.DENSE))
-        for p in pareto(geoms, base_hw, dims, extra=extra):
+        geoms = geometry(spec, nbs[model])
+        extra = tuple(place(geoms, base_hw, st).n_arrays for st in (Strategy.SPARSE, Strategy.DENSE))
+        for p in pareto(geoms, base_hw, ModelDims.of(spec), extra=extra):
             pareto_rows.append({"model": model, **p})
-    return {"strategies": strat_rows, "adc_sweep": sweep_rows, "pareto": pareto_rows}
+    return {"strategies": strat_rows, "adc_sweep": sweep_rows, "pareto": pareto_rows, "sweep": rows}
 
 
 def _plots(data: dict, out: Path, hw: str | None = None) -> dict:
@@ -275,9 +291,9 @@ def run(args: argparse.Namespace) -> int:
                 current[0] = model
                 step(model)
 
-        data = reproduce(args.hw, args.nblocks, models, progress=on_step)
-    with progress.stage("reproduce: CSV, plots"):
         with atomic_dir(args.out, force=args.force) as tmp:
+            data = reproduce(args.hw, args.nblocks, models, progress=on_step, sweep_dir=tmp / "sweep")
+            step("CSV, plots")
             for key in ("strategies", "adc_sweep", "pareto"):
                 (tmp / f"{key}.csv").write_text(_csv(data[key]))
             (tmp / "summary.md").write_text(summary_markdown(data))

@@ -224,34 +224,54 @@ def test_shipped_grids():
         rep.derive(axes={"strategy": ["diagonal"]})
 
 
-def test_reproduce_grid_rows_equal_reproduce_figures(tmp_path):
-    from mapper.cli_reproduce import reproduce
+def test_reproduce_runs_its_grid_and_equals_direct_figures(tmp_path):
+    """``mapper reproduce`` runs the shipped ``reproduce`` grid; its tables equal figures computed directly from
+    placement, schedule and cost (the independent oracle: no build, no sweep)."""
+    from cimisa.config import CostParams, load_hw
+    from compiler.cost import ModelDims, estimate
+    from compiler.geometry import default_nblocks, geometry
+    from compiler.kinds import AdcMode, Strategy
+    from compiler.place import place
+    from compiler.schedule import schedule
+    from mapper.cli_reproduce import ADC_SWEEP, reproduce
+    from mapper.models import load_model_spec
     models = ("tiny-bert", "tiny-gpt2")
-    grid = G.load_grid(G.grid_path("reproduce")).derive(axes={"model": list(models)})
-    assert grid.size == 40 and grid.fixed["hw"] == "paper-256"
-    rows = run_sweep(grid, tmp_path / "s", workers=0)["rows"]
-    assert all(r["error"] is None for r in rows)
-    data = reproduce("paper-256", None, models)
-    for want in data["strategies"]:
-        got = [r for r in rows if r["model"] == want["model"] and r["strategy"] == want["strategy"]
-               and r["cost"] == want["cost_preset"] and r["adcs"] == 8]
-        assert len(got) == 1
-        g = got[0]
-        assert g["arrays"] == want["arrays"] and g["lower_bound_arrays"] == want["lower_bound"]
-        assert g["utilization"] == pytest.approx(want["utilization"], abs=0.000051)
-        assert g["latency_ns"] == pytest.approx(want["latency_ns"], abs=0.051)
-        assert g["energy_nj"] == pytest.approx(want["energy_nj"], abs=0.0051)
-        assert g["matmul_latency_ns"] == pytest.approx(want["matmul_latency_ns"], abs=0.051)
-        assert g["speedup_vs_linear"] == pytest.approx(want["speedup_vs_linear"], abs=0.00051)
-        assert g["energy_gain_vs_linear"] == pytest.approx(want["energy_gain_vs_linear"], abs=0.00051)
-        assert g["adc_bits_histogram"].replace(" ", "/").count(":") == len(want["adc_bits"].split("/"))
-    for want in data["adc_sweep"]:
-        got = [r for r in rows if r["model"] == want["model"] and r["strategy"] == want["strategy"]
-               and r["cost"] == "kit" and r["adcs"] == want["adcs_per_array"]]
-        assert len(got) == 1
-        assert got[0]["latency_ns"] == pytest.approx(want["latency_ns"], abs=0.051)
-        assert got[0]["matmul_latency_ns"] == pytest.approx(want["matmul_latency_ns"], abs=0.051)
-        assert got[0]["energy_nj"] == pytest.approx(want["energy_nj"], abs=0.0051)
+    data = reproduce("paper-256", None, models, sweep_dir=tmp_path / "s")
+    assert len(data["sweep"]) == G.load_grid(G.grid_path("reproduce")).derive(axes={"model": list(models)}).size
+    assert (tmp_path / "s" / "results.parquet").is_file()
+    hw = load_hw("paper-256")
+    for model in models:
+        spec = load_model_spec(model)
+        geoms = geometry(spec, default_nblocks(spec))
+        dims = ModelDims.of(spec)
+        scheds = {st: schedule(place(geoms, hw, st), hw, AdcMode.PAPER) for st in Strategy}
+        for preset in ("kit", "paper"):
+            cfg = hw.replace(cost=CostParams.preset(preset))
+            costs = {st: estimate(scheds[st], cfg, dims) for st in Strategy}
+            for st in Strategy:
+                want_pl, want = scheds[st].placement, costs[st]
+                got = [r for r in data["strategies"] if r["model"] == model and r["cost_preset"] == preset
+                       and r["strategy"] == st]
+                assert len(got) == 1
+                g = got[0]
+                assert (g["arrays"], g["lower_bound"]) == (want_pl.n_arrays, want_pl.lower_bound)
+                assert g["monarch_lower_bound"] == -(-want_pl.monarch_cells // want_pl.cells_per_array)
+                assert g["utilization"] == pytest.approx(want_pl.utilization, abs=0.000051)
+                assert g["latency_ns"] == pytest.approx(want.decode_latency_ns, abs=0.051)
+                assert g["energy_nj"] == pytest.approx(want.decode_energy_nj, abs=0.011)
+                lin = costs[Strategy.LINEAR]
+                assert g["speedup_vs_linear"] == pytest.approx(lin.decode_latency_ns / want.decode_latency_ns,
+                                                               abs=0.00051)
+                assert g["adc_bits"] == "/".join(str(b) for b in want.adc_bits_histogram)
+        for adcs in ADC_SWEEP:
+            cfg = hw.replace(cost=CostParams.preset("kit"), adcs_per_array=adcs)
+            for st in Strategy:
+                want = estimate(scheds[st], cfg, dims)
+                got = [r for r in data["adc_sweep"] if r["model"] == model and r["strategy"] == st
+                       and r["adcs_per_array"] == adcs]
+                assert len(got) == 1
+                assert got[0]["matmul_latency_ns"] == pytest.approx(want.matmul_latency_ns, abs=0.051)
+                assert got[0]["energy_nj"] == pytest.approx(want.decode_energy_nj, abs=0.011)
 
 
 def test_accuracy_front_and_plot_with_weights(tmp_path):
