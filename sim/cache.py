@@ -146,7 +146,8 @@ def remove_build(folder: Path, d: Path, *, unfinished: bool = False) -> bool:
         trash = folder / f".trash-{d.name}-{os.getpid()}"
         try:
             os.rename(d, trash)                       # at once: nobody sees a half-removed build
-        except FileNotFoundError:
+        except FileNotFoundError:                     # another pruner removed it after we listed it: the lock
+            lock_file.unlink(missing_ok=True)         # file is the one we just created; do not leave it behind
             return False
         (folder / f"{d.name}.build.log").unlink(missing_ok=True)
         lock_file.unlink(missing_ok=True)             # while held: waiters retake the lock on a new file

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: (module, sub-command, computes)
 COMMANDS = [
     ("mapper.cli", "build", True), ("mapper.cli", "d2s", True), ("mapper.cli", "reproduce", True),
-    ("mapper.cli", "run", True), ("mapper.cli", "sweep", True), ("sim.__main__", "run", True), ("sim.__main__", "check", True),
+    ("mapper.cli", "run", True), ("mapper.cli", "sweep", True), ("sim.__main__", "run", True),
+    ("sim.__main__", "check", True),
     ("sw_model.__main__", "run", True), ("hw.__main__", "export", False), ("hw.__main__", "lint", False),
     ("hw.__main__", "synth", False), ("hw.__main__", "diagram", False), ("cimisa.__main__", "check-config", False),
 ]
