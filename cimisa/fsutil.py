@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from cimisa.errors import OutputError
+from cimisa.errors import KitError, OutputError
 
 __all__ = ["MARKER", "atomic_write_bytes", "atomic_write_text", "atomic_dir", "check_out_dir",
-           "check_out_file"]
+           "check_out_file", "read_json_object"]
 
 #: Name of the file that marks a folder as written by the kit (so that re-running a command may replace it).
 MARKER = ".cim-kit-output"
@@ -193,3 +194,28 @@ def atomic_dir(path: str | os.PathLike, *, force: bool = False) -> Iterator[Path
         if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
             raise OutputError(f"cannot write {path}: {os.strerror(exc.errno or errno.EIO)}") from None
         raise
+
+
+def read_json_object(path: str | os.PathLike, error: type[KitError], *, missing: str | None = None,
+                     encoding: str = "utf-8") -> dict:
+    """Return the JSON object stored in the user's file ``path``; every way it can be unreadable is one ``error``
+    naming the file: cannot be read (``missing`` replaces the message when it does not exist), not text in
+    ``encoding``, not valid JSON (with line and column), nested too deeply, or not an object."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise error(missing or f"cannot read {path}: no such file") from None
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw.decode(encoding))
+    except UnicodeDecodeError as exc:
+        raise error(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise error(f"{path} is not valid JSON (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} must hold a JSON object, not {type(data).__name__}")
+    return data

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cimisa.errors import ModelError, ShapeError
-from cimisa.fsutil import atomic_dir
+from cimisa.fsutil import atomic_dir, read_json_object
 from compiler.families import FAMILIES, FAMILY
 from compiler.geometry import monarch_shape
 from compiler.spec import ROLES, MatmulSpec, ModelSpec
@@ -99,22 +99,8 @@ def read_monarch_json(folder: str | os.PathLike) -> dict:
     ``nblocks``, no matmuls).
     """
     path = Path(folder) / "monarch.json"
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"{folder} is not a d2s output folder (no monarch.json)") from None
-    except OSError as exc:
-        raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        meta = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ModelError(f"corrupt {path}: not UTF-8 text (byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"corrupt {path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
-                         ) from None
-    except RecursionError:
-        raise ModelError(f"corrupt {path}: nested too deeply") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    meta = read_json_object(path, ModelError, missing=f"{folder} is not a d2s output folder (no monarch.json)")
+    if meta.get("format") != FORMAT:
         raise ModelError(f"{path} is not a {FORMAT} file (no \"format\": \"{FORMAT}\")")
     if meta.get("format_version") != FORMAT_VERSION or isinstance(meta.get("format_version"), bool):
         raise ModelError(f"{path} has format version {_show(meta.get('format_version'))}; this kit reads "

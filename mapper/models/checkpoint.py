@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from cimisa.errors import ModelError
+from cimisa.fsutil import read_json_object
 from compiler.families import MODEL_TYPES, Family
 from mapper.models.hf import quiet_transformers, short
 
@@ -29,21 +30,7 @@ _BLOCK_KEY = re.compile(r"(?:^|\.)(encoder\.|decoder\.)?(?:layer|layers|h)\.(\d+
 def read_config_json(folder: Path) -> dict:
     """Return ``config.json`` of a checkpoint folder, checked without transformers (quick, precise messages)."""
     path = folder / "config.json"
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise ModelError(f"{path} is not UTF-8 text (byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
-                         ) from None
-    except RecursionError:
-        raise ModelError(f"{path} is not valid JSON (nested too deeply)") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    data = read_json_object(path, ModelError, encoding="utf-8-sig")
     model_type = data.get("model_type")
     if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
         what = "has no model_type" if model_type is None else f"has the unsupported model_type {model_type!r}"
