@@ -20,7 +20,7 @@ from cimisa.config import HwConfig
 from cimisa.isa import ErrorCode, RunState
 from hw.tile import CimTile
 
-__all__ = ["TileRun", "TileSim", "run_tile", "check_words", "compare"]
+__all__ = ["TileRun", "TileSim", "run_tile", "check_words"]
 
 
 @dataclass
@@ -142,9 +142,3 @@ def check_words(cfg: HwConfig, words: Sequence[int], *, sim: TileSim | None = No
     ref = sw_model.run(cfg, words, raise_on_error=False)
     got = (sim if sim is not None else TileSim(cfg)).run(words, **run_kw)
     return check_runs(ref, got, expected_cycles=expected_cycles, name=name)
-
-
-def compare(expected, got: TileRun) -> list[str]:
-    """Return the mismatches between a :class:`sw_model.RunResult` and a :class:`TileRun` as text (empty if equal):
-    the lines of :func:`cimisa.check.check_runs`' verdict."""
-    return check_runs(expected, got).lines()
