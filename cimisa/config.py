@@ -5,14 +5,17 @@ cost model (:mod:`compiler.cost`) all derive from a :class:`HwConfig`. Configura
 (:data:`BUILTIN`) or from TOML/JSON files, and are validated when created: every violation is listed in one
 :class:`~cimisa.errors.ConfigError`.
 
-A file holds the same keys as the dataclass; ``cost`` is a table of :class:`CostParams` keys, and ``base``
-names a built-in configuration to start from, so a file only needs what differs::
+A file holds the same keys as the dataclass; ``cost``, ``chip`` and ``tech`` are tables of :class:`CostParams`,
+:class:`~cimisa.chip.ChipParams` and :class:`~cimisa.tech.TechParams` keys, and ``base`` names a built-in
+configuration to start from (a partial table merges over the base's values), so a file only needs what differs::
 
     base = "paper-256"
     name = "paper-256-a16"
     adcs_per_array = 16
     [cost]
     adc_fom_fj_per_step = 50.0
+    [chip]
+    arrays_per_tile = 16
 
 Every setting is checked for its type and range *before* anything is derived from it (:data:`LIMITS`,
 :data:`COST_LIMITS`): integers must be integers (not ``32.0``, ``true`` or ``"32"``), numbers must be finite,
@@ -35,11 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from cimisa import rules
+from cimisa.chip import ChipParams
 from cimisa.errors import ConfigError
 from cimisa.rules import ACC_BITS  # the accumulator width, defined with the rules that use it
+from cimisa.tech import TechParams
 
 __all__ = ["ACC_BITS", "LIMITS", "COST_LIMITS", "MAX_CELLS", "MAX_CONFIG_BYTES", "CostParams", "HwConfig",
-           "BUILTIN", "list_builtin", "load_hw"]
+           "ChipParams", "TechParams", "TABLES", "BUILTIN", "list_builtin", "load_hw"]
 
 #: Allowed range of each integer setting of :class:`HwConfig` (inclusive). ``adcs_per_array`` is further limited
 #: to ``cols``, ``rows_per_cycle`` to the divisors of ``rows`` and ``adc_bits`` to ``lossless_adc_bits`` (at most
@@ -161,6 +166,15 @@ class CostParams:
     #: Fixed time and energy per array MVM (the "paper" preset sets these to 100 ns and 10 nJ).
     t_mvm_fixed_ns: float = 0.0
     e_mvm_fixed_nj: float = 0.0
+    #: Network: energy to move one bit over one link hop between tiles (router + ~1 mm wire; ignored by the
+    #: ``ideal`` topology).
+    e_link_pj_per_bit_hop: float = 0.1
+    #: DRAM access energy per byte (LPDDR4 interface + core, about 5 pJ/bit).
+    e_dram_pj_per_byte: float = 40.0
+    #: On-chip SRAM access energy per byte (a 64-bit read of an 8 KiB SRAM, 10 pJ, Horowitz ISSCC 2014).
+    e_sram_pj_per_byte: float = 1.25
+    #: Weight reload: time to program one row of one array (program-and-verify of every cell of the row).
+    t_program_row_ns: float = 1000.0
 
     def __post_init__(self):
         # Normalise valid values (numpy scalars, integers given for times and energies) to plain int/float, so
@@ -227,6 +241,10 @@ class HwConfig:
     out_depth: int = 16384
     rows_per_cycle: int = 16
     cost: CostParams = field(default_factory=CostParams)
+    #: How the arrays form a chip (tiles, shared periphery, units, memory, network): :mod:`cimisa.chip`.
+    chip: ChipParams = field(default_factory=ChipParams)
+    #: Area and static power constants and the ADC model: :mod:`cimisa.tech`.
+    tech: TechParams = field(default_factory=TechParams)
 
     def __post_init__(self):
         for f in fields(self):   # numpy integers (e.g. from a sweep) become plain ints
@@ -263,10 +281,14 @@ class HwConfig:
         if ok["rows"] and ok["weight_bits"] and ok["adc_bits"] and self.adc_bits > self.lossless_adc_bits:
             out.append(f"adc_bits must be at most {self.lossless_adc_bits} (lossless for {self.rows} rows of "
                        f"{self.weight_bits}-bit weights), not {self.adc_bits}")
-        if not isinstance(self.cost, CostParams):
-            out.append(f"cost must be a CostParams, not {type(self.cost).__name__}")
-        else:
-            out += self.cost.violations()
+        for key, cls in TABLES.items():
+            sub = getattr(self, key)
+            if not isinstance(sub, cls):
+                out.append(f"{key} must be a {cls.__name__}, not {type(sub).__name__}")
+            elif key == "chip":
+                out += sub.violations(self.n_arrays if ok["n_arrays"] else None)
+            else:
+                out += sub.violations()
         return out
 
     # ---- derived quantities -------------------------------------------------------------------------------
@@ -279,6 +301,21 @@ class HwConfig:
     def total_cells(self) -> int:
         """Weight cells in the whole tile (at most :data:`MAX_CELLS`)."""
         return self.n_arrays * self.rows * self.cols
+
+    @property
+    def n_tiles(self) -> int:
+        """Tiles of the chip (``n_arrays // chip.arrays_per_tile``)."""
+        return self.chip.tiles(self.n_arrays)
+
+    @property
+    def adcs_per_tile(self) -> int:
+        """ADCs in one tile's bank, shared by its arrays: ``chip.mvms_per_tile * adcs_per_array``."""
+        return self.chip.mvms_per_tile * self.adcs_per_array
+
+    @property
+    def total_adcs(self) -> int:
+        """ADCs of the whole chip (``n_tiles * adcs_per_tile``; ``n_arrays * adcs_per_array`` when flat)."""
+        return self.n_tiles * self.adcs_per_tile
 
     @property
     def lossless_adc_bits(self) -> int:
@@ -299,13 +336,17 @@ class HwConfig:
                             if not self.name.endswith("-lossless") else self.name)
 
     def replace(self, **changes: Any) -> HwConfig:
-        """Return a copy with ``changes`` applied and validated (``cost`` may be a dict of cost changes)."""
+        """Return a copy with ``changes`` applied and validated.
+
+        ``cost``, ``chip`` and ``tech`` may be dicts of changes to this configuration's tables.
+        """
         unknown = sorted(map(str, set(changes) - {f.name for f in fields(self)}))
-        if isinstance(changes.get("cost"), dict):
-            known_cost = {f.name for f in fields(CostParams)}
-            unknown += sorted(f"cost.{k}" for k in set(changes["cost"]) - known_cost)
-            if not unknown:
-                changes["cost"] = dataclasses.replace(self.cost, **changes["cost"])
+        for key, cls in TABLES.items():
+            if isinstance(changes.get(key), dict):
+                known = {f.name for f in fields(cls)}
+                unknown += sorted(f"{key}.{k}" for k in set(changes[key]) - known)
+                if not unknown:
+                    changes[key] = dataclasses.replace(getattr(self, key), **changes[key])
         if unknown:
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
         return dataclasses.replace(self, **changes)
@@ -320,13 +361,16 @@ class HwConfig:
 
     @property
     def arch_hash(self) -> str:
-        """Hex SHA-256 (16 digits) of the architectural fields: everything but ``name`` and ``cost``.
+        """Hex SHA-256 (16 digits) of the architectural fields: everything but ``name``, ``cost``, ``chip``, ``tech``.
 
-        Two configurations with the same hash run the same command streams with the same results.
+        Two configurations with the same hash run the same command streams with the same results. The cost
+        constants, the chip organisation (tiles, shared periphery, units, memory, network) and the technology
+        constants only change how long a stream takes, what it costs and how large the chip is, never what the
+        stream encodes or computes, so a stream built for the flat ``paper-256`` runs on its tiled versions.
         """
         d = self.to_dict()
-        d.pop("name")
-        d.pop("cost")
+        for key in ("name", *TABLES):
+            d.pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -339,8 +383,8 @@ class HwConfig:
     def from_dict(cls, data: dict[str, Any], *, origin: str = "configuration") -> HwConfig:
         """Build a configuration from a dict (as read from TOML/JSON), listing every problem in one error.
 
-        ``base`` (a string naming a built-in configuration) supplies the settings the dict leaves out; ``cost``
-        is a table of :class:`CostParams` keys.
+        ``base`` (a string naming a built-in configuration) supplies the settings the dict leaves out; ``cost``,
+        ``chip`` and ``tech`` are tables of :data:`TABLES` keys, merged key by key over the base's tables.
         """
         if not isinstance(data, dict):
             raise ConfigError(f"{origin}: expected a table of settings, not {_show(data)}")
@@ -356,24 +400,26 @@ class HwConfig:
                 problems.append(f"unknown base configuration {_show(base)} (built-in: {', '.join(list_builtin())})")
             else:
                 merged = BUILTIN[base].to_dict()
-        cost = dict(merged.pop("cost", {}))
-        user_cost = data.pop("cost", {})
-        if not isinstance(user_cost, dict):
-            problems.append(f"cost must be a table, not {_show(user_cost)}")
-            user_cost = {}
-        known = {f.name for f in fields(cls)} - {"cost"}
-        known_cost = {f.name for f in fields(CostParams)}
-        problems += [f"unknown setting {_show(k)}" for k in sorted(set(data) - known, key=repr)]
-        problems += [f"unknown setting cost.{_show(k) if not isinstance(k, str) else k[:40]}"
-                     for k in sorted(set(user_cost) - known_cost, key=repr)]
+        problems += [f"unknown setting {_show(k)}" for k in sorted(set(data) - {f.name for f in fields(cls)},
+                                                                    key=repr)]
+        tables: dict[str, dict[str, Any]] = {}
+        for key, sub in TABLES.items():
+            tables[key] = dict(merged.pop(key, {}))
+            user = data.pop(key, {})
+            if not isinstance(user, dict):
+                problems.append(f"{key} must be a table, not {_show(user)}")
+                continue
+            known = {f.name for f in fields(sub)}
+            problems += [f"unknown setting {key}.{_show(k) if not isinstance(k, str) else k[:40]}"
+                         for k in sorted(set(user) - known, key=repr)]
+            tables[key].update(user)
         if problems:
             raise ConfigError(f"{origin}: " + "; ".join(problems))
         merged.update(data)
-        cost.update(user_cost)
         if "name" not in merged:
             raise ConfigError(f"{origin}: missing setting 'name'")
         try:
-            return cls(cost=CostParams(**cost), **merged)
+            return cls(**{k: sub(**tables[k]) for k, sub in TABLES.items()}, **merged)
         except ConfigError as exc:
             raise ConfigError(f"{origin}: {exc}") from None
 
@@ -396,6 +442,10 @@ class HwConfig:
         except RecursionError:
             raise ConfigError(f"{path}: not valid {kind}: nested too deeply") from None
         return cls.from_dict(data, origin=str(path))
+
+
+#: The nested tables of a configuration: key -> settings class.
+TABLES: dict[str, type] = {"cost": CostParams, "chip": ChipParams, "tech": TechParams}
 
 
 def read_limited(path: str | os.PathLike, limit: int, *, what: str, error: type[Exception]) -> bytes:
