@@ -1,9 +1,10 @@
 """Command-set utilities: ``python -m cimisa check-config FILE``.
 
 ``check-config`` validates a hardware configuration (a TOML/JSON file, or a built-in name) exactly as every
-other command loads it, and prints a summary: the derived command-set widths, the capacity and the cost
-constants. A valid configuration exits 0; an invalid one gives one ``error:`` line listing every violation and
-exits 2. Nothing is written.
+other command loads it, and prints a summary: the derived command-set widths, the capacity, the chip (tiles,
+arrays per tile, each tile's ADC bank, total ADCs, units, memory, network; ``docs/chip.md``), the technology
+and the cost constants. A valid configuration exits 0; an invalid one gives one ``error:`` line listing every
+violation and exits 2. Nothing is written.
 """
 
 from __future__ import annotations
@@ -44,8 +45,34 @@ def _check_config(args) -> int:
     print(f"  buffers: {cfg.in_depth} inputs, {cfg.out_depth} accumulators")
     print(f"  stream words of {isa.word_bits} bits; {isa.per_word_weights} weights or {isa.per_word_inputs} "
           f"inputs per payload word")
+    for line in chip_summary(cfg):
+        print("  " + line)
+    print("  tech: " + ", ".join(f"{k}={v:g}" if not isinstance(v, str) else f"{k}={v}"
+                                 for k, v in cfg.tech.__dict__.items()))
     print("  cost: " + ", ".join(f"{k}={v:g}" for k, v in cfg.cost.__dict__.items()))
     return 0
+
+
+def chip_summary(cfg) -> list[str]:
+    """Lines describing the chip organisation of configuration ``cfg`` (tiles, ADC banks, units, network)."""
+    c = cfg.chip
+    net = c.topology
+    if c.topology == "mesh":
+        rows, cols = c.grid(cfg.n_arrays)
+        net = f"mesh of {rows} x {cols}"
+    if c.topology != "ideal":
+        net += f", links {c.link_bytes_per_ns:g} B/ns, {c.hop_latency_ns:g} ns per hop"
+    else:
+        net += f" (a constant {cfg.cost.t_comm_ns:g} ns per dependent stage)"
+    return [
+        f"chip: {cfg.n_tiles} tile{'s' * (cfg.n_tiles != 1)} of {c.arrays_per_tile} "
+        f"array{'s' * (c.arrays_per_tile != 1)} (tiers); network: {net}",
+        f"  ADC bank per tile: {cfg.adcs_per_tile} ({c.mvms_per_tile} MVM{'s' * (c.mvms_per_tile != 1)} at a time "
+        f"x {cfg.adcs_per_array} ADCs per array); {cfg.total_adcs} ADCs in all",
+        f"  units: {c.digital_units} digital x {cfg.cost.digital_lanes} lanes, {c.attention_units} attention x "
+        f"{c.attention_lanes} lanes; SRAM {c.sram_kib} KiB at {c.sram_bytes_per_ns:g} B/ns, DRAM "
+        f"{c.dram_bytes_per_ns:g} GB/s",
+    ]
 
 
 def main(argv=None) -> int:

@@ -23,7 +23,7 @@ import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["ChipParams", "TOPOLOGIES", "CHIP_INT_LIMITS", "check_fields"]
+__all__ = ["ChipParams", "TOPOLOGIES", "CHIP_INT_LIMITS", "check_fields", "show_value"]
 
 #: Network topologies between tiles: ``ideal`` (constant ``cost.t_comm_ns`` per dependent stage, no volume
 #: cost; the flat machine), ``mesh`` (2-D mesh, XY routing, ``mesh_cols`` columns), ``ring`` (bidirectional,
@@ -45,14 +45,22 @@ CHIP_INT_LIMITS: dict[str, tuple[int, int]] = {
 REAL_MAX = 1e12
 
 
-def _show(v: Any) -> str:
+def show_value(v: Any) -> str:
+    """A short one-line rendering of a user-supplied value for error messages (huge integers as ``~2**n``)."""
     if isinstance(v, bool) or v is None:
         return {True: "true", False: "false", None: "null"}[v]
-    if isinstance(v, (numbers.Integral, float)):
-        return repr(v) if isinstance(v, float) else str(int(v))
+    if isinstance(v, numbers.Integral):
+        v = int(v)
+        return str(v) if v.bit_length() <= 64 else f"{'-' if v < 0 else ''}~2**{v.bit_length() - 1}"
+    if isinstance(v, float):
+        return repr(v)
     if isinstance(v, str):
         r = repr(v)
         return r if len(r) <= 40 else r[:36] + "...'"
+    if isinstance(v, (list, tuple)):
+        return f"a list of {len(v)} item{'s' * (len(v) != 1)}"
+    if isinstance(v, dict):
+        return "a table"
     return f"a {type(v).__name__}"
 
 
@@ -74,18 +82,18 @@ def check_fields(obj: Any, prefix: str, int_limits: dict[str, tuple[int, int]],
         if f.name in int_limits:
             lo, hi = int_limits[f.name]
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not lo <= v <= hi:
-                out.append(f"{key} must be an integer in {lo}..{hi}, not {_show(v)}")
+                out.append(f"{key} must be an integer in {lo}..{hi}, not {show_value(v)}")
             else:
                 object.__setattr__(obj, f.name, int(v))
         elif f.name in choices:
             if not isinstance(v, str) or v not in choices[f.name]:
-                out.append(f"{key} must be one of {', '.join(choices[f.name])}, not {_show(v)}")
+                out.append(f"{key} must be one of {', '.join(choices[f.name])}, not {show_value(v)}")
         else:
             lo, hi = real_limits.get(f.name, (0.0, REAL_MAX))
             ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and (
                 lo <= v <= hi if isinstance(v, numbers.Integral) else math.isfinite(v) and lo <= v <= hi)
             if not ok:
-                out.append(f"{key} must be a finite number in {lo:g}..{hi:g}, not {_show(v)}")
+                out.append(f"{key} must be a finite number in {lo:g}..{hi:g}, not {show_value(v)}")
             else:
                 object.__setattr__(obj, f.name, float(v))
     return out

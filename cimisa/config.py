@@ -39,6 +39,7 @@ from typing import Any
 
 from cimisa import rules
 from cimisa.chip import ChipParams
+from cimisa.chip import show_value as _show  # one renderer of user values (mapper.sweep imports it from here)
 from cimisa.errors import ConfigError
 from cimisa.rules import ACC_BITS  # the accumulator width, defined with the rules that use it
 from cimisa.tech import TechParams
@@ -83,25 +84,6 @@ COST_MAX = 1e9
 #: Integer cost constants and their inclusive ranges; ``adc_ramp_fraction`` is a number in 0..1; every other
 #: cost constant is a finite number in ``0..COST_MAX``.
 COST_LIMITS: dict[str, tuple[int, int]] = {"adc_ref_bits": (1, 28), "digital_lanes": (1, 1 << 20)}
-
-
-def _show(v: Any) -> str:
-    """A short one-line rendering of a user-supplied value for error messages."""
-    if isinstance(v, bool) or v is None:
-        return {True: "true", False: "false", None: "null"}[v]
-    if isinstance(v, numbers.Integral):
-        v = int(v)
-        return str(v) if v.bit_length() <= 64 else f"{'-' if v < 0 else ''}~2**{v.bit_length() - 1}"
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, str):
-        r = repr(v)
-        return r if len(r) <= 40 else r[:36] + "...'"
-    if isinstance(v, (list, tuple)):
-        return f"a list of {len(v)} item{'s' * (len(v) != 1)}"
-    if isinstance(v, dict):
-        return "a table"
-    return f"a {type(v).__name__}"
 
 
 def _is_int(v: Any) -> bool:
@@ -167,13 +149,15 @@ class CostParams:
     t_mvm_fixed_ns: float = 0.0
     e_mvm_fixed_nj: float = 0.0
     #: Network: energy to move one bit over one link hop between tiles (router + ~1 mm wire; ignored by the
-    #: ``ideal`` topology).
+    #: ``ideal`` topology). An assumption (docs/chip.md).
     e_link_pj_per_bit_hop: float = 0.1
-    #: DRAM access energy per byte (LPDDR4 interface + core, about 5 pJ/bit).
-    e_dram_pj_per_byte: float = 40.0
+    #: DRAM access energy per byte: 3D-SiM's DRAM active power over its bandwidth, 0.2467 W / 5.332 GB/s
+    #: (about 5.8 pJ/bit, LPDDR4-class).
+    e_dram_pj_per_byte: float = 46.27
     #: On-chip SRAM access energy per byte (a 64-bit read of an 8 KiB SRAM, 10 pJ, Horowitz ISSCC 2014).
     e_sram_pj_per_byte: float = 1.25
-    #: Weight reload: time to program one row of one array (program-and-verify of every cell of the row).
+    #: Weight reload: time to program one row of one array (program-and-verify of every cell of the row, the
+    #: row's cells in parallel). An assumption (docs/chip.md).
     t_program_row_ns: float = 1000.0
 
     def __post_init__(self):
@@ -484,6 +468,23 @@ BUILTIN: dict[str, HwConfig] = {
     # The smallest useful tile, sized to fit an iCE40 UP5K FPGA.
     "fpga-micro": HwConfig(name="fpga-micro", rows=16, cols=16, n_arrays=2, weight_bits=4, input_bits=4,
                            adc_bits=8, adcs_per_array=2, in_depth=32, out_depth=32, rows_per_cycle=4),
+    # Tiled chips (docs/chip.md says what, why and the sources). Same arrays as paper-256: 64 tiles of 128
+    # tiers sharing one periphery (one MVM per tile at a time), 4 digital units and 1 attention unit of 1 W
+    # static power each, DRAM 5.332 GB/s at 0.2467 W active / 0.1297 W idle: IBM 3D-SiM's AcceleratorConfig.
+    "chip-3dsim": HwConfig(
+        name="chip-3dsim", cost=dataclasses.replace(CostParams.preset("paper"), e_link_pj_per_bit_hop=0.01),
+        chip=ChipParams(arrays_per_tile=128, mvms_per_tile=1, digital_units=4, attention_units=1,
+                        topology="mesh", mesh_cols=8, dram_bytes_per_ns=5.332),
+        tech=TechParams(p_digital_lane_uw=1e6 / 1024, p_attention_lane_uw=1e6 / 1024, p_dram_mw=129.7)),
+    # paper-256's arrays as 512 tiles of 16 arrays sharing one bank of 8 ADCs, 16 x 32 mesh, 8 digital units and
+    # 4 attention units: a planar chip on which every strategy of BERT-large (linear: 4608 arrays) fits.
+    "chip-paper": HwConfig(name="chip-paper", chip=ChipParams(
+        arrays_per_tile=16, mvms_per_tile=1, digital_units=8, attention_units=4, topology="mesh", mesh_cols=32)),
+    # fpga-tiny's 96 arrays as 4 tiles of 24 on a 2 x 2 mesh, one MVM per tile: tests and the multi-tile RTL.
+    "chip-tiny-4t": HwConfig(name="chip-tiny-4t", rows=32, cols=32, n_arrays=96, weight_bits=4, input_bits=8,
+                             adc_bits=9, adcs_per_array=4, in_depth=512, out_depth=512, rows_per_cycle=8,
+                             chip=ChipParams(arrays_per_tile=24, mvms_per_tile=1, attention_lanes=32, sram_kib=64,
+                                             topology="mesh", mesh_cols=2)),
 }
 
 
