@@ -1,0 +1,103 @@
+"""ADC energy per conversion and area as functions of resolution, conversion rate and technology node.
+
+Two models (:data:`cimisa.tech.ADC_MODELS`, chosen by ``hw.tech.adc_model``):
+
+``survey`` (the default)
+    A fit to B. Murmann's ADC Performance Survey 1997-2023 (215 published ISSCC/VLSI designs, as packaged by the
+    Accelergy ADC plug-in, Andrulis et al., arXiv:2404.06553), made in the plug-in's manner: a regression in log
+    space, its intercept moved to a low quantile of the residuals so that the model answers "what does a good
+    (not the best, not the median) design cost". Energy per conversion::
+
+        ln E[pJ] = E0 + E_BIT * bits + E_NODE * ln(tech_nm) + E_RATE * max(0, ln(f / F_CORNER))
+
+    (flat below the corner rate, rising above it). Area, regressed on the node, rate and energy as the plug-in
+    does::
+
+        ln A[um^2] = A0 + A_NODE * ln(tech_nm) + A_RATE * ln(f) + A_ENERGY * ln(E[pJ])
+
+    ``bench/bench_adc_model.py`` refits these constants from ``compiler/data/adc_survey.csv`` and prints them
+    with the fit error; the values below are its output. Outside the survey's range (3.4..17.2 effective bits,
+    4..1000 nm, 1e3..9e10 conversions/s) the formulas extrapolate; the rate is clamped to
+    ``F_MIN..F_MAX``.
+
+``walden``
+    ``cost.adc_fom_fj_per_step * 2**bits`` fJ per conversion (the Walden figure of merit; the kit's model
+    before the chip). The area uses the survey's area regression with this energy.
+
+The conversion rate comes from the configured conversion time, :func:`adc_time_ns` (SAR: linear in the bits,
+ramp: ``2**bits``). Sources and the comparison with the plug-in's own fit: ``docs/cost-model.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["adc_time_ns", "adc_rate_hz", "survey_energy_pj", "survey_area_um2", "walden_energy_pj",
+           "SURVEY_ENERGY", "SURVEY_AREA", "F_CORNER", "F_MIN", "F_MAX", "ENERGY_QUANTILE", "AREA_QUANTILE"]
+
+#: Quantiles of the fit residuals the intercepts are moved to (the plug-in's choices: 20 % of designs are more
+#: energy-efficient than the model, 10 % smaller).
+ENERGY_QUANTILE = 0.2
+AREA_QUANTILE = 0.1
+
+#: Energy fit (bench/bench_adc_model.py): intercept, per bit, per ln(nm), per ln(rate) above the corner.
+SURVEY_ENERGY = {"E0": -12.8931, "E_BIT": 0.7076, "E_NODE": 1.7126, "E_RATE": 0.5611}
+#: Rate (conversions/s) below which the survey's energy per conversion does not depend on the rate.
+F_CORNER = 1e7
+#: Area fit: intercept, per ln(nm), per ln(rate), per ln(energy in pJ).
+SURVEY_AREA = {"A0": 2.0316, "A_NODE": 0.9295, "A_RATE": 0.1468, "A_ENERGY": 0.3298}
+#: Rates are clamped to this range (the survey spans 1e3..9e10; the plug-in caps at 1e10).
+F_MIN = 1e3
+F_MAX = 1e10
+
+
+def adc_time_ns(bits, cost) -> np.ndarray | float:
+    """Time of one conversion at ``bits`` (ns): ``t_adc * ((1 - ramp) * bits / ref + ramp * 2**(bits - ref))``.
+
+    ``cost`` is a :class:`cimisa.config.CostParams`; ``bits`` a number or an array.
+    """
+    b = np.asarray(bits, dtype=np.float64)
+    r = cost.adc_ramp_fraction
+    t = cost.t_adc_ns * ((1 - r) * b / cost.adc_ref_bits + r * np.exp2(b - cost.adc_ref_bits))
+    return t if t.ndim else float(t)
+
+
+def adc_rate_hz(bits, hw) -> np.ndarray | float:
+    """Conversion rate of one ADC at ``bits`` (conversions/s) of configuration ``hw``, clamped to ``F_MIN..F_MAX``.
+
+    ``1e9 / adc_time_ns``. A zero conversion time (the ``paper`` preset hides the ADC inside the fixed MVM time)
+    means the ADC does its share of one MVM, ``input_bits * ceil(cols / adcs_per_array)`` conversions, within
+    ``cost.t_mvm_fixed_ns``; with that also zero, ``F_MAX``.
+    """
+    c = hw.cost
+    t = np.asarray(adc_time_ns(bits, c), dtype=np.float64)
+    per_mvm = hw.input_bits * -(-hw.cols // hw.adcs_per_array)
+    t_hidden = c.t_mvm_fixed_ns / per_mvm if c.t_mvm_fixed_ns > 0 else 1e9 / F_MAX
+    f = 1e9 / np.where(t > 0, t, t_hidden)
+    f = np.clip(f, F_MIN, F_MAX)
+    return f if f.ndim else float(f)
+
+
+def survey_energy_pj(bits, rate_hz, tech_nm: float) -> np.ndarray | float:
+    """Energy of one conversion (pJ) of the survey fit: full energy ``P / f`` of a design running at ``rate_hz``."""
+    b = np.asarray(bits, dtype=np.float64)
+    f = np.clip(np.asarray(rate_hz, dtype=np.float64), F_MIN, F_MAX)
+    c = SURVEY_ENERGY
+    e = np.exp(c["E0"] + c["E_BIT"] * b + c["E_NODE"] * np.log(tech_nm)
+               + c["E_RATE"] * np.maximum(0.0, np.log(f / F_CORNER)))
+    return e if e.ndim else float(e)
+
+
+def survey_area_um2(rate_hz, tech_nm: float, energy_pj) -> np.ndarray | float:
+    """Area of one ADC (um^2) running at ``rate_hz`` with ``energy_pj`` per conversion (the survey's regression)."""
+    f = np.clip(np.asarray(rate_hz, dtype=np.float64), F_MIN, F_MAX)
+    e = np.asarray(energy_pj, dtype=np.float64)
+    c = SURVEY_AREA
+    a = np.exp(c["A0"] + c["A_NODE"] * np.log(tech_nm) + c["A_RATE"] * np.log(f) + c["A_ENERGY"] * np.log(e))
+    return a if a.ndim else float(a)
+
+
+def walden_energy_pj(bits, fom_fj_per_step: float) -> np.ndarray | float:
+    """Walden energy of one conversion (pJ): ``fom * 2**bits / 1000`` (the kit's formula before the chip)."""
+    e = fom_fj_per_step * np.exp2(np.asarray(bits, dtype=np.float64)) / 1000.0
+    return e if np.ndim(e) else float(e)
