@@ -28,13 +28,13 @@ from compiler.geometry import MatmulGeom, default_nblocks, geometry, lower_bound
 from compiler.kinds import Strategy, choices
 from compiler.place.auto import place_auto
 from compiler.place.builder import Builder, paused_gc
-from compiler.place.dense import DENSE_STEPS, place_dense
+from compiler.place.dense import DENSE_STEPS, dense_row_steps, place_dense
 from compiler.place.linear import place_linear
 from compiler.place.sparse import place_sparse
 from compiler.place.types import Piece, Placement, PlacementError, Tile
 
-__all__ = ["STRATEGIES", "DENSE_STEPS", "MatmulGeom", "Tile", "Piece", "Placement", "PlacementError", "geometry",
-           "place", "lower_bound", "default_nblocks", "paused_gc", "as_strategy"]
+__all__ = ["STRATEGIES", "DENSE_STEPS", "dense_row_steps", "MatmulGeom", "Tile", "Piece", "Placement",
+           "PlacementError", "geometry", "place", "lower_bound", "default_nblocks", "paused_gc", "as_strategy"]
 
 #: The strategy names, in order (``choices(Strategy)``).
 STRATEGIES = choices(Strategy)
@@ -57,11 +57,14 @@ def as_strategy(name: str) -> Strategy:
 
 
 def place(geoms: Sequence[MatmulGeom], hw: HwConfig, strategy: Strategy | str = Strategy.AUTO, *,
-          arrays: int | None = None, colocate: bool = True, validate: bool = True) -> Placement:
+          arrays: int | None = None, colocate: bool = True, validate: bool = True,
+          row_steps: int | None = None) -> Placement:
     """Place every matmul of ``geoms`` (the :class:`MatmulGeom` tuple of :func:`geometry`) with ``strategy``.
 
     ``arrays`` is a budget: ``auto`` spreads over exactly that many arrays (minimising latency), the other
-    strategies raise :class:`PlacementError` when they need more.
+    strategies raise :class:`PlacementError` when they need more. ``row_steps``: the row chunks DenseMap fires
+    each block in (None: :data:`DENSE_STEPS`; :func:`dense_row_steps` checks it); other strategies fire whole
+    groups and ignore it.
     """
     st = as_strategy(strategy)
     if arrays is not None and (not isinstance(arrays, int) or arrays < 1):
@@ -69,18 +72,18 @@ def place(geoms: Sequence[MatmulGeom], hw: HwConfig, strategy: Strategy | str = 
     geoms = tuple(geoms)
     if not all(isinstance(g, MatmulGeom) for g in geoms):
         raise TypeError("place() takes MatmulGeom objects; call compiler.geometry.geometry(spec, nblocks) first")
+    steps = dense_row_steps(geoms, hw, row_steps) if st is Strategy.DENSE else 1
     with paused_gc():
         b = _PLACERS[st](geoms, hw, arrays, colocate)
-        return _placement(b, geoms, hw, st, arrays, validate)
+        return _placement(b, geoms, hw, st, arrays, validate, steps)
 
 
 def _placement(b: Builder, geoms: tuple[MatmulGeom, ...], hw: HwConfig, st: Strategy, arrays: int | None,
-               validate: bool) -> Placement:
+               validate: bool, row_steps: int) -> Placement:
     shelf = max((t.rows for t in b.tiles), default=0) if st is Strategy.AUTO else 0
     p = Placement(strategy=st, rows=hw.rows, cols=hw.cols, nblocks=geoms[0].nblocks if geoms else 1,
                   matmuls=geoms, tiles=tuple(b.tiles), groups=tuple(tuple(g) for g in b.groups),
-                  n_arrays=b.next_array, row_steps=DENSE_STEPS if st is Strategy.DENSE else 1, shelf_rows=shelf,
-                  budget=arrays)
+                  n_arrays=b.next_array, row_steps=row_steps, shelf_rows=shelf, budget=arrays)
     if arrays is not None and p.n_arrays > arrays:
         raise PlacementError(f"arrays budget too small: {st} needs {p.n_arrays} arrays, budget {arrays}")
     if validate:
