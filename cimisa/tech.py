@@ -34,7 +34,8 @@ ARRAY_STACKS = ("planar", "3d")
 TECH_INT_LIMITS: dict[str, tuple[int, int]] = {"tech_nm": (3, 180)}
 
 #: Real settings with a range other than the default ``0..cimisa.chip.REAL_MAX``.
-TECH_REAL_LIMITS: dict[str, tuple[float, float]] = {"adc_leak_fraction": (0.0, 0.99), "ref_nm": (3.0, 1000.0)}
+TECH_REAL_LIMITS: dict[str, tuple[float, float]] = {"adc_leak_fraction": (0.0, 0.99), "adc_enob_loss": (0.0, 4.0),
+                                                   "ref_nm": (3.0, 1000.0)}
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class TechParams:
     #: ``survey`` model: share of an ADC's full-rate energy that is static (leakage, bias, references), charged
     #: as power whether it converts or not; the rest is charged per conversion (the Accelergy ADC plug-in: 0.2).
     adc_leak_fraction: float = 0.2
+    #: ``survey`` model: bits of resolution lost to noise and distortion; the survey (indexed by effective bits)
+    #: is read at ``adc_bits - adc_enob_loss``. 0: the resolution is the ENOB, as in the plug-in.
+    adc_enob_loss: float = 0.0
     #: Node (nm) at which the area constants below (dac, shift-add, lanes, SRAM, router) are quoted.
     ref_nm: float = 32.0
     #: Area of one weight cell in F^2 (F = ``tech_nm``): a 1T1R PCM/RRAM cell.

@@ -15,10 +15,11 @@ Two models (:data:`cimisa.tech.ADC_MODELS`, chosen by ``hw.tech.adc_model``):
 
         ln A[um^2] = A0 + A_NODE * ln(tech_nm) + A_RATE * ln(f) + A_ENERGY * ln(E[pJ])
 
-    ``bench/bench_adc_model.py`` refits these constants from ``compiler/data/adc_survey.csv`` and prints them
-    with the fit error; the values below are its output. Outside the survey's range (3.4..17.2 effective bits,
-    4..1000 nm, 1e3..9e10 conversions/s) the formulas extrapolate; the rate is clamped to
-    ``F_MIN..F_MAX``.
+    ``bits`` is the effective number of bits (ENOB), as in the plug-in; ``tech.adc_enob_loss`` lowers it below
+    the nominal resolution. :func:`fit_survey` fits these constants to ``compiler/data/adc_survey.csv``
+    (``bench/bench_adc_model.py`` prints the fit and its error; the constants below are its output, and a test
+    checks they still match). Outside the survey's range (3.4..17.2 effective bits, 4..1000 nm, 1e3..9e10
+    conversions/s) the formulas extrapolate; the rate is clamped to ``F_MIN..F_MAX``.
 
 ``walden``
     ``cost.adc_fom_fj_per_step * 2**bits`` fJ per conversion (the Walden figure of merit; the kit's model
@@ -30,22 +31,34 @@ ramp: ``2**bits``). Sources and the comparison with the plug-in's own fit: ``doc
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
 __all__ = ["adc_time_ns", "adc_rate_hz", "survey_energy_pj", "survey_area_um2", "walden_energy_pj",
-           "SURVEY_ENERGY", "SURVEY_AREA", "F_CORNER", "F_MIN", "F_MAX", "ENERGY_QUANTILE", "AREA_QUANTILE"]
+           "load_survey", "fit_survey", "SurveyFit", "SURVEY_CSV", "SURVEY_ENERGY", "SURVEY_AREA", "F_CORNER",
+           "F_MIN", "F_MAX", "ENERGY_QUANTILE", "AREA_QUANTILE", "ENERGY_BAND", "AREA_BAND"]
+
+#: The survey's designs (rate, node, area, energy, SNDR, ENOB), with their citation in the file's header.
+SURVEY_CSV = Path(__file__).with_name("data") / "adc_survey.csv"
 
 #: Quantiles of the fit residuals the intercepts are moved to (the plug-in's choices: 20 % of designs are more
 #: energy-efficient than the model, 10 % smaller).
 ENERGY_QUANTILE = 0.2
 AREA_QUANTILE = 0.1
 
-#: Energy fit (bench/bench_adc_model.py): intercept, per bit, per ln(nm), per ln(rate) above the corner.
-SURVEY_ENERGY = {"E0": -12.8931, "E_BIT": 0.7076, "E_NODE": 1.7126, "E_RATE": 0.5611}
-#: Rate (conversions/s) below which the survey's energy per conversion does not depend on the rate.
-F_CORNER = 1e7
+#: Energy fit (``fit_survey``, printed by bench/bench_adc_model.py): intercept, per effective bit, per ln(nm),
+#: per ln(rate) above the corner.
+SURVEY_ENERGY = {"E0": -13.18596, "E_BIT": 0.701589, "E_NODE": 1.706921, "E_RATE": 0.498067}
+#: Rate (conversions/s) below which the survey's energy per conversion does not depend on the rate (10**6.5).
+F_CORNER = 3162277.66
 #: Area fit: intercept, per ln(nm), per ln(rate), per ln(energy in pJ).
-SURVEY_AREA = {"A0": 2.0316, "A_NODE": 0.9295, "A_RATE": 0.1468, "A_ENERGY": 0.3298}
+SURVEY_AREA = {"A0": 2.031604, "A_NODE": 0.929453, "A_RATE": 0.146756, "A_ENERGY": 0.329817}
+#: 5 % and 95 % quantiles of ``ln(measured / modelled)`` over the survey: 90 % of the published designs lie
+#: within ``model * exp(band)``.
+ENERGY_BAND = (-0.6584, 3.9559)
+AREA_BAND = (-0.5636, 4.6837)
 #: Rates are clamped to this range (the survey spans 1e3..9e10; the plug-in caps at 1e10).
 F_MIN = 1e3
 F_MAX = 1e10
@@ -101,3 +114,72 @@ def walden_energy_pj(bits, fom_fj_per_step: float) -> np.ndarray | float:
     """Walden energy of one conversion (pJ): ``fom * 2**bits / 1000`` (the kit's formula before the chip)."""
     e = fom_fj_per_step * np.exp2(np.asarray(bits, dtype=np.float64)) / 1000.0
     return e if np.ndim(e) else float(e)
+
+
+@dataclass(frozen=True)
+class SurveyFit:
+    """A fit of the survey (:func:`fit_survey`): the constants of :data:`SURVEY_ENERGY`, :data:`F_CORNER`,
+    :data:`SURVEY_AREA`, the bands of the residuals and the fit's quality."""
+
+    energy: dict[str, float]
+    f_corner: float
+    area: dict[str, float]
+    energy_band: tuple[float, float]
+    area_band: tuple[float, float]
+    energy_rms: float
+    area_rms: float
+    energy_r2: float
+    area_r2: float
+    n: int
+
+
+def load_survey(path: Path | str = SURVEY_CSV) -> dict[str, np.ndarray]:
+    """The survey's designs as columns (``rate_hz``, ``tech_nm``, ``area_um2``, ``energy_pj``, ``sndr_db``,
+    ``enob``)."""
+    lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    names = lines[0].split(",")
+    rows = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]], dtype=np.float64)
+    return {k: rows[:, i] for i, k in enumerate(names)}
+
+
+def _lstsq(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    return coef, y - x @ coef
+
+
+def fit_survey(data: dict[str, np.ndarray] | None = None) -> SurveyFit:
+    """Fit the energy and area models to the survey (see the module docstring).
+
+    Energy: least squares of ``ln E`` on ``1, enob, ln(node), max(0, ln(f / corner))`` for every corner on a grid
+    of quarter decades 1e5..1e9 (the one with the smallest residual is kept), then the intercept is moved to the
+    :data:`ENERGY_QUANTILE` quantile of the residuals. Area: least squares of ``ln A`` on ``1, ln(node), ln(f),
+    ln(E)``, intercept moved to the :data:`AREA_QUANTILE` quantile. Bands: the 5 % and 95 % quantiles of the
+    residuals around the final models (``ln`` of measured over modelled).
+    """
+    d = load_survey() if data is None else data
+    le, la = np.log(d["energy_pj"]), np.log(d["area_um2"])
+    lf, lt, b = np.log(d["rate_hz"]), np.log(d["tech_nm"]), d["enob"]
+    one = np.ones_like(le)
+    best = None
+    for corner in 10.0 ** np.arange(5.0, 9.01, 0.25):
+        x = np.column_stack([one, b, lt, np.maximum(0.0, lf - np.log(corner))])
+        coef, res = _lstsq(x, le)
+        rms = float(np.sqrt(np.mean(res ** 2)))
+        if best is None or rms < best[0] - 1e-12:
+            best = (rms, corner, coef, res)
+    e_rms, corner, ec, eres = best
+    eshift = float(np.quantile(eres, ENERGY_QUANTILE))
+    x = np.column_stack([one, lt, lf, le])
+    ac, ares = _lstsq(x, la)
+    ashift = float(np.quantile(ares, AREA_QUANTILE))
+
+    def band(res: np.ndarray, shift: float) -> tuple[float, float]:
+        return float(np.quantile(res - shift, 0.05)), float(np.quantile(res - shift, 0.95))
+
+    return SurveyFit(
+        energy={"E0": float(ec[0]) + eshift, "E_BIT": float(ec[1]), "E_NODE": float(ec[2]), "E_RATE": float(ec[3])},
+        f_corner=float(corner),
+        area={"A0": float(ac[0]) + ashift, "A_NODE": float(ac[1]), "A_RATE": float(ac[2]), "A_ENERGY": float(ac[3])},
+        energy_band=band(eres, eshift), area_band=band(ares, ashift),
+        energy_rms=e_rms, area_rms=float(np.sqrt(np.mean(ares ** 2))),
+        energy_r2=1.0 - float(np.var(eres) / np.var(le)), area_r2=1.0 - float(np.var(ares) / np.var(la)), n=len(le))

@@ -46,8 +46,11 @@ _UM2_PER_MM2 = 1e6
 
 
 def _survey_full_pj(bits, hw: HwConfig):
-    """Full-rate energy per conversion of the survey model at ``bits`` and the rate those bits run at."""
-    return adc_model.survey_energy_pj(bits, adc_model.adc_rate_hz(bits, hw), hw.tech.tech_nm)
+    """Full-rate energy per conversion of the survey model at ``bits`` (less ``tech.adc_enob_loss`` effective
+    bits) and the rate those bits run at."""
+    enob = np.maximum(np.asarray(bits, dtype=np.float64) - hw.tech.adc_enob_loss, 0.0)
+    e = adc_model.survey_energy_pj(enob, adc_model.adc_rate_hz(bits, hw), hw.tech.tech_nm)
+    return e if np.ndim(bits) else float(e)
 
 
 def adc_energy_pj(bits, hw: HwConfig) -> np.ndarray | float:
