@@ -93,7 +93,7 @@ def check_fields(obj: Any, prefix: str, int_limits: dict[str, tuple[int, int]],
             ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and (
                 lo <= v <= hi if isinstance(v, numbers.Integral) else math.isfinite(v) and lo <= v <= hi)
             if not ok:
-                out.append(f"{key} must be a finite number in {lo:g}..{hi:g}, not {show_value(v)}")
+                out.append(f"{key} must be a finite number in {lo:g}..{hi:g}, not {show_value(v)}".replace("e+", "e"))
             else:
                 object.__setattr__(obj, f.name, float(v))
     return out

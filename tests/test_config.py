@@ -73,9 +73,10 @@ def test_unknown_name_and_missing_file(tmp_path):
         load_hw(tmp_path / "missing.toml")
 
 
-def test_arch_hash_ignores_name_and_cost():
+def test_arch_hash_ignores_name_cost_chip_and_tech():
     a = load_hw("fpga-tiny")
     assert a.replace(name="other", cost={"t_adc_ns": 9.0}).arch_hash == a.arch_hash
+    assert a.replace(chip={"arrays_per_tile": 4}, tech={"tech_nm": 45}).arch_hash == a.arch_hash
     assert a.replace(adc_bits=8).arch_hash != a.arch_hash
 
 

@@ -90,6 +90,22 @@ CASES = {
                        CHECK + ["c.toml"], 2, "weight cells, more than the kit's limit of 2**36"),
     "toml-every-violation": ({"c.toml": TOML_BASE + "rows = 32.5\nweight_bits = 0\n[cost]\nt_adc_ns = -1\n"},
                              CHECK + ["c.toml"], 2, ("rows must be", "weight_bits must be", "cost.t_adc_ns")),
+    "toml-chip-unknown-key": ({"c.toml": TOML_BASE + "[chip]\ntiers = 4\n[tech]\nnode = 7\n"}, CHECK + ["c.toml"],
+                              2, ("unknown setting chip.tiers", "unknown setting tech.node")),
+    "toml-chip-not-a-table": ({"c.toml": TOML_BASE + "chip = 4\n"}, CHECK + ["c.toml"], 2,
+                              "chip must be a table, not 4"),
+    "toml-chip-every-violation": (
+        {"c.toml": 'base = "chip-tiny-4t"\nname = "bad"\n[chip]\narrays_per_tile = 7\nmvms_per_tile = 8\n'
+                   'topology = "torus"\nhop_latency_ns = nan\n[tech]\nadc_model = "flash"\n'},
+        CHECK + ["c.toml"], 2, ("chip.mvms_per_tile must be at most chip.arrays_per_tile (7), not 8",
+                                "chip.arrays_per_tile must divide n_arrays (96), not 7",
+                                "chip.topology must be one of ideal, mesh, ring, bus, not 'torus'",
+                                "chip.hop_latency_ns must be a finite number in 0..1e12, not nan",
+                                "tech.adc_model must be one of survey, walden, not 'flash'")),
+    "json-chip-inf": ({"c.json": json.dumps({**micro(), "chip": {"link_bytes_per_ns": float("inf")}})},
+                      CHECK + ["c.json"], 2, "chip.link_bytes_per_ns must be a finite number in 0..1e12, not inf"),
+    "build-chip-not-dividing": ({"c.toml": TOML_BASE + "[chip]\narrays_per_tile = 7\n"}, BUILD + ["c.toml"], 2,
+                                "chip.arrays_per_tile must divide n_arrays (96), not 7"),
     "toml-unparseable": ({"c.toml": "rows = [\n"}, CHECK + ["c.toml"], 2, "c.toml: not valid TOML"),
     "toml-not-utf8": ({"c.toml": 'name = "caf\xe9"\n'.encode("latin-1")}, CHECK + ["c.toml"], 2,
                       "not valid TOML: not UTF-8 text"),
@@ -225,6 +241,11 @@ def test_check_config_prints_a_summary(tmp_path):
     r = _run(tmp_path, CHECK + ["c.toml"])
     assert r.returncode == 0 and r.stderr == ""
     assert r.stdout.startswith("bad: valid (r32c32x96_w4i8a9") and "stream words of 96 bits" in r.stdout
+    assert "chip: 96 tiles of 1 array (tiers); network: ideal" in r.stdout
+    assert "768 ADCs in all" in r.stdout      # 96 arrays of 8 ADCs each
+    r = _run(tmp_path, CHECK + ["chip-tiny-4t"])
+    assert r.returncode == 0 and "chip: 4 tiles of 24 arrays (tiers); network: mesh of 2 x 2" in r.stdout
+    assert "ADC bank per tile: 4 (1 MVM at a time x 4 ADCs per array); 16 ADCs in all" in r.stdout
     r = _run(tmp_path, CHECK + ["fpga-micro", "--json"])
     assert r.returncode == 0 and json.loads(r.stdout) == MICRO.to_dict()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
