@@ -4,6 +4,11 @@
 row of scalars (lists such as per-layer tables are left out; they belong to ``mapper build``'s report). When the
 pipeline's API changes, this module is the only one of the sweep that changes.
 
+``extra`` build options (``evaluate_point(point, extra)``, e.g. through :func:`functools.partial`) are passed on
+when :class:`mapper.pipeline.BuildOptions` has them (``budget``, ``row_steps``, ``prefill_tokens``, ...): what
+``mapper reproduce`` sets for a whole sweep that the grid file cannot name. They are not part of a point's
+hash, so a sweep run with extras needs a folder of its own.
+
 :func:`run_point` wraps any point function for the engine: it never raises, so a failing point becomes a row
 with a one-line error and the sweep goes on.
 """
@@ -14,7 +19,7 @@ from typing import Any
 
 from cimisa.errors import KitError
 
-__all__ = ["evaluate_point", "run_point", "figures"]
+__all__ = ["evaluate_point", "build_options", "run_point", "figures"]
 
 # Summary figures the row leaves out: the strategy is an input, the histogram becomes one text column.
 _SKIP = ("strategy", "baseline")
@@ -48,19 +53,29 @@ def figures(report: dict) -> dict[str, Any]:
     return row
 
 
-def evaluate_point(point) -> dict[str, Any]:
+def build_options(options: dict, extra: dict | None = None):
+    """The :class:`mapper.pipeline.BuildOptions` of a point's ``options`` and ``extra`` build options (those
+    the pipeline knows; None values keep the default). No auto budget front: the sweep is the design space."""
+    import dataclasses  # noqa: PLC0415
+
+    from compiler.kinds import AdcMode, Strategy  # noqa: PLC0415
+    from mapper.pipeline import BuildOptions  # noqa: PLC0415
+    o = {**options, **(extra or {})}
+    known = {f.name for f in dataclasses.fields(BuildOptions)}
+    kw = {k: v for k, v in o.items() if k in known and k not in ("strategy", "adc_mode", "cost", "adcs")
+          and v is not None}
+    return BuildOptions(**{**kw, "strategy": Strategy(o["strategy"]), "adc_mode": AdcMode(o["adc_mode"]),
+                           "with_pareto": False})
+
+
+def evaluate_point(point, extra: dict | None = None) -> dict[str, Any]:
     """Build one point (a :class:`mapper.sweep.grid.Point`) and return its figures (:func:`figures`).
 
     Shape-only: no per-build budget sweep (the sweep is the design space); with weights the stream is compiled
-    and checked, giving the accuracy figures ``stream.*``.
+    and checked, giving the accuracy figures ``stream.*``. ``extra``: build options the grid does not set.
     """
-    from compiler.kinds import AdcMode, Strategy  # noqa: PLC0415
-    from mapper.pipeline import BuildOptions, build  # noqa: PLC0415
-    o = point.options
-    opts = BuildOptions(nblocks=o["nblocks"], strategy=Strategy(o["strategy"]), arrays=o["arrays"],
-                        weights=o["weights"], adc_mode=AdcMode(o["adc_mode"]), colocate=o["colocate"],
-                        with_pareto=False)
-    return figures(build(point.model, point.hw, opts).report())
+    from mapper.pipeline import build  # noqa: PLC0415
+    return figures(build(point.model, point.hw, build_options(point.options, extra)).report())
 
 
 def run_point(func, point) -> dict[str, Any]:
