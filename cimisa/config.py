@@ -54,15 +54,8 @@ __all__ = ["ACC_BITS", "LIMITS", "COST_LIMITS", "MAX_CELLS", "MAX_CONFIG_BYTES",
 #: <= 20 bits), payload packing (an element of at most 16 bits fits any stream word), and the buffers the golden
 #: model allocates up front (``in_depth`` + ``out_depth`` int64 words, at most 16 MiB).
 LIMITS: dict[str, tuple[int, int]] = {
-    "rows": (2, 4096),
-    "cols": (2, 4096),
-    "n_arrays": (1, 1 << 20),
-    "weight_bits": (2, 16),
-    "input_bits": (2, 16),
-    "adc_bits": (1, 28),
-    "adcs_per_array": (1, 4096),
-    "in_depth": (2, 1 << 20),
-    "out_depth": (2, 1 << 20),
+    "rows": (2, 4096), "cols": (2, 4096), "n_arrays": (1, 1 << 20), "weight_bits": (2, 16), "input_bits": (2, 16),
+    "adc_bits": (1, 28), "adcs_per_array": (1, 4096), "in_depth": (2, 1 << 20), "out_depth": (2, 1 << 20),
     "rows_per_cycle": (1, 4096),
 }
 
@@ -469,13 +462,14 @@ BUILTIN: dict[str, HwConfig] = {
     "fpga-micro": HwConfig(name="fpga-micro", rows=16, cols=16, n_arrays=2, weight_bits=4, input_bits=4,
                            adc_bits=8, adcs_per_array=2, in_depth=32, out_depth=32, rows_per_cycle=4),
     # Tiled chips (docs/chip.md says what, why and the sources). Same arrays as paper-256: 64 tiles of 128
-    # tiers sharing one periphery (one MVM per tile at a time), 4 digital units and 1 attention unit of 1 W
+    # stacked tiers sharing one periphery (one MVM per tile at a time), 4 digital units and 1 attention unit of 1 W
     # static power each, DRAM 5.332 GB/s at 0.2467 W active / 0.1297 W idle: IBM 3D-SiM's AcceleratorConfig.
     "chip-3dsim": HwConfig(
         name="chip-3dsim", cost=dataclasses.replace(CostParams.preset("paper"), e_link_pj_per_bit_hop=0.01),
         chip=ChipParams(arrays_per_tile=128, mvms_per_tile=1, digital_units=4, attention_units=1,
                         topology="mesh", mesh_cols=8, dram_bytes_per_ns=5.332),
-        tech=TechParams(p_digital_lane_uw=1e6 / 1024, p_attention_lane_uw=1e6 / 1024, p_dram_mw=129.7)),
+        tech=TechParams(array_stack="3d", p_digital_lane_uw=1e6 / 1024, p_attention_lane_uw=1e6 / 1024,
+                        p_dram_mw=129.7)),
     # paper-256's arrays as 512 tiles of 16 arrays sharing one bank of 8 ADCs, 16 x 32 mesh, 8 digital units and
     # 4 attention units: a planar chip on which every strategy of BERT-large (linear: 4608 arrays) fits.
     "chip-paper": HwConfig(name="chip-paper", chip=ChipParams(
