@@ -83,6 +83,36 @@ class ChipMap:
         """Matmul index -> its epoch."""
         return {m: e for e, ms in enumerate(self.epochs) for m in ms}
 
+    def violations(self, placement: Placement) -> list[str]:
+        """Return every rule this map breaks for ``placement`` (empty when valid): one physical array per
+        logical array, in range, no two logical arrays of one epoch on the same physical array, every matmul in
+        exactly one epoch in model order, one reload count per epoch (0 for the first)."""
+        out: list[str] = []
+        n, cap = placement.n_arrays, self.hw.n_arrays
+        phys = np.asarray(self.physical, dtype=np.int64)
+        if len(phys) != n:
+            return [f"{len(phys)} physical arrays for {n} logical arrays"]
+        if n and (phys.min() < 0 or phys.max() >= cap):
+            out.append(f"physical arrays outside 0..{cap - 1}")
+        flat = [m for e in self.epochs for m in e]
+        if flat != list(range(len(placement.matmuls))):
+            out.append("the epochs do not list every matmul once, in model order")
+        if len(self.reload_rows) != len(self.epochs) or (self.reload_rows and self.reload_rows[0] != 0):
+            out.append("reload_rows needs one count per epoch, 0 for the first")
+        epoch = np.full(len(placement.matmuls), -1, dtype=np.int64)
+        for e, ms in enumerate(self.epochs):
+            epoch[[m for m in ms if 0 <= m < len(epoch)]] = e
+        facts = ArrayFacts.of(placement)
+        used = facts.hi_matmul >= 0
+        if flat == list(range(len(placement.matmuls))):
+            lo_e, hi_e = epoch[facts.lo_matmul[used]], epoch[facts.hi_matmul[used]]
+            if np.any(lo_e != hi_e):
+                out.append("an array holds matmuls of two epochs")
+            key = lo_e * max(cap, 1) + phys[used]
+            if len(np.unique(key)) != len(key):
+                out.append("two logical arrays of one epoch share a physical array")
+        return out
+
     def to_dict(self) -> dict:
         """The ``chip`` object of ``report.json``: the chip's size, the budget and the epochs."""
         hw = self.hw

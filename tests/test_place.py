@@ -181,3 +181,24 @@ def test_auto_shelves_start_a_fresh_shelf_when_there_is_room():
     sh.lay([Piece(0, "L", 0, 0, 0, 16, 20)], 0)
     assert [(t.row0, t.col0, t.cols) for t in b.tiles] == [(16, 0, 20)]    # not cut at column 32
     assert sh.fill[0] == 52
+
+
+def test_dense_row_steps_is_a_parameter_four_by_default():
+    from compiler.place import DENSE_STEPS
+    from compiler.schedule import schedule
+    g = tuple(square(1024, 32, name=f"w{i}") for i in range(2))     # 32-row blocks, every one fits an array
+    default = place(g, HW, "dense")
+    assert DENSE_STEPS == 4 and default.row_steps == 4 and place(g, HW, "dense", row_steps=4).row_steps == 4
+    acts = {s: len(schedule(place(g, HW, "dense", row_steps=s), HW).activations) for s in (1, 2, 4)}
+    assert acts[4] == len(schedule(default, HW).activations)
+    blocks = sum(2 * m.nblocks for m in g)                           # R and L blocks, each its own group
+    assert acts == {1: blocks, 2: 2 * blocks, 4: 4 * blocks}          # one MVM per row chunk of each block
+    rpc = {a.rows_per_col for a in schedule(place(g, HW, "dense", row_steps=1), HW).activations}
+    assert rpc == {32}                                               # one step: the whole block adds up
+    assert place(g, HW, "sparse", row_steps=2).row_steps == 1         # only DenseMap fires in row chunks
+
+
+@pytest.mark.parametrize("bad", [0, 3, 64, -4, 2.0, True])
+def test_dense_row_steps_must_divide_the_block_rows(bad):
+    with pytest.raises(PlacementError, match="row steps must divide the rows of every block"):
+        place((square(),), HW, "dense", row_steps=bad)
