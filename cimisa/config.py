@@ -203,7 +203,8 @@ class HwConfig:
     Inputs are ``input_bits``-bit two's complement numbers applied bit-serially, LSB first; the MSB's column sum
     is subtracted (see :mod:`cimisa.semantics`). Each column sum passes an ADC of up to ``adc_bits`` bits;
     ``adcs_per_array`` ADCs are shared by the columns of one array. Accumulators are :data:`ACC_BITS` wide.
-    ``rows_per_cycle`` is how many rows the FPGA crossbar emulation sums per clock cycle.
+    ``rows_per_cycle`` is how many rows the FPGA crossbar emulation sums per clock cycle. ``chip`` groups the
+    arrays into tiles that share their periphery (``docs/chip.md``); ``tech`` holds area and static power.
     """
 
     name: str
