@@ -45,12 +45,30 @@ POWER_KEYS = AREA_KEYS + ("dram",)
 _UM2_PER_MM2 = 1e6
 
 
-def _survey_full_pj(bits, hw: HwConfig):
-    """Full-rate energy per conversion of the survey model at ``bits`` (less ``tech.adc_enob_loss`` effective
-    bits) and the rate those bits run at."""
-    enob = np.maximum(np.asarray(bits, dtype=np.float64) - hw.tech.adc_enob_loss, 0.0)
-    e = adc_model.survey_energy_pj(enob, adc_model.adc_rate_hz(bits, hw), hw.tech.tech_nm)
-    return e if np.ndim(bits) else float(e)
+#: Finer resolutions searched by the survey envelope (effective bits above the requested ones).
+_FINER = np.arange(0.0, 8.01, 0.125)
+
+
+def _survey(bits, hw: HwConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Full-rate energy per conversion (pJ) and area (um^2) of a ``bits``-bit ADC under the survey model.
+
+    The ADC reads ``enob = bits - tech.adc_enob_loss`` effective bits at the rate of its configured conversion
+    time. A coarse conversion never costs more than one of a finer ADC: each figure is the minimum over designs
+    of ``enob .. enob + 8`` effective bits (each at its own rate), which makes both non-decreasing in ``bits``
+    (near the survey's energy floor a faster, coarser SAR would otherwise cost more than a slower, finer one).
+    """
+    b = np.asarray(bits, dtype=np.float64)
+    uniq, inv = np.unique(b.ravel(), return_inverse=True)
+    cand = uniq[:, None] + _FINER[None, :]                         # nominal bits of the finer designs
+    enob = cand - hw.tech.adc_enob_loss
+    rate = adc_model.adc_rate_hz(cand, hw)
+    e = adc_model.survey_energy_pj(enob, rate, hw.tech.tech_nm)
+    a = adc_model.survey_area_um2(rate, hw.tech.tech_nm, e)
+    return e.min(axis=1)[inv].reshape(b.shape), a.min(axis=1)[inv].reshape(b.shape)
+
+
+def _out(x: np.ndarray, bits):
+    return x if np.ndim(bits) else float(x)
 
 
 def adc_energy_pj(bits, hw: HwConfig) -> np.ndarray | float:
@@ -61,18 +79,16 @@ def adc_energy_pj(bits, hw: HwConfig) -> np.ndarray | float:
     """
     if hw.tech.adc_model == "walden":
         return adc_model.walden_energy_pj(bits, hw.cost.adc_fom_fj_per_step)
-    return (1.0 - hw.tech.adc_leak_fraction) * _survey_full_pj(bits, hw)
+    return _out((1.0 - hw.tech.adc_leak_fraction) * _survey(bits, hw)[0], bits)
 
 
 def adc_area_um2(bits, hw: HwConfig) -> np.ndarray | float:
-    """Area of one ADC of ``bits`` bits running at the configured rate (um^2), from the survey's area regression
+    """Area of one ADC of ``bits`` bits at its configured conversion rate (um^2): the survey's area regression,
     with the energy of the configured model."""
-    rate = adc_model.adc_rate_hz(bits, hw)
     if hw.tech.adc_model == "walden":
         e = adc_model.walden_energy_pj(bits, hw.cost.adc_fom_fj_per_step)
-    else:
-        e = _survey_full_pj(bits, hw)
-    return adc_model.survey_area_um2(rate, hw.tech.tech_nm, e)
+        return _out(adc_model.survey_area_um2(adc_model.adc_rate_hz(bits, hw), hw.tech.tech_nm, e), bits)
+    return _out(_survey(bits, hw)[1], bits)
 
 
 def adc_static_uw(bits, hw: HwConfig) -> np.ndarray | float:
@@ -81,8 +97,8 @@ def adc_static_uw(bits, hw: HwConfig) -> np.ndarray | float:
     p = hw.tech.p_adc_uw
     if hw.tech.adc_model == "walden":
         return np.full(np.shape(bits), p) if np.ndim(bits) else float(p)
-    full_uw = _survey_full_pj(bits, hw) * adc_model.adc_rate_hz(bits, hw) * 1e-6   # pJ * 1/s = 1e-6 uW
-    return p + hw.tech.adc_leak_fraction * full_uw
+    full_uw = _survey(bits, hw)[0] * adc_model.adc_rate_hz(bits, hw) * 1e-6   # pJ * 1/s = 1e-6 uW
+    return _out(p + hw.tech.adc_leak_fraction * full_uw, bits)
 
 
 def _logic_scale(hw: HwConfig) -> float:
