@@ -36,7 +36,8 @@ from cimisa.config import HwConfig
 from compiler.budget import Sizing, size_chip, whole_tiles
 from compiler.place import Placement, PlacementError
 
-__all__ = ["ChipMap", "map_to_chip", "identity", "network_order", "serialisation", "ArrayFacts"]
+__all__ = ["ChipMap", "map_to_chip", "chip_map", "is_flat", "identity", "network_order", "serialisation",
+           "ArrayFacts"]
 
 _FACTOR_ORDER = {"W": 0, "R": 1, "L": 2}
 
@@ -296,3 +297,17 @@ def _reload_rows(facts: ArrayFacts, phys: np.ndarray, members: list[np.ndarray],
         out.append(0 if e == 0 else int(rows.sum()))
         held[p], owner[p] = new, arrays
     return tuple(out[:len(members)]), (out[-1] if len(members) > 1 else 0)
+
+
+def is_flat(hw: HwConfig) -> bool:
+    """Whether ``hw`` is the flat machine of before the chip: one array per tile on the ``ideal`` network."""
+    return hw.chip.arrays_per_tile == 1 and hw.chip.topology == "ideal"
+
+
+def chip_map(placement: Placement, hw: HwConfig, *, budget: str = "fixed", reference=None,
+             weight_reload: bool = False) -> ChipMap:
+    """The map ``mapper build`` uses: :meth:`ChipMap.identity` on a flat machine with the ``fixed`` budget and
+    no weight reload (as before the chip: as many arrays as the strategy needs), else :func:`map_to_chip`."""
+    if is_flat(hw) and budget == "fixed" and not weight_reload:
+        return ChipMap.identity(placement, hw)
+    return map_to_chip(placement, hw, budget=budget, reference=reference, weight_reload=weight_reload)

@@ -14,7 +14,7 @@ from compiler.kinds import AdcMode, Strategy, choices
 
 __all__ = ["NBLOCKS_HELP", "default_out", "add_nblocks_option", "positive_int", "int_in", "nonneg_int", "seed_int",
            "utf8_text", "path_text", "add_out_options", "add_strategy_option", "add_adc_mode_option", "check_out",
-           "FORCE_HELP", "MAX_SEED", "MAX_ARRAYS"]
+           "FORCE_HELP", "MAX_SEED", "MAX_ARRAYS", "add_chip_options", "hw_choice", "MAX_TOKENS"]
 
 #: Help text of ``--force`` (every command that writes an output folder has it).
 FORCE_HELP = "replace an existing output folder the kit did not write"
@@ -26,6 +26,8 @@ NBLOCKS_HELP = ("Monarch blocks per factor (default: a d2s folder's own, else 2*
                 "32 for d_model 1024, 16 for 384, 8 for 64)")
 #: Largest accepted seed (numpy and torch both take it).
 MAX_SEED = 2**32 - 1
+#: Most tokens ``--prefill-tokens`` / ``--decode-tokens`` accept (the simulator's work grows with them).
+MAX_TOKENS = 1 << 16
 
 
 def _int(text: str) -> int:
@@ -158,3 +160,37 @@ def _d2s_source(model: str) -> list[str]:
     except (OSError, ValueError, KeyError, TypeError):
         return []              # not a d2s folder, or a broken one: loading it reports the problem
     return [source] if isinstance(source, str) else []
+
+
+def add_chip_options(p: argparse.ArgumentParser) -> None:
+    """Add the chip options: ``--chip`` (a configuration with a ``[chip]`` table, taken like ``--hw``),
+    ``--budget``, ``--reference``, ``--weight-reload``, ``--row-steps``, ``--prefill-tokens``,
+    ``--decode-tokens`` (see ``docs/mapping.md``)."""
+    from compiler.budget import BUDGETS  # noqa: PLC0415
+    names = choices(Strategy)
+    p.add_argument("--chip", default=None, type=path_text, metavar="PRESET|FILE",
+                   help="the chip: a built-in configuration or TOML/JSON file with a [chip] table (taken as --hw)")
+    p.add_argument("--budget", default=BUDGETS[0], choices=BUDGETS,
+                   help="chip each strategy runs on: fixed (as given), need (the whole tiles it needs), iso-adc / "
+                        "iso-area (its need chip with ADCs set to equal the reference's ADC count / area)")
+    p.add_argument("--reference", default=None, choices=names, metavar="|".join(names),
+                   help="the strategy an iso-adc / iso-area budget equals (default: linear)")
+    p.add_argument("--weight-reload", action="store_true",
+                   help="a model larger than the chip runs in epochs of matmuls, weights reprogrammed between them")
+    p.add_argument("--row-steps", type=positive_int, default=None, metavar="N",
+                   help="DenseMap: row chunks each block is fired in (default: the paper's 4; must divide the "
+                        "block rows)")
+    p.add_argument("--prefill-tokens", type=int_in(1, MAX_TOKENS), default=None, metavar="N",
+                   help="tokens of the simulated prompt (default: the model's sequence length)")
+    p.add_argument("--decode-tokens", type=int_in(0, MAX_TOKENS), default=None, metavar="N",
+                   help="tokens simulated after the prompt (default: 16 for models with a decoder, 1 for "
+                        "encoder-only models)")
+
+
+def hw_choice(hw: str | None, chip: str | None, default: str = "paper-256") -> str:
+    """The hardware configuration of ``--hw`` and ``--chip``: either (the same when both are given), else
+    ``default``; :class:`~cimisa.errors.ConfigError` when they differ."""
+    from cimisa.errors import ConfigError  # noqa: PLC0415
+    if hw is not None and chip is not None and hw != chip:
+        raise ConfigError(f"--hw {hw} and --chip {chip} name different configurations; give one of them")
+    return chip or hw or default

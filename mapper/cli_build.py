@@ -8,10 +8,12 @@ from cimisa import progress
 from mapper.cli_args import (
     MAX_ARRAYS,
     add_adc_mode_option,
+    add_chip_options,
     add_nblocks_option,
     add_out_options,
     add_strategy_option,
     check_out,
+    hw_choice,
     int_in,
     path_text,
     positive_int,
@@ -28,8 +30,9 @@ def register(subparsers) -> None:
                     "mapping.json, plots/ and (when weights exist) commands.bin + commands.jsonl.")
     p.add_argument("--model", required=True, type=path_text,
                    help="built-in name, Hugging Face checkpoint folder or d2s output")
-    p.add_argument("--hw", default="paper-256", type=path_text,
+    p.add_argument("--hw", default=None, type=path_text,
                    help="built-in configuration name or TOML/JSON file (default: paper-256)")
+    add_chip_options(p)
     add_nblocks_option(p)
     add_strategy_option(p, "placement strategy (default: auto)")
     p.add_argument("--adcs", type=positive_int, default=None, help="ADCs per array (overrides the configuration)")
@@ -53,17 +56,21 @@ def default_out(model: str, strategy: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     out = args.out or default_out(args.model, args.strategy)
-    check_out(out, args.force, models=[args.model], files=[args.hw])   # before any work
+    hw = hw_choice(args.hw, args.chip)
+    check_out(out, args.force, models=[args.model], files=[hw])   # before any work
     from rich.console import Console
 
     from mapper.pipeline import BuildOptions, build, write_build
     options = BuildOptions(nblocks=args.nblocks, strategy=args.strategy, adcs=args.adcs, arrays=args.arrays,
                            weights=not args.no_weights, adc_mode=args.adc_mode, cost=args.cost,
-                           colocate=not args.no_colocate)
+                           colocate=not args.no_colocate, row_steps=args.row_steps, budget=args.budget,
+                           reference=args.reference, weight_reload=args.weight_reload,
+                           prefill_tokens=args.prefill_tokens, decode_tokens=args.decode_tokens,
+                           trace=not args.no_plots)
     # Every build step can still find bad input (a budget too small, a stream that does not fit): its stage
     # lines are held until the build succeeds, so an error stays the one error: line.
     with progress.hold(), progress.steps("build", merge={"weights": "model"}) as step:
-        res = build(args.model, args.hw, options, progress=step)
+        res = build(args.model, hw, options, progress=step)
     with progress.stage("build: write"):
         write_build(res, out, plots=not args.no_plots, force=args.force)
     from mapper.report import layers_table, strategies_table, summary_table

@@ -1,8 +1,10 @@
-"""The mapper's main job as a library: model -> Monarch geometry -> placement -> schedule -> cost (-> stream).
+"""The mapper's main job as a library: model -> Monarch geometry -> placement -> schedule -> cost -> chip map
+and performance simulation (-> stream).
 
 :func:`build` takes :class:`BuildOptions` and returns a :class:`BuildResult` (data only: one
-:class:`StrategyResult` per strategy evaluated, auto's :class:`ParetoPoint` budgets, the stream and its
-:class:`~mapper.stream_check.StreamCheck`); :func:`write_build` writes it to a folder (``report.json``,
+:class:`StrategyResult` per strategy evaluated, each mapped onto the chip (:func:`compiler.chipmap.chip_map`,
+under the options' budget) and simulated (:func:`perf.simulate`), auto's :class:`ParetoPoint` budgets, the
+stream and its :class:`~mapper.stream_check.StreamCheck`); :func:`write_build` writes it to a folder (``report.json``,
 ``mapping.json``, ``commands.bin`` + ``commands.jsonl`` when weights exist, ``plots/*.png``). The factors come
 from :mod:`mapper.factors`. ``python -m mapper build`` (:mod:`mapper.cli_build`) is a thin wrapper over both.
 """
@@ -11,22 +13,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from cimisa.config import CostParams, HwConfig, load_hw
 from cimisa.errors import ModelError, ShapeError
 from cimisa.isa import Command
+from compiler.budget import as_budget
+from compiler.chipmap import ChipMap, chip_map
 from compiler.cost import CostReport, ModelDims, estimate
+from compiler.families import Kind
 from compiler.geometry import MatmulGeom, default_nblocks, geometry
 from compiler.kinds import AdcMode, Strategy
-from compiler.place import STRATEGIES, Placement, place
+from compiler.place import DENSE_STEPS, STRATEGIES, Placement, as_strategy, place
 from compiler.schedule import Schedule, schedule
 from compiler.spec import ModelSpec
 from compiler.stream_inputs import STREAM_SEED, stream_inputs
 from mapper.factors import check_nblocks, folder_nblocks, load_factors, project_factors
+from mapper.report import layer_table, layer_utilization, matmul_spread
 from mapper.stream_check import AdcError, StreamCheck, stream_check
 
 __all__ = ["BuildOptions", "BuildResult", "build", "write_build", "StrategyResult", "evaluate", "ParetoPoint",
            "pareto_points", "pareto", "resolve_hw", "layer_utilization", "matmul_spread", "STREAM_SEED",
+           "on_chip", "decode_tokens", "DECODE_TOKENS",
            # re-exported from mapper.factors and mapper.stream_check
            "load_factors", "project_factors", "check_nblocks", "folder_nblocks", "AdcError", "StreamCheck",
            "stream_check"]
@@ -39,7 +47,13 @@ class BuildOptions:
     ``nblocks`` None: the d2s folder's own, else :func:`compiler.geometry.default_nblocks`. ``arrays``: an
     array budget. ``weights`` False: shape only (no command stream). ``cost``: a cost preset (None: ``kit``).
     ``with_pareto``: evaluate every strategy and auto's budgets (``auto`` only). ``check``: run the stream on
-    ``sw_model`` (:func:`stream_check`).
+    ``sw_model`` (:func:`stream_check`). ``row_steps``: DenseMap's row chunks per block (None: 4).
+
+    The chip: ``budget`` (:data:`compiler.budget.BUDGETS`) sizes the chip each strategy runs on, ``reference``
+    names the strategy an ``iso-*`` budget equals (None: ``linear``), ``weight_reload`` lets a model larger than
+    the chip run in epochs (:mod:`compiler.chipmap`). ``simulate``: run :func:`perf.simulate` on every strategy
+    evaluated, over ``prefill_tokens`` (None: the model's sequence length) and ``decode_tokens`` (None:
+    :func:`decode_tokens`); ``trace``: keep the main strategy's trace (the timelines of ``plots/``).
     """
 
     nblocks: int | None = None
@@ -52,20 +66,47 @@ class BuildOptions:
     colocate: bool = True
     with_pareto: bool = True
     check: bool = True
+    row_steps: int | None = None
+    budget: str = "fixed"
+    reference: Strategy | None = None
+    weight_reload: bool = False
+    prefill_tokens: int | None = None
+    decode_tokens: int | None = None
+    simulate: bool = True
+    trace: bool = False
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise ModelError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         object.__setattr__(self, "strategy", Strategy(self.strategy))
+        as_budget(self.budget)
+        if self.reference is not None:
+            object.__setattr__(self, "reference", as_strategy(self.reference))
+        for key in ("prefill_tokens", "decode_tokens"):
+            v = getattr(self, key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (1 if key[0] == "p" else 0)):
+                raise ModelError(f"{key} must be an integer of at least {1 if key[0] == 'p' else 0}, not {v!r}")
+
+
+#: Tokens decoded by default after the prompt (decoder models; encoder-only models run one pass: 1).
+DECODE_TOKENS = 16
+
+#: The simulator's figures copied into ``summary`` (``prefill_latency_ns`` replaces the analytic one, kept as
+#: ``analytic_prefill_latency_ns``).
+PERF_KEYS = ("prefill_latency_ns", "ttft_ns", "decode_latency_ns", "decode_tokens_per_s", "energy_per_token_nj",
+             "dynamic_energy_nj", "static_energy_nj", "area_mm2")
 
 
 @dataclass(frozen=True, eq=False)
 class StrategyResult:
-    """Placement, schedule and cost of one strategy."""
+    """Placement, schedule and cost of one strategy; its chip map and simulated performance once
+    :func:`on_chip` ran (``perf``: a :class:`perf.PerfReport`)."""
 
     placement: Placement
     schedule: Schedule
     cost: CostReport
+    chip: ChipMap | None = None
+    perf: Any = None
 
     @property
     def arrays(self) -> int:
@@ -76,10 +117,11 @@ class StrategyResult:
         """Decode latency per token, as reported (rounded to 3 decimals)."""
         return round(self.cost.decode_latency_ns, 3)
 
-    def summary(self, geoms: tuple[MatmulGeom, ...]) -> dict:
-        """The ``summary`` object of ``report.json`` for this strategy."""
+    def summary(self, geoms: tuple[MatmulGeom, ...], *, detail: bool = True) -> dict:
+        """The ``summary`` object of ``report.json`` for this strategy (``detail``: with the simulator's full
+        report ``perf`` and the ``chip`` it ran on)."""
         pl = self.placement
-        return {
+        out = {
             "strategy": str(pl.strategy),
             "arrays": pl.n_arrays,
             "lower_bound_arrays": pl.lower_bound,
@@ -98,6 +140,15 @@ class StrategyResult:
             "activations": self.cost.activations,
             "adc_bits_histogram": {str(k): v for k, v in self.cost.adc_bits_histogram.items()},
         }
+        if self.perf is not None:
+            out["analytic_prefill_latency_ns"] = out["prefill_latency_ns"]
+            figs = self.perf.summary()
+            out.update({k: round(float(figs[k]), 3) for k in PERF_KEYS if figs.get(k) is not None})
+            if detail:
+                out["perf"] = {k: v for k, v in self.perf.to_dict().items() if k != "trace"}
+        if self.chip is not None and detail:
+            out["chip"] = self.chip.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -119,11 +170,31 @@ class ParetoPoint:
 
 def evaluate(geoms: tuple[MatmulGeom, ...], hw: HwConfig, strategy: Strategy, dims: ModelDims, *,
              arrays: int | None = None, adc_mode: AdcMode = AdcMode.PAPER, colocate: bool = True,
-             validate: bool = True) -> StrategyResult:
+             validate: bool = True, row_steps: int | None = None) -> StrategyResult:
     """Place, schedule and cost one strategy."""
-    pl = place(geoms, hw, strategy, arrays=arrays, colocate=colocate, validate=validate)
+    pl = place(geoms, hw, strategy, arrays=arrays, colocate=colocate, validate=validate, row_steps=row_steps)
     sc = schedule(pl, hw, adc_mode)
     return StrategyResult(pl, sc, estimate(sc, hw, dims))
+
+
+def decode_tokens(dims: ModelDims, requested: int | None = None) -> int:
+    """Tokens to decode: ``requested``, else 1 for an encoder-only model, :data:`DECODE_TOKENS` otherwise."""
+    if requested is not None:
+        return requested
+    return 1 if dims.rules.kind is Kind.ENCODER else DECODE_TOKENS
+
+
+def on_chip(r: StrategyResult, hw: HwConfig, dims: ModelDims, o: BuildOptions, *, reference=None,
+            trace: bool = False) -> StrategyResult:
+    """Map ``r`` onto the chip (``o.budget``, ``o.weight_reload``; ``reference``: the iso budgets' strategy or
+    its placement) and, with ``o.simulate``, simulate it (:func:`perf.simulate`)."""
+    cm = chip_map(r.placement, hw, budget=o.budget, reference=reference, weight_reload=o.weight_reload)
+    if not o.simulate:
+        return replace(r, chip=cm)
+    import perf  # noqa: PLC0415  (the simulator loads on first use)
+    rep = perf.simulate(r.schedule, cm.hw, dims, prefill_tokens=o.prefill_tokens,
+                        decode_tokens=decode_tokens(dims, o.decode_tokens), trace=trace, chipmap=cm)
+    return replace(r, chip=cm, perf=rep)
 
 
 def pareto_points(geoms: tuple[MatmulGeom, ...], hw: HwConfig, dims: ModelDims, *,
@@ -186,90 +257,41 @@ class BuildResult:
     def report_options(self) -> dict:
         """The ``options`` object of ``report.json``."""
         o = self.options
+        dims = ModelDims.of(self.spec)
         return {"adc_mode": str(o.adc_mode), "cost_preset": self.cost_preset, "colocate": o.colocate,
-                "arrays_budget": o.arrays, "weights": bool(self.commands is not None), "stream_seed": STREAM_SEED}
+                "arrays_budget": o.arrays, "weights": bool(self.commands is not None), "stream_seed": STREAM_SEED,
+                "row_steps": DENSE_STEPS if o.row_steps is None else o.row_steps, "budget": o.budget,
+                "reference": str(o.reference or Strategy.LINEAR) if o.budget.startswith("iso") else None,
+                "weight_reload": o.weight_reload, "simulate": o.simulate,
+                "prefill_tokens": o.prefill_tokens or dims.seq_len,
+                "decode_tokens": decode_tokens(dims, o.decode_tokens)}
 
     def report(self) -> dict:
         """Return ``report.json`` content."""
         geoms = self.main.placement.matmuls
         s = self.main.summary(geoms)
-        b = self.baseline.summary(geoms)
+        b = self.baseline.summary(geoms, detail=False)
         s["baseline"] = b
         s["speedup_vs_linear"] = round(b["latency_ns"] / s["latency_ns"], 6) if s["latency_ns"] else None
         s["energy_gain_vs_linear"] = round(b["energy_nj"] / s["energy_nj"], 6) if s["energy_nj"] else None
         s["array_reduction_vs_linear"] = round(1 - s["arrays"] / b["arrays"], 6) if b["arrays"] else None
-        compare = {str(k): v.summary(geoms) for k, v in self.compare.items()}
+        compare = {str(k): v.summary(geoms, detail=False) for k, v in self.compare.items()}
         return {
             "model": self.model, "family": self.spec.family, "hw": self.hw.to_dict(), "nblocks": self.nblocks,
             "strategy": str(self.strategy), "options": self.report_options(),
             "summary": s,
             "cost": self.main.cost.to_dict(),
             "baseline_cost": self.baseline.cost.to_dict(),
-            "layers": _layer_table(self.main, self.baseline),
+            "layers": layer_table(self.main, self.baseline),
             "matmuls": matmul_spread(self.main.placement),
             "utilization_per_layer": {str(k): v for k, v in self.per_strategy_layers.items()},
             "pareto": [p.to_dict() for p in self.pareto],
             "strategies": {k: {x: v[x] for x in ("arrays", "lower_bound_arrays", "utilization", "latency_ns",
-                                                  "energy_nj", "matmul_latency_ns", "matmul_energy_nj")}
+                                                  "energy_nj", "matmul_latency_ns", "matmul_energy_nj", *PERF_KEYS)
+                               if x in v}
                            for k, v in sorted(compare.items())},
             "stream": None if self.check is None else self.check.to_dict(),
         }
-
-
-def layer_utilization(pl: Placement) -> dict[str, float]:
-    """Return utilisation per layer: the layer's cells over its share of the arrays it touches."""
-    geoms = pl.matmuls
-    on_array: dict[int, int] = {}
-    for t in pl.tiles:
-        on_array[t.array] = on_array.get(t.array, 0) + t.cells
-    cells: dict[str, float] = {}
-    share: dict[str, float] = {}
-    for t in pl.tiles:
-        g = geoms[t.matmul]
-        key = f"{g.stage}.{g.layer}"
-        cells[key] = cells.get(key, 0) + t.cells
-        share[key] = share.get(key, 0.0) + t.cells / on_array[t.array] * pl.cells_per_array
-    return {k: round(cells[k] / share[k], 6) for k in cells}
-
-
-def matmul_spread(pl: Placement) -> list[dict]:
-    """Return per matmul and factor: arrays holding its blocks and the most blocks (pieces) on one array.
-
-    This is how many block diagonals of each matrix share an array, the quantity ``auto`` chooses per matrix
-    (implicitly, through the array budget and the striping).
-    """
-    per: dict[tuple[int, str], dict[int, int]] = {}
-    for t in pl.tiles:
-        d = per.setdefault((t.matmul, t.factor), {})
-        d[t.array] = d.get(t.array, 0) + 1
-    out = []
-    for mi, g in enumerate(pl.matmuls):
-        row = {"name": g.name}
-        for f in ("W", "R", "L"):
-            d = per.get((mi, f))
-            if d:
-                row[f"arrays_{f}"] = len(d)
-                row[f"max_pieces_per_array_{f}"] = max(d.values())
-        out.append(row)
-    return out
-
-
-def _layer_table(main: StrategyResult, base: StrategyResult) -> list[dict]:
-    util = layer_utilization(main.placement)
-    butil = layer_utilization(base.placement)
-    brows = {(r["stage"], r["layer"]): r for r in base.cost.per_layer}
-    rows = []
-    for r in main.cost.per_layer:
-        key = f"{r['stage']}.{r['layer']}"
-        b = brows.get((r["stage"], r["layer"]), {})
-        rows.append({"stage": r["stage"], "layer": r["layer"], "arrays": r["arrays"],
-                     "utilization": util.get(key, 0.0), "latency_ns": round(r["latency_ns"], 3),
-                     "energy_nj": round(r["energy_nj"], 3),
-                     "prefill_latency_ns": round(r["prefill_latency_ns"], 3),
-                     "baseline_arrays": b.get("arrays"), "baseline_utilization": butil.get(key),
-                     "baseline_latency_ns": round(b.get("latency_ns", 0.0), 3),
-                     "baseline_energy_nj": round(b.get("energy_nj", 0.0), 3)})
-    return rows
 
 
 def resolve_hw(hw: str | HwConfig, adcs: int | None = None, cost: str | None = None) -> HwConfig:
@@ -300,23 +322,31 @@ def build(model: str, hw: str | HwConfig = "paper-256", options: BuildOptions = 
     geoms = geometry(spec, nblocks)
     dims = ModelDims.of(spec)
     step("place")
-    main = evaluate(geoms, cfg, o.strategy, dims, arrays=o.arrays, adc_mode=o.adc_mode, colocate=o.colocate)
+    main = evaluate(geoms, cfg, o.strategy, dims, arrays=o.arrays, adc_mode=o.adc_mode, colocate=o.colocate,
+                    row_steps=o.row_steps)
     step("baseline")
     base = main if o.strategy is Strategy.LINEAR else evaluate(geoms, cfg, Strategy.LINEAR, dims,
                                                                  adc_mode=o.adc_mode)
     per = {}
     for st in Strategy:
-        pl = {Strategy.LINEAR: base.placement, o.strategy: main.placement}.get(st) or place(geoms, cfg, st,
-                                                                                             validate=False)
+        pl = {Strategy.LINEAR: base.placement, o.strategy: main.placement}.get(st) or place(
+            geoms, cfg, st, validate=False, row_steps=o.row_steps)
         per[st] = layer_utilization(pl)
     par: tuple[ParetoPoint, ...] = ()
     compare = {Strategy.LINEAR: base, o.strategy: main}
     if o.with_pareto and o.strategy is Strategy.AUTO:
         step("pareto")
         for st in (Strategy.SPARSE, Strategy.DENSE):
-            compare[st] = evaluate(geoms, cfg, st, dims, adc_mode=o.adc_mode, validate=False)
+            compare[st] = evaluate(geoms, cfg, st, dims, adc_mode=o.adc_mode, validate=False,
+                                   row_steps=o.row_steps)
         others = tuple(compare[st].arrays for st in (Strategy.SPARSE, Strategy.DENSE))
         par = pareto_points(geoms, cfg, dims, adc_mode=o.adc_mode, extra=others)
+    step("chip")
+    ref_st = o.reference or Strategy.LINEAR
+    ref = compare[ref_st].placement if ref_st in compare and compare[ref_st].placement.budget is None else ref_st
+    compare = {st: on_chip(r, cfg, dims, o, reference=ref, trace=o.trace and r is main)
+               for st, r in compare.items()}
+    main, base = compare[o.strategy], compare[Strategy.LINEAR]
     commands = checked = None
     if factors is not None:
         step("stream")
@@ -374,4 +404,9 @@ def write_build(result: BuildResult, out: str | Path, *, plots: bool = True, for
             from mapper import plots as P  # noqa: PLC0415
             (tmp / "plots").mkdir()
             P.build_plots(result, tmp / "plots")
+            if result.main.perf is not None:
+                from mapper.perfplots import perf_plots  # noqa: PLC0415
+                perf_plots(result.main.perf.to_dict(), result.main.perf.trace, tmp / "plots",
+                           model=result.model, hw=result.hw.name, preset=result.cost_preset,
+                           strategy=str(result.strategy))
     return out

@@ -141,6 +141,8 @@ def work(tmp_path_factory) -> Path:
     (w / "cfg").mkdir()
     (w / "cfg" / "hw.toml").write_bytes(KEEP)
     (w / "latin1.toml").write_bytes('name = "caf\u00e9"\n'.encode("latin-1"))
+    # a chip of 2 tiles of 24 arrays: tiny-bert's linear placement (64 arrays of 32 x 32) does not fit
+    (w / "small-chip.toml").write_text('base = "chip-tiny-4t"\nname = "small"\nn_arrays = 48\n')
     return w
 
 
@@ -296,6 +298,20 @@ OPTION_CASES = [
     case([*BUILD, "--strategy", "best"], "--strategy: invalid choice: 'best'", id="build-strategy"),
     case([*BUILD, "--cost", "cheap"], "--cost", id="build-cost"),
     case([*BUILD, "--model", b"caf\xe9"], "--model: is not valid UTF-8", id="build-model-not-utf8"),
+    case([*BUILD, "--budget", "bogus"], "--budget: invalid choice: 'bogus'", id="build-budget"),
+    case([*BUILD, "--reference", "best"], "--reference: invalid choice: 'best'", id="build-reference"),
+    case([*BUILD, "--row-steps", "0"], "--row-steps: must be a positive integer", id="build-row-steps-zero"),
+    case([*BUILD, "--strategy", "dense", "--row-steps", "3", "--out", "o"], "row steps must divide the rows of "
+         "every block (8): one of 1, 2, 4, 8, not 3", id="build-row-steps-not-divisor"),
+    case([*BUILD, "--prefill-tokens", "0"], "--prefill-tokens: must be an integer in 1..",
+         id="build-prefill-tokens-zero"),
+    case([*BUILD, "--decode-tokens", "-1"], "--decode-tokens: must be an integer in 0..",
+         id="build-decode-tokens-neg"),
+    case([*BUILD, "--chip", "chip-tiny-4t", "--out", "o"], "--hw fpga-tiny and --chip chip-tiny-4t name "
+         "different configurations", id="build-hw-and-chip"),
+    case(["build", "--model", "tiny-bert", "--chip", "small-chip.toml", "--strategy", "linear", "--no-weights",
+          "--no-plots", "--out", "o"], "linear needs 64 arrays but the chip small has 48 (2 tiles of 24); use a "
+         "bigger chip", id="build-chip-too-small"),
     case([*D2S, "--out", "o", "--seed", "-1"], "--seed", id="d2s-seed-neg"),
     case([*D2S, "--out", "o", "--seed", str(2**64)], "--seed", id="d2s-seed-huge"),
     case([*D2S, "--out", "o", "--steps", "-1"], "--steps", id="d2s-steps-neg"),
