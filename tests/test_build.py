@@ -19,6 +19,8 @@ from mapper.models import load_model_spec
 SNAP = Path(__file__).parent / "snapshots"
 SUMMARY_KEYS = {"arrays", "lower_bound_arrays", "utilization", "params_dense", "params_monarch", "macs_dense",
                 "macs_monarch", "latency_ns", "energy_nj"}
+PERF_KEYS = {"prefill_latency_ns", "ttft_ns", "decode_tokens_per_s", "energy_per_token_nj", "static_energy_nj",
+             "area_mm2"}
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +44,14 @@ def test_build_outputs(built):
     assert any(p["on_front"] for p in rep["pareto"])
     mp = json.loads((built / "mapping.json").read_text())
     assert mp["arrays"] == s["arrays"] and len(mp["tiles"]) > 0
+    # the simulator's figures, its full report and the chip, for the main strategy and every one compared
+    assert PERF_KEYS <= set(s) and PERF_KEYS <= set(s["baseline"]) and {"perf", "chip"} <= set(s)
+    assert all(PERF_KEYS <= set(row) for row in rep["strategies"].values())
+    assert s["chip"]["budget"] == "fixed" and s["chip"]["epochs"] == 1
+    o = rep["options"]
+    assert (o["row_steps"], o["budget"], o["weight_reload"], o["decode_tokens"]) == (4, "fixed", False, 1)
+    assert o["prefill_tokens"] == load_model_spec("tiny-bert").seq_len
+    assert {"timeline_token.png", "perf_breakdown.png"} <= {p.name for p in (built / "plots").iterdir()}
 
 
 def test_build_is_deterministic(built, tmp_path):
@@ -155,3 +165,46 @@ def test_build_from_a_d2s_folder(tmp_path):
     # an explicit nblocks that disagrees with the folder is a one-line user error
     assert main(["build", "--model", str(tmp_path / "f"), "--nblocks", "8", "--out", str(tmp_path / "c")]) == 2
     assert not (tmp_path / "c").exists()
+
+
+def _shape_build(model="tiny-bert", hw="chip-tiny-4t", **kw):
+    from mapper.pipeline import BuildOptions, build
+    return build(model, hw, BuildOptions(weights=False, **kw))
+
+
+def test_chip_build_iso_adc_maps_every_strategy_onto_its_chip():
+    res = _shape_build(budget="iso-adc", decode_tokens=2, prefill_tokens=8)
+    rep = res.report()
+    chip = rep["summary"]["chip"]
+    assert chip["budget"] == "iso-adc" and chip["reference"] == "linear"
+    ref_adcs = res.compare["linear"].chip.hw.total_adcs
+    for st, r in res.compare.items():
+        assert r.chip.violations(r.placement) == [], st
+        assert r.chip.hw.total_adcs <= ref_adcs and r.chip.hw.n_arrays >= r.placement.n_arrays
+    assert rep["options"]["decode_tokens"] == 2 and rep["options"]["prefill_tokens"] == 8
+    assert rep["summary"]["area_mm2"] == pytest.approx(res.main.perf.summary()["area_mm2"], rel=1e-3)
+
+
+def test_weight_reload_build_runs_in_epochs(tmp_path):
+    small = tmp_path / "small.toml"
+    small.write_text('base = "chip-tiny-4t"\nname = "small"\nn_arrays = 48\n')
+    from cimisa.errors import KitError
+    with pytest.raises(KitError, match="needs 64 arrays"):
+        _shape_build(hw=str(small), strategy="linear", prefill_tokens=4)
+    res = _shape_build(hw=str(small), strategy="linear", weight_reload=True, prefill_tokens=4)
+    chip = res.report()["summary"]["chip"]
+    assert chip["epochs"] >= 2 and all(r > 0 for r in chip["reload_rows"][1:])
+
+
+def test_row_steps_option_reaches_the_dense_placement():
+    one = _shape_build(hw="fpga-tiny", strategy="dense", row_steps=1, simulate=False)
+    four = _shape_build(hw="fpga-tiny", strategy="dense", simulate=False)
+    assert one.main.placement.row_steps == 1 and four.main.placement.row_steps == 4
+    assert one.report()["options"]["row_steps"] == 1
+    assert len(one.main.schedule.activations) < len(four.main.schedule.activations)
+    assert "perf" not in one.report()["summary"]                  # simulate=False: analytic figures only
+
+
+def test_decoder_models_decode_sixteen_tokens_by_default():
+    rep = _shape_build(model="tiny-gpt2", hw="fpga-tiny", strategy="sparse", prefill_tokens=4).report()
+    assert rep["options"]["decode_tokens"] == 16
