@@ -343,7 +343,8 @@ def prefill_bound(ps: list[Phase], hw: HwConfig, dims: ModelDims, T: int, tiles:
     Tokens flow through the chain of steps of every phase (a flow shop). Bidirectional and cross attention need
     the K/V of all tokens: the chain splits there into segments run one after the other. Per segment the time is
     at least the last token's chain, and, for every resource ``r`` of ``k`` servers doing ``w`` per token (an
-    array, a tile's ``mvms_per_tile`` ports, the digital and the attention units), ``head + T * w / k + tail``
+    array, a tile's ``mvms_per_tile`` ports, the digital and the attention units, the KV-cache memory port),
+    ``head + T * w / k + tail``
     (``head``/``tail``: the shortest chain before its first / after its last use). With one resource per step
     that is the flow-shop makespan ``sum(p) + (T - 1) * max(p)``.
     """
@@ -392,10 +393,11 @@ def prefill_bound(ps: list[Phase], hw: HwConfig, dims: ModelDims, T: int, tiles:
                 if _barrier(fam, ph):
                     close()
                 xs, counts = np.unique(ctx, return_counts=True)
-                times = np.array([attention_cost(digital_ops(dims, ph.roles, x, hw)["attention"][0], x, dims,
-                                                 mem)[0] for x in xs.tolist()])
-                seg.append((float(times.min()), float(times.max()),
-                            [("attention", ch.attention_units, None, float((times * counts).sum()) / T)]))
+                tr = np.array([attention_cost(digital_ops(dims, ph.roles, x, hw)["attention"][0], x, dims,
+                                              mem)[:2] for x in xs.tolist()])
+                seg.append((float(tr[:, 0].min()), float(tr[:, 0].max()),
+                            [("attention", ch.attention_units, None, float((tr[:, 0] * counts).sum()) / T),
+                             ("memory", 1, None, float((tr[:, 1] * counts).sum()) / T)]))
             else:
                 seg.append((t, t, [("digital", ch.digital_units, None, t)]))
     close()

@@ -1,0 +1,185 @@
+"""perf.simulate against the analytic model (compiler.cost.estimate): equal without contention, never faster.
+
+Random transformer-shaped models (tiny Monarch matmuls), strategies and chips. Each check has a mutant that it
+catches (a simulator without the tile's port limit, without the attention barrier, without the chain order).
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import perf
+import perf.engine
+import perf.workload
+from cimisa.config import HwConfig
+from cimisa.errors import ModelError
+from compiler.chipmap import ChipMap
+from compiler.cost import ModelDims, estimate
+from compiler.geometry import MatmulGeom
+from compiler.place import place
+from compiler.schedule import schedule
+from mapper.d2s.monarch import monarch_shape
+
+ROLES = (("q", "attn_in", 1), ("k", "attn_in", 1), ("v", "attn_in", 1), ("o", "attn_ctx", 1),
+         ("ffn_up", "ffn_in", 2), ("ffn_down", "ffn_hidden", 2))
+
+
+def model(layers: int, d: int, k: int, stage: str = "encoder") -> tuple[MatmulGeom, ...]:
+    """A BERT-shaped stack of ``layers`` layers of width ``d`` (FFN 2d) with ``k`` Monarch blocks."""
+    out = []
+    for layer in range(layers):
+        for role, group, mult in ROLES:
+            o, i = (d * mult, d) if role != "ffn_down" else (d, 2 * d)
+            s = monarch_shape(o, i, k)
+            out.append(MatmulGeom(f"{stage}.{layer}.{role}", layer, role, stage, f"{stage}.{layer}.{group}", o, i,
+                                  k, s.r_shape, s.l_shape))
+    return tuple(out)
+
+
+def chip(apt: int = 1, mvms: int = 1, topology: str = "ideal", units: int = 65536, **chip_kw) -> HwConfig:
+    base = HwConfig(name="perf-test", rows=32, cols=32, n_arrays=3072, weight_bits=4, input_bits=4, adc_bits=5,
+                    adcs_per_array=4, in_depth=4096, out_depth=4096, rows_per_cycle=8)
+    ch = dataclasses.replace(base.chip, arrays_per_tile=apt, mvms_per_tile=mvms, topology=topology,
+                             digital_units=units, attention_units=units, attention_lanes=64, **chip_kw)
+    return base.replace(chip=ch)
+
+
+def build(geoms, hw, strategy):
+    sc = schedule(place(geoms, hw, strategy), hw, "paper")
+    return sc, ChipMap.identity(sc.placement, hw)
+
+
+configs = st.fixed_dictionaries({
+    "layers": st.integers(1, 2), "d": st.sampled_from([16, 32, 48]), "k": st.sampled_from([2, 4]),
+    "strategy": st.sampled_from(["linear", "sparse", "dense", "auto"]), "family": st.sampled_from(["bert", "gpt2"]),
+    "seq": st.integers(1, 12)})
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _setup(c, hw):
+    stage = "encoder" if c["family"] == "bert" else "decoder"
+    sc, cm = build(model(c["layers"], c["d"], c["k"], stage), hw, c["strategy"])
+    return sc, cm, ModelDims(c["family"], c["d"], 2, c["seq"])
+
+
+def dedicated_tiles(cm, sched) -> bool:
+    """Every tile serves one stage of one phase (the prefill pipeline condition)."""
+    from compiler.cost import phases
+    seen: dict = {}
+    tiles = cm.tiles_of()
+    for ph in phases(sched, cm.hw, ModelDims("bert", 16, 2, 1), cm):
+        for si, a in enumerate(ph.arrays):
+            for t in set(tiles[a].tolist()):
+                if seen.setdefault(t, (ph.index, si)) != (ph.index, si):
+                    return False
+    return True
+
+
+@FAST
+@given(configs, st.sampled_from([(1, 1), (2, 2), (4, 4), (3, 3)]))
+def test_decode_equals_analytic_without_contention(c, tile):
+    hw = chip(*tile)
+    sc, cm, dims = _setup(c, hw)
+    sim = perf.simulate(sc, cm.hw, dims, chipmap=cm, decode_tokens=1)
+    an = estimate(sc, cm.hw, dims, cm)
+    assert sim.decode_latency_ns == pytest.approx(an.decode_latency_ns, rel=1e-9, abs=1e-9)
+    assert sim.summary()["decode_energy_nj"] == pytest.approx(an.decode_energy_nj, rel=1e-9, abs=1e-9)
+
+
+@FAST
+@given(configs.filter(lambda c: c["family"] == "bert"), st.sampled_from([(1, 1), (2, 2)]))
+def test_prefill_equals_flow_shop_bound_under_pipeline_conditions(c, tile):
+    """Bidirectional attention, dedicated tiles, enough units and memory bandwidth, ideal network: the simulated
+    prefill is the flow-shop makespan, which is the analytic bound."""
+    hw = chip(*tile, sram_bytes_per_ns=1e12)
+    sc, cm, dims = _setup(c, hw)
+    if not dedicated_tiles(cm, sc):
+        return
+    sim = perf.simulate(sc, cm.hw, dims, chipmap=cm)
+    assert sim.prefill_latency_ns == pytest.approx(estimate(sc, cm.hw, dims, cm).prefill_latency_ns, rel=1e-9)
+
+
+@FAST
+@given(configs, st.sampled_from([(1, 1), (2, 1), (4, 1), (4, 2), (3, 3)]),
+       st.sampled_from(["ideal", "mesh", "ring", "bus"]), st.integers(1, 3))
+def test_never_faster_than_the_analytic_bound(c, tile, topology, units):
+    hw = chip(*tile, topology=topology, units=units)
+    sc, cm, dims = _setup(c, hw)
+    sim = perf.simulate(sc, cm.hw, dims, chipmap=cm, decode_tokens=2)
+    an = estimate(sc, cm.hw, dims, cm)
+    assert sim.prefill_latency_ns >= an.prefill_latency_ns * (1 - 1e-9)
+    assert min(sim.decode_token_ns) >= an.decode_latency_ns * (1 - 1e-9)
+
+
+def _bert(strategy="linear", apt=1, mvms=1, seq=12, **kw):
+    hw = chip(apt, mvms, **kw)
+    sc, cm = build(model(2, 32, 4), hw, strategy)
+    return sc, cm, ModelDims("bert", 32, 2, seq)
+
+
+def test_port_limit_mutant_is_caught(monkeypatch):
+    sc, cm, dims = _bert(apt=4, mvms=1)
+    bound = estimate(sc, cm.hw, dims, cm).prefill_latency_ns
+    assert perf.simulate(sc, cm.hw, dims, chipmap=cm).prefill_latency_ns >= bound
+    real = perf.workload.tile_spans
+    monkeypatch.setattr(perf.workload, "tile_spans", lambda t, b, ports: real(t, b, 1 << 20))
+    assert perf.simulate(sc, cm.hw, dims, chipmap=cm).prefill_latency_ns < bound * (1 - 1e-6)
+
+
+def test_barrier_mutant_is_caught(monkeypatch):
+    sc, cm, dims = _bert(sram_bytes_per_ns=1e12)
+    bound = estimate(sc, cm.hw, dims, cm).prefill_latency_ns
+    assert perf.simulate(sc, cm.hw, dims, chipmap=cm).prefill_latency_ns == pytest.approx(bound, rel=1e-9)
+    real = perf.workload.Step
+    monkeypatch.setattr(perf.workload, "Step", lambda *a, **k: real(*a, **{**k, "barrier": False}))
+    assert perf.simulate(sc, cm.hw, dims, chipmap=cm).prefill_latency_ns < bound * (1 - 1e-6)
+
+
+def test_chain_order_mutant_is_caught(monkeypatch):
+    sc, cm, dims = _bert()
+    an = estimate(sc, cm.hw, dims, cm).decode_latency_ns
+    real = perf.engine.Engine.run
+    monkeypatch.setattr(perf.engine.Engine, "run", lambda self, st, ready, token, pred, ctx, mem:
+                        real(self, st, ready * 0.5, token, pred, ctx, mem))
+    assert perf.simulate(sc, cm.hw, dims, chipmap=cm, decode_tokens=1).decode_latency_ns < an * (1 - 1e-6)
+
+
+def test_contention_slows_and_reports():
+    """Fewer ports, units and a bus make it slower; the report holds every documented figure."""
+    sc, cm, dims = _bert("sparse", apt=4, mvms=4)
+    free = perf.simulate(sc, cm.hw, dims, chipmap=cm, decode_tokens=3, trace=True)
+    sc2, cm2, _ = _bert("sparse", apt=4, mvms=1, topology="bus", units=1)
+    busy = perf.simulate(sc2, cm2.hw, dims, chipmap=cm2, decode_tokens=3)
+    assert busy.prefill_latency_ns > free.prefill_latency_ns
+    assert busy.decode_latency_ns > free.decode_latency_ns
+    s = free.summary()
+    for key in ("prefill_latency_ns", "ttft_ns", "decode_latency_ns", "decode_tokens_per_s", "energy_per_token_nj",
+                "dynamic_energy_nj", "static_energy_nj", "area_mm2"):
+        assert s[key] > 0, key
+    d = free.to_dict()
+    assert d["critical_path"] and d["critical_path"][-1]["end_ns"] == pytest.approx(free.elapsed_ns, rel=1e-5)
+    util = d["utilisation"]
+    assert all(0 <= f <= 1 for k, v in util.items() if k != "bin_ns" for f in v)
+    assert {"tile", "attention"} <= set(util)
+    assert free.trace and {iv["token"] for iv in free.trace} == {0}
+    assert all(iv["end_ns"] >= iv["start_ns"] for iv in free.trace)
+    # causal decode: a longer context never makes a token faster
+    assert list(free.decode_token_ns) == sorted(free.decode_token_ns) or dims.rules.causal is False
+
+
+def test_static_energy_is_power_times_time():
+    sc, cm, dims = _bert()
+    r = perf.simulate(sc, cm.hw, dims, chipmap=cm, decode_tokens=2)
+    s = r.summary()
+    assert s["static_energy_nj"] == pytest.approx(s["static_power_mw"] * r.elapsed_ns / 1000.0)
+    assert np.isclose(s["area_mm2"], sum(r.area_breakdown.values()))
+
+
+@pytest.mark.parametrize("kw", [{"prefill_tokens": -1}, {"decode_tokens": 1.5}, {"decode_tokens": True}])
+def test_bad_token_counts_are_one_error(kw):
+    sc, cm, dims = _bert()
+    with pytest.raises(ModelError, match="tokens must be an integer"):
+        perf.simulate(sc, cm.hw, dims, chipmap=cm, **kw)
