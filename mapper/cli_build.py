@@ -73,10 +73,12 @@ def run(args: argparse.Namespace) -> int:
         res = build(args.model, hw, options, progress=step)
     with progress.stage("build: write"):
         write_build(res, out, plots=not args.no_plots, force=args.force)
-    from mapper.report import layers_table, strategies_table, summary_table
+    from mapper.report import chip_line, layers_table, strategies_table, summary_table
     rep = res.report()
     console = Console(width=max(120, Console().width))
     console.print(summary_table(rep))
+    if rep["summary"].get("chip"):
+        console.print(chip_line(rep["summary"]["chip"]), markup=False)
     for table in (strategies_table(rep), layers_table(rep)):
         if table is not None:
             console.print(table)

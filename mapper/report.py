@@ -6,7 +6,7 @@ from __future__ import annotations
 from compiler.kinds import Strategy, choices
 from compiler.place import Placement
 
-__all__ = ["summary_table", "strategies_table", "layers_table", "layer_utilization", "matmul_spread",
+__all__ = ["summary_table", "strategies_table", "layers_table", "chip_line", "layer_utilization", "matmul_spread",
            "layer_table"]
 
 
@@ -26,9 +26,6 @@ def summary_table(report: dict):
                      ("activations", "{:,}")) + _PERF_ROWS:
         if key in s and key in b and s[key] is not None and b[key] is not None:
             t.add_row(key, fmt.format(s[key]), fmt.format(b[key]))
-    chip = s.get("chip")
-    if chip:
-        t.caption = escape(chip_line(chip))
     return t
 
 
@@ -39,7 +36,8 @@ _PERF_ROWS = (("ttft_ns", "{:,.0f}"), ("decode_tokens_per_s", "{:,.1f}"), ("ener
 
 def chip_line(chip: dict) -> str:
     """One line describing the chip a strategy ran on (``summary.chip`` of ``report.json``)."""
-    line = (f"chip: {chip['tiles']:,} tiles x {chip['arrays_per_tile']} arrays ({chip['arrays_used']:,} of "
+    tiles = f"{chip['tiles']:,} tile" + ("s" if chip["tiles"] != 1 else "")
+    line = (f"chip: {tiles} x {chip['arrays_per_tile']} arrays ({chip['arrays_used']:,} of "
             f"{chip['arrays']:,} used), {chip['adcs_total']:,} ADCs, {chip['topology']} network, budget "
             f"{chip['budget']}")
     if chip.get("reference"):
