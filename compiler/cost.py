@@ -24,17 +24,23 @@ a context of ``seq_len`` tokens. Prefill of ``T`` tokens: :func:`prefill_bound`,
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from cimisa.config import HwConfig
-from compiler.components import adc_energy_pj
-from compiler.families import Family, config_int, generic_family
-from compiler.families import family as family_rules
-from compiler.place import Placement
+from compiler.families import Family
+from compiler.phases import (
+    ACT_KEYS,
+    ModelDims,
+    Phase,
+    activation_costs,
+    attention_cost,
+    digital_ops,
+    kv_memory,
+    phases,
+    transfer,
+)
 from compiler.schedule import Schedule
 
 __all__ = ["ModelDims", "CostReport", "Phase", "activation_costs", "digital_ops", "kv_memory", "attention_cost",
@@ -42,68 +48,6 @@ __all__ = ["ModelDims", "CostReport", "Phase", "activation_costs", "digital_ops"
 
 #: Latency/energy components, in report order.
 COMPONENTS = ("mvm_fixed", "dac_array", "adc", "shift_add", "requant_buffer", "digital", "comm", "memory")
-#: The components of one analog activation.
-ACT_KEYS = ("mvm_fixed", "dac_array", "adc", "shift_add")
-#: Roles after which attention runs; the roles whose attention reads the encoder's K/V (all of its tokens).
-ATTN_ROLES = frozenset({"q", "qkv", "cross_q"})
-
-
-@dataclass(frozen=True)
-class ModelDims:
-    """What the digital (non-matmul) work depends on: the model family (causal attention, which phases run per
-    token: :mod:`compiler.families`), model width, heads and sequence length."""
-
-    family: str
-    d_model: int
-    heads: int
-    seq_len: int
-
-    @property
-    def rules(self) -> Family:
-        """The :class:`~compiler.families.Family` of the model."""
-        return family_rules(self.family)
-
-    @classmethod
-    def of(cls, spec=None, placement: Placement | None = None, seq_len: int | None = None) -> ModelDims:
-        """Build from a :class:`~compiler.spec.ModelSpec` (or guess from the placement's matmuls)."""
-        if spec is not None:
-            fam = family_rules(spec.family)
-            c = spec.hf_config or {}
-            d = config_int(c, fam.hidden_keys) or 0
-            h = config_int(c, fam.heads_keys) or 0
-            if not d:
-                d = Counter(m.in_features for m in spec.mapped()).most_common(1)[0][0]
-            return cls(spec.family, d, h or max(1, d // 64), int(seq_len or spec.seq_len))
-        d = Counter(g.in_features for g in placement.matmuls).most_common(1)[0][0]
-        fam = generic_family({g.stage for g in placement.matmuls})
-        return cls(fam.name, d, max(1, d // 64), int(seq_len or 512))
-
-
-def activation_costs(sched: Schedule, hw: HwConfig) -> dict[str, np.ndarray]:
-    """Return per-activation arrays: time components (ns) and energy components (pJ)."""
-    c = hw.cost
-    acts = sched.activations
-    n = len(acts)
-    nr = np.fromiter((a.nrows for a in acts), dtype=np.float64, count=n)
-    nc = np.fromiter((a.ncols for a in acts), dtype=np.float64, count=n)
-    cells = np.fromiter((a.cells for a in acts), dtype=np.float64, count=n)
-    bits = np.fromiter((a.adc_bits for a in acts), dtype=np.float64, count=n)
-    ib = hw.input_bits
-    rounds = np.ceil(nc / hw.adcs_per_array)
-    t = {
-        "mvm_fixed": np.full(n, c.t_mvm_fixed_ns),
-        "dac_array": np.full(n, ib * c.t_array_read_ns),
-        "adc": ib * rounds * c.t_adc_ns * ((1 - c.adc_ramp_fraction) * bits / c.adc_ref_bits
-                                           + c.adc_ramp_fraction * np.exp2(bits - c.adc_ref_bits)),
-        "shift_add": ib * rounds * c.t_shift_add_ns,
-    }
-    e = {
-        "mvm_fixed": np.full(n, c.e_mvm_fixed_nj * 1000.0),
-        "dac_array": ib * (nr * c.e_row_read_pj + cells * c.e_cell_read_pj),
-        "adc": ib * nc * np.asarray(adc_energy_pj(bits, hw), dtype=np.float64),
-        "shift_add": ib * nc * c.e_shift_add_pj,
-    }
-    return {"t": t, "e": e, "conversions": ib * nc}
 
 
 @dataclass
@@ -152,179 +96,6 @@ class CostReport:
             "per_layer": [{k: (r(v) if isinstance(v, float) else v) for k, v in row.items()}
                           for row in self.per_layer],
         }
-
-
-def digital_ops(dims: ModelDims, roles, ctx: float, hw: HwConfig) -> dict[str, tuple[float, float]]:
-    """Return ``{kind: (time ns, energy nJ)}`` of the digital work of one token after a phase with ``roles``.
-
-    ``attention`` (after Q/K/V, fused QKV or cross-Q: ``2 * ctx * d`` multiply-adds and ``3 * ctx * heads`` softmax
-    operations on one attention unit of ``chip.attention_lanes`` lanes; its KV-cache read is
-    :func:`attention_cost`'s), ``add_norm`` (after O, cross-O, FFN-down), ``activation`` (after FFN-up/gate).
-    """
-    c = hw.cost
-    d, eop = dims.d_model, c.e_digital_op_pj
-    out: dict[str, tuple[float, float]] = {}
-    if roles & ATTN_ROLES:
-        ops = 2 * ctx * d + 3 * ctx * dims.heads
-        out["attention"] = (math.ceil(ops / hw.chip.attention_lanes) * c.t_digital_cycle_ns, ops * eop / 1000.0)
-    if roles & {"o", "cross_o", "ffn_down"}:
-        out["add_norm"] = (c.t_add_ns + c.t_layernorm_ns, d * 6 * eop / 1000.0)   # residual add + norm (~5 ops)
-    if roles & {"ffn_up", "ffn_gate"}:
-        out["activation"] = (c.t_activation_ns, d * 4 * 4 * eop / 1000.0)       # ~4 ops per hidden element
-    return out
-
-
-def kv_memory(hw: HwConfig, dims: ModelDims, attn_layers: int, ctx_max: int) -> tuple[str, float, float]:
-    """Where the KV cache lives: ``(memory, bytes per ns, pJ per byte)``; SRAM if ``attn_layers`` caches of
-    ``2 * ctx_max * d_model`` bytes (8-bit K and V, as 3D-SiM) fit ``chip.sram_kib``, else DRAM."""
-    ch, c = hw.chip, hw.cost
-    if attn_layers * 2 * ctx_max * dims.d_model <= ch.sram_kib * 1024:
-        return "sram", ch.sram_bytes_per_ns, c.e_sram_pj_per_byte
-    return "dram", ch.dram_bytes_per_ns, c.e_dram_pj_per_byte
-
-
-def attention_cost(compute_ns: float, ctx: float, dims: ModelDims, mem: tuple[str, float, float]
-                   ) -> tuple[float, float, float]:
-    """``(time ns, read time ns, read energy nJ)`` of one attention: the K/V of ``ctx`` tokens (``2 * ctx *
-    d_model`` bytes) stream from ``mem`` while the unit computes, so the time is the larger of the two."""
-    nbytes = 2.0 * ctx * dims.d_model
-    read = nbytes / mem[1]
-    return max(compute_ns, read), read, nbytes * mem[2] / 1000.0
-
-
-def _positions(tiles: np.ndarray, hw: HwConfig) -> np.ndarray:
-    cols = hw.chip.grid(hw.n_arrays)[1]
-    return np.stack([tiles // cols, tiles % cols], axis=1)
-
-
-def _hops(src: np.ndarray, dst: np.ndarray, hw: HwConfig) -> np.ndarray:
-    """Hops between every pair of ``src`` and ``dst`` tiles (a matrix)."""
-    topo = hw.chip.topology
-    if topo == "bus":
-        return (src[:, None] != dst[None, :]).astype(np.float64)
-    if topo == "ring":
-        n = hw.n_tiles
-        d = np.abs(src[:, None] - dst[None, :])
-        return np.minimum(d, n - d).astype(np.float64)
-    ps, pd = _positions(src, hw), _positions(dst, hw)            # mesh, XY routing: Manhattan distance
-    return (np.abs(ps[:, None, 0] - pd[None, :, 0]) + np.abs(ps[:, None, 1] - pd[None, :, 1])).astype(np.float64)
-
-
-def transfer(src_tiles: np.ndarray, dst_tiles: np.ndarray, nbytes: float, hw: HwConfig) -> tuple[float, float]:
-    """``(time ns, energy nJ)`` of moving ``nbytes`` from the ``src_tiles`` to the ``dst_tiles`` without contention.
-
-    ``ideal``: ``cost.t_comm_ns``, no energy. Otherwise the data leave the sources evenly and reach the
-    destinations evenly: time = the farthest pair's hops * ``hop_latency_ns`` + the busiest endpoint link's bytes
-    (``nbytes / min(sources, destinations)``; all of them on a ``bus``) / ``link_bytes_per_ns``; energy = bits *
-    mean hops * ``cost.e_link_pj_per_bit_hop``. Data staying on one tile cost nothing.
-    """
-    ch = hw.chip
-    if ch.topology == "ideal":
-        return hw.cost.t_comm_ns, 0.0
-    src, dst = np.unique(src_tiles), np.unique(dst_tiles)
-    if not len(src) or not len(dst) or nbytes <= 0:
-        return 0.0, 0.0
-    rng = np.random.default_rng(0)                       # large sets: hops of a fixed sample of each side
-    s = src if len(src) <= 512 else rng.choice(src, 512, replace=False)
-    d = dst if len(dst) <= 512 else rng.choice(dst, 512, replace=False)
-    h = _hops(s, d, hw)
-    if h.max() == 0:
-        return 0.0, 0.0
-    busiest = nbytes if ch.topology == "bus" else nbytes / min(len(src), len(dst))
-    return (float(h.max()) * ch.hop_latency_ns + busiest / ch.link_bytes_per_ns,
-            nbytes * 8 * float(h.mean()) * hw.cost.e_link_pj_per_bit_hop / 1000.0)
-
-
-@dataclass(frozen=True, eq=False)
-class Phase:
-    """The work of one token in one phase (see the module docstring); times in ns, energies in nJ."""
-
-    index: int
-    stage: str
-    layer: int
-    roles: frozenset
-    in_decode: bool
-    epoch: int
-    matmuls: tuple
-    arrays: tuple          # logical arrays of stage 1 and of stage 2 (int64 vectors; stage 2 empty for Linear)
-    busy: tuple            # per-token busy time of each of those arrays
-    crit: tuple            # time components of the busiest array of each stage
-    energy: dict           # analog activation energy by ACT_KEYS, and requant_buffer
-    rq_ns: float           # REQUANT of the stage-1 accumulators on one digital unit
-    shuffle: tuple         # (ns, nJ) stage-1 tiles -> stage-2 tiles (0 on the ideal network)
-    comm: tuple            # (ns, nJ) the phase's output -> the next phase's tiles
-    mid_bytes: int
-    out_bytes: int
-
-    @property
-    def stage_ns(self) -> tuple[float, float]:
-        """Time of stage 1 and stage 2 without contention: the busiest array of each."""
-        return tuple(float(b.max()) if len(b) else 0.0 for b in self.busy)
-
-    @property
-    def attention(self) -> bool:
-        return bool(self.roles & ATTN_ROLES)
-
-
-def phases(sched: Schedule, hw: HwConfig, dims: ModelDims, chipmap=None) -> list[Phase]:
-    """The :class:`Phase` list of a schedule, in model order. ``chipmap`` (a :class:`compiler.chipmap.ChipMap`,
-    identity when None) places the logical arrays on tiles; ``hw`` is the chip the work runs on."""
-    pl = sched.placement
-    geoms, c = pl.matmuls, hw.cost
-    ac = activation_costs(sched, hw)
-    acts = sched.activations
-    n = len(acts)
-    t_total = sum(ac["t"].values()) if n else np.zeros(0)
-    arr = np.fromiter((a.array for a in acts), dtype=np.int64, count=n)
-    stage2 = np.fromiter((a.factor == "L" for a in acts), dtype=bool, count=n)
-    owner = np.fromiter((a.matmul for a in acts), dtype=np.int64, count=n)
-    phase_of: dict[tuple, int] = {}
-    mat_phase = np.zeros(len(geoms), dtype=np.int64)
-    for mi, g in enumerate(geoms):
-        mat_phase[mi] = phase_of.setdefault((g.input_group, g.stage, g.layer), len(phase_of))
-    ph = mat_phase[owner] if n else np.zeros(0, dtype=np.int64)
-    order = np.argsort(ph, kind="stable")
-    bounds = np.searchsorted(ph[order], np.arange(len(phase_of) + 1))
-    members_of: dict[int, list[int]] = {}
-    for mi in range(len(geoms)):
-        members_of.setdefault(int(mat_phase[mi]), []).append(mi)
-    tiles = (np.arange(pl.n_arrays, dtype=np.int64) // hw.chip.arrays_per_tile if chipmap is None
-             else chipmap.tiles_of())
-    epoch = chipmap.epoch_of_matmul() if chipmap is not None else {}
-    fam = dims.rules
-    raw = []
-    for p in range(len(phase_of)):
-        members = members_of[p]
-        g0 = geoms[members[0]]
-        roles = frozenset(geoms[mi].role for mi in members)
-        idx = order[bounds[p]:bounds[p + 1]]
-        arrays, busy, crit = [], [], []
-        for s2 in (False, True):
-            sel = idx[stage2[idx] == s2]
-            ua, inv = np.unique(arr[sel], return_inverse=True)
-            b = np.bincount(inv, weights=t_total[sel], minlength=len(ua)) if len(sel) else np.zeros(0)
-            on = sel[inv == int(np.argmax(b))] if len(b) else sel
-            arrays.append(ua)
-            busy.append(b)
-            crit.append({k: float(ac["t"][k][on].sum()) for k in ACT_KEYS})
-        rq = 0 if pl.strategy == "linear" else sum(geoms[mi].mid_len for mi in members)
-        out = sum(geoms[mi].out_features for mi in members)
-        energy = {k: float(ac["e"][k][idx].sum()) / 1000.0 for k in ACT_KEYS}
-        energy["requant_buffer"] = (rq * (2 * c.e_buffer_pj + c.e_digital_op_pj)
-                                    + (g0.in_ext + out) * c.e_buffer_pj) / 1000.0
-        rq_ns = math.ceil(rq / c.digital_lanes) * c.t_digital_cycle_ns if rq else 0.0
-        raw.append((p, g0, roles, fam.in_decode(g0.stage, roles), epoch.get(members[0], 0), tuple(members),
-                    tuple(arrays), tuple(busy), tuple(crit), energy, rq_ns, rq, out))
-    result = []
-    for i, r in enumerate(raw):
-        arrays = r[6]
-        first, last = tiles[arrays[0]], tiles[arrays[1]] if len(arrays[1]) else tiles[arrays[0]]
-        nxt = raw[i + 1][6][0] if i + 1 < len(raw) else arrays[1] if len(arrays[1]) else arrays[0]
-        shuffle = transfer(first, last, r[11], hw) if len(arrays[1]) and hw.chip.topology != "ideal" else (0.0, 0.0)
-        result.append(Phase(r[0], r[1].stage, r[1].layer, r[2], r[3], r[4], r[5], arrays, r[7], r[8], r[9], r[10],
-                            shuffle, transfer(last, tiles[nxt], r[12], hw), r[11], r[12]))
-    return result
-
 
 def _ctx(fam: Family, ph: Phase, T: int, t: np.ndarray) -> np.ndarray:
     """Context of token(s) ``t`` attending after phase ``ph`` in a prefill of ``T`` tokens."""

@@ -16,7 +16,8 @@ from cimisa.config import HwConfig
 from cimisa.errors import ModelError
 from compiler.chipmap import ChipMap
 from compiler.components import area_breakdown, static_power_breakdown
-from compiler.cost import ModelDims, estimate, phases
+from compiler.cost import estimate
+from compiler.phases import ModelDims, phases
 from compiler.schedule import Schedule
 from perf.engine import Engine
 from perf.report import PerfReport, critical_path, utilisation

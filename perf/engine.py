@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cimisa.config import HwConfig
-from compiler.cost import ModelDims, attention_cost, digital_ops, kv_memory
+from compiler.phases import ModelDims, attention_cost, digital_ops, kv_memory
 from perf.resources import InOrder, Pool
 from perf.workload import Step
 

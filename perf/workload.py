@@ -1,6 +1,6 @@
 """The simulator's workload: the per-token steps of every phase, from the analytic model's phases.
 
-:func:`steps` turns :func:`compiler.cost.phases` (one implementation of the per-phase work) into the chain of
+:func:`steps` turns :func:`compiler.phases.phases` (one implementation of the per-phase work) into the chain of
 :class:`Step` s one token goes through: stage 1 on its tiles -> REQUANT on a digital unit -> shuffle to the
 stage-2 tiles -> stage 2 -> transfer to the next phase -> attention (attention unit + KV-cache read) / add+norm /
 activation on a digital unit. A tile's stage work is the makespan of its arrays' per-token work on the tile's
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cimisa.config import HwConfig
-from compiler.cost import ACT_KEYS, ModelDims, Phase, digital_ops
+from compiler.phases import ACT_KEYS, ModelDims, Phase, digital_ops
 
 __all__ = ["Step", "steps", "tile_spans", "STEP_KINDS"]
 

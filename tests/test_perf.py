@@ -67,7 +67,7 @@ def _setup(c, hw):
 
 def dedicated_tiles(cm, sched) -> bool:
     """Every tile serves one stage of one phase (the prefill pipeline condition)."""
-    from compiler.cost import phases
+    from compiler.phases import phases
     seen: dict = {}
     tiles = cm.tiles_of()
     for ph in phases(sched, cm.hw, ModelDims("bert", 16, 2, 1), cm):
