@@ -16,8 +16,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("cimisa", "compiler", "mapper", "sw_model", "hw", "sim")
-TORCH_FREE = ("compiler.place", "compiler.schedule", "compiler.cost", "compiler.program", "compiler.families")
+PACKAGES = ("cimisa", "compiler", "perf", "mapper", "sw_model", "hw", "sim")
+TORCH_FREE = ("compiler.place", "compiler.schedule", "compiler.cost", "compiler.program", "compiler.families",
+              "compiler.chipmap", "compiler.components", "compiler.phases", "compiler.budget", "perf")
+
+#: What each package may import at module level (docs/architecture.md, "Packages"): only packages above it.
+ALLOWED = {
+    "cimisa": {"cimisa"},
+    "compiler": {"cimisa", "compiler"},
+    "perf": {"cimisa", "compiler", "perf"},
+    "sw_model": {"cimisa", "sw_model"},
+    "hw": {"cimisa", "sw_model", "hw"},
+    "mapper": {"cimisa", "compiler", "perf", "sw_model", "mapper"},
+    "sim": {"cimisa", "compiler", "perf", "sw_model", "hw", "mapper", "sim"},
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -105,6 +117,22 @@ def test_no_import_cycle_among_kit_modules():
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Return every module-level import of a package that :data:`ALLOWED` does not allow."""
+    return sorted(f"{m} imports {t}" for m, targets in graph.items() for t in targets
+                  if t.split(".")[0] not in ALLOWED[m.split(".")[0]])
+
+
+def test_layer_check_can_fail():
+    assert layer_violations({"compiler.cost": {"perf.engine"}}) == ["compiler.cost imports perf.engine"]
+    assert layer_violations({"perf.engine": {"compiler.cost"}}) == []
+
+
+def test_packages_import_only_packages_above_them():
+    graph = import_graph()
+    assert not layer_violations(graph), layer_violations(graph)
+
+
 def test_d2s_folder_format_does_not_import_models():
     graph = import_graph()
     assert not any(m.startswith("mapper.models") for m in graph["mapper.d2s.io"])
@@ -149,7 +177,7 @@ def test_each_mapper_model_and_evaluate_module_imports_alone():
     names = sorted(n for n in _modules() if n.startswith(("mapper.models", "mapper.d2s", "mapper.evaluate",
                                                          "compiler.families", "compiler.cost")))
     code = ("import sys, traceback\nimport torch, transformers\nbad = []\n"
-            "kit = ('cimisa', 'compiler', 'mapper', 'sw_model', 'hw', 'sim')\n"
+            f"kit = {PACKAGES!r}\n"
             f"for n in {names!r}:\n"
             "    for m in [m for m in sys.modules if m.split('.')[0] in kit]:\n"
             "        del sys.modules[m]\n"
