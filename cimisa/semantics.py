@@ -27,6 +27,8 @@ Checks (:func:`check`) run on each header before its action; the first failing c
 from __future__ import annotations
 
 import functools
+import sys
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,8 +37,10 @@ from cimisa.config import HwConfig
 from cimisa.isa import ErrorCode, Opcode
 from cimisa.rules import FLOAT_EXACT, wrap_acc
 
-__all__ = ["MachineState", "check", "wrap_acc", "write_w", "load_in", "mvm", "mvm_acc", "requant", "read", "barrier",
-           "halt", "ACTIONS", "FLOAT_EXACT"]
+_F32_EXACT = 1 << 24          # float32 holds every integer of magnitude below this exactly
+
+__all__ = ["MachineState", "Window", "check", "wrap_acc", "write_w", "load_in", "mvm", "mvm_acc", "requant", "read",
+           "barrier", "halt", "ACTIONS", "FLOAT_EXACT"]
 
 
 class MachineState:
@@ -48,16 +52,35 @@ class MachineState:
     def __init__(self, cfg: HwConfig):
         self.cfg = cfg
         self._arrays: dict[int, np.ndarray] = {}
+        self._windows: dict[int, dict[tuple, Window]] = {}
         self.inbuf = np.zeros(cfg.in_depth, dtype=np.int64)
         self.outbuf = np.zeros(cfg.out_depth, dtype=np.int64)
         self.results: list[int] = []
 
     def array(self, index: int) -> np.ndarray:
-        """Return the (rows, cols) weight array ``index`` (allocated on first use)."""
+        """Return the (rows, cols) weight array ``index`` (allocated on first use), to read or write.
+
+        The call forgets the :class:`Window` data cached for the array's MVMs, so a write through the returned
+        array is seen by the next MVM; write through a fresh call, not through an array kept from before an MVM.
+        """
+        self._windows.pop(index, None)
         a = self._arrays.get(index)
         if a is None:
             a = self._arrays[index] = np.zeros((self.cfg.rows, self.cfg.cols), dtype=np.int64)
         return a
+
+    def window(self, index: int, row0: int, nrows: int, col0: int, ncols: int) -> Window:
+        """Return the :class:`Window` of rows ``row0..`` and columns ``col0..`` of array ``index`` (cached until
+        the next :meth:`array` call for that array)."""
+        a = self._arrays.get(index)
+        if a is None:
+            a = self.array(index)
+        cache = self._windows.setdefault(index, {})
+        key = (row0, nrows, col0, ncols)
+        win = cache.get(key)
+        if win is None:
+            win = cache[key] = Window.of(a[row0:row0 + nrows, col0:col0 + ncols])
+        return win
 
     @property
     def batch(self) -> int | None:
@@ -174,8 +197,8 @@ def mvm(st, array, row0, nrows, col0, ncols, in_addr, in_stride, out_addr, out_s
     [-14, -50]
     """
     x = st.inbuf[_strided(in_addr, in_stride, nrows)]         # (nrows,), or (nrows, B) for a batch of inputs
-    w = st.array(array)[row0:row0 + nrows, col0:col0 + ncols]
-    acc = mvm_acc(w, x, st.cfg.input_bits, adc_bits, adc_shift)  # bit-serial, ADC, shift-add: see mvm_acc
+    win = st.window(array, row0, nrows, col0, ncols)         # the weights, cached with their bounds
+    acc = mvm_acc(win.w, x, st.cfg.input_bits, adc_bits, adc_shift, win)  # bit-serial, ADC, shift-add
     dst = _strided(out_addr, out_stride, ncols)
     if accumulate:
         acc += st.outbuf[dst]
@@ -197,22 +220,54 @@ def _bits_table(input_bits: int, spacing: int, first: int, count: int) -> np.nda
     return (planes << (spacing * np.arange(count))).sum(axis=1).astype(np.float64)
 
 
+@dataclass(frozen=True)
+class Window:
+    """The weights of one MVM window ``w`` (nrows, ncols, int64) with what the kernel derives from them: the
+    column-sum bounds (:func:`cimisa.rules.colsum_bounds`) and the transpose in float64 and float32 (exact
+    copies, made on first use). :meth:`MachineState.window` keeps them while the weights stay."""
+
+    w: np.ndarray
+    colmin: int
+    colmax: int
+
+    @classmethod
+    def of(cls, w) -> Window:
+        """Return the window of the weights ``w``."""
+        w = np.asarray(w, dtype=np.int64)
+        return cls(w, *rules.colsum_bounds(w))
+
+    @functools.cached_property
+    def _t64(self) -> np.ndarray:
+        return np.ascontiguousarray(self.w.T, dtype=np.float64)
+
+    @functools.cached_property
+    def _t32(self) -> np.ndarray:
+        return self._t64.astype(np.float32)
+
+    def t(self, bound: int) -> np.ndarray:
+        """Return ``w.T`` in the type :func:`_matmul` computes with for ``bound``."""
+        if bound >= FLOAT_EXACT or self.colmax - self.colmin >= FLOAT_EXACT:
+            return self.w.T
+        return self._t32 if bound < _F32_EXACT else self._t64
+
+
 def _matmul(wt: np.ndarray, x: np.ndarray, bound: int) -> np.ndarray:
     """Return the exact int64 product ``wt @ x``, given ``bound >= sum_k |wt[i, k] * x[k, j]|`` for all i, j:
-    float64 BLAS when ``bound < FLOAT_EXACT`` (float64 holds every such integer exactly, whatever the summation
-    order), int64 numpy otherwise."""
+    float32 BLAS when ``bound < 2**24``, float64 when ``bound < FLOAT_EXACT`` (each holds every such integer
+    exactly, whatever the summation order), int64 numpy otherwise."""
     if bound < FLOAT_EXACT:
-        return (wt.astype(np.float64) @ x.astype(np.float64, copy=False)).astype(np.int64)
+        ft = np.float32 if bound < _F32_EXACT else np.float64
+        return (wt.astype(ft, copy=False) @ x.astype(ft, copy=False)).astype(np.int64)
     return wt.astype(np.int64) @ x.astype(np.int64)
 
 
-def mvm_acc(w, x, input_bits, adc_bits, adc_shift):
+def mvm_acc(w, x, input_bits, adc_bits, adc_shift, window: Window | None = None):
     """Return the shift-added ADC codes of one MVM: window ``w`` (nrows, ncols), inputs ``x`` (nrows[, B]).
 
     The ADC / shift-add rule of the module docstring (:func:`cimisa.rules.convert_planes`), for one input vector
     or a batch of them on a trailing axis of ``x`` (the result is ``(ncols,) + x.shape[1:]``, int64, before the
-    accumulator wrap). Bit ``b`` of each input drives its rows; each column's sum of bit plane ``b`` is converted
-    and weighted:
+    accumulator wrap; ``window``: ``w``'s :class:`Window`, if known). Bit ``b`` of each input drives its rows;
+    each column's sum of bit plane ``b`` is converted and weighted:
 
     >>> w = np.array([[1, -2], [3, 4]]); x = np.array([5, -6])
     >>> mvm_acc(w, x, input_bits=4, adc_bits=8, adc_shift=0).tolist()   # lossless: the exact product
@@ -222,60 +277,185 @@ def mvm_acc(w, x, input_bits, adc_bits, adc_shift):
     >>> mvm_acc(w, np.stack([x, -x, 0 * x], axis=1), 4, 3, 1).tolist()  # a batch of 3 vectors, step 2
     [[-12, 16, 0], [-34, 34, 0]]
 
-    How: the column sums of the 0/1 bit planes of the whole batch are one BLAS product in float64, exact since
-    they are integers below ``nrows * max|w|`` (< 2**53; larger bounds use int64), then converted by
-    :func:`cimisa.rules.convert_planes`. When no code can saturate (:func:`cimisa.rules.adc_fits` holds for the
-    window's :func:`cimisa.rules.colsum_bounds`; always true with ``adc_shift = 0`` and a lossless ADC), two exact
-    identities of that rule skip the per-plane sums:
-
-    * ``adc_shift = 0``: every code equals its column sum, so the shift-add of the planes is ``w.T @ x``;
-    * ``adc_shift = s > 0``: ``(S >> s) << s == S - (S mod 2**s)`` for each plane sum ``S``, so the result is
-      ``w.T @ x`` minus the shift-add of the residues ``S mod 2**s``; these depend only on ``w mod 2**s``, whose
-      small plane sums are packed several planes per float64 product (fields that cannot carry into each other).
+    How: every column sum ``S`` of a bit plane lies in the window's :func:`cimisa.rules.colsum_bounds`
+    ``colmin..colmax``. When no code can saturate (:func:`cimisa.rules.adc_fits`) and ``adc_shift = 0``, every
+    code equals its sum and the result is the exact product ``w.T @ x`` (one BLAS product). Otherwise the plane
+    sums are *packed*: ``v = S + off >= 0`` (``off`` a multiple of ``2**adc_shift``) has at most ``sigma`` bits,
+    so ``g`` planes ``sigma`` bits apart make one exact float64 product (``g * sigma <= 52``; the planes' 0/1 bits
+    are looked up ``sigma`` bits apart, :func:`_bits_table`), and :func:`_packed_codes` converts all fields of
+    all packed words at once with integer masks, a clip of the fields (only when codes can saturate) and one
+    multiplication that adds the fields, weighted ``2**j``, into one bit window (:func:`_field_sum`). When the
+    codes are too wide for that window but cannot saturate, the identity ``(S >> s) << s == S - (S mod 2**s)``
+    is used instead: the exact product minus the shift-add of the fields' low ``s`` bits (:func:`_packed_residues`).
+    Windows that pack no better than one plane per product (sums near 2**52) take every plane through BLAS and
+    :func:`cimisa.rules.convert_planes`.
     """
     nb, s = input_bits, adc_shift
-    w = np.asarray(w, dtype=np.int64)
+    win = Window.of(w) if window is None else window
     x = np.asarray(x, dtype=np.int64)
-    nrows, ncols = w.shape
+    nrows, ncols = win.w.shape
     batch = x.shape[1:]
     u = x.reshape(nrows, -1) & ((1 << nb) - 1)                 # the nb-bit two's complement patterns, 0..2**nb-1
-    wt = w.T
-    wmax = int(np.abs(w).max(initial=0))
-    if rules.adc_fits(*rules.colsum_bounds(w), adc_bits, s):     # no code can saturate
+    colmin, colmax = win.colmin, win.colmax
+    fits = rules.adc_fits(colmin, colmax, adc_bits, s)         # no code can saturate
+    plan = None if fits and not s else _pack_plan(nb, adc_bits, s, colmin, colmax, fits)
+    if plan is not None and not _is_floor_clip(rules.adc_code, adc_bits, s, plan.sigma):
+        plan = None                                             # the packed forms restate this ADC rule only
+    if fits and not s or plan is not None and not plan.codes:
         xs = u - ((u >> (nb - 1)) << nb)                        # the signed values the bits stand for
-        acc = _matmul(wt, xs, nrows * wmax << (nb - 1))
+        bound = (colmax - colmin) << (nb - 1)
+        acc = _matmul(win.t(bound), xs, bound)
         if s:
-            acc -= _residue_shift_add(wt & ((1 << s) - 1), u, nb, s)
+            acc -= _packed_residues(win, u, nb, s, plan)
+    elif plan is not None:
+        acc = _packed_codes(win, u, nb, s, plan)
     else:
         planes = rules.bit_plane_table(nb)[u]                   # (nrows, B, nb): bit b of every input
-        colsum = _matmul(wt, planes.reshape(nrows, -1), nrows * wmax).reshape(ncols, -1, nb)  # analog sums
-        acc = rules.convert_planes(colsum, nb, adc_bits, s)     # ADC (step 2**s, saturation), shift-add
+        colsum = _matmul(win.t(colmax - colmin), planes.reshape(nrows, -1), colmax - colmin)  # analog sums
+        acc = rules.convert_planes(colsum.reshape(ncols, -1, nb), nb, adc_bits, s)  # ADC, shift-add
     return acc.reshape((ncols,) + batch)
 
 
-def _residue_shift_add(ut, u, nb, s):
-    """Return ``sum_b +-2**b * ((ut @ bit_b(u)) mod 2**s)`` (minus for the sign bit ``b = nb-1``), (ncols, B).
+@functools.lru_cache(maxsize=256)
+def _is_floor_clip(adc_code, adc_bits: int, s: int, sigma: int) -> bool:
+    """Whether the ADC rule ``adc_code`` is ``clip(S >> s, signed_range(adc_bits))`` on every column sum
+    ``|S| <= 2**sigma``: what the packed forms compute (checked once per rule, width, step and field width)."""
+    sums = np.arange(-(1 << sigma), (1 << sigma) + 1, dtype=np.int64)
+    return np.array_equal(adc_code(sums, adc_bits, s), np.clip(sums >> s, *rules.signed_range(adc_bits)))
 
-    ``ut`` holds weights ``0 .. 2**s-1``, so a plane's column sums lie in ``0 .. nrows*(2**s-1)`` and fit a
-    field of ``k`` bits: ``g = 53 // k`` planes go through one float64 product with the planes ``k`` bits
-    apart (the sum ``< 2**(g*k) <= 2**53`` is exact and the fields do not carry into each other).
+
+@dataclass(frozen=True)
+class _PackPlan:
+    """How the plane sums of one window are packed: fields ``sigma`` bits apart, ``g`` planes per word, each field
+    ``v = S + off``; ``codes``: convert through clipped codes ``(v >> s) - (lf >> s)`` in ``0 .. 2**cb - 1``
+    (``lf``..``hf``: the smallest and largest ``v`` with its low ``s`` bits cleared, after the clip when ``clip``),
+    else through the residues ``v mod 2**s`` (``cb = s``)."""
+
+    sigma: int
+    g: int
+    off: int
+    codes: bool
+    clip: bool
+    lf: int
+    hf: int
+    cb: int
+
+
+def _pack_plan(nb, adc_bits, s, colmin, colmax, fits) -> _PackPlan | None:
+    """Return the packing of the window's plane sums with the fewest products, or None when none beats one plane
+    per product. Field sums in one window (:func:`_field_sum`) need ``cb + g + 1 <= sigma``; a clip works on
+    byte-aligned fields (``sigma`` 8 or 16), viewed as unsigned integers."""
+    off = -((colmin >> s) << s)                                 # v = S + off >= 0, off a multiple of 2**s
+    sigma = max(1, (colmax + off).bit_length())
+    lo, hi = rules.signed_range(adc_bits)
+    if fits:
+        lf, hf = ((colmin + off) >> s) << s, ((colmax + off) >> s) << s
+    elif sys.byteorder != "little":                             # the clip views a word's fields as uint8/uint16
+        return None
+    else:
+        sigma = 8 if sigma <= 8 else 16 if sigma <= 16 else 0
+        lf = max((lo << s) + off, 0)
+        hf = min((hi << s) + off, (((1 << sigma) - 1) >> s) << s)
+        if not sigma or lf > hf:
+            return None
+    cb = max(1, ((hf - lf) >> s).bit_length())
+    g_codes = _fields_per_word(nb, sigma, cb, s)
+    g_res = _fields_per_word(nb, sigma, s, 0) if fits and s else 0
+    cost_codes = -(-nb // g_codes) if g_codes > 0 else nb + 1
+    cost_res = 1 + -(-nb // g_res) if g_res > 0 else nb + 2
+    if min(cost_codes, cost_res) >= nb:
+        return None
+    if cost_codes <= cost_res:
+        return _PackPlan(sigma, g_codes, off, True, not fits, lf, hf, cb)
+    return _PackPlan(sigma, g_res, off, False, False, 0, 0, s)
+
+
+def _fields_per_word(nb, sigma, cb, shift) -> int:
+    """Return the most fields of ``sigma`` bits one word holds (``<= 52`` bits: exact in float64) whose values
+    ``< 2**cb`` (stored ``<< shift``) :func:`_field_sum` can add (0: none)."""
+    g = min(nb, 52 // sigma, sigma - cb - 1)
+    while g > 0 and (sigma - 1) * (g - 1) + shift + cb + g > 63:   # the sum's bit window inside the int64
+        g -= 1
+    return max(g, 0)
+
+
+def _packed_words(win, u, nb, plan):
+    """Return the int64 words ``(ncols, groups, B)``: group ``k`` holds the fields ``v`` of planes
+    ``k*g .. k*g+g-1``, field ``j`` at bit ``sigma*j`` (bits from 52 up are not fields and must be masked)."""
+    sig, g = plan.sigma, plan.g
+    nrows, bsz = u.shape
+    groups = -(-nb // g)
+    cols = np.empty((nrows, groups, bsz))
+    for k in range(groups):
+        cols[:, k] = np.take(_bits_table(nb, sig, k * g, min(g, nb - k * g)), u)
+    const = _group_consts(nb, plan, plan.off)
+    bound = sum(1 << (sig * j) for j in range(1, g + 1))      # > sum |w| * max(table), as sum |w| < 2**sigma
+    cols = cols.reshape(nrows, groups * bsz)
+    if bound < FLOAT_EXACT:
+        p = (win.t(bound) @ cols).reshape(-1, groups, bsz)
+        return np.add(p, (const + (1 << 52)).astype(np.float64), out=p).view(np.int64)  # mantissa = the fields
+    return (win.w.T @ cols.astype(np.int64)).reshape(-1, groups, bsz) + const
+
+
+def _group_consts(nb, plan, per_field):
+    """Return ``(groups, 1)`` int64 words holding ``per_field`` in every live field of each group."""
+    g, sig = plan.g, plan.sigma
+    return np.array([[sum(per_field << (sig * j) for j in range(min(g, nb - k * g)))]
+                     for k in range(-(-nb // g))], dtype=np.int64)
+
+
+def _field_sum(f, nb, plan, shift):
+    """Return ``sum_b 2**b * c_b`` (``c_b`` = field ``b``'s value ``>> shift``, below ``2**plan.cb``) over all
+    groups of the words ``f`` (overwritten), the sign plane counted ``+2**(nb-1)`` like the others.
+
+    One multiplication per word: with ``K = sum_j 2**(T - (sigma-1)*j - shift)``, field ``j`` times term ``j``
+    lands at bit ``T + j``; terms ``i < j`` land at ``T + sigma`` or above, terms ``i > j`` add up to less than
+    ``2**T`` because ``cb + g + 1 <= sigma`` -- the window ``T .. T+cb+g-1`` holds the sum exactly (mod 2**64).
     """
-    ncols, nrows = ut.shape
-    k = max(1, (nrows * ((1 << s) - 1)).bit_length())
-    g = max(1, min(nb, 53 // k))
-    mask = (1 << s) - 1
-    out = np.zeros((ncols, u.shape[1]), dtype=np.int64)
-    tmp = np.empty_like(out)
-    for first in range(0, nb, g):
-        cnt = min(g, nb - first)
-        packed = _matmul(ut, _bits_table(nb, k, first, cnt)[u], 1 << (k * cnt))
-        for j in range(cnt):
-            b = first + j
-            np.right_shift(packed, k * j, out=tmp)
-            np.bitwise_and(tmp, mask, out=tmp)
-            np.left_shift(tmp, b, out=tmp)
-            (np.subtract if b == nb - 1 else np.add)(out, tmp, out=out)
-    return out
+    g, sig = plan.g, plan.sigma
+    t = (sig - 1) * (g - 1) + shift
+    k = _group_consts(nb, plan, 0)
+    for i in range(-(-nb // g)):
+        k[i, 0] = sum(1 << (t - (sig - 1) * j - shift) for j in range(min(g, nb - i * g)))
+    np.multiply(f, k, out=f)
+    np.right_shift(f, t, out=f)
+    np.bitwise_and(f, (1 << (plan.cb + g)) - 1, out=f)
+    total = f[:, 0].copy()
+    for i in range(1, f.shape[1]):
+        total += f[:, i] << (i * g)
+    return total
+
+
+def _last_field(f, nb, plan, shift):
+    """Return field ``nb-1`` (the sign plane's) of the words ``f``, ``>> shift`` and below ``2**plan.cb``."""
+    j = (nb - 1) % plan.g
+    return (f[:, -1] >> (plan.sigma * j + shift)) & ((1 << plan.cb) - 1)
+
+
+def _packed_codes(win, u, nb, s, plan):
+    """The MVM through packed plane sums and clipped codes: ``code_b = (f_b - off) >> s`` with ``f_b`` the field
+    ``v_b`` with its low ``s`` bits cleared, clipped to ``lf..hf`` (exactly ``clip(S_b >> s, lo, hi)``)."""
+    f = _packed_words(win, u, nb, plan)
+    floor = _group_consts(nb, plan, ((1 << plan.sigma) - 1) >> s << s)
+    np.bitwise_and(f, floor, out=f)
+    if plan.clip:                                             # saturation, on the fields as unsigned integers
+        v = f.view(np.uint8 if plan.sigma == 8 else np.uint16)
+        np.clip(v, plan.lf, plan.hf, out=v)
+        np.bitwise_and(f, floor, out=f)                       # clear what the clip raised outside the fields
+    np.subtract(f, _group_consts(nb, plan, plan.lf), out=f)   # fields (code_b - code_min) << s, code_min = lf-off
+    last = _last_field(f, nb, plan, s)
+    acc = _field_sum(f, nb, plan, s)
+    acc -= (last << nb) + ((plan.lf - plan.off) >> s)         # sign plane weighted -2**(nb-1); sum of weights -1
+    return acc << s
+
+
+def _packed_residues(win, u, nb, s, plan):
+    """Return ``sum_b +-2**b * (S_b mod 2**s)`` (minus for the sign plane) from packed plane sums (``off`` is a
+    multiple of ``2**s``, so each field's low ``s`` bits are ``S_b mod 2**s``)."""
+    f = _packed_words(win, u, nb, plan)
+    np.bitwise_and(f, _group_consts(nb, plan, (1 << s) - 1), out=f)
+    last = _last_field(f, nb, plan, 0)
+    return _field_sum(f, nb, plan, 0) - (last << nb)
 
 
 def requant(st, src, count, dst, dst_stride, shift):

