@@ -1,25 +1,33 @@
 """``python -m mapper reproduce``: the paper's comparisons for BERT-large, BART-large and GPT-2-medium.
 
-For each model at m = 256 and nblocks = 32 (``paper-256``; 32 is each paper model's default nblocks): arrays,
-lower bound and utilisation per strategy; decode latency and energy against Linear under both cost presets
-(``kit`` and ``paper``); the sweep of ADCs per array from 4 to 32; auto's Pareto front of arrays against
-latency. Writes CSV and PNG files and a ``summary.md`` (the kit's figures beside the paper's, see
-``docs/paper-comparison.md``).
+Two machines. The flat one (``--hw``, default ``paper-256``: every array owns its ADCs, as many arrays as a
+strategy needs, per-token decode cost from the analytic model): arrays, lower bound and utilisation per strategy;
+decode latency and energy against Linear under both cost presets (``kit`` and ``paper``); the sweep of ADCs per
+array from 4 to 32; auto's Pareto front of arrays against latency (``strategies.csv``, ``adc_sweep.csv``,
+``pareto.csv``). The chip (``--chip``, default ``chip-paper``: tiles sharing one periphery, a network, static
+power and area; the performance simulator :mod:`perf`): every strategy on the same chip (``iso_area.csv``,
+``iso_adc.csv``: the chip the strategy needs with its ADCs set so that the total area or ADC count equals
+linear's) and on the chip each needs (``need.csv``): prefill latency of a sequence, time to first token, decode
+tokens/s, energy per token, area. And the sensitivity map (``sensitivity.csv``, ``sensitivity.md``,
+``sensitivity.png``): which of the assumptions the paper leaves unstated reproduce its headline figures within
+10 %. Writes CSV, PNG, ``summary.md``; ``docs/paper-comparison.md`` explains the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import json
 from pathlib import Path
 
 from cimisa import progress
 from compiler.kinds import Strategy
-from mapper.cli_args import add_nblocks_option, add_out_options, check_out, default_out, path_text
+from mapper import cli_args as A
 
-__all__ = ["register", "run", "reproduce", "PAPER_MODELS", "ADC_SWEEP", "PAPER_FIGURES"]
+__all__ = ["register", "run", "reproduce", "PAPER_MODELS", "ADC_SWEEP", "PAPER_FIGURES", "BUDGETS", "HEADLINES",
+           "STATIC_SCALES", "ROW_STEPS", "TOLERANCE", "PREFILL_TOKENS"]
 
 PAPER_MODELS = ("bert-large", "bart-large", "gpt2-medium")
 ADC_SWEEP = (4, 8, 16, 32)
@@ -34,19 +42,53 @@ PAPER_FIGURES = {
     "dense_speedup_vs_linear": 1.73,
     "dense_energy_gain_vs_linear": 1.74,
 }
+#: Chip budgets of the comparison (:mod:`compiler.budget`; reference ``linear``), each written to ``<budget>.csv``.
+BUDGETS = ("iso-area", "iso-adc", "need")
+#: The paper's headline figures the sensitivity map looks for: column -> the paper's value.
+HEADLINES = {"sparse_speedup": PAPER_FIGURES["sparse_speedup_vs_linear"],
+             "dense_speedup": PAPER_FIGURES["dense_speedup_vs_linear"],
+             "dense_energy_gain": PAPER_FIGURES["dense_energy_gain_vs_linear"]}
+#: Static power scales of the sensitivity map (every ``tech.p_*`` times the scale).
+STATIC_SCALES = (0.0, 1.0, 10.0)
+#: DenseMap row steps per block of the sensitivity map (the paper's four timestamps, and one).
+ROW_STEPS = (4, 1)
+#: A figure "reproduces" the paper's when within this fraction of it.
+TOLERANCE = 0.10
+#: Prefill tokens of the chip tables' and the sensitivity map's sequences by default: fewer than the paper's
+#: 512 (BERT-large) and 1024 (BART-large, GPT-2-medium) so that the command takes minutes, not a quarter of an
+#: hour (``--full-sequences``: each model's own; the attention share, and so the ratios, change with it).
+PREFILL_TOKENS = 128
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("reproduce", help="regenerate the paper's comparisons (CSV + PNG)",
                               description="Regenerate the paper's comparisons for BERT-large, BART-large and "
                                           "GPT-2-medium: arrays, utilisation, latency and energy per strategy, the "
-                                          "ADC sweep and auto's Pareto front; writes CSV, PNG and summary.md.")
-    add_out_options(p, "output folder (default: reproduce-<hw> in the current folder); created or replaced as a "
+                                          "ADC sweep and auto's Pareto front on the flat machine; every strategy on "
+                                          "the same chip (iso-area, iso-ADC) and on the chip it needs; the "
+                                          "sensitivity map of the paper's unstated assumptions. Writes CSV, PNG "
+                                          "and summary.md.")
+    A.add_out_options(p, "output folder (default: reproduce-<hw> in the current folder); created or replaced as a "
                        "whole")
-    p.add_argument("--hw", default="paper-256", type=path_text, help="hardware configuration (default: paper-256)")
-    add_nblocks_option(p)
-    p.add_argument("--models", default=",".join(PAPER_MODELS), type=path_text,
+    p.add_argument("--hw", default="paper-256", type=A.path_text,
+                   help="hardware configuration of the flat tables (default: paper-256)")
+    p.add_argument("--chip", default="chip-paper", type=A.path_text,
+                   help="chip of the iso-area, iso-ADC and need tables and of the sensitivity map: a built-in "
+                        "name or a TOML/JSON file with a [chip] table (default: chip-paper)")
+    A.add_nblocks_option(p)
+    p.add_argument("--models", default=",".join(PAPER_MODELS), type=A.path_text,
                    help="comma-separated model names (default: %(default)s)")
+    tokens = p.add_mutually_exclusive_group()
+    tokens.add_argument("--prefill-tokens", type=A.positive_int, default=PREFILL_TOKENS, metavar="N",
+                        help="prompt tokens of the chip tables' and the sensitivity map's sequences "
+                             "(default: %(default)s)")
+    tokens.add_argument("--full-sequences", action="store_true",
+                        help="each model's own sequence length instead (512 BERT-large, 1024 BART-large and "
+                             "GPT-2-medium: the paper's setting; several times slower)")
+    p.add_argument("--no-sensitivity", action="store_true", help="skip the sensitivity map")
+    p.add_argument("--workers", type=A.nonneg_int, default=None, metavar="N",
+                   help="worker processes of a local Dask cluster for the sweeps (default: the usable cores; 0: "
+                        "one point after the other in this process)")
     progress.add_common_options(p)
     p.set_defaults(func=run)
 
@@ -80,16 +122,39 @@ def _strategy_row(r: dict, preset: str) -> dict:
     }
 
 
-def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MODELS, progress=None,
-              sweep_dir=None, workers: int = 0) -> dict:
-    """Compute every table of the comparison; return ``{"strategies", "adc_sweep", "pareto", "sweep"}``.
+def _run(grid, folder, extra: dict | None, sweep, *, chip: bool = False) -> list[dict]:
+    """Run ``grid`` into ``folder`` with ``extra`` build options (``sweep``: :func:`mapper.sweep.runner.run_sweep`
+    with the machine bound; ``chip``: each point's strategy alone on its chip,
+    :func:`~mapper.sweep.point.evaluate_chip_point`); its rows, or a :class:`KitError` naming the first failed
+    point."""
+    from cimisa.errors import KitError
+    from mapper.sweep.point import evaluate_chip_point, evaluate_point
+    func = functools.partial(evaluate_chip_point if chip else evaluate_point, extra=extra)
+    rows = sweep(grid, folder, func=func)["rows"]
+    failed = [r for r in rows if r["error"] is not None]
+    if failed:
+        raise KitError(f"reproduce: {len(failed)} point(s) of {grid.name} failed, first: {failed[0]['error']}")
+    return rows
 
-    The points are the shipped sweep grid ``reproduce`` (:mod:`mapper.sweep`, ``mapper/sweep/grids/reproduce.toml``)
-    with ``models``, ``hw`` and ``nblocks`` applied, run into ``sweep_dir`` (a temporary folder when None) on
-    ``workers`` Dask workers (0: in this process). ``nblocks`` None: each model's default
-    (:func:`compiler.geometry.default_nblocks`, 32 for the paper's models). Auto's array-budget front depends on
-    each model's minimum, so it is not a grid axis: :func:`mapper.pipeline.pareto` computes it per model.
+
+def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MODELS, progress=None,
+              sweep_dir=None, workers: int = 0, *, chip: str | None = "chip-paper", sensitivity: bool = True,
+              prefill_tokens: int | None = PREFILL_TOKENS) -> dict:
+    """Compute every table of the comparison; return ``{"strategies", "adc_sweep", "pareto", "sweep", "chip",
+    "sensitivity"}`` (``chip``: ``{budget: rows}``; empty when ``chip`` is None; ``sensitivity``: rows, empty
+    when not asked for).
+
+    The points are the shipped sweep grids (:mod:`mapper.sweep`, ``mapper/sweep/grids/``) with ``models``, ``hw``
+    and ``nblocks`` applied, run into sub-folders of ``sweep_dir`` (a temporary folder when None) on ``workers``
+    Dask workers (0: in this process): ``reproduce`` on the flat machine; ``reproduce-chip`` on ``chip`` once per
+    budget of :data:`BUDGETS`; ``sensitivity`` (on BERT-large, else the first model of ``models``) on the chip each
+    strategy needs, and once more for DenseMap with one row step. Chip sequences: ``prefill_tokens`` prompt tokens
+    (None: each model's own sequence length), then the pipeline's decode tokens (none for the sensitivity map).
+    ``nblocks`` None: each model's default (:func:`compiler.geometry.default_nblocks`, 32 for the paper's
+    models). Auto's array-budget front depends on each model's minimum, so it is not a grid axis:
+    :func:`mapper.pipeline.pareto` computes it per model.
     """
+    import contextlib
     import tempfile
 
     from compiler.cost import ModelDims
@@ -97,28 +162,62 @@ def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MO
     from compiler.place import place
     from mapper.models import load_model_spec
     from mapper.pipeline import check_nblocks, pareto, resolve_hw
+    from mapper.sweep.engine import dask_client
     from mapper.sweep.grid import grid_path, load_grid
+    from mapper.sweep.results import chip_table, sensitivity_table
     from mapper.sweep.runner import run_sweep
     step = progress or (lambda msg: None)
     base_hw = resolve_hw(hw)
+    if chip is not None:
+        resolve_hw(chip)                                              # a bad chip fails before any work
     specs = {model: load_model_spec(model) for model in models}     # every model checked before any work
     nbs = {model: nblocks if nblocks is not None else default_nblocks(spec) for model, spec in specs.items()}
     for model, spec in specs.items():
         check_nblocks(spec, nbs[model])
-    fixed = {"hw": hw if isinstance(hw, str) else base_hw.name}
-    if nblocks is not None:
-        fixed["nblocks"] = nblocks
-    grid = load_grid(grid_path("reproduce")).derive(axes={"model": list(models)}, fixed=fixed)
-    step(f"sweep: {grid.size} points")
-    with tempfile.TemporaryDirectory(prefix="cim-reproduce-") as tmp:
-        result = run_sweep(grid, sweep_dir if sweep_dir is not None else f"{tmp}/sweep", workers=workers)
-    rows = result["rows"]
-    failed = [r for r in rows if r["error"] is not None]
-    if failed:
-        from cimisa.errors import KitError
-        raise KitError(f"reproduce: {len(failed)} point(s) failed, first: {failed[0]['error']}")
-    order = {st: i for i, st in enumerate(STRATS)}
-
+    fixed = {"nblocks": nblocks} if nblocks is not None else {}
+    with contextlib.ExitStack() as stack:
+        root = Path(sweep_dir) if sweep_dir is not None else Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="cim-reproduce-")))
+        where = {}
+        if workers:                        # one local cluster for every sweep (workers keep their imports)
+            client = stack.enter_context(dask_client(workers))
+            where = {"scheduler": client.scheduler.address, "say": lambda text: None}
+        sweep = functools.partial(run_sweep, **where)
+        grid = load_grid(grid_path("reproduce")).derive(
+            axes={"model": list(models)}, fixed={"hw": hw if isinstance(hw, str) else base_hw.name, **fixed})
+        step(f"sweep: {grid.size} points")
+        rows = _run(grid, root / "reproduce", {"simulate": False}, sweep)      # analytic figures only
+        chip_rows, sens_rows = {}, []
+        order = {st: i for i, st in enumerate(STRATS)}
+        if chip is not None:
+            grid = load_grid(grid_path("reproduce-chip")).derive(axes={"model": list(models)},
+                                                                 fixed={"hw": chip, **fixed})
+            linear = []
+            for budget in sorted(BUDGETS, key=lambda b: b != "need"):
+                # linear's iso chip is its need chip (it is the reference): computed once, under need
+                g = grid if budget == "need" else grid.derive(
+                    axes={"strategy": [st.value for st in STRATS if st != Strategy.LINEAR]})
+                step(f"chip: {budget}, {g.size} points")
+                got = _run(g, root / f"reproduce-chip-{budget}", {"budget": budget, "reference": "linear",
+                                                                  "prefill_tokens": prefill_tokens}, sweep, chip=True)
+                if budget == "need":
+                    linear = [{**r, "chip.adc_ratio": 1.0, "chip.area_ratio": 1.0}
+                              for r in got if r["strategy"] == Strategy.LINEAR]
+                else:
+                    got = sorted(linear + got, key=lambda r: (list(models).index(r["model"]), order[r["strategy"]]))
+                chip_rows[budget] = chip_table(got, budget)
+            chip_rows = {b: chip_rows[b] for b in BUDGETS}
+        if chip is not None and sensitivity:
+            model = "bert-large" if "bert-large" in models else models[0]
+            grid = load_grid(grid_path("sensitivity")).derive(fixed={"model": model, "hw": chip, **fixed})
+            extra = {"budget": "need", "prefill_tokens": prefill_tokens, "decode_tokens": 0}
+            step(f"sensitivity: {grid.size} points")
+            got = _run(grid, root / "sensitivity", extra, sweep, chip=True)
+            dense = grid.derive(axes={"strategy": [Strategy.DENSE.value]})
+            step(f"sensitivity: {dense.size} points, DenseMap with one row step")
+            one = _run(dense, root / "sensitivity-rows1", {**extra, "row_steps": 1}, sweep, chip=True)
+            sens_rows = sensitivity_table(got + [{**r, "row_steps": 1} for r in one], HEADLINES,
+                                          scales=STATIC_SCALES, row_steps=ROW_STEPS, tolerance=TOLERANCE)
     def pick(model, preset, adcs):
         sel = [r for r in rows if r["model"] == model and r["cost"] == preset and r["adcs"] == adcs]
         return sorted(sel, key=lambda r: order[r["strategy"]])
@@ -138,109 +237,14 @@ def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MO
         extra = tuple(place(geoms, base_hw, st).n_arrays for st in (Strategy.SPARSE, Strategy.DENSE))
         for p in pareto(geoms, base_hw, ModelDims.of(spec), extra=extra):
             pareto_rows.append({"model": model, **p})
-    return {"strategies": strat_rows, "adc_sweep": sweep_rows, "pareto": pareto_rows, "sweep": rows}
+    return {"strategies": strat_rows, "adc_sweep": sweep_rows, "pareto": pareto_rows, "sweep": rows,
+            "chip": chip_rows, "sensitivity": sens_rows}
 
 
 def _plots(data: dict, out: Path, hw: str | None = None) -> dict:
-    """Write the comparison's PNGs (:mod:`mapper.plotstyle`: same strategy colours as ``mapper build``).
-
-    Returns ``{file name: Figure}`` (closed figures, still drawable).
-    """
-    import numpy as np
-    from matplotlib.patches import Patch
-
-    from mapper import plotstyle as S
-    from mapper.plots import pareto_axes
-    plt = S.pyplot()
-    hw_name = _hw_name(hw)
-    rows = [r for r in data["strategies"] if r["cost_preset"] == "kit"]
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    strats = [st for st in S.STRATEGY_COLORS if st in STRATS]
-    model_text = ", ".join(models)
-    figs = {}
-
-    def row(m, st, preset="kit"):
-        return next(r for r in data["strategies"] if r["model"] == m and r["strategy"] == st
-                    and r["cost_preset"] == preset)
-
-    def finish(fig, name, what, preset, legend_ax, handles=None, labels=None, legend_title="strategy"):
-        fig.suptitle(S.title(what, model=model_text, hw=hw_name, preset=preset))
-        fig.tight_layout()
-        S.legend_outside(legend_ax, handles, labels, where="right", title=legend_title)
-        S.save(fig, out / name)
-        figs[name] = fig
-
-    # arrays and utilisation per strategy
-    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6))
-    w = 0.8 / len(strats)
-    x = np.arange(len(models))
-    for i, st in enumerate(strats):
-        sel = [row(m, st) for m in models]
-        off = x + (i - (len(strats) - 1) / 2) * w
-        axes[0].bar(off, [r["arrays"] for r in sel], w, label=st, color=S.strategy_color(st))
-        axes[1].bar(off, [100 * r["utilization"] for r in sel], w, label=st, color=S.strategy_color(st))
-    for ax, lab in ((axes[0], "arrays used (count, log scale)"), (axes[1], "utilisation (%)")):
-        ax.set_xticks(x, models)
-        ax.set_xlabel("model")
-        ax.set_ylabel(lab)
-    S.log_axis(axes[0], "y")
-    axes[0].set_title("arrays")
-    axes[1].set_ylim(0, 105)
-    axes[1].set_title("utilisation")
-    finish(fig, "arrays_utilization.png", "Arrays and utilisation per strategy", "kit", axes[1])
-    # latency and energy vs linear, both presets
-    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8))
-    shown = [st for st in strats if st != Strategy.LINEAR]
-    presets = ("kit", "paper")
-    w = 0.8 / (len(shown) * len(presets))
-    for k, (key, lab) in enumerate((("speedup_vs_linear", "decode speed-up vs linear (x, log scale)"),
-                                    ("energy_gain_vs_linear", "decode energy gain vs linear (x, log scale)"))):
-        ax = axes[k]
-        for i, st in enumerate(shown):
-            for pi, preset in enumerate(presets):
-                sel = [row(m, st, preset) for m in models]
-                j = i * len(presets) + pi
-                ax.bar(x + (j - (len(shown) * len(presets) - 1) / 2) * w, [r[key] for r in sel], w,
-                       color=S.strategy_color(st), hatch=S.PRESET_HATCH[preset], edgecolor="white", lw=0.4)
-        ax.axhline(1.0, color="k", lw=0.6, ls="--")
-        ax.set_xticks(x, models)
-        ax.set_xlabel("model")
-        ax.set_ylabel(lab)
-        S.log_axis(ax, "y")
-        ax.set_title("latency" if k == 0 else "energy")
-    handles = [Patch(facecolor=S.strategy_color(st), label=st) for st in shown]
-    handles += [Patch(facecolor="#dddddd", hatch=S.PRESET_HATCH[p], edgecolor="#555555", label=f"{p} preset")
-                for p in presets]
-    handles.append(plt.Line2D([], [], color="k", lw=0.6, ls="--", label="linear (= 1)"))
-    finish(fig, "latency_energy_vs_linear.png", "Decode latency and energy against linear", "kit and paper",
-           axes[1], handles, [h.get_label() for h in handles], legend_title="strategy / preset")
-    # ADC sweep
-    fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models) + 0.6, 3.4), squeeze=False)
-    for j, m in enumerate(models):
-        ax = axes[0][j]
-        for st in strats:
-            sel = [r for r in data["adc_sweep"] if r["model"] == m and r["strategy"] == st]
-            ax.plot([r["adcs_per_array"] for r in sel], [r["matmul_latency_ns"] for r in sel], "o-", ms=4,
-                    label=st, color=S.strategy_color(st))
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(list(ADC_SWEEP), [str(a) for a in ADC_SWEEP])
-        S.log_axis(ax, "y")
-        ax.grid(alpha=0.3)
-        ax.set_xlabel("ADCs per array (count)")
-        ax.set_ylabel("matmul latency per token (ns)" if j == 0 else "")
-        ax.set_title(m)
-    finish(fig, "adc_sweep.png", "Matmul latency against ADCs per array", "kit", axes[0][-1])
-    # Pareto
-    fig, axes = plt.subplots(1, len(models), figsize=(3.6 * len(models) + 0.6, 3.5), squeeze=False)
-    for j, m in enumerate(models):
-        ax = axes[0][j]
-        sel = [r for r in data["pareto"] if r["model"] == m]
-        others = {st: (row(m, st)["arrays"], row(m, st)["matmul_latency_ns"]) for st in strats if st != Strategy.AUTO}
-        pareto_axes(ax, sel, others, ykey="matmul_latency_ns")
-        ax.set_ylabel("matmul latency per token (ns, log)" if j == 0 else "")
-        ax.set_title(m)
-    finish(fig, "pareto.png", "auto: arrays vs matmul latency (budgets from the minimum up)", "kit", axes[0][-1])
-    return figs
+    """Write the PNGs of the flat tables (:func:`mapper.sweep.plots.reproduce_plots`); ``{file name: Figure}``."""
+    from mapper.sweep.plots import reproduce_plots
+    return reproduce_plots(data, out, _hw_name(hw))
 
 
 def _hw_name(hw) -> str | None:
@@ -252,6 +256,57 @@ def _hw_name(hw) -> str | None:
         return resolve_hw(hw).name
     except Exception:                      # noqa: BLE001  (a title only)
         return str(hw)
+
+
+def write_outputs(data: dict, out: Path, *, hw: str | None = None, chip: str | None = None) -> list[Path]:
+    """Write every table (CSV), ``summary.md``, ``sensitivity.md`` and the plots of ``data`` into ``out``;
+    return the files written."""
+    from mapper import perfplots
+    from mapper.sweep.results import sensitivity_markdown, set_label
+    files = []
+
+    def put(name: str, text: str) -> None:
+        (out / name).write_text(text)
+        files.append(out / name)
+
+    for key in ("strategies", "adc_sweep", "pareto"):
+        put(f"{key}.csv", _csv(data[key]))
+    put("summary.md", summary_markdown(data))
+    files += [out / name for name in _plots(data, out, hw=hw)]
+    chip_name = _hw_name(chip)
+    for budget, rows in data["chip"].items():
+        put(f"{budget.replace('-', '_')}.csv", _csv([{k: v for k, v in r.items() if not k.startswith("_")}
+                                                     for r in rows]))
+    models = list(dict.fromkeys(r["model"] for rows in data["chip"].values() for r in rows))
+    for model in models:
+        sel = {b: [r for r in rows if r["model"] == model] for b, rows in data["chip"].items()}
+        pts = [{**r, "arrays": r["chip_arrays"] or r["arrays"]} for rows in sel.values() for r in rows]
+        name = f"pareto_chip_{_file_part(model)}.png"
+        if perfplots.pareto_strategies(pts, out / name, model=model, hw=chip_name,
+                                       title="Chip: prefill latency, arrays and energy per strategy "
+                                             "(budgets " + ", ".join(sel) + "; lines: fronts)"):
+            files.append(out / name)
+        for budget, rows in sel.items():
+            parts = {r["strategy"]: r["_parts"] for r in rows if r.get("_parts")}
+            if parts:
+                name = f"breakdown_{budget.replace('-', '_')}_{_file_part(model)}.png"
+                perfplots.breakdown_bars(parts, out / name, model=model, hw=chip_name, note=f"budget {budget}")
+                files.append(out / name)
+    if data["sensitivity"]:
+        rows = data["sensitivity"]
+        cols = [c for c in rows[0] if not c.startswith("_")]
+        put("sensitivity.csv", _csv([{c: r[c] for c in cols} for r in rows]))
+        put("sensitivity.md", sensitivity_markdown(rows, HEADLINES, TOLERANCE))
+        ranked = sorted(rows, key=lambda r: -r["matches"])
+        perfplots.sensitivity_heatmap([{**r, "set": set_label(r)} for r in ranked], HEADLINES,
+                                      out / "sensitivity.png", label="set", tolerance=TOLERANCE,
+                                      model=rows[0].get("model"), hw=chip_name, max_rows=len(rows))
+        files.append(out / "sensitivity.png")
+    return files
+
+
+def _file_part(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(str(name)).name)
 
 
 def summary_markdown(data: dict) -> str:
@@ -273,12 +328,13 @@ def run(args: argparse.Namespace) -> int:
 
     from cimisa.errors import ModelError
     from cimisa.fsutil import atomic_dir
+    from cimisa.threads import available_cpus
     models = tuple(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
     if not models:
         raise ModelError("--models: no model names given")
     if args.out is None:
-        args.out = default_out("reproduce", args.hw)
-    check_out(args.out, args.force, models=models, files=[args.hw])          # before any work
+        args.out = A.default_out("reproduce", args.hw)
+    A.check_out(args.out, args.force, models=models, files=[args.hw, args.chip])          # before any work
     from mapper.models import resolve_source
     for m in models:
         resolve_source(m)                      # an unknown name fails before any work
@@ -292,12 +348,12 @@ def run(args: argparse.Namespace) -> int:
                 step(model)
 
         with atomic_dir(args.out, force=args.force) as tmp:
-            data = reproduce(args.hw, args.nblocks, models, progress=on_step, sweep_dir=tmp / "sweep")
+            workers = available_cpus() if args.workers is None else args.workers
+            data = reproduce(args.hw, args.nblocks, models, progress=on_step, sweep_dir=tmp / "sweeps",
+                             workers=workers, chip=args.chip, sensitivity=not args.no_sensitivity,
+                             prefill_tokens=None if args.full_sequences else args.prefill_tokens)
             step("CSV, plots")
-            for key in ("strategies", "adc_sweep", "pareto"):
-                (tmp / f"{key}.csv").write_text(_csv(data[key]))
-            (tmp / "summary.md").write_text(summary_markdown(data))
-            _plots(data, tmp, hw=args.hw)
+            write_outputs(data, tmp, hw=args.hw, chip=args.chip)
     from rich.markup import escape
     from rich.table import Table
     t = Table(title="kit vs linear (kit cost preset)")
@@ -308,5 +364,11 @@ def run(args: argparse.Namespace) -> int:
             t.add_row(escape(r["model"]), r["strategy"], f"{r['arrays']:,}", f"{r['utilization']:.1%}",
                       f"{r['speedup_vs_linear']:.2f}", f"{r['energy_gain_vs_linear']:.2f}")
     Console(width=max(100, Console().width)).print(t)
+    if data["sensitivity"]:
+        from mapper.sweep.results import set_label
+        for h, paper in HEADLINES.items():
+            hits = [r for r in data["sensitivity"] if r[f"{h}_within"]]
+            print(f"{h} (paper {paper}x): {len(hits)} of {len(data['sensitivity'])} assumption sets within "
+                  f"{TOLERANCE:.0%}" + (f", e.g. {set_label(hits[0])}" if hits else ""))
     print(f"wrote {args.out}/")
     return 0

@@ -212,7 +212,7 @@ def test_pareto_front():
 # ---- the shipped grids -------------------------------------------------------------------------------------------
 
 def test_shipped_grids():
-    assert {"tiny", "reproduce", "bert-large-200"} <= set(G.shipped_grids())
+    assert {"tiny", "reproduce", "reproduce-chip", "sensitivity", "bert-large-200"} <= set(G.shipped_grids())
     assert G.load_grid(G.grid_path("tiny")).size == 16
     big = G.load_grid(G.grid_path("bert-large-200"))
     assert big.size >= 200 and big.fixed["model"] == "bert-large" and big.fixed["weights"] is False
@@ -236,9 +236,10 @@ def test_reproduce_runs_its_grid_and_equals_direct_figures(tmp_path):
     from mapper.cli_reproduce import ADC_SWEEP, reproduce
     from mapper.models import load_model_spec
     models = ("tiny-bert", "tiny-gpt2")
-    data = reproduce("paper-256", None, models, sweep_dir=tmp_path / "s")
+    data = reproduce("paper-256", None, models, sweep_dir=tmp_path / "s", chip=None)
     assert len(data["sweep"]) == G.load_grid(G.grid_path("reproduce")).derive(axes={"model": list(models)}).size
-    assert (tmp_path / "s" / "results.parquet").is_file()
+    assert (tmp_path / "s" / "reproduce" / "results.parquet").is_file()
+    assert data["chip"] == {} and data["sensitivity"] == []
     hw = load_hw("paper-256")
     for model in models:
         spec = load_model_spec(model)

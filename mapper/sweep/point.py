@@ -5,7 +5,7 @@ row of scalars (lists such as per-layer tables are left out; they belong to ``ma
 pipeline's API changes, this module is the only one of the sweep that changes.
 
 ``extra`` build options (``evaluate_point(point, extra)``, e.g. through :func:`functools.partial`) are passed on
-when :class:`mapper.pipeline.BuildOptions` has them (``budget``, ``row_steps``, ``prefill_tokens``, ...): what
+to :class:`mapper.pipeline.BuildOptions` (``budget``, ``row_steps``, ``prefill_tokens``, ...): what
 ``mapper reproduce`` sets for a whole sweep that the grid file cannot name. They are not part of a point's
 hash, so a sweep run with extras needs a folder of its own.
 
@@ -19,8 +19,12 @@ from typing import Any
 
 from cimisa.errors import KitError
 
-__all__ = ["evaluate_point", "build_options", "run_point", "figures"]
+__all__ = ["evaluate_point", "evaluate_chip_point", "build_options", "run_point", "figures"]
 
+# Build options the row repeats (``options.*``): what a point's grid inputs may not show (set as extras).
+_OPTION_KEYS = ("budget", "reference", "row_steps", "weight_reload", "prefill_tokens", "decode_tokens")
+# The simulator's breakdowns the row keeps (``perf.<name>.<component>``); per layer and over time: report only.
+_PERF_BREAKDOWNS = ("energy_per_token_nj", "area_mm2", "static_power_mw", "critical_path_ns_by_kind")
 # Summary figures the row leaves out: the strategy is an input, the histogram becomes one text column.
 _SKIP = ("strategy", "baseline")
 # The report's cost block holds the summary's figures too (less rounded); the row takes only what is new.
@@ -45,23 +49,29 @@ def figures(report: dict) -> dict[str, Any]:
     """One row of figures from a build report (``BuildResult.report()``): scalars only, dotted names."""
     s = report["summary"]
     row: dict[str, Any] = {"family": report["family"], "nblocks_used": report["nblocks"]}
-    row.update(_flat("", {k: v for k, v in s.items() if k not in _SKIP}))
+    row.update(_flat("", {k: v for k, v in s.items() if k not in _SKIP + ("perf",)}))
+    perf = s.get("perf") or {}
+    row.update(_flat("perf.", {k: v for k, v in perf.get("breakdown", {}).items() if k in _PERF_BREAKDOWNS}))
     row.update(_flat("baseline.", {k: v for k, v in s["baseline"].items() if k != "strategy"}))
     row.update(_flat("", {k: v for k, v in report["cost"].items() if k in _COST_KEYS}))
+    row.update(_flat("options.", {k: v for k, v in report.get("options", {}).items() if k in _OPTION_KEYS}))
     if report.get("stream"):
         row.update(_flat("stream.", report["stream"]))
     return row
 
 
 def build_options(options: dict, extra: dict | None = None):
-    """The :class:`mapper.pipeline.BuildOptions` of a point's ``options`` and ``extra`` build options (those
-    the pipeline knows; None values keep the default). No auto budget front: the sweep is the design space."""
+    """The :class:`mapper.pipeline.BuildOptions` of a point's ``options`` (those the pipeline knows) and
+    ``extra`` build options (each must be one; None keeps the default). No auto budget front: the sweep is the
+    design space."""
     import dataclasses  # noqa: PLC0415
 
     from compiler.kinds import AdcMode, Strategy  # noqa: PLC0415
     from mapper.pipeline import BuildOptions  # noqa: PLC0415
     o = {**options, **(extra or {})}
     known = {f.name for f in dataclasses.fields(BuildOptions)}
+    if set(extra or {}) - known:
+        raise TypeError(f"BuildOptions has no option {sorted(set(extra) - known)[0]!r}")
     kw = {k: v for k, v in o.items() if k in known and k not in ("strategy", "adc_mode", "cost", "adcs")
           and v is not None}
     return BuildOptions(**{**kw, "strategy": Strategy(o["strategy"]), "adc_mode": AdcMode(o["adc_mode"]),
@@ -76,6 +86,37 @@ def evaluate_point(point, extra: dict | None = None) -> dict[str, Any]:
     """
     from mapper.pipeline import build  # noqa: PLC0415
     return figures(build(point.model, point.hw, build_options(point.options, extra)).report())
+
+
+def evaluate_chip_point(point, extra: dict | None = None) -> dict[str, Any]:
+    """Map one point's strategy alone onto its chip and simulate it: :func:`evaluate_point`'s figures of the
+    strategy itself (no linear baseline, no other strategy, no stream), about half a build's time.
+
+    Shape only; uses the pipeline's own steps (:func:`mapper.pipeline.evaluate`, :func:`mapper.pipeline.on_chip`).
+    ``mapper reproduce`` runs its chip tables and sensitivity map with it (the ratios against linear come from
+    the linear point of the same sweep).
+    """
+    from compiler.cost import ModelDims  # noqa: PLC0415
+    from compiler.geometry import default_nblocks, geometry  # noqa: PLC0415
+    from compiler.place import DENSE_STEPS  # noqa: PLC0415
+    from mapper.models import load_model_spec  # noqa: PLC0415
+    from mapper.pipeline import check_nblocks, decode_tokens, evaluate, on_chip  # noqa: PLC0415
+    o = build_options(point.options, extra)
+    spec = load_model_spec(point.model)
+    nb = o.nblocks if o.nblocks is not None else default_nblocks(spec)
+    check_nblocks(spec, nb)
+    geoms = geometry(spec, nb)
+    dims = ModelDims.of(spec)
+    r = evaluate(geoms, point.hw, o.strategy, dims, arrays=o.arrays, adc_mode=o.adc_mode, colocate=o.colocate,
+                 row_steps=o.row_steps)
+    r = on_chip(r, point.hw, dims, o, reference=o.reference)
+    s = r.summary(geoms)
+    options = {"budget": o.budget, "reference": str(o.reference) if o.reference is not None else None,
+               "row_steps": DENSE_STEPS if o.row_steps is None else o.row_steps, "weight_reload": o.weight_reload,
+               "prefill_tokens": o.prefill_tokens or dims.seq_len,
+               "decode_tokens": decode_tokens(dims, o.decode_tokens)}
+    return figures({"family": spec.family, "nblocks": nb, "summary": {**s, "baseline": {}}, "cost": {},
+                    "options": options})
 
 
 def run_point(func, point) -> dict[str, Any]:

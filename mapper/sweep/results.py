@@ -4,6 +4,10 @@ A row holds the point's number and hash, its axis values and build options as gi
 resolved to (``config.<key>``), every figure of its build (:func:`mapper.sweep.point.figures`), whether it lies on
 each Pareto front (``front.<x>_<y>``) and its one-line ``error`` (null when it succeeded). Rows are in grid order,
 built from the cache only, so a serial run, a Dask run and a resumed run give equal rows.
+
+``mapper reproduce``'s chip tables come from rows too: :func:`chip_table` (one budget's strategies against
+linear) and :func:`sensitivity_table` / :func:`sensitivity_markdown` (the paper's headline figures under each
+assumption set).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from pathlib import Path
 from cimisa.fsutil import atomic_write_bytes
 
 __all__ = ["OBJECTIVES", "FRONTS", "make_rows", "front", "fronts", "front_column", "write_tables", "read_table",
-           "summary_table"]
+           "summary_table", "PERF_COLUMNS", "CHIP_COLUMNS", "chip_table", "sensitivity_table", "sensitivity_markdown",
+           "set_label"]
 
 #: Figures a design wants low, with their axis labels.
 OBJECTIVES = {
@@ -145,3 +150,132 @@ def summary_table(rows: list[dict], axes: list[str], title: str, limit: int = 20
         t.add_row(str(r["point"]), *(escape(str(r.get(a))) for a in axes),
                   *(fmt.format(r[k]) if r.get(k) is not None else "-" for k, _, fmt in figs))
     return t
+
+
+# ------------------------------------------------------------------------------------- reproduce's chip tables
+
+#: Figures of a chip row: column -> the sweep row's column (``mapper build``'s report ``summary``, flattened).
+PERF_COLUMNS = {"prefill_tokens": "options.prefill_tokens", "prefill_latency_ns": "prefill_latency_ns",
+                "ttft_ns": "ttft_ns", "decode_tokens_per_s": "decode_tokens_per_s",
+                "energy_per_token_nj": "energy_per_token_nj", "static_energy_per_token_nj":
+                "perf.energy_per_token_nj.static", "area_mm2": "area_mm2"}
+#: The chip a budget gave: column -> the sweep row's column (the report's ``chip`` block).
+CHIP_COLUMNS = {"chip_arrays": "chip.arrays", "tiles": "chip.tiles", "adcs_per_array": "chip.adcs_per_array",
+                "total_adcs": "chip.adcs_total", "adc_ratio": "chip.adc_ratio", "area_ratio": "chip.area_ratio"}
+
+
+def _ratio(a, b) -> float | None:
+    return round(a / b, 4) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
+
+
+def chip_table(rows: list[dict], budget: str) -> list[dict]:
+    """One row per model and strategy of a ``reproduce-chip`` sweep run under ``budget``: the chip it got, its
+    figures, and speed-up and energy gain against linear under the same budget (ratios above 1: better).
+    ``_parts``: energy per token and area by component (for plots; not a table column)."""
+    lin = {r["model"]: r for r in rows if r["strategy"] == "linear"}
+    out = []
+    for r in rows:
+        b = lin.get(r["model"], {})
+        row = {"model": r["model"], "budget": budget, "reference": "linear", "strategy": r["strategy"],
+               "arrays": r["arrays"], "utilization": round(r["utilization"], 4)}
+        row.update({k: r.get(c) for k, c in CHIP_COLUMNS.items()})
+        row.update({k: r.get(c) for k, c in PERF_COLUMNS.items()})
+        row["prefill_speedup_vs_linear"] = _ratio(b.get(PERF_COLUMNS["prefill_latency_ns"]),
+                                                  r.get(PERF_COLUMNS["prefill_latency_ns"]))
+        row["decode_speedup_vs_linear"] = _ratio(r.get(PERF_COLUMNS["decode_tokens_per_s"]),
+                                                 b.get(PERF_COLUMNS["decode_tokens_per_s"]))
+        row["energy_gain_vs_linear"] = _ratio(b.get(PERF_COLUMNS["energy_per_token_nj"]),
+                                              r.get(PERF_COLUMNS["energy_per_token_nj"]))
+        row["_parts"] = {part: {k.removeprefix(f"perf.{name}."): v for k, v in r.items()
+                                if k.startswith(f"perf.{name}.") and isinstance(v, (int, float))}
+                         for part, name in (("energy", "energy_per_token_nj"), ("area", "area_mm2"))}
+        out.append(row)
+    return out
+
+
+def _assumptions(r: dict) -> dict:
+    """The unstated assumptions of a sensitivity row, as short readable values."""
+    ramp = r["config.cost.adc_ramp_fraction"]
+    adc = "SAR" if ramp == 0 else "ramp" if ramp == 1 else f"ramp {ramp:g}"
+    if r["config.cost.t_adc_ns"] != 1.0:
+        adc += f" {r['config.cost.t_adc_ns']:g} ns"
+    net = r["config.chip.topology"]
+    if net != "ideal":
+        net += f" {r['config.chip.link_bytes_per_ns']:g} B/ns {r['config.chip.hop_latency_ns']:g} ns/hop"
+    return {"tiers_per_tile": r["config.chip.arrays_per_tile"], "adc_time": adc, "network": net}
+
+
+def _energy(r: dict, scale: float) -> float:
+    """Energy per token with every static power times ``scale``: the static part of a token's energy is static
+    power x time (the simulator's ``energy_per_token_nj`` breakdown, ``static``), so it scales exactly."""
+    static = r.get("perf.energy_per_token_nj.static") or 0.0
+    return r[PERF_COLUMNS["energy_per_token_nj"]] + (scale - 1.0) * static
+
+
+def sensitivity_table(rows: list[dict], headlines: dict[str, float], *, scales=(0.0, 1.0, 10.0),
+                      row_steps=(4, 1), tolerance: float = 0.10) -> list[dict]:
+    """The sensitivity map: one row per assumption set (tiers, ADC time, network, DenseMap row steps, static
+    power scale) with the headline figures as the kit computes them (prefill latency and energy per token
+    against linear: ``sparse_speedup``, ``dense_speedup``, ``dense_energy_gain``, ``sparse_energy_gain``) and,
+    for each figure of ``headlines`` (name -> the paper's value), whether it is within ``tolerance`` of it.
+
+    ``rows``: sweep rows of linear, sparse and dense on each set; a DenseMap row's ``row_steps`` (default 4)
+    says which. Static power is scaled from each row's own figures (static energy = static power x time).
+    """
+    sets: dict[tuple, dict] = {}
+    for r in rows:
+        a = _assumptions(r)
+        strat = r["strategy"] if r["strategy"] != "dense" else f"dense/{r.get('row_steps') or 4}"
+        sets.setdefault(tuple(a.values()), {"a": a})[strat] = r
+    lat = PERF_COLUMNS["prefill_latency_ns"]
+    out = []
+    for group in sets.values():
+        lin, sp = group["linear"], group["sparse"]
+        for steps in row_steps:
+            de = group.get(f"dense/{steps}")
+            if de is None:
+                continue
+            for k in scales:
+                row = {**group["a"], "row_steps": steps, "static_scale": k,
+                       "linear_prefill_ns": round(lin[lat], 1), "sparse_prefill_ns": round(sp[lat], 1),
+                       "dense_prefill_ns": round(de[lat], 1), "sparse_speedup": _ratio(lin[lat], sp[lat]),
+                       "dense_speedup": _ratio(lin[lat], de[lat]),
+                       "dense_energy_gain": _ratio(_energy(lin, k), _energy(de, k)),
+                       "sparse_energy_gain": _ratio(_energy(lin, k), _energy(sp, k))}
+                for h, paper in headlines.items():
+                    row[f"{h}_within"] = row[h] is not None and abs(row[h] / paper - 1) <= tolerance
+                row["matches"] = sum(row[f"{h}_within"] for h in headlines)
+                out.append(row)
+    return out
+
+
+def _set_label(r: dict) -> str:
+    return (f"{r['tiers_per_tile']} tiers/tile | {r['adc_time']} | {r['network']} | {r['row_steps']} row steps | "
+            f"static x{r['static_scale']:g}")
+
+
+def set_label(r: dict) -> str:
+    """One line naming a sensitivity row's assumption set."""
+    return _set_label(r)
+
+
+def sensitivity_markdown(rows: list[dict], headlines: dict[str, float], tolerance: float = 0.10) -> str:
+    """The sensitivity map as Markdown: per headline figure, the range over all assumption sets and the sets
+    within ``tolerance`` of the paper's value; then every set (best first)."""
+    lines = [f"# Sensitivity: which assumptions reproduce the paper's figures (within {tolerance:.0%})", ""]
+    for h, paper in headlines.items():
+        vals = [r[h] for r in rows]
+        hits = [r for r in rows if r[f"{h}_within"]]
+        lines.append(f"## {h}: paper {paper}x; kit {min(vals):.2f}x .. {max(vals):.2f}x over {len(rows)} sets, "
+                     f"{len(hits)} within {tolerance:.0%}")
+        lines.append("")
+        lines += [f"- {r[h]:.2f}x: {_set_label(r)}" for r in hits] or ["- none"]
+        lines.append("")
+    cols = ["tiers_per_tile", "adc_time", "network", "row_steps", "static_scale", *headlines, "sparse_energy_gain"]
+    lines += ["## Every set", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in sorted(rows, key=lambda r: -r["matches"]):
+        cells = [f"**{r[c]:.2f}**" if c in headlines and r[f"{c}_within"] else
+                 f"{r[c]:.2f}" if isinstance(r[c], float) and c != "static_scale" else f"{r[c]:g}"
+                 if isinstance(r[c], float) else str(r[c]) for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
