@@ -353,7 +353,8 @@ def build(model: str, hw: str | HwConfig = "paper-256", options: BuildOptions = 
         commands = _build_stream(spec, factors, cfg, o, main.placement)
         step("check")
         if o.check:
-            checked = stream_check(spec, factors, cfg, o.strategy, colocate=o.colocate, arrays=o.arrays)
+            checked = stream_check(spec, factors, cfg, o.strategy, colocate=o.colocate, arrays=o.arrays,
+                                   placement=main.placement)
     return BuildResult(model=str(model), spec=spec, hw=cfg, nblocks=nblocks, options=o, main=main, baseline=base,
                        per_strategy_layers=per, compare=compare, pareto=par, commands=commands, check=checked)
 

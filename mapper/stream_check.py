@@ -51,8 +51,11 @@ class StreamCheck:
 
 
 def stream_check(spec, factors, hw: HwConfig, strategy: Strategy, *, colocate: bool = True,
-                 arrays: int | None = None) -> StreamCheck:
+                 arrays: int | None = None, placement=None) -> StreamCheck:
     """Run compiled streams on sw_model: exact check (lossless ADCs) and the paper-ADC error vs float.
+
+    ``placement``: the placement the build streams (e.g. with DenseMap row steps other than the default); None
+    places again with ``strategy``, ``arrays`` and ``colocate``.
 
     ``exact``: every output equals the exact integer product (lossless ADCs); ``adc_error``: the relative L2
     error of the stream's output against the float product of the same integer factors with the paper's ADC
@@ -67,7 +70,8 @@ def stream_check(spec, factors, hw: HwConfig, strategy: Strategy, *, colocate: b
     ok, matmuls, errors = True, 0, {}
     for mode, cfg in (("exact", exact_hw), ("paper", big), ("configured", big)):
         cm = compile_model(spec, factors, cfg, strategy=strategy, arrays=arrays,
-                           adc_mode=AdcMode.PAPER if mode == "paper" else AdcMode.EXACT, colocate=colocate)
+                           adc_mode=AdcMode.PAPER if mode == "paper" else AdcMode.EXACT, colocate=colocate,
+                           placement=placement)
         inputs = _stream_inputs(cm)
         out = run_commands(cfg, cm.full_stream(inputs)).results
         pos = 0

@@ -208,3 +208,15 @@ def test_row_steps_option_reaches_the_dense_placement():
 def test_decoder_models_decode_sixteen_tokens_by_default():
     rep = _shape_build(model="tiny-gpt2", hw="fpga-tiny", strategy="sparse", prefill_tokens=4).report()
     assert rep["options"]["decode_tokens"] == 16
+
+
+def test_stream_check_uses_the_streamed_placement():
+    """A weights build with DenseMap row steps 1 checks the stream it writes (not a re-placement with 4)."""
+    from mapper.pipeline import BuildOptions, build
+    res = build("tiny-bert", "fpga-tiny", BuildOptions(strategy="dense", row_steps=1, with_pareto=False,
+                                                       simulate=False))
+    assert res.check.exact and res.main.placement.row_steps == 1
+    mvms = sum(1 for c in res.commands if c.op.name == "MVM")
+    assert mvms == len(res.main.schedule.activations)
+    # the paper-ADC check ran the same schedule: row steps set the ADC bits (32 rows -> 5 b; 8 rows -> 3 b)
+    assert res.check.adc_error.adc_bits == {str(k): v for k, v in res.main.schedule.adc_bits_histogram().items()}
