@@ -362,7 +362,8 @@ def _pack_plan(nb, adc_bits, s, colmin, colmax, fits) -> _PackPlan | None:
     g_codes = _fields_per_word(nb, sigma, cb, s)
     g_res = _fields_per_word(nb, sigma, s, 0) if fits and s else 0
     cost_codes = -(-nb // g_codes) if g_codes > 0 else nb + 1
-    cost_res = 1 + -(-nb // g_res) if g_res > 0 else nb + 2
+    exact = 0.5 if (colmax - colmin) << (nb - 1) < _F32_EXACT else 1     # the exact product: float32 is faster
+    cost_res = exact + -(-nb // g_res) if g_res > 0 else nb + 2
     if min(cost_codes, cost_res) >= nb:
         return None
     if cost_codes <= cost_res:
@@ -380,82 +381,79 @@ def _fields_per_word(nb, sigma, cb, shift) -> int:
 
 
 def _packed_words(win, u, nb, plan):
-    """Return the int64 words ``(ncols, groups, B)``: group ``k`` holds the fields ``v`` of planes
-    ``k*g .. k*g+g-1``, field ``j`` at bit ``sigma*j`` (bits from 52 up are not fields and must be masked)."""
+    """Return the int64 words ``(ncols, groups, B)``: group ``k`` holds the fields ``v = S + off`` of planes
+    ``k*g .. k*g+g-1``, field ``j`` at bit ``sigma*j``; the last group's fields past plane ``nb-1`` hold ``off``
+    (a plane whose sums are 0); bits from ``sigma*g`` up are not fields and must be masked."""
     sig, g = plan.sigma, plan.g
     nrows, bsz = u.shape
     groups = -(-nb // g)
     cols = np.empty((nrows, groups, bsz))
     for k in range(groups):
         cols[:, k] = np.take(_bits_table(nb, sig, k * g, min(g, nb - k * g)), u)
-    const = _group_consts(nb, plan, plan.off)
-    bound = sum(1 << (sig * j) for j in range(1, g + 1))      # > sum |w| * max(table), as sum |w| < 2**sigma
+    bound = _word(sig, g, 1 << sig)                            # > sum |w| * max(table), as sum |w| < 2**sigma
     cols = cols.reshape(nrows, groups * bsz)
     if bound < FLOAT_EXACT:
         p = (win.t(bound) @ cols).reshape(-1, groups, bsz)
-        return np.add(p, (const + (1 << 52)).astype(np.float64), out=p).view(np.int64)  # mantissa = the fields
-    return (win.w.T @ cols.astype(np.int64)).reshape(-1, groups, bsz) + const
+        return np.add(p, float(_word(sig, g, plan.off) + (1 << 52)), out=p).view(np.int64)  # mantissa: fields
+    return (win.w.T @ cols.astype(np.int64)).reshape(-1, groups, bsz) + _word(sig, g, plan.off)
 
 
-def _group_consts(nb, plan, per_field):
-    """Return ``(groups, 1)`` int64 words holding ``per_field`` in every live field of each group."""
-    g, sig = plan.g, plan.sigma
-    return np.array([[sum(per_field << (sig * j) for j in range(min(g, nb - k * g)))]
-                     for k in range(-(-nb // g))], dtype=np.int64)
+def _word(sigma, g, field):
+    """Return the word holding ``field`` in each of its ``g`` fields ``sigma`` bits apart."""
+    return sum(field << (sigma * j) for j in range(g))
 
 
-def _field_sum(f, nb, plan, shift):
-    """Return ``sum_b 2**b * c_b`` (``c_b`` = field ``b``'s value ``>> shift``, below ``2**plan.cb``) over all
-    groups of the words ``f`` (overwritten), the sign plane counted ``+2**(nb-1)`` like the others.
+def _field_sum(f, plan, shift):
+    """Return ``sum_b 2**b * c_b`` over the fields of all groups of the words ``f`` (overwritten), field ``b``
+    (``j`` of group ``k``, ``b = k*g + j``) holding ``c_b << shift``, ``0 <= c_b < 2**plan.cb``.
 
     One multiplication per word: with ``K = sum_j 2**(T - (sigma-1)*j - shift)``, field ``j`` times term ``j``
     lands at bit ``T + j``; terms ``i < j`` land at ``T + sigma`` or above, terms ``i > j`` add up to less than
-    ``2**T`` because ``cb + g + 1 <= sigma`` -- the window ``T .. T+cb+g-1`` holds the sum exactly (mod 2**64).
+    ``2**T`` because ``cb + g + 1 <= sigma``: bits ``T .. T+cb+g-1`` hold the sum exactly (mod 2**64).
     """
     g, sig = plan.g, plan.sigma
     t = (sig - 1) * (g - 1) + shift
-    k = _group_consts(nb, plan, 0)
-    for i in range(-(-nb // g)):
-        k[i, 0] = sum(1 << (t - (sig - 1) * j - shift) for j in range(min(g, nb - i * g)))
-    np.multiply(f, k, out=f)
+    np.multiply(f, sum(1 << (t - (sig - 1) * j - shift) for j in range(g)), out=f)
     np.right_shift(f, t, out=f)
     np.bitwise_and(f, (1 << (plan.cb + g)) - 1, out=f)
     total = f[:, 0].copy()
-    for i in range(1, f.shape[1]):
-        total += f[:, i] << (i * g)
+    for k in range(1, f.shape[1]):
+        np.left_shift(f[:, k], k * g, out=f[:, k])
+        total += f[:, k]
     return total
 
 
-def _last_field(f, nb, plan, shift):
-    """Return field ``nb-1`` (the sign plane's) of the words ``f``, ``>> shift`` and below ``2**plan.cb``."""
-    j = (nb - 1) % plan.g
-    return (f[:, -1] >> (plan.sigma * j + shift)) & ((1 << plan.cb) - 1)
+def _sign_field(f, nb, plan, shift):
+    """Return ``c`` of field ``nb-1`` (the sign plane's) of the words ``f`` (fields ``c << shift``)."""
+    return (f[:, -1] >> (plan.sigma * ((nb - 1) % plan.g) + shift)) & ((1 << plan.cb) - 1)
 
 
 def _packed_codes(win, u, nb, s, plan):
     """The MVM through packed plane sums and clipped codes: ``code_b = (f_b - off) >> s`` with ``f_b`` the field
     ``v_b`` with its low ``s`` bits cleared, clipped to ``lf..hf`` (exactly ``clip(S_b >> s, lo, hi)``)."""
     f = _packed_words(win, u, nb, plan)
-    floor = _group_consts(nb, plan, ((1 << plan.sigma) - 1) >> s << s)
+    sig, g = plan.sigma, plan.g
+    floor = _word(sig, g, ((1 << sig) - 1) >> s << s)
     np.bitwise_and(f, floor, out=f)
     if plan.clip:                                             # saturation, on the fields as unsigned integers
-        v = f.view(np.uint8 if plan.sigma == 8 else np.uint16)
+        v = f.view(np.uint8 if sig == 8 else np.uint16)
         np.clip(v, plan.lf, plan.hf, out=v)
         np.bitwise_and(f, floor, out=f)                       # clear what the clip raised outside the fields
-    np.subtract(f, _group_consts(nb, plan, plan.lf), out=f)   # fields (code_b - code_min) << s, code_min = lf-off
-    last = _last_field(f, nb, plan, s)
-    acc = _field_sum(f, nb, plan, s)
-    acc -= (last << nb) + ((plan.lf - plan.off) >> s)         # sign plane weighted -2**(nb-1); sum of weights -1
-    return acc << s
+    np.subtract(f, _word(sig, g, plan.lf), out=f)            # fields c << s: code = c + (lf - off) >> s
+    sign = _sign_field(f, nb, plan, s)
+    acc = _field_sum(f, plan, s)
+    pad = (min(max(plan.off, plan.lf), plan.hf) - plan.lf) >> s   # c of the padding fields past plane nb-1
+    acc -= (sign << nb) + ((plan.lf - plan.off) >> s) + pad * ((1 << (f.shape[1] * g)) - (1 << nb))
+    return acc << s                                           # the sign plane weighs -2**(nb-1); all weights: -1
 
 
 def _packed_residues(win, u, nb, s, plan):
     """Return ``sum_b +-2**b * (S_b mod 2**s)`` (minus for the sign plane) from packed plane sums (``off`` is a
-    multiple of ``2**s``, so each field's low ``s`` bits are ``S_b mod 2**s``)."""
+    multiple of ``2**s``, so each field's low ``s`` bits are ``S_b mod 2**s``; 0 in the padding fields)."""
     f = _packed_words(win, u, nb, plan)
-    np.bitwise_and(f, _group_consts(nb, plan, (1 << s) - 1), out=f)
-    last = _last_field(f, nb, plan, 0)
-    return _field_sum(f, nb, plan, 0) - (last << nb)
+    np.bitwise_and(f, _word(plan.sigma, plan.g, (1 << s) - 1), out=f)
+    sign = _sign_field(f, nb, plan, 0)
+    return _field_sum(f, plan, 0) - (sign << nb)
 
 
 def requant(st, src, count, dst, dst_stride, shift):
