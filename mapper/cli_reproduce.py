@@ -8,9 +8,8 @@ array from 4 to 32; auto's Pareto front of arrays against latency (``strategies.
 power and area; the performance simulator :mod:`perf`): every strategy on the same chip (``iso_area.csv``,
 ``iso_adc.csv``: the chip the strategy needs with its ADCs set so that the total area or ADC count equals
 linear's) and on the chip each needs (``need.csv``): prefill latency of a sequence, time to first token, decode
-tokens/s, energy per token, area. And the sensitivity map (``sensitivity.csv``, ``sensitivity.md``,
-``sensitivity.png``): which of the assumptions the paper leaves unstated reproduce its headline figures within
-10 %. Writes CSV, PNG, ``summary.md``; ``docs/paper-comparison.md`` explains the figures.
+tokens/s, energy per token, area. And the sensitivity map (``sensitivity.csv``/``.md``/``.png``): which of the
+assumptions the paper leaves unstated reproduce its headline figures within 10 % (docs/paper-comparison.md).
 """
 
 from __future__ import annotations
@@ -27,7 +26,8 @@ from compiler.kinds import Strategy
 from mapper import cli_args as A
 
 __all__ = ["register", "run", "reproduce", "PAPER_MODELS", "ADC_SWEEP", "PAPER_FIGURES", "BUDGETS", "HEADLINES",
-           "STATIC_SCALES", "ROW_STEPS", "TOLERANCE", "PREFILL_TOKENS"]
+           "STATIC_SCALES", "ROW_STEPS", "TOLERANCE", "PREFILL_TOKENS", "chip_tables", "sensitivity_map",
+           "write_outputs"]
 
 PAPER_MODELS = ("bert-large", "bart-large", "gpt2-medium")
 ADC_SWEEP = (4, 8, 16, 32)
@@ -94,6 +94,8 @@ def register(subparsers) -> None:
 
 
 def _csv(rows: list[dict]) -> str:
+    if not rows:
+        return ""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     w.writeheader()
@@ -137,6 +139,50 @@ def _run(grid, folder, extra: dict | None, sweep, *, chip: bool = False) -> list
     return rows
 
 
+def chip_tables(grid, root: Path, sweep, *, prefill_tokens: int | None = PREFILL_TOKENS, progress=None) -> dict:
+    """Run ``grid`` (models x strategies on a chip) under every budget of :data:`BUDGETS` (reference linear),
+    each into ``root / reproduce-chip-<budget>``; return ``{budget: rows}`` (:func:`~mapper.sweep.results.chip_table`).
+
+    ``sweep``: :func:`mapper.sweep.runner.run_sweep` with the machine bound. Linear's iso chips are its need chip
+    (it is the reference), so linear runs once, under ``need``.
+    """
+    from mapper.sweep.results import chip_table
+    step = progress or (lambda msg: None)
+    models = list(grid.values("model"))
+    order = {st: i for i, st in enumerate(STRATS)}
+    out, linear = {}, []
+    for budget in sorted(BUDGETS, key=lambda b: b != "need"):
+        g = grid if budget == "need" else grid.derive(
+            axes={"strategy": [st for st in grid.values("strategy") if st != Strategy.LINEAR]})
+        step(f"chip: {budget}, {g.size} points")
+        got = _run(g, root / f"reproduce-chip-{budget}", {"budget": budget, "reference": "linear",
+                                                          "prefill_tokens": prefill_tokens}, sweep, chip=True)
+        if budget == "need":
+            linear = [{**r, "chip.adc_ratio": 1.0, "chip.area_ratio": 1.0} for r in got if r["strategy"] == "linear"]
+        else:
+            got = sorted(linear + got, key=lambda r: (models.index(r["model"]), order[r["strategy"]]))
+        out[budget] = chip_table(got, budget)
+    return {b: out[b] for b in BUDGETS}
+
+
+def sensitivity_map(grid, root: Path, sweep, *, prefill_tokens: int | None = PREFILL_TOKENS,
+                    progress=None) -> list[dict]:
+    """Run the sensitivity ``grid`` (assumption axes x linear/sparse/dense) on the chip each strategy needs,
+    and its DenseMap points once more with one row step, into ``root / sensitivity*``; return the map's rows
+    (:func:`~mapper.sweep.results.sensitivity_table`: :data:`HEADLINES` under every set, static power scaled by
+    :data:`STATIC_SCALES`). Prefill of ``prefill_tokens`` (None: the model's sequence), no decode."""
+    from mapper.sweep.results import sensitivity_table
+    step = progress or (lambda msg: None)
+    extra = {"budget": "need", "prefill_tokens": prefill_tokens, "decode_tokens": 0}
+    step(f"sensitivity: {grid.size} points")
+    got = _run(grid, root / "sensitivity", extra, sweep, chip=True)
+    dense = grid.derive(axes={"strategy": [Strategy.DENSE.value]})
+    step(f"sensitivity: {dense.size} points, DenseMap with one row step")
+    one = _run(dense, root / "sensitivity-rows1", {**extra, "row_steps": 1}, sweep, chip=True)
+    return sensitivity_table(got + [{**r, "row_steps": 1} for r in one], HEADLINES, scales=STATIC_SCALES,
+                             row_steps=ROW_STEPS, tolerance=TOLERANCE)
+
+
 def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MODELS, progress=None,
               sweep_dir=None, workers: int = 0, *, chip: str | None = "chip-paper", sensitivity: bool = True,
               prefill_tokens: int | None = PREFILL_TOKENS) -> dict:
@@ -164,7 +210,6 @@ def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MO
     from mapper.pipeline import check_nblocks, pareto, resolve_hw
     from mapper.sweep.engine import dask_client
     from mapper.sweep.grid import grid_path, load_grid
-    from mapper.sweep.results import chip_table, sensitivity_table
     from mapper.sweep.runner import run_sweep
     step = progress or (lambda msg: None)
     base_hw = resolve_hw(hw)
@@ -188,36 +233,17 @@ def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MO
         step(f"sweep: {grid.size} points")
         rows = _run(grid, root / "reproduce", {"simulate": False}, sweep)      # analytic figures only
         chip_rows, sens_rows = {}, []
-        order = {st: i for i, st in enumerate(STRATS)}
         if chip is not None:
             grid = load_grid(grid_path("reproduce-chip")).derive(axes={"model": list(models)},
                                                                  fixed={"hw": chip, **fixed})
-            linear = []
-            for budget in sorted(BUDGETS, key=lambda b: b != "need"):
-                # linear's iso chip is its need chip (it is the reference): computed once, under need
-                g = grid if budget == "need" else grid.derive(
-                    axes={"strategy": [st.value for st in STRATS if st != Strategy.LINEAR]})
-                step(f"chip: {budget}, {g.size} points")
-                got = _run(g, root / f"reproduce-chip-{budget}", {"budget": budget, "reference": "linear",
-                                                                  "prefill_tokens": prefill_tokens}, sweep, chip=True)
-                if budget == "need":
-                    linear = [{**r, "chip.adc_ratio": 1.0, "chip.area_ratio": 1.0}
-                              for r in got if r["strategy"] == Strategy.LINEAR]
-                else:
-                    got = sorted(linear + got, key=lambda r: (list(models).index(r["model"]), order[r["strategy"]]))
-                chip_rows[budget] = chip_table(got, budget)
-            chip_rows = {b: chip_rows[b] for b in BUDGETS}
+            chip_rows = chip_tables(grid, root, sweep, prefill_tokens=prefill_tokens, progress=step)
         if chip is not None and sensitivity:
             model = "bert-large" if "bert-large" in models else models[0]
             grid = load_grid(grid_path("sensitivity")).derive(fixed={"model": model, "hw": chip, **fixed})
-            extra = {"budget": "need", "prefill_tokens": prefill_tokens, "decode_tokens": 0}
-            step(f"sensitivity: {grid.size} points")
-            got = _run(grid, root / "sensitivity", extra, sweep, chip=True)
-            dense = grid.derive(axes={"strategy": [Strategy.DENSE.value]})
-            step(f"sensitivity: {dense.size} points, DenseMap with one row step")
-            one = _run(dense, root / "sensitivity-rows1", {**extra, "row_steps": 1}, sweep, chip=True)
-            sens_rows = sensitivity_table(got + [{**r, "row_steps": 1} for r in one], HEADLINES,
-                                          scales=STATIC_SCALES, row_steps=ROW_STEPS, tolerance=TOLERANCE)
+            sens_rows = sensitivity_map(grid, root, sweep, prefill_tokens=prefill_tokens, progress=step)
+
+    order = {st: i for i, st in enumerate(STRATS)}
+
     def pick(model, preset, adcs):
         sel = [r for r in rows if r["model"] == model and r["cost"] == preset and r["adcs"] == adcs]
         return sorted(sel, key=lambda r: order[r["strategy"]])
@@ -306,7 +332,7 @@ def write_outputs(data: dict, out: Path, *, hw: str | None = None, chip: str | N
 
 
 def _file_part(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(str(name)).name)
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(name).name)
 
 
 def summary_markdown(data: dict) -> str:
