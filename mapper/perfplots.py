@@ -239,6 +239,7 @@ def pareto_strategies(rows: list[Mapping], path: Path | None, *, latency: str = 
             if len(fr) > 1:
                 ax.step([p[0] for p in fr], [p[1] for p in fr], where="post", color=col, lw=1.0)
         S.log_axis(ax, "xy")
+        ax.tick_params(axis="x", labelrotation=35)        # 1-2-5 labels of several decades do not touch
         ax.grid(alpha=0.3)
         ax.set_xlabel(lab[x])
         ax.set_ylabel(lab[y])
