@@ -35,7 +35,7 @@ import numpy as np
 from cimisa import rules
 from cimisa.config import HwConfig
 from cimisa.isa import ErrorCode, Opcode
-from cimisa.rules import FLOAT_EXACT, wrap_acc
+from cimisa.rules import ACC_BITS, FLOAT_EXACT, wrap_acc
 
 _F32_EXACT = 1 << 24          # float32 holds every integer of magnitude below this exactly
 
@@ -202,7 +202,9 @@ def mvm(st, array, row0, nrows, col0, ncols, in_addr, in_stride, out_addr, out_s
     dst = _strided(out_addr, out_stride, ncols)
     if accumulate:
         acc += st.outbuf[dst]
-    st.outbuf[dst] = rules.wrap_acc_inplace(acc)                 # = wrap_acc(acc)
+    if accumulate or (max(-win.colmin, win.colmax) + (1 << adc_shift)) << st.cfg.input_bits > 1 << (ACC_BITS - 1):
+        rules.wrap_acc_inplace(acc)                            # = wrap_acc(acc); else |acc| < 2**31 already
+    st.outbuf[dst] = acc
 
 
 def _strided(addr: int, stride: int, n: int):
@@ -381,21 +383,32 @@ def _fields_per_word(nb, sigma, cb, shift) -> int:
 
 
 def _packed_words(win, u, nb, plan):
-    """Return the int64 words ``(ncols, groups, B)``: group ``k`` holds the fields ``v = S + off`` of planes
-    ``k*g .. k*g+g-1``, field ``j`` at bit ``sigma*j``; the last group's fields past plane ``nb-1`` hold ``off``
-    (a plane whose sums are 0); bits from ``sigma*g`` up are not fields and must be masked."""
+    """Yield, per group ``k`` of ``g`` planes (``k*g .. k*g+g-1``), the int64 words ``(ncols, B)`` holding the
+    fields ``v = S + off`` of those planes, field ``j`` at bit ``sigma*j``; the last group's fields past plane
+    ``nb-1`` hold ``off`` (a plane whose sums are 0); bits from ``sigma*g`` up are not fields."""
     sig, g = plan.sigma, plan.g
-    nrows, bsz = u.shape
-    groups = -(-nb // g)
-    cols = np.empty((nrows, groups, bsz))
-    for k in range(groups):
-        cols[:, k] = np.take(_bits_table(nb, sig, k * g, min(g, nb - k * g)), u)
     bound = _word(sig, g, 1 << sig)                            # > sum |w| * max(table), as sum |w| < 2**sigma
-    cols = cols.reshape(nrows, groups * bsz)
-    if bound < FLOAT_EXACT:
-        p = (win.t(bound) @ cols).reshape(-1, groups, bsz)
-        return np.add(p, float(_word(sig, g, plan.off) + (1 << 52)), out=p).view(np.int64)  # mantissa: fields
-    return (win.w.T @ cols.astype(np.int64)).reshape(-1, groups, bsz) + _word(sig, g, plan.off)
+    const = _word(sig, g, plan.off)
+    for first in range(0, nb, g):
+        cols = np.take(_bits_table(nb, sig, first, min(g, nb - first)), u, out=_scratch("cols", u.shape),
+                       mode="wrap")
+        if bound < FLOAT_EXACT:
+            p = np.matmul(win.t(bound), cols, out=_scratch(first, (win.w.shape[1], u.shape[1])))
+            yield np.add(p, float(const + (1 << 52)), out=p).view(np.int64)   # the mantissa: exact fields
+        else:
+            yield win.w.T @ cols.astype(np.int64) + const
+
+
+_SCRATCH: dict = {}
+
+
+def _scratch(name, shape) -> np.ndarray:
+    """Return a float64 work array of ``shape`` kept for reuse under ``name`` (fresh large arrays cost page
+    faults on every call); it never leaves the kernel."""
+    a = _SCRATCH.get(name)
+    if a is None or a.shape != shape:
+        a = _SCRATCH[name] = np.empty(shape)
+    return a
 
 
 def _word(sigma, g, field):
@@ -404,56 +417,65 @@ def _word(sigma, g, field):
 
 
 def _field_sum(f, plan, shift):
-    """Return ``sum_b 2**b * c_b`` over the fields of all groups of the words ``f`` (overwritten), field ``b``
-    (``j`` of group ``k``, ``b = k*g + j``) holding ``c_b << shift``, ``0 <= c_b < 2**plan.cb``.
+    """Return ``sum_j 2**j * c_j`` for the words ``f`` (overwritten) whose field ``j`` holds ``c_j << shift``,
+    ``0 <= c_j < 2**plan.cb``, and nothing else.
 
-    One multiplication per word: with ``K = sum_j 2**(T - (sigma-1)*j - shift)``, field ``j`` times term ``j``
-    lands at bit ``T + j``; terms ``i < j`` land at ``T + sigma`` or above, terms ``i > j`` add up to less than
-    ``2**T`` because ``cb + g + 1 <= sigma``: bits ``T .. T+cb+g-1`` hold the sum exactly (mod 2**64).
+    One multiplication: with ``K = sum_j 2**(T - (sigma-1)*j - shift)`` and ``T = 64 - cb - g``, field ``j``
+    times term ``j`` lands at bit ``T + j``; terms ``i < j`` land at ``T + sigma >= 64`` or above (gone mod
+    2**64), terms ``i > j`` add up to less than ``2**T`` because ``cb + g + 1 <= sigma``: the top ``cb + g``
+    bits hold the sum exactly.
     """
     g, sig = plan.g, plan.sigma
-    t = (sig - 1) * (g - 1) + shift
-    np.multiply(f, sum(1 << (t - (sig - 1) * j - shift) for j in range(g)), out=f)
-    np.right_shift(f, t, out=f)
-    np.bitwise_and(f, (1 << (plan.cb + g)) - 1, out=f)
-    total = f[:, 0].copy()
-    for k in range(1, f.shape[1]):
-        np.left_shift(f[:, k], k * g, out=f[:, k])
-        total += f[:, k]
-    return total
+    t = 64 - plan.cb - g
+    fu = f.view(np.uint64)
+    np.multiply(fu, sum(1 << (t - (sig - 1) * j - shift) for j in range(g)), out=fu)
+    return np.right_shift(fu, t, out=fu).view(np.int64)
 
 
-def _sign_field(f, nb, plan, shift):
-    """Return ``c`` of field ``nb-1`` (the sign plane's) of the words ``f`` (fields ``c << shift``)."""
-    return (f[:, -1] >> (plan.sigma * ((nb - 1) % plan.g) + shift)) & ((1 << plan.cb) - 1)
+def _packed_sum(win, u, nb, plan, convert, shift):
+    """Return ``(sum_b 2**b * c_b, c_{nb-1})`` over all groups: ``convert(f)`` turns the words of a group into
+    fields ``c_b << shift`` in place (:func:`_field_sum`)."""
+    total = sign = None
+    jl = (nb - 1) % plan.g
+    for k, f in enumerate(_packed_words(win, u, nb, plan)):
+        convert(f)
+        if (k + 1) * plan.g >= nb:                             # the last group: the sign plane's field
+            sign = (f >> (plan.sigma * jl + shift)) & ((1 << plan.cb) - 1)
+        v = _field_sum(f, plan, shift)
+        if total is None:
+            total = v.copy()
+        else:
+            total += np.left_shift(v, k * plan.g, out=v)
+    return total, sign
 
 
 def _packed_codes(win, u, nb, s, plan):
     """The MVM through packed plane sums and clipped codes: ``code_b = (f_b - off) >> s`` with ``f_b`` the field
     ``v_b`` with its low ``s`` bits cleared, clipped to ``lf..hf`` (exactly ``clip(S_b >> s, lo, hi)``)."""
-    f = _packed_words(win, u, nb, plan)
     sig, g = plan.sigma, plan.g
-    floor = _word(sig, g, ((1 << sig) - 1) >> s << s)
-    np.bitwise_and(f, floor, out=f)
-    if plan.clip:                                             # saturation, on the fields as unsigned integers
-        v = f.view(np.uint8 if sig == 8 else np.uint16)
-        np.clip(v, plan.lf, plan.hf, out=v)
-        np.bitwise_and(f, floor, out=f)                       # clear what the clip raised outside the fields
-    np.subtract(f, _word(sig, g, plan.lf), out=f)            # fields c << s: code = c + (lf - off) >> s
-    sign = _sign_field(f, nb, plan, s)
-    acc = _field_sum(f, plan, s)
+    floor, low = _word(sig, g, ((1 << sig) - 1) >> s << s), _word(sig, g, plan.lf)
+
+    def convert(f):
+        np.bitwise_and(f, floor, out=f)
+        if plan.clip:                                          # saturation, on the fields as unsigned integers
+            v = f.view(np.uint8 if sig == 8 else np.uint16)
+            np.clip(v, plan.lf, plan.hf, out=v)
+            np.bitwise_and(f, floor, out=f)                    # clear what the clip raised outside the fields
+        np.subtract(f, low, out=f)                             # fields c << s: code = c + (lf - off) >> s
+
+    acc, sign = _packed_sum(win, u, nb, plan, convert, s)
     pad = (min(max(plan.off, plan.lf), plan.hf) - plan.lf) >> s   # c of the padding fields past plane nb-1
-    acc -= (sign << nb) + ((plan.lf - plan.off) >> s) + pad * ((1 << (f.shape[1] * g)) - (1 << nb))
-    return acc << s                                           # the sign plane weighs -2**(nb-1); all weights: -1
+    acc -= (sign << nb) + ((plan.lf - plan.off) >> s) + pad * ((1 << (-(-nb // g) * g)) - (1 << nb))
+    return np.left_shift(acc, s, out=acc)                      # the sign plane weighs -2**(nb-1); all: -1
 
 
 def _packed_residues(win, u, nb, s, plan):
     """Return ``sum_b +-2**b * (S_b mod 2**s)`` (minus for the sign plane) from packed plane sums (``off`` is a
     multiple of ``2**s``, so each field's low ``s`` bits are ``S_b mod 2**s``; 0 in the padding fields)."""
-    f = _packed_words(win, u, nb, plan)
-    np.bitwise_and(f, _word(plan.sigma, plan.g, (1 << s) - 1), out=f)
-    sign = _sign_field(f, nb, plan, 0)
-    return _field_sum(f, plan, 0) - (sign << nb)
+    mask = _word(plan.sigma, plan.g, (1 << s) - 1)
+    acc, sign = _packed_sum(win, u, nb, plan, lambda f: np.bitwise_and(f, mask, out=f), 0)
+    acc -= sign << nb
+    return acc
 
 
 def requant(st, src, count, dst, dst_stride, shift):
