@@ -39,8 +39,8 @@ from cimisa.rules import ACC_BITS, FLOAT_EXACT, wrap_acc
 
 _F32_EXACT = 1 << 24          # float32 holds every integer of magnitude below this exactly
 
-__all__ = ["MachineState", "Window", "check", "wrap_acc", "write_w", "load_in", "mvm", "mvm_acc", "requant", "read",
-           "barrier", "halt", "ACTIONS", "FLOAT_EXACT"]
+__all__ = ["MachineState", "Window", "check", "wrap_acc", "write_w", "load_in", "mvm", "mvm_acc", "mvm_path",
+           "requant", "read", "barrier", "halt", "ACTIONS", "FLOAT_EXACT"]
 
 
 class MachineState:
@@ -299,23 +299,42 @@ def mvm_acc(w, x, input_bits, adc_bits, adc_shift, window: Window | None = None)
     batch = x.shape[1:]
     u = x.reshape(nrows, -1) & ((1 << nb) - 1)                 # the nb-bit two's complement patterns, 0..2**nb-1
     colmin, colmax = win.colmin, win.colmax
-    fits = rules.adc_fits(colmin, colmax, adc_bits, s)         # no code can saturate
-    plan = None if fits and not s else _pack_plan(nb, adc_bits, s, colmin, colmax, fits)
-    if plan is not None and not _is_floor_clip(rules.adc_code, adc_bits, s, plan.sigma):
-        plan = None                                             # the packed forms restate this ADC rule only
-    if fits and not s or plan is not None and not plan.codes:
+    path, plan = _choose(win, nb, adc_bits, s)
+    if path in ("product", "packed residues"):
         xs = u - ((u >> (nb - 1)) << nb)                        # the signed values the bits stand for
         bound = (colmax - colmin) << (nb - 1)
         acc = _matmul(win.t(bound), xs, bound)
         if s:
             acc -= _packed_residues(win, u, nb, s, plan)
-    elif plan is not None:
+    elif path == "packed codes":
         acc = _packed_codes(win, u, nb, s, plan)
     else:
         planes = rules.bit_plane_table(nb)[u]                   # (nrows, B, nb): bit b of every input
         colsum = _matmul(win.t(colmax - colmin), planes.reshape(nrows, -1), colmax - colmin)  # analog sums
         acc = rules.convert_planes(colsum.reshape(ncols, -1, nb), nb, adc_bits, s)  # ADC, shift-add
     return acc.reshape((ncols,) + batch)
+
+
+def mvm_path(w, input_bits, adc_bits, adc_shift) -> str:
+    """Return the form in which :func:`mvm_acc` computes the window ``w`` (or its :class:`Window`):
+    ``"product"``, ``"packed codes"``, ``"packed residues"`` or ``"bit planes"``.
+
+    >>> w = np.array([[1, -2], [3, 4]])
+    >>> mvm_path(w, 4, 8, 0), mvm_path(w, 4, 2, 0), mvm_path(w, 4, 3, 1)
+    ('product', 'packed codes', 'bit planes')
+    """
+    return _choose(w if isinstance(w, Window) else Window.of(w), input_bits, adc_bits, adc_shift)[0]
+
+
+def _choose(win, nb, adc_bits, s):
+    """Return ``(path, packing plan or None)`` of :func:`mvm_path`."""
+    fits = rules.adc_fits(win.colmin, win.colmax, adc_bits, s)   # no code can saturate
+    if fits and not s:
+        return "product", None
+    plan = _pack_plan(nb, adc_bits, s, win.colmin, win.colmax, fits)
+    if plan is None or not _is_floor_clip(rules.adc_code, adc_bits, s, plan.sigma):
+        return "bit planes", None                               # the packed forms restate this ADC rule only
+    return ("packed codes" if plan.codes else "packed residues"), plan
 
 
 @functools.lru_cache(maxsize=256)
