@@ -306,3 +306,76 @@ def test_rule_mutant_is_caught(monkeypatch, name, fn_name, old, new, killer):
     monkeypatch.setattr(rules, fn_name, mutant(getattr(rules, fn_name), old, new))
     with pytest.raises(AssertionError):
         killer()
+
+
+# ---- the batched kernel's exact forms against the rules ----------------------------------------------------------
+def _rules_mvm(w, x, nb, adc_bits, shift):
+    """One MVM from the rules alone: every bit plane's column sums (:func:`rules.bit_planes`), then
+    :func:`rules.convert_planes`."""
+    colsum = np.einsum("rc,rbn->cbn", w, rules.bit_planes(x, nb))
+    return rules.convert_planes(colsum, nb, adc_bits, shift)
+
+
+def check_kernel_paths(cases: int = 300, seed: int = 0) -> set[str]:
+    """Random windows (row counts up to 300, any weight and input width, saturating and coarse ADCs): the kernel
+    (cimisa.semantics.mvm_acc) equals the rules' per-plane form on every path; return the paths taken."""
+    from cimisa import semantics
+    rng = np.random.default_rng(seed)
+    paths = set()
+    for _ in range(cases):
+        nb, wb = int(rng.integers(1, 10)), int(rng.integers(1, 10))
+        nrows = int(rng.integers(1, 300 if rng.random() < 0.5 else 40))
+        w = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), (nrows, int(rng.integers(1, 7))))
+        w = np.abs(w) if rng.random() < 0.2 else -np.abs(w) if rng.random() < 0.2 else w
+        x = rng.integers(-(1 << (nb - 1)), 1 << (nb - 1), (nrows, int(rng.integers(1, 6))))
+        adc_bits, shift = int(rng.integers(1, 18)), int(rng.integers(0, 12))
+        paths.add(semantics.mvm_path(w, nb, adc_bits, shift))
+        got, want = semantics.mvm_acc(w, x, nb, adc_bits, shift), _rules_mvm(w, x, nb, adc_bits, shift)
+        assert np.array_equal(got, want), (nb, wb, nrows, adc_bits, shift, semantics.mvm_path(w, nb, adc_bits, shift))
+    return paths
+
+
+def test_kernel_paths_equal_the_rules():
+    assert check_kernel_paths() == {"product", "packed codes", "packed residues", "bit planes"}
+
+
+@pytest.mark.parametrize("fn_name,old,new", [
+    ("_packed_codes", "if plan.clip:", "if False:"),
+    ("_packed_residues", "acc -= sign << nb", "acc += sign << nb"),
+    ("_field_sum", "np.right_shift(fu, t, out=fu)", "np.right_shift(fu, t + 1, out=fu)"),
+])
+def test_kernel_check_can_fail(monkeypatch, fn_name, old, new):
+    """Expect-fail: a planted bug in a packed form (no clip, sign plane added, a field sum halved)."""
+    from cimisa import semantics
+    monkeypatch.setattr(semantics, fn_name, mutant(getattr(semantics, fn_name), old, new))
+    with pytest.raises(AssertionError):
+        check_kernel_paths(120)
+
+
+def test_machine_sees_weights_rewritten_after_an_mvm():
+    """The MVM data cached per weight window is dropped when the weights change (WRITE_W, or a write through
+    MachineState.array), so the next MVM uses the new weights."""
+    cfg = load_hw("fpga-tiny")
+    m = Machine(cfg)
+    rng = np.random.default_rng(2)
+    m.execute(Command.load_in(0, rng.integers(-8, 8, 6).tolist()))
+    mvm = Command.mvm(array=0, row0=0, nrows=6, col0=0, ncols=4, in_addr=0, out_addr=0, adc_bits=cfg.adc_bits)
+    for rewrite in ("write_w", "array"):
+        w = rng.integers(-8, 8, (6, 4))
+        if rewrite == "write_w":
+            for r in range(6):
+                m.execute(Command.write_w(0, r, 0, w[r].tolist()))
+        else:
+            m.state.array(0)[:6, :4] = w
+        m.execute(mvm)
+        want = _rules_mvm(w, m.state.inbuf[:6, None], cfg.input_bits, cfg.adc_bits, 0)[:, 0]
+        assert m.state.outbuf[:4].tolist() == rules.wrap_acc(want).tolist(), rewrite
+
+
+def test_weights_rewrite_check_can_fail(monkeypatch):
+    """Expect-fail: a MachineState.array that keeps the cached window data makes the next MVM use stale weights."""
+    from cimisa import semantics
+    monkeypatch.setattr(semantics.MachineState, "array", mutant(semantics.MachineState.array,
+                                                                "self._windows.pop(index, None)", "pass"))
+    with pytest.raises(AssertionError):
+        test_machine_sees_weights_rewritten_after_an_mvm()
