@@ -19,6 +19,7 @@ import csv
 import functools
 import io
 import json
+import math
 from pathlib import Path
 
 from cimisa import progress
@@ -239,7 +240,10 @@ def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MO
             chip_rows = chip_tables(grid, root, sweep, prefill_tokens=prefill_tokens, progress=step)
         if chip is not None and sensitivity:
             model = "bert-large" if "bert-large" in models else models[0]
-            grid = load_grid(grid_path("sensitivity")).derive(fixed={"model": model, "hw": chip, **fixed})
+            grid = load_grid(grid_path("sensitivity"))
+            tiers = math.lcm(*grid.values("chip.arrays_per_tile"), resolve_hw(chip).chip.arrays_per_tile)
+            n = -(-resolve_hw(chip).n_arrays // tiers) * tiers         # every tier count divides it (budget: need)
+            grid = grid.derive(fixed={"model": model, "hw": chip, "n_arrays": n, **fixed})
             sens_rows = sensitivity_map(grid, root, sweep, prefill_tokens=prefill_tokens, progress=step)
 
     order = {st: i for i, st in enumerate(STRATS)}
@@ -275,11 +279,9 @@ def _plots(data: dict, out: Path, hw: str | None = None) -> dict:
 
 def _hw_name(hw) -> str | None:
     """The configuration's name for a plot title (a name or a JSON file)."""
-    if hw is None:
-        return None
     try:
         from mapper.pipeline import resolve_hw
-        return resolve_hw(hw).name
+        return None if hw is None else resolve_hw(hw).name
     except Exception:                      # noqa: BLE001  (a title only)
         return str(hw)
 
@@ -355,6 +357,7 @@ def run(args: argparse.Namespace) -> int:
     from cimisa.errors import ModelError
     from cimisa.fsutil import atomic_dir
     from cimisa.threads import available_cpus
+    from mapper.sweep.results import set_label
     models = tuple(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
     if not models:
         raise ModelError("--models: no model names given")
@@ -390,11 +393,9 @@ def run(args: argparse.Namespace) -> int:
             t.add_row(escape(r["model"]), r["strategy"], f"{r['arrays']:,}", f"{r['utilization']:.1%}",
                       f"{r['speedup_vs_linear']:.2f}", f"{r['energy_gain_vs_linear']:.2f}")
     Console(width=max(100, Console().width)).print(t)
-    if data["sensitivity"]:
-        from mapper.sweep.results import set_label
-        for h, paper in HEADLINES.items():
-            hits = [r for r in data["sensitivity"] if r[f"{h}_within"]]
-            print(f"{h} (paper {paper}x): {len(hits)} of {len(data['sensitivity'])} assumption sets within "
-                  f"{TOLERANCE:.0%}" + (f", e.g. {set_label(hits[0])}" if hits else ""))
+    for h, paper in HEADLINES.items() if data["sensitivity"] else ():
+        hits = [r for r in data["sensitivity"] if r[f"{h}_within"]]
+        print(f"{h} (paper {paper}x): {len(hits)} of {len(data['sensitivity'])} assumption sets within "
+              f"{TOLERANCE:.0%}" + (f", e.g. {set_label(hits[0])}" if hits else ""))
     print(f"wrote {args.out}/")
     return 0

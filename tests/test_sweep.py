@@ -282,5 +282,6 @@ def test_accuracy_front_and_plot_with_weights(tmp_path):
     assert all(r["stream.adc_error.mean_rel_l2"] is not None and r["stream.exact"] for r in rows)
     assert any(r["front.latency_accuracy"] for r in rows)
     fig = pareto_plot(rows, tmp_path / "s" / "pareto.png", "acc")
-    assert len(fig.axes) == 3 and "Sweep acc" in fig._suptitle.get_text()
+    assert len(fig.axes) == 4 and "Sweep acc" in fig._suptitle.get_text()          # + latency vs chip area
+    assert fig.axes[-1].get_ylabel() == "chip area (mm^2)"
     assert json.loads((tmp_path / "s" / "sweep.json").read_text())["points"] == 2
