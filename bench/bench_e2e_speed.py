@@ -5,7 +5,7 @@ all-MiniLM-L6-v2 (the ``minilm`` wheel), Monarch ``--nblocks`` blocks, hardware 
 CIM commands on the golden model, once per matmul for all tokens of all sentences. Timed (side by side, same
 process, same thread setting): the CIM forward pass (``mapper.evaluate.run.embed``) on
 
-* ``Machine`` (``cimisa.semantics.mvm_acc``: the batched float64-BLAS kernel),
+* ``Machine`` (``cimisa.semantics.mvm_acc``: the batched kernel, bit planes packed into exact float64 products),
 * ``NoisyMachine`` without noise (``mapper run``'s default fast machine, its own float path),
 
 and the embeddings are compared (they must be identical). Model preparation and compilation are not timed.
