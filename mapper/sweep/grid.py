@@ -40,6 +40,7 @@ from typing import Any
 
 from cimisa.config import BUILTIN, MAX_CONFIG_BYTES, CostParams, HwConfig, _show, load_hw, read_limited
 from cimisa.errors import ConfigError
+from compiler.budget import BUDGETS
 from compiler.kinds import AdcMode, Strategy, choices
 
 __all__ = ["OPTIONS", "COLUMN", "COST_PRESETS", "MAX_POINTS", "SCHEMA", "Axis", "Grid", "Point", "config_keys",
@@ -74,6 +75,13 @@ OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "adc_mode": ("paper", lambda v: v in choices(AdcMode), "one of " + ", ".join(choices(AdcMode))),
     "cost": (None, lambda v: v in COST_PRESETS, "one of " + ", ".join(COST_PRESETS)),
     "colocate": (True, lambda v: isinstance(v, bool), "true or false"),
+    "row_steps": (None, _positive, "a positive integer"),
+    "budget": ("fixed", lambda v: v in BUDGETS, "one of " + ", ".join(BUDGETS)),
+    "reference": (None, lambda v: v in choices(Strategy), "one of " + ", ".join(choices(Strategy))),
+    "weight_reload": (False, lambda v: isinstance(v, bool), "true or false"),
+    "prefill_tokens": (None, _positive, "a positive integer"),
+    "decode_tokens": (None, _positive, "a positive integer"),
+    "simulate": (True, lambda v: isinstance(v, bool), "true or false"),
 }
 #: Row columns of options whose name is also a figure's (``arrays``: the figure is the arrays used).
 COLUMN = {"arrays": "arrays_budget"}
