@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cimisa import rules, semantics
+from cimisa import kernel, rules, semantics
 from cimisa.config import HwConfig, load_hw
 from cimisa.isa import Opcode
 from cimisa.streamgen import random_commands
@@ -142,13 +142,13 @@ def test_lossy_saturating_adcs_are_exercised():
 def test_float_guard_falls_back_to_int64(monkeypatch):
     """Window bounds at or above 2**53 (weights outside any configuration) use int64 and stay exact."""
     used = []
-    real = semantics._matmul
+    real = kernel._matmul
 
     def spy(wt, x, bound):
-        used.append(bound < semantics.FLOAT_EXACT)
+        used.append(bound < kernel.FLOAT_EXACT)
         return real(wt, x, bound)
 
-    monkeypatch.setattr(semantics, "_matmul", spy)
+    monkeypatch.setattr(kernel, "_matmul", spy)
     rng = np.random.default_rng(0)
     w = rng.integers(-(1 << 52), 1 << 52, (32, 4))          # 32 * 2**52 >= 2**53: float64 would round
     w[0, 0] = (1 << 53) + 1                                 # odd and large: lost by float64 rounding
@@ -172,14 +172,14 @@ def test_forced_int64_path_equals_float_path(monkeypatch):
         x = rng.integers(-128, 128, (w.shape[0], 4))
         cases.append((w, x, int(rng.integers(1, 12)), int(rng.integers(0, 6))))
     want = [semantics.mvm_acc(w, x, 8, a, s) for w, x, a, s in cases]
-    monkeypatch.setattr(semantics, "FLOAT_EXACT", 0)
+    monkeypatch.setattr(kernel, "FLOAT_EXACT", 0)
     for (w, x, a, s), y in zip(cases, want):
         assert np.array_equal(semantics.mvm_acc(w, x, 8, a, s), y)
 
 
 def test_perturbed_batched_kernel_is_caught(monkeypatch):
     """Expect-fail: a kernel wrong in one vector of a batch (only when batched) fails the comparison."""
-    real = semantics.mvm_acc
+    real = kernel.mvm_acc
 
     def perturbed(w, x, *a):
         acc = real(w, x, *a)
@@ -187,7 +187,7 @@ def test_perturbed_batched_kernel_is_caught(monkeypatch):
             acc[..., -1] += 1                              # the last vector of a batch is off by one
         return acc
 
-    monkeypatch.setattr(semantics, "mvm_acc", perturbed)
+    monkeypatch.setattr(kernel, "mvm_acc", perturbed)
     with pytest.raises(AssertionError, match="differs|differ"):
         check_batch_equals_per_vector("fpga-tiny", 0, naive=False)
 
