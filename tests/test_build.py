@@ -96,10 +96,11 @@ def test_cli_subprocess(tmp_path):
 
 def test_reproduce_small(tmp_path):
     out = tmp_path / "rep"
-    assert main(["reproduce", "--out", str(out), "--hw", "fpga-tiny", "--nblocks", "8", "--models",
-                 "tiny-bert"]) == 0
+    assert main(["reproduce", "--out", str(out), "--hw", "fpga-tiny", "--chip", "chip-tiny-4t", "--nblocks", "8",
+                 "--models", "tiny-bert", "--no-sensitivity", "--workers", "0", "--prefill-tokens", "8"]) == 0
     for f in ("strategies.csv", "adc_sweep.csv", "pareto.csv", "summary.md", "arrays_utilization.png",
-              "latency_energy_vs_linear.png", "adc_sweep.png", "pareto.png"):
+              "latency_energy_vs_linear.png", "adc_sweep.png", "pareto.png", "iso_area.csv", "iso_adc.csv",
+              "need.csv"):
         assert (out / f).is_file(), f
     assert "tiny-bert" in (out / "strategies.csv").read_text()
 
