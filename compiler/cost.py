@@ -29,16 +29,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cimisa.config import HwConfig
-from compiler.families import Family
 from compiler.phases import (
     ACT_KEYS,
     ModelDims,
     Phase,
     activation_costs,
     attention_cost,
+    decode_kv,
     digital_ops,
     kv_memory,
     phases,
+    prefill_kv,
     transfer,
 )
 from compiler.schedule import Schedule
@@ -97,31 +98,26 @@ class CostReport:
                           for row in self.per_layer],
         }
 
-def _ctx(fam: Family, ph: Phase, T: int, t: np.ndarray) -> np.ndarray:
+def _ctx(ph: Phase, T: int, t: np.ndarray) -> np.ndarray:
     """Context of token(s) ``t`` attending after phase ``ph`` in a prefill of ``T`` tokens."""
-    causal = fam.causal and "cross_q" not in ph.roles
-    return (t + 1).astype(np.float64) if causal else np.full(len(t), float(T))
-
-
-def _barrier(fam: Family, ph: Phase) -> bool:
-    """Whether the attention after ``ph`` needs the K/V of every token of the sequence (a pipeline barrier)."""
-    return ph.attention and (not fam.causal or "cross_q" in ph.roles)
+    return (t + 1).astype(np.float64) if ph.causal else np.full(len(t), float(T))
 
 
 def prefill_bound(ps: list[Phase], hw: HwConfig, dims: ModelDims, T: int, tiles: np.ndarray | None = None) -> float:
     """Lower bound of the time to prefill ``T`` tokens through the phases ``ps`` (any schedule of them).
 
-    Tokens flow through the chain of steps of every phase (a flow shop). Bidirectional and cross attention need
-    the K/V of all tokens: the chain splits there into segments run one after the other. Per segment the time is
-    at least the last token's chain, and, for every resource ``r`` of ``k`` servers doing ``w`` per token (an
-    array, a tile's ``mvms_per_tile`` ports, the digital and the attention units, the KV-cache memory port),
+    Tokens flow through the chain of steps of every phase (a flow shop). Bidirectional attention (and the first
+    cross attention, which needs the cross K/V of every encoder token) needs all tokens: the chain splits there
+    into segments run one after the other (:attr:`Phase.barrier`). Per segment the time is at least the last
+    token's chain, and, for every resource ``r`` of ``k`` servers doing ``w`` per token (an array, a tile's
+    ``mvms_per_tile`` ports, the digital and the attention units, the SRAM and DRAM ports: each attention reads
+    its K/V where :func:`compiler.phases.prefill_kv` puts them),
     ``head + T * w / k + tail``
     (``head``/``tail``: the shortest chain before its first / after its last use). With one resource per step
     that is the flow-shop makespan ``sum(p) + (T - 1) * max(p)``.
     """
-    fam, ch = dims.rules, hw.chip
-    n_attn = sum(p.attention for p in ps)
-    mem = kv_memory(hw, dims, n_attn, T)
+    ch = hw.chip
+    mems = prefill_kv(ps, hw, dims, T)[0]
     tok = np.arange(T)
     total = 0.0
     seg: list[tuple] = []          # (p_min, p_max, [(resource, servers, ids or None, work per token)])
@@ -158,17 +154,18 @@ def prefill_bound(ps: list[Phase], hw: HwConfig, dims: ModelDims, T: int, tiles:
                 seg.append((ph.rq_ns, ph.rq_ns, [("digital", ch.digital_units, None, ph.rq_ns)]))
                 seg.append((ph.shuffle[0], ph.shuffle[0], []))
         seg.append((ph.comm[0], ph.comm[0], []))
-        ctx = _ctx(fam, ph, T, tok)
+        ctx = _ctx(ph, T, tok)
         for kind, (t, _) in digital_ops(dims, ph.roles, 1.0, hw).items():
             if kind == "attention":
-                if _barrier(fam, ph):
+                if ph.barrier:
                     close()
+                mem = mems[ph.index]
                 xs, counts = np.unique(ctx, return_counts=True)
                 tr = np.array([attention_cost(digital_ops(dims, ph.roles, x, hw)["attention"][0], x, dims,
                                               mem)[:2] for x in xs.tolist()])
                 seg.append((float(tr[:, 0].min()), float(tr[:, 0].max()),
                             [("attention", ch.attention_units, None, float((tr[:, 0] * counts).sum()) / T),
-                             ("memory", 1, None, float((tr[:, 1] * counts).sum()) / T)]))
+                             (mem[0], 1, None, float((tr[:, 1] * counts).sum()) / T)]))
             else:
                 seg.append((t, t, [("digital", ch.digital_units, None, t)]))
     close()
@@ -200,17 +197,18 @@ def _decode_token(ph: Phase, dims: ModelDims, hw: HwConfig, ctx: float, mem) -> 
 def estimate(sched: Schedule, hw: HwConfig, dims: ModelDims, chipmap=None) -> CostReport:
     """Return the :class:`CostReport` of a schedule (see the module docstring for the model).
 
-    Decode: one token through the decode phases with a context of ``dims.seq_len``. Prefill:
-    :func:`prefill_bound` of ``dims.seq_len`` tokens; its components are the one-token chain's, scaled to it.
+    Decode: one token through the decode phases with a context of ``dims.seq_len``, the whole KV cache where
+    :func:`compiler.phases.decode_kv` puts it. Prefill: :func:`prefill_bound` of ``dims.seq_len`` tokens; its
+    components are the one-token chain's, scaled to it; its energy includes writing to DRAM, once, the K/V that
+    live there (:func:`compiler.phases.prefill_kv`).
     """
     pl = sched.placement
     ps = phases(sched, hw, dims, chipmap)
     T = dims.seq_len
-    fam = dims.rules
     tiles = (np.arange(pl.n_arrays, dtype=np.int64) // hw.chip.arrays_per_tile if chipmap is None
              else chipmap.tiles_of())
-    mem_dec = kv_memory(hw, dims, sum(p.attention for p in ps if p.in_decode), T)
-    mem_pre = kv_memory(hw, dims, sum(p.attention for p in ps), T)
+    mem_dec = decode_kv(ps, hw, dims, T)
+    mems_pre, written = prefill_kv(ps, hw, dims, T)
     lat_dec = dict.fromkeys(COMPONENTS, 0.0)
     en_dec = dict.fromkeys(COMPONENTS, 0.0)
     chain = dict.fromkeys(COMPONENTS, 0.0)
@@ -229,7 +227,8 @@ def estimate(sched: Schedule, hw: HwConfig, dims: ModelDims, chipmap=None) -> Co
                 en_dec[k] += en[k]
             row["latency_ns"] += sum(lat.values())
             row["energy_nj"] += sum(en.values())
-        ctx, counts = np.unique(_ctx(fam, ph, T, tok), return_counts=True)
+        mem_pre = mems_pre.get(ph.index, mem_dec)
+        ctx, counts = np.unique(_ctx(ph, T, tok), return_counts=True)
         for x, n in zip(ctx.tolist(), counts.tolist()):
             lat_p, en_p = _decode_token(ph, dims, hw, x, mem_pre)
             for k in COMPONENTS:
@@ -238,6 +237,7 @@ def estimate(sched: Schedule, hw: HwConfig, dims: ModelDims, chipmap=None) -> Co
         for k in COMPONENTS:
             chain[k] += lat_p[k]
         row["prefill_latency_ns"] += sum(lat_p.values())
+    en_pre["memory"] += written * hw.cost.e_dram_pj_per_byte / 1000.0
     pre = prefill_bound(ps, hw, dims, T, tiles)
     scale = pre / sum(chain.values()) if sum(chain.values()) else 0.0
     rows = []

@@ -3,9 +3,10 @@
 One implementation, read by the analytic estimator (:func:`compiler.cost.estimate`) and the event-driven simulator
 (:mod:`perf`): per-activation times and energies (:func:`activation_costs`, the ADC from
 :mod:`compiler.components` and :func:`compiler.adc_model.adc_time_ns`), the digital work after a phase
-(:func:`digital_ops`), the KV-cache reads (:func:`kv_memory`, :func:`attention_cost`), network transfers between
-tiles (:func:`transfer`) and the :class:`Phase` list of a schedule (:func:`phases`). Semantics:
-``docs/perf.md``; constants and their sources: ``docs/cost-model.md``.
+(:func:`digital_ops`), the KV-cache reads (:func:`kv_memory`, :func:`attention_cost`; where each layer's cache
+lives in prefill and in decode: :func:`prefill_kv`, :func:`decode_kv`), network transfers between tiles
+(:func:`transfer`) and the :class:`Phase` list of a schedule (:func:`phases`, with each attention's kind: causal,
+or a pipeline barrier). Semantics: ``docs/perf.md``; constants and their sources: ``docs/cost-model.md``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from compiler.place import Placement
 from compiler.schedule import Schedule
 
 __all__ = ["ModelDims", "Phase", "activation_costs", "digital_ops", "kv_memory", "attention_cost", "transfer",
-           "phases", "ACT_KEYS", "ATTN_ROLES"]
+           "phases", "prefill_kv", "decode_kv", "segments", "memory_port", "attention_kind", "ACT_KEYS", "ATTN_ROLES"]
 
 #: The components of one analog activation.
 ACT_KEYS = ("mvm_fixed", "dac_array", "adc", "shift_add")
@@ -113,8 +114,13 @@ def digital_ops(dims: ModelDims, roles, ctx: float, hw: HwConfig) -> dict[str, t
 def kv_memory(hw: HwConfig, dims: ModelDims, attn_layers: int, ctx_max: int) -> tuple[str, float, float]:
     """Where the KV cache lives: ``(memory, bytes per ns, pJ per byte)``; SRAM if ``attn_layers`` caches of
     ``2 * ctx_max * d_model`` bytes (8-bit K and V, as 3D-SiM) fit ``chip.sram_kib``, else DRAM."""
+    return memory_port(hw, "sram" if attn_layers * 2 * ctx_max * dims.d_model <= hw.chip.sram_kib * 1024 else "dram")
+
+
+def memory_port(hw: HwConfig, name: str) -> tuple[str, float, float]:
+    """``(name, bytes per ns, pJ per byte)`` of the on-chip SRAM (``"sram"``) or the DRAM (``"dram"``)."""
     ch, c = hw.chip, hw.cost
-    if attn_layers * 2 * ctx_max * dims.d_model <= ch.sram_kib * 1024:
+    if name == "sram":
         return "sram", ch.sram_bytes_per_ns, c.e_sram_pj_per_byte
     return "dram", ch.dram_bytes_per_ns, c.e_dram_pj_per_byte
 
@@ -191,6 +197,8 @@ class Phase:
     comm: tuple            # (ns, nJ) the phase's output -> the next phase's tiles
     mid_bytes: int
     out_bytes: int
+    causal: bool = False   # the attention after the phase reads the K/V of tokens <= t (else of every token)
+    barrier: bool = False  # ... and needs every token of the sequence to have reached it (a pipeline barrier)
 
     @property
     def stage_ns(self) -> tuple[float, float]:
@@ -202,11 +210,86 @@ class Phase:
         return bool(self.roles & ATTN_ROLES)
 
 
+def attention_kind(fam: Family, stage: str, roles) -> tuple[bool, bool]:
+    """``(causal, bidirectional self-attention)`` of the attention after a phase of ``roles`` in ``stage``.
+
+    Cross attention reads the encoder's K/V (every encoder token: not causal, and no barrier among the decoder's
+    tokens); the encoder of an encoder-decoder attends both ways even though its decoder is causal."""
+    if "cross_q" in roles:
+        return False, False
+    bidir = not fam.causal or (fam.decoder_reads_encoder and stage in fam.prefill_only_stages)
+    return not bidir, bidir
+
+
+def _phase_order(keys: list[tuple], roles: list[frozenset], fam: Family) -> list[int]:
+    """Model order of the phases: the phases that only make the encoder's cross-attention K/V (prefill-only
+    roles outside the prefill-only stages, e.g. BART's ``cross_k``/``cross_v``) read the encoder's output, so
+    they run right after the encoder's last phase (not after the cross attention that reads their K/V)."""
+    order = list(range(len(keys)))
+    if not fam.prefill_only_roles:
+        return order
+    moved = [i for i in order if roles[i] <= fam.prefill_only_roles and keys[i][1] not in fam.prefill_only_stages]
+    enc = [i for i in order if keys[i][1] in fam.prefill_only_stages]
+    if not moved or not enc:
+        return order
+    rest = [i for i in order if i not in set(moved)]
+    at = rest.index(enc[-1]) + 1
+    return rest[:at] + moved + rest[at:]
+
+
+def segments(ps: list[Phase]) -> tuple[list[int], list[int]]:
+    """Prefill segments (between barriers): per phase, the segment of its first step and of its last step
+    (a barrier attention opens a new segment, so it lies in the segment after the phase's matmuls)."""
+    seg, first, last = 0, [], []
+    for ph in ps:
+        first.append(seg)
+        seg += bool(ph.attention and ph.barrier)
+        last.append(seg)
+    return first, last
+
+
+def prefill_kv(ps: list[Phase], hw: HwConfig, dims: ModelDims, T: int) -> tuple[dict, float]:
+    """Where each attention phase's K/V lives during a prefill of ``T`` tokens, and the bytes written to DRAM.
+
+    A layer's cache (``2 * T * d_model`` bytes) is live from the segment (:func:`segments`) whose matmuls make
+    its K/V (the phase itself; for cross attention, the ``cross_k``/``cross_v`` phase of its layer) to the
+    segment of its attention; only the caches live in a segment share ``chip.sram_kib``. A layer is read from
+    SRAM if every segment of its live range fits, else from DRAM. Returns ``({phase index: (memory, bytes per
+    ns, pJ per byte)}, DRAM bytes written)``: every layer whose cache is in DRAM in prefill, or in decode
+    (:func:`decode_kv` at context ``T``; its prefill K/V are streamed there once), is written once.
+    """
+    first, last = segments(ps)
+    maker = {(ph.stage, ph.layer): ph.index for ph in ps if ph.roles & {"cross_k", "cross_v"}}
+    pos = {ph.index: i for i, ph in enumerate(ps)}
+    live: dict[int, tuple[int, int]] = {}
+    for i, ph in enumerate(ps):
+        if ph.attention:
+            src = pos.get(maker.get((ph.stage, ph.layer), -1), i) if "cross_q" in ph.roles else i
+            live[ph.index] = (min(first[src], last[i]), last[i])
+    per_layer = 2 * T * dims.d_model
+    load = Counter(s for a, b in live.values() for s in range(a, b + 1))
+    fits = {s: n * per_layer <= hw.chip.sram_kib * 1024 for s, n in load.items()}
+    sram, dram = memory_port(hw, "sram"), memory_port(hw, "dram")
+    mem = {p: sram if all(fits[s] for s in range(a, b + 1)) else dram for p, (a, b) in live.items()}
+    dec = decode_kv(ps, hw, dims, T)
+    written = sum(per_layer for p, m in mem.items()
+                  if m[0] == "dram" or (dec[0] == "dram" and ps[pos[p]].in_decode))
+    return mem, float(written)
+
+
+def decode_kv(ps: list[Phase], hw: HwConfig, dims: ModelDims, ctx: int) -> tuple[str, float, float]:
+    """Where the KV cache lives in decode: every decode attention layer's cache of ``ctx`` tokens at once
+    (:func:`kv_memory`)."""
+    return kv_memory(hw, dims, sum(p.attention for p in ps if p.in_decode), ctx)
+
+
 def phases(sched: Schedule, hw: HwConfig, dims: ModelDims, chipmap=None) -> list[Phase]:
-    """The :class:`Phase` list of a schedule, in model order. ``chipmap`` (a :class:`compiler.chipmap.ChipMap`,
-    identity when None) places the logical arrays on tiles; ``hw`` is the chip the work runs on."""
+    """The :class:`Phase` list of a schedule, in model order (:func:`_phase_order`). ``chipmap`` (a
+    :class:`compiler.chipmap.ChipMap`, identity when None) places the logical arrays on tiles; ``hw`` is the
+    chip the work runs on."""
     pl = sched.placement
     geoms, c = pl.matmuls, hw.cost
+    fam = dims.rules
     ac = activation_costs(sched, hw)
     acts = sched.activations
     n = len(acts)
@@ -214,10 +297,18 @@ def phases(sched: Schedule, hw: HwConfig, dims: ModelDims, chipmap=None) -> list
     arr = np.fromiter((a.array for a in acts), dtype=np.int64, count=n)
     stage2 = np.fromiter((a.factor == "L" for a in acts), dtype=bool, count=n)
     owner = np.fromiter((a.matmul for a in acts), dtype=np.int64, count=n)
-    phase_of: dict[tuple, int] = {}
+    first_of: dict[tuple, int] = {}
+    roles_of: dict[tuple, set] = {}
+    for g in geoms:
+        key = (g.input_group, g.stage, g.layer)
+        first_of.setdefault(key, len(first_of))
+        roles_of.setdefault(key, set()).add(g.role)
+    keys = list(first_of)
+    rank = _phase_order(keys, [frozenset(roles_of[k]) for k in keys], fam)
+    phase_of = {keys[j]: i for i, j in enumerate(rank)}
     mat_phase = np.zeros(len(geoms), dtype=np.int64)
     for mi, g in enumerate(geoms):
-        mat_phase[mi] = phase_of.setdefault((g.input_group, g.stage, g.layer), len(phase_of))
+        mat_phase[mi] = phase_of[(g.input_group, g.stage, g.layer)]
     ph = mat_phase[owner] if n else np.zeros(0, dtype=np.int64)
     order = np.argsort(ph, kind="stable")
     bounds = np.searchsorted(ph[order], np.arange(len(phase_of) + 1))
@@ -227,7 +318,6 @@ def phases(sched: Schedule, hw: HwConfig, dims: ModelDims, chipmap=None) -> list
     tiles = (np.arange(pl.n_arrays, dtype=np.int64) // hw.chip.arrays_per_tile if chipmap is None
              else chipmap.tiles_of())
     epoch = chipmap.epoch_of_matmul() if chipmap is not None else {}
-    fam = dims.rules
     raw = []
     for p in range(len(phase_of)):
         members = members_of[p]
@@ -252,11 +342,15 @@ def phases(sched: Schedule, hw: HwConfig, dims: ModelDims, chipmap=None) -> list
         raw.append((p, g0, roles, fam.in_decode(g0.stage, roles), epoch.get(members[0], 0), tuple(members),
                     tuple(arrays), tuple(busy), tuple(crit), energy, rq_ns, rq, out))
     result = []
+    cross_seen = False
     for i, r in enumerate(raw):
         arrays = r[6]
         first, last = tiles[arrays[0]], tiles[arrays[1]] if len(arrays[1]) else tiles[arrays[0]]
         nxt = raw[i + 1][6][0] if i + 1 < len(raw) else arrays[1] if len(arrays[1]) else arrays[0]
         shuffle = transfer(first, last, r[11], hw) if len(arrays[1]) and hw.chip.topology != "ideal" else (0.0, 0.0)
+        causal, barrier = attention_kind(fam, r[1].stage, r[2]) if r[2] & ATTN_ROLES else (False, False)
+        if r[2] & ATTN_ROLES and "cross_q" in r[2]:       # the first cross attention waits for the cross K/V
+            barrier, cross_seen = not cross_seen, True     # of every encoder token; the later ones find them
         result.append(Phase(r[0], r[1].stage, r[1].layer, r[2], r[3], r[4], r[5], arrays, r[7], r[8], r[9], r[10],
-                            shuffle, transfer(last, tiles[nxt], r[12], hw), r[11], r[12]))
+                            shuffle, transfer(last, tiles[nxt], r[12], hw), r[11], r[12], causal, barrier))
     return result

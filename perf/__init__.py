@@ -17,7 +17,7 @@ from cimisa.errors import ModelError
 from compiler.chipmap import ChipMap
 from compiler.components import area_breakdown, static_power_breakdown
 from compiler.cost import estimate
-from compiler.phases import ModelDims, phases
+from compiler.phases import ModelDims, decode_kv, phases, prefill_kv
 from compiler.schedule import Schedule
 from perf.engine import Engine
 from perf.report import PerfReport, critical_path, utilisation
@@ -74,12 +74,16 @@ def simulate(sched: Schedule, hw: HwConfig, dims: ModelDims, *, chipmap: ChipMap
                  trace_layers=frozenset(trace_layers) if trace_layers is not None else None,
                  trace_phase="decode" if N else "prefill")
     reload = _reloader(cm, hw, tiles, ps)
-    end, last = eng.pipeline(chain, P, 0.0, reload) if P else (0.0, -1)
+    mems, written = prefill_kv(ps, hw, dims, P)
+    end, last = eng.pipeline(chain, P, 0.0, reload, mems) if P else (0.0, -1)
+    if P and written:                      # K/V that live in DRAM are written there once (streamed)
+        eng.energy["memory"] = eng.energy.get("memory", 0.0) + written * hw.cost.e_dram_pj_per_byte / 1000.0
     pre_energy = dict(eng.energy)
     eng.energy = {}
     eng.phase = "decode"
     dec_chain = [st for st in chain if ps[st.phase].in_decode]
-    ends, last_d = eng.decode(dec_chain, N, P, end, reload, len(cm.epochs), last) if N else ([], last)
+    mem = decode_kv(ps, hw, dims, P + max(0, N - 1))
+    ends, last_d = eng.decode(dec_chain, N, P, end, reload, len(cm.epochs), mem, last) if N else ([], last)
     finish = ends[-1] if ends else end
     tok_ns = tuple(float(b - a) for a, b in zip([end, *ends[:-1]], ends))
     used_tiles = len(np.unique(tiles))

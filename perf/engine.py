@@ -1,9 +1,11 @@
 """The event-driven engine: tokens through the chain of steps, on counted resources, prefill then decode.
 
 Prefill of ``P`` tokens is pipelined over tokens and layers: token ``t`` enters step ``i`` when it left step
-``i - 1`` and the step's resource is free (tiles and injection links in request order, digital units,
-attention units, the memory port and a bus filling gaps: :mod:`perf.resources`). Bidirectional and cross
-attention need the K/V of every token (a barrier); causal attention those of tokens ``<= t``. A new weight
+``i - 1`` and the step's resource is free (tiles and injection links in booking order, token after token,
+digital units, attention units, the SRAM and DRAM ports and a bus filling gaps: :mod:`perf.resources`). A
+barrier attention (bidirectional, or the first cross attention) needs every token to have reached it; causal
+attention the K/V of tokens ``<= t``. Each attention reads its K/V from the memory the caller gives per phase
+(:func:`compiler.phases.prefill_kv`, :func:`compiler.phases.decode_kv`). A new weight
 epoch (:class:`compiler.chipmap.ChipMap`) waits for every token of the previous one and its reload. Decode: ``N``
 tokens, each after the previous one, attending to ``P + i`` tokens (an encoder: ``P``).
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cimisa.config import HwConfig
-from compiler.phases import ModelDims, attention_cost, digital_ops, kv_memory
+from compiler.phases import ModelDims, attention_cost, digital_ops
 from perf.resources import InOrder, Pool
 from perf.workload import Step
 
@@ -58,7 +60,7 @@ class Engine:
         self.tiles = InOrder(self.n_tiles)
         self.links = InOrder(self.n_tiles)
         self.pools = {"digital": Pool(ch.digital_units), "attention": Pool(ch.attention_units),
-                      "memory": Pool(1), "bus": Pool(1)}
+                      "sram": Pool(1), "dram": Pool(1), "bus": Pool(1)}
         self._att: dict = {}
         self.util: list = []      # (class, start, end, busy units-time)
 
@@ -104,7 +106,7 @@ class Engine:
             start, end, wait = ready, ready + st.dur, -1
         elif res == "attention":
             dur, read, e, e_read = self.attention(st, ctx, mem)
-            att, memp = self.pools["attention"], self.pools["memory"]
+            att, memp = self.pools["attention"], self.pools[mem[0]]
             t = ready
             while True:                      # an attention unit and the memory port from the same start
                 s1, _ = att.earliest(t, dur)
@@ -112,8 +114,9 @@ class Engine:
                 if s2 == s1:
                     break
                 t = s2
-            start, wait = att.reserve(s1, dur, len(self.events))
-            memp.reserve(start, read, len(self.events))
+            start, wait = att.reserve(s1, dur, len(self.events), after=ready)
+            _, wait_mem = memp.reserve(start, read, len(self.events), after=ready)
+            wait = wait if wait >= 0 else wait_mem         # what it waited for: the unit, else the port
             end = start + dur
             energy = {"digital": e, "memory": e_read}
             busy = dur
@@ -125,22 +128,23 @@ class Engine:
             self.trace.append((res, None, start, end, st.kind, st.layer, token))
         return end, eid
 
-    def chain(self, chain: list[Step], ready: float, token: int, ctx_of, mem, pred: int = -1,
+    def chain(self, chain: list[Step], ready: float, token: int, ctx_of, mems: dict, pred: int = -1,
               kv: dict | None = None) -> tuple[float, int]:
-        """Run one token through ``chain``; ``kv`` holds, per causal attention step, the latest K/V ready time."""
+        """Run one token through ``chain`` (``mems``: phase -> where its attention reads the K/V); ``kv`` holds,
+        per causal attention step, the latest K/V ready time."""
         r = ready
         for st in chain:
             if st.res == "attention" and kv is not None and st.causal:
-                kv[st.phase] = r = max(kv.get(st.phase, 0.0), r)
-            r, pred = self.run(st, r, token, pred, ctx_of(st, token), mem)
+                t_kv, p_kv = kv.get(st.phase, (0.0, -1))
+                if t_kv > r:                                # the K/V of an earlier token arrive later
+                    r, pred = t_kv, p_kv
+                kv[st.phase] = (r, pred)
+            r, pred = self.run(st, r, token, pred, ctx_of(st, token), mems.get(st.phase))
         return r, pred
 
-    def memory(self, attn_layers: int, ctx_max: int):
-        return kv_memory(self.hw, self.dims, attn_layers, ctx_max)
-
-    def pipeline(self, chain: list[Step], tokens: int, start: float, reload_ns) -> tuple[float, int]:
-        """Prefill: ``tokens`` tokens through ``chain`` from ``start``; return (finish, last event id)."""
-        mem = self.memory(sum(st.res == "attention" for st in chain), tokens)
+    def pipeline(self, chain: list[Step], tokens: int, start: float, reload_ns, mems: dict) -> tuple[float, int]:
+        """Prefill: ``tokens`` tokens through ``chain`` from ``start`` (``mems``: phase -> memory of its K/V);
+        return (finish, last event id)."""
         segments: list[list[Step]] = [[]]
         for st in chain:
             new_epoch = segments[-1] and st.epoch != segments[-1][-1].epoch
@@ -159,16 +163,16 @@ class Engine:
             kv: dict = {}
             finish, last = t0, pred
             for t in range(tokens):
-                end, eid = self.chain(seg, t0, t, ctx_of, mem, pred, kv)
+                end, eid = self.chain(seg, t0, t, ctx_of, mems, pred, kv)
                 if end >= finish:
                     finish, last = end, eid
             t0, pred = finish, last
         return t0, pred
 
     def decode(self, chain: list[Step], tokens: int, prompt: int, start: float, reload_ns, epochs: int,
-               pred: int = -1) -> tuple[list[float], int]:
-        """``tokens`` tokens one after the other from ``start``; return (each token's finish, last event id)."""
-        mem = self.memory(sum(st.res == "attention" for st in chain), prompt + max(0, tokens - 1))
+               mem: tuple, pred: int = -1) -> tuple[list[float], int]:
+        """``tokens`` tokens one after the other from ``start``, the KV cache in ``mem``; return (each token's
+        finish, last event id)."""
         ends = []
         r = start
         for i in range(tokens):

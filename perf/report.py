@@ -119,13 +119,17 @@ def utilisation(util: list, end_ns: float, capacity: dict, bins: int = 40) -> di
 
 def critical_path(events: list, last: int, limit: int = 2000) -> tuple[list, dict]:
     """Follow ``pred`` from event ``last``: the chain of intervals that decided the finish time (latest last,
-    at most ``limit`` kept) and its time by kind."""
+    at most ``limit`` kept) and its time by kind. An interval counts up to the start of the one that waited for
+    it (a request on several tiles ends when its last tile does; the waiting one needed only one of them), so the
+    times by kind add up to the finish time."""
     path = []
     by_kind: dict = {}
     i = last
+    nxt = float("inf")
     while i >= 0:
         s, e, kind, res, tile, layer, token, pred = events[i]
-        by_kind[kind] = by_kind.get(kind, 0.0) + (e - s)
+        by_kind[kind] = by_kind.get(kind, 0.0) + (min(e, nxt) - s)
+        nxt = s
         if len(path) < limit:
             path.append({"kind": kind, "resource": res, "tile": tile, "layer": layer, "token": token,
                          "start_ns": _r(s), "end_ns": _r(e)})

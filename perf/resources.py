@@ -81,17 +81,18 @@ class Pool:
             return ready, -1
         return best, where
 
-    def reserve(self, ready: float, dur: float, rid: int) -> tuple[float, int]:
-        """Book the earliest slot; return ``(start, id of the request it waited for or -1)``."""
+    def reserve(self, ready: float, dur: float, rid: int, after: float | None = None) -> tuple[float, int]:
+        """Book the earliest slot; return ``(start, id of the request it waited for or -1)`` (it waited if it
+        starts later than ``after``, default ``ready``). A request of no duration starts at once."""
+        if dur <= 0:
+            return ready, -1
         start, j = self.earliest(ready, dur)
         if j < 0:
             self.servers.append(_Server())
             j = len(self.servers) - 1
         self.busy_ns += dur
-        if dur <= 0:
-            return start, -1
         pred = self.servers[j].reserve(start, start + dur, rid)
-        return start, (pred if start > ready else -1)
+        return start, (pred if start > (ready if after is None else after) else -1)
 
 
 class InOrder:

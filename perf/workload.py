@@ -64,7 +64,7 @@ def steps(ps: list[Phase], hw: HwConfig, dims: ModelDims, tiles: np.ndarray) -> 
 
     The phase's analog energy is booked on its first stage step, the REQUANT and buffer energy on REQUANT.
     """
-    ch, fam = hw.chip, dims.rules
+    ch = hw.chip
     net = "delay" if ch.topology == "ideal" else "bus" if ch.topology == "bus" else "link"
     out: list[Step] = []
     for ph in ps:
@@ -89,9 +89,8 @@ def steps(ps: list[Phase], hw: HwConfig, dims: ModelDims, tiles: np.ndarray) -> 
             out.append(_net("comm", net, ph.comm, src, base))
         for kind, (t, e) in digital_ops(dims, ph.roles, 1.0, hw).items():
             if kind == "attention":
-                causal = fam.causal and "cross_q" not in ph.roles
-                out.append(Step("attention", "attention", t, energy={}, roles=ph.roles, causal=causal,
-                                barrier=not causal, **base))
+                out.append(Step("attention", "attention", t, energy={}, roles=ph.roles, causal=ph.causal,
+                                barrier=ph.barrier, **base))
             else:
                 out.append(Step(kind, "digital", t, energy={"digital": e}, **base))
     return out
