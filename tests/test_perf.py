@@ -112,6 +112,9 @@ def test_never_faster_than_the_analytic_bound(c, tile, topology, units):
     an = estimate(sc, cm.hw, dims, cm)
     assert sim.prefill_latency_ns >= an.prefill_latency_ns * (1 - 1e-9)
     assert min(sim.decode_token_ns) >= an.decode_latency_ns * (1 - 1e-9)
+    # the critical path starts at 0 and its intervals (each up to its successor's start) add up to the finish
+    assert sim.critical_path[0]["start_ns"] == 0
+    assert sum(sim.critical_by_kind.values()) == pytest.approx(sim.elapsed_ns, rel=1e-9)
 
 
 def _bert(strategy="linear", apt=1, mvms=1, seq=12, **kw):
@@ -183,3 +186,84 @@ def test_bad_token_counts_are_one_error(kw):
     sc, cm, dims = _bert()
     with pytest.raises(ModelError, match="tokens must be an integer"):
         perf.simulate(sc, cm.hw, dims, chipmap=cm, **kw)
+
+
+def bart(layers: int, d: int, k: int) -> tuple[MatmulGeom, ...]:
+    """A BART-shaped encoder-decoder: ``layers`` encoder layers, then ``layers`` decoder layers with cross
+    attention (cross K/V read the encoder's output), in the order the kit lists a checkpoint's matmuls."""
+    out = list(model(layers, d, k, "encoder"))
+    for layer in range(layers):
+        for role, group in (("q", "attn_in"), ("k", "attn_in"), ("v", "attn_in"), ("o", "attn_ctx"),
+                            ("cross_q", "cross_in"), ("cross_k", None), ("cross_v", None), ("cross_o", "cross_ctx"),
+                            ("ffn_up", "ffn_in"), ("ffn_down", "ffn_hidden")):
+            o, i = (2 * d, d) if role == "ffn_up" else (d, 2 * d) if role == "ffn_down" else (d, d)
+            s = monarch_shape(o, i, k)
+            grp = "@encoder.output" if group is None else f"decoder.{layer}.{group}"
+            out.append(MatmulGeom(f"decoder.{layer}.{role}", layer, role, "decoder", grp, o, i, k, s.r_shape,
+                                  s.l_shape))
+    return tuple(out)
+
+
+def test_encoder_decoder_attention_kinds_and_order():
+    """BART: the encoder attends both ways (barriers) though the decoder is causal; the cross K/V are made right
+    after the encoder (before the cross attention that reads them); only the first cross attention waits for
+    every token."""
+    from compiler.phases import phases
+    hw = chip()
+    sc, cm = build(bart(2, 32, 4), hw, "sparse")
+    ps = phases(sc, hw, ModelDims("bart", 32, 2, 8), cm)
+    att = [p for p in ps if p.attention]
+    enc = [p for p in att if p.stage == "encoder"]
+    assert enc and all(p.barrier and not p.causal for p in enc)
+    dec_self = [p for p in att if p.stage == "decoder" and "q" in p.roles]
+    assert dec_self and all(p.causal and not p.barrier for p in dec_self)
+    cross = [p for p in att if "cross_q" in p.roles]
+    assert [p.barrier for p in cross] == [True] + [False] * (len(cross) - 1)
+    kv = [i for i, p in enumerate(ps) if p.roles <= {"cross_k", "cross_v"}]
+    first_dec = min(i for i, p in enumerate(ps) if p.stage == "decoder" and not p.roles <= {"cross_k", "cross_v"})
+    last_enc = max(i for i, p in enumerate(ps) if p.stage == "encoder")
+    assert kv == list(range(last_enc + 1, first_dec))
+
+
+@FAST
+@given(st.integers(1, 2), st.sampled_from(["linear", "sparse", "auto"]), st.integers(1, 8),
+       st.sampled_from([(1, 1), (4, 1), (2, 2)]), st.integers(1, 2))
+def test_encoder_decoder_never_faster_than_the_bound(layers, strategy, seq, tile, units):
+    hw = chip(*tile, units=units, sram_kib=1)
+    sc, cm = build(bart(layers, 32, 4), hw, strategy)
+    dims = ModelDims("bart", 32, 2, seq)
+    sim = perf.simulate(sc, cm.hw, dims, chipmap=cm, decode_tokens=2)
+    an = estimate(sc, cm.hw, dims, cm)
+    assert sim.prefill_latency_ns >= an.prefill_latency_ns * (1 - 1e-9)
+    assert min(sim.decode_token_ns) >= an.decode_latency_ns * (1 - 1e-9)
+
+
+def test_prefill_holds_only_the_kv_of_the_layers_in_flight():
+    """Bidirectional layers: a layer's K/V live from its Q/K/V matmuls to its attention, so at most two layers'
+    caches (2 * T * d bytes each, here 1 KiB) are on chip at once: SRAM for two is as good as unlimited SRAM in
+    prefill (before: every layer's cache had to fit, or all of them were read from DRAM), one is not. Decode
+    needs the whole cache: with two layers' room it reads DRAM, and the prefill writes every K/V there once."""
+    T, d, layers = 16, 32, 3
+    dims = ModelDims("bert", d, 2, T)
+    runs = {}
+    for kib in (1, 2, 1 << 20):
+        hw = chip(sram_kib=kib)
+        sc, cm = build(model(layers, d, 4), hw, "sparse")
+        runs[kib] = perf.simulate(sc, cm.hw, dims, chipmap=cm, decode_tokens=1)
+        assert runs[kib].prefill_latency_ns >= estimate(sc, cm.hw, dims, cm).prefill_latency_ns * (1 - 1e-9)
+    two, big, one = runs[2], runs[1 << 20], runs[1]
+    assert two.prefill_latency_ns == pytest.approx(big.prefill_latency_ns, rel=1e-12)
+    assert one.prefill_latency_ns > big.prefill_latency_ns * 1.01
+    assert two.decode_latency_ns > big.decode_latency_ns * 1.01
+    c = chip().cost
+    written = layers * 2 * T * d * c.e_dram_pj_per_byte / 1000.0
+    assert two.prefill_energy["memory"] - big.prefill_energy["memory"] == pytest.approx(written, rel=1e-9)
+
+
+def test_a_request_of_no_duration_never_waits():
+    """Linear has no REQUANT (0 ns): it must not wait for a busy digital unit (it did, by the unit's backlog)."""
+    from perf.resources import Pool
+    pool = Pool(1)
+    assert pool.reserve(0.0, 10.0, 0) == (0.0, -1)
+    assert pool.reserve(5.0, 0.0, 1) == (5.0, -1)
+    assert pool.reserve(5.0, 1.0, 2) == (10.0, 0)
