@@ -182,18 +182,9 @@ def breakdown_bars(per_strategy: Mapping[str, Mapping], path: Path | None, *, mo
     seen: dict = {}
     for ax, key, label in ((axes[0], "energy", "energy per token (nJ)"), (axes[1], "area", "chip area (mm^2)")):
         comps = list(dict.fromkeys(c for st in names for c, v in parts[st][key].items() if v))
-        bottom = np.zeros(len(names))
-        for c in comps:
-            vals = np.array([parts[st][key].get(c, 0.0) for st in names])
-            h = ax.bar(names, vals, 0.6, bottom=bottom, label=c, color=S.component_color(c), edgecolor="white",
-                       linewidth=0.5)
-            seen.setdefault(c, h)
-            bottom += vals
-        for j, tot in enumerate(bottom):
-            ax.text(j, tot, f"{tot:,.3g}", ha="center", va="bottom", fontsize=S.FONT["note"])
-        ax.set_ylim(0, max(float(bottom.max()) if len(bottom) else 0.0, 1e-12) * 1.14)
+        S.stacked_bars(ax, names, comps, lambda st, c, key=key: parts[st][key].get(c, 0.0), seen, fmt=",.3g",
+                       headroom=1.14)
         ax.set_ylabel(label)
-        ax.set_xlabel("strategy")
         ax.set_title(key)
         for lab in ax.get_xticklabels():
             lab.set_color(S.strategy_color(lab.get_text()))

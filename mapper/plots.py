@@ -219,21 +219,12 @@ def breakdown(main, base, strategy: str, path: Path | None, *, model: str | None
     names = [linear, str(strategy)] if strategy != linear else [linear]
     reports = [base, main] if strategy != linear else [main]
     seen: dict = {}
+    by_name = dict(zip(names, reports))
     for ax, attr, unit in ((axes[0], "latency_components_ns", "decode latency per token (ns)"),
                            (axes[1], "energy_components_nj", "decode energy per token (nJ)")):
         comps = [c for c in getattr(main, attr) if any(getattr(r, attr).get(c, 0.0) for r in reports)]
-        bottom = np.zeros(len(names))
-        for c in comps:
-            vals = np.array([getattr(r, attr).get(c, 0.0) for r in reports])
-            h = ax.bar(names, vals, 0.6, bottom=bottom, label=c, color=S.component_color(c), edgecolor="white",
-                       linewidth=0.5)
-            seen.setdefault(c, h)
-            bottom += vals
-        for j, tot in enumerate(bottom):
-            ax.text(j, tot, f"{tot:,.0f}", ha="center", va="bottom", fontsize=S.FONT["note"])
-        ax.set_ylim(0, max(bottom.max(), 1e-9) * 1.12)
+        S.stacked_bars(ax, names, comps, lambda n, c, attr=attr: getattr(by_name[n], attr).get(c, 0.0), seen)
         ax.set_ylabel(unit)
-        ax.set_xlabel("strategy")
         for lab in ax.get_xticklabels():
             lab.set_color(S.strategy_color(lab.get_text()))
     axes[0].set_title("latency")

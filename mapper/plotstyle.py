@@ -152,6 +152,24 @@ def legend_outside(target, handles=None, labels=None, *, where: str = "right", t
                         ncol=ncol, borderaxespad=0.0, **kw)
 
 
+def stacked_bars(ax, names, comps, value, seen: dict, *, fmt: str = ",.0f", headroom: float = 1.12):
+    """Bars of ``names`` stacked by component (``value(name, comp)``), each total written on top; the first
+    handle of each component goes into ``seen`` (for one legend over several axes). Returns the totals."""
+    import numpy as np  # noqa: PLC0415
+    bottom = np.zeros(len(names))
+    for c in comps:
+        vals = np.array([value(n, c) for n in names], dtype=float)
+        h = ax.bar(names, vals, 0.6, bottom=bottom, label=c, color=component_color(c), edgecolor="white",
+                   linewidth=0.5)
+        seen.setdefault(c, h)
+        bottom += vals
+    for j, tot in enumerate(bottom):
+        ax.text(j, tot, f"{tot:{fmt}}", ha="center", va="bottom", fontsize=FONT["note"])
+    ax.set_ylim(0, max(float(bottom.max()) if len(bottom) else 0.0, 1e-9) * headroom)
+    ax.set_xlabel("strategy")
+    return bottom
+
+
 def _plain(v, _pos=None) -> str:
     return f"{v:,.0f}" if v >= 1 else f"{v:g}"
 
