@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,18 +25,9 @@ from cimisa import rules
 from cimisa.rules import FLOAT_EXACT
 
 _F32_EXACT = 1 << 24          # float32 holds every integer of magnitude below this exactly
+_EXP52 = int(np.float64(1 << 52).view(np.int64))   # the bits of 2.0**52: 2**52 + n (0 <= n < 2**52) is _EXP52 + n
 
 __all__ = ["Window", "mvm_acc", "mvm_path"]
-
-
-@functools.lru_cache(maxsize=64)
-def _bits_table(input_bits: int, spacing: int, first: int, count: int) -> np.ndarray:
-    """Return ``t[u] = sum_j bit(u, first+j) * 2**(spacing*j)`` (float64) for every ``input_bits``-bit ``u``.
-
-    ``count=1`` gives bit plane ``first``; ``spacing > 0`` packs ``count`` planes into one number.
-    """
-    planes = rules.bit_planes(np.arange(1 << input_bits, dtype=np.int64), input_bits)[:, first:first + count]
-    return (planes << (spacing * np.arange(count))).sum(axis=1).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -61,6 +53,13 @@ class Window:
     @functools.cached_property
     def _t32(self) -> np.ndarray:
         return self._t64.astype(np.float32)
+
+    @functools.cached_property
+    def aug(self) -> np.ndarray:
+        """``[w.T | 1]`` in float64 (ncols, nrows + 1): the packed products add a constant row of the inputs."""
+        a = np.ones((self.w.shape[1], self.w.shape[0] + 1))
+        a[:, :-1] = self.w.T
+        return a
 
     def t(self, bound: int) -> np.ndarray:
         """Return ``w.T`` in the type :func:`_matmul` computes with for ``bound``."""
@@ -100,11 +99,13 @@ def mvm_acc(w, x, input_bits, adc_bits, adc_shift, window: Window | None = None)
     code equals its sum and the result is the exact product ``w.T @ x`` (one BLAS product). Otherwise the plane
     sums are *packed*: ``v = S + off >= 0`` (``off`` a multiple of ``2**adc_shift``) has at most ``sigma`` bits,
     so ``g`` planes ``sigma`` bits apart make one exact float64 product (``g * sigma <= 52``; the planes' 0/1 bits
-    are looked up ``sigma`` bits apart, :func:`_bits_table`), and :func:`_packed_codes` converts all fields of
-    all packed words at once with integer masks, a clip of the fields (only when codes can saturate) and one
+    are looked up ``sigma`` bits apart, :func:`_group_tables`, and a constant input row adds ``off`` to every
+    field and ``2**52``, so that the product's bits are the fields), and :func:`_packed_codes` converts all fields
+    of all packed words at once with integer masks, a clip of the fields (only when codes can saturate) and one
     multiplication that adds the fields, weighted ``2**j``, into one bit window (:func:`_field_sum`). When the
     codes are too wide for that window but cannot saturate, the identity ``(S >> s) << s == S - (S mod 2**s)``
-    is used instead: the exact product minus the shift-add of the fields' low ``s`` bits (:func:`_packed_residues`).
+    is used instead: the exact product minus the shift-add of the fields' low ``s`` bits (:func:`_packed_residues`;
+    the exact product rides above the last word's fields when it fits there, else it is one more product).
     Windows that pack no better than one plane per product (sums near 2**52) take every plane through BLAS and
     :func:`cimisa.rules.convert_planes`.
     """
@@ -117,11 +118,15 @@ def mvm_acc(w, x, input_bits, adc_bits, adc_shift, window: Window | None = None)
     colmin, colmax = win.colmin, win.colmax
     path, plan = _choose(win, nb, adc_bits, s)
     if path in ("product", "packed residues"):
-        xs = u - ((u >> (nb - 1)) << nb)                        # the signed values the bits stand for
-        bound = (colmax - colmin) << (nb - 1)
-        acc = _matmul(win.t(bound), xs, bound)
+        rp, acc = _packed_residues(win, u, nb, s, plan) if s else (None, None)
+        if acc is None:                                         # the exact product on its own
+            xs = u - ((u >> (nb - 1)) << nb)                    # the signed values the bits stand for
+            bound = (colmax - colmin) << (nb - 1)
+            acc = _matmul(win.t(bound), xs, bound)
+            if s:
+                acc += _sign_fix(nb, s)
         if s:
-            acc -= _packed_residues(win, u, nb, s, plan)
+            acc -= rp                                           # minus the residues: the floored codes
     elif path == "packed codes":
         acc = _packed_codes(win, u, nb, s, plan)
     else:
@@ -166,7 +171,9 @@ class _PackPlan:
     """How the plane sums of one window are packed: fields ``sigma`` bits apart, ``g`` planes per word, each field
     ``v = S + off``; ``codes``: convert through clipped codes ``(v >> s) - (lf >> s)`` in ``0 .. 2**cb - 1``
     (``lf``..``hf``: the smallest and largest ``v`` with its low ``s`` bits cleared, after the clip when ``clip``),
-    else through the residues ``v mod 2**s`` (``cb = s``)."""
+    else through the residues ``v mod 2**s`` (``cb = s``), the sign plane's field then holding ``soff - 1 - S``
+    (``soff`` a multiple of ``2**s``: its residue is ``2**s - 1 - (S mod 2**s)``, so every field adds with weight
+    ``+2**b``), and, when ``top``, the last word holding ``E + ce`` (``E`` the exact product) from bit ``top``."""
 
     sigma: int
     g: int
@@ -176,6 +183,9 @@ class _PackPlan:
     lf: int
     hf: int
     cb: int
+    soff: int = -1
+    top: int = 0
+    ce: int = 0
 
 
 def _pack_plan(nb, adc_bits, s, colmin, colmax, fits) -> _PackPlan | None:
@@ -185,6 +195,7 @@ def _pack_plan(nb, adc_bits, s, colmin, colmax, fits) -> _PackPlan | None:
     off = -((colmin >> s) << s)                                 # v = S + off >= 0, off a multiple of 2**s
     sigma = max(1, (colmax + off).bit_length())
     lo, hi = rules.signed_range(adc_bits)
+    res = _residue_plan(nb, s, colmin, colmax, off) if fits and s else None
     if fits:
         lf, hf = ((colmin + off) >> s) << s, ((colmax + off) >> s) << s
     elif sys.byteorder != "little":                             # the clip views a word's fields as uint8/uint16
@@ -197,15 +208,32 @@ def _pack_plan(nb, adc_bits, s, colmin, colmax, fits) -> _PackPlan | None:
             return None
     cb = max(1, ((hf - lf) >> s).bit_length())
     g_codes = _fields_per_word(nb, sigma, cb, s)
-    g_res = _fields_per_word(nb, sigma, s, 0) if fits and s else 0
     cost_codes = -(-nb // g_codes) if g_codes > 0 else nb + 1
-    exact = 0.5 if (colmax - colmin) << (nb - 1) < _F32_EXACT else 1     # the exact product: float32 is faster
-    cost_res = exact + -(-nb // g_res) if g_res > 0 else nb + 2
+    cost_res = nb + 2
+    if res is not None:
+        exact = 0 if res.top else 0.5 if (colmax - colmin) << (nb - 1) < _F32_EXACT else 1   # float32: faster
+        cost_res = exact + -(-nb // res.g)
     if min(cost_codes, cost_res) >= nb:
         return None
     if cost_codes <= cost_res:
         return _PackPlan(sigma, g_codes, off, True, not fits, lf, hf, cb)
-    return _PackPlan(sigma, g_res, off, False, False, 0, 0, s)
+    return res
+
+
+def _residue_plan(nb, s, colmin, colmax, off) -> _PackPlan | None:
+    """Return the packed-residues plan (``soff``, and ``top`` when the exact product fits above the last word's
+    fields, exactly in float64 with the ``2**52`` of :func:`_packed_words`), or None when no field sum fits."""
+    soff = ((colmax + (1 << s)) >> s) << s                     # soff - 1 - S >= 0, soff a multiple of 2**s
+    sigma = max(1, (colmax + off).bit_length(), (soff - 1 - colmin).bit_length())
+    g = _fields_per_word(nb, sigma, s, 0)
+    if g <= 0:
+        return None
+    plan = _PackPlan(sigma, g, off, False, False, 0, 0, s, soff)
+    span, ce = colmax - colmin, (colmax - colmin) << (nb - 1)   # |E| <= ce
+    top = sigma * (nb - (-(-nb // g) - 1) * g)                  # above the last word's fields
+    with_top = _PackPlan(sigma, g, off, False, False, 0, 0, s, soff, top, ce)
+    *_, const, tmax = _group_tables(nb, with_top)[-1]
+    return with_top if span * tmax + const < 1 << 52 else plan
 
 
 def _fields_per_word(nb, sigma, cb, shift) -> int:
@@ -217,33 +245,69 @@ def _fields_per_word(nb, sigma, cb, shift) -> int:
     return max(g, 0)
 
 
-def _packed_words(win, u, nb, plan):
-    """Yield, per group ``k`` of ``g`` planes (``k*g .. k*g+g-1``), the int64 words ``(ncols, B)`` holding the
-    fields ``v = S + off`` of those planes, field ``j`` at bit ``sigma*j``; the last group's fields past plane
-    ``nb-1`` hold ``off`` (a plane whose sums are 0); bits from ``sigma*g`` up are not fields."""
+@functools.lru_cache(maxsize=256)
+def _group_tables(nb, plan) -> tuple:
+    """Return, per group of ``g`` planes, ``(t, t as float64, const, tmax)``: the packed word of a window is
+    ``sum_r w[r] * t[u[r]] + const`` (``u`` the inputs' ``nb``-bit patterns) and ``tmax = max |t|``.
+
+    Field ``j`` of group ``k`` is plane ``b = k*g + j``: ``t`` holds bit ``b`` at bit ``sigma*j`` and ``const``
+    the field's offset (``off``; the sign plane of a residue plan: ``-bit``, offset ``soff - 1``); the last
+    group's fields past plane ``nb-1`` hold ``off``, or, when ``plan.top``, ``t`` holds the signed input value
+    and ``const`` ``ce`` from bit ``top`` instead.
+    """
     sig, g = plan.sigma, plan.g
-    bound = _word(sig, g, 1 << sig)                            # > sum |w| * max(table), as sum |w| < 2**sigma
-    const = _word(sig, g, plan.off)
+    u = np.arange(1 << nb, dtype=np.int64)
+    bits = rules.bit_planes(u, nb)
+    out = []
     for first in range(0, nb, g):
-        cols = np.take(_bits_table(nb, sig, first, min(g, nb - first)), u, out=_scratch("cols", u.shape),
-                       mode="wrap")
-        if bound < FLOAT_EXACT:
-            p = np.matmul(win.t(bound), cols, out=_scratch(first, (win.w.shape[1], u.shape[1])))
-            yield np.add(p, float(const + (1 << 52)), out=p).view(np.int64)   # the mantissa: exact fields
+        t, const = np.zeros(1 << nb, dtype=np.int64), 0
+        last = first + g >= nb
+        for j in range(nb - first if last and plan.top else g):
+            b = first + j
+            sign = -1 if b == nb - 1 and plan.soff >= 0 else 1
+            if b < nb:
+                t += (sign * bits[:, b]) << (sig * j)
+            const += (plan.soff - 1 if sign < 0 else plan.off) << (sig * j)
+        if last and plan.top:
+            t += (u - ((u >> (nb - 1)) << nb)) << plan.top       # the signed values: E above the fields
+            const += plan.ce << plan.top
+        out.append((t, t.astype(np.float64), const, int(np.abs(t).max())))
+    return tuple(out)
+
+
+def _packed_words(win, u, nb, plan):
+    """Yield, per group ``k`` of :func:`_group_tables`, ``(f, hi)``: int64 words ``(ncols, B)`` equal to ``hi``
+    plus the packed word (``hi = 2**52``'s float64 bits when the product is float64, whose partial sums then all
+    lie in ``2**52 .. 2**53``, else 0, an int64 product). ``f`` is a work array, valid until the next call."""
+    nrows, ncols = win.w.shape
+    span = win.colmax - win.colmin                              # >= sum |w| of every column
+    for k, (t, tf, const, tmax) in enumerate(_group_tables(nb, plan)):
+        fused = span * tmax + const + (1 << 52) < FLOAT_EXACT    # the constant row in the product
+        if fused or span * tmax < FLOAT_EXACT:
+            cols = _scratch("cols", (nrows + fused, u.shape[1]))
+            np.take(tf, u, out=cols[:nrows], mode="wrap")
+            if fused:
+                cols[nrows] = float(const + (1 << 52))          # times the window's column of ones
+            p = np.matmul(win.aug if fused else win._t64, cols, out=_scratch(k, (ncols, u.shape[1])))
+            if not fused:
+                np.add(p, float(const + (1 << 52)), out=p)     # the word is below 2**52: exact
+            yield p.view(np.int64), _EXP52
         else:
-            yield win.w.T @ cols.astype(np.int64) + const
+            yield win.w.T @ t[u] + const, 0
 
 
-_SCRATCH: dict = {}
+_LOCAL = threading.local()
 
 
 def _scratch(name, shape) -> np.ndarray:
-    """Return a float64 work array of ``shape`` kept for reuse under ``name`` (fresh large arrays cost page
-    faults on every call); it never leaves the kernel."""
-    a = _SCRATCH.get(name)
-    if a is None or a.shape != shape:
-        a = _SCRATCH[name] = np.empty(shape)
-    return a
+    """Return a float64 work array of ``shape`` kept (per thread) for reuse under ``name`` (fresh large arrays
+    cost page faults on every call); it never leaves the kernel."""
+    pool = _LOCAL.__dict__.setdefault("pool", {})
+    n = int(np.prod(shape))
+    a = pool.get(name)
+    if a is None or a.size < n:
+        a = pool[name] = np.empty(n)
+    return a[:n].reshape(shape)
 
 
 def _word(sigma, g, field):
@@ -268,17 +332,17 @@ def _field_sum(f, plan, shift):
 
 
 def _packed_sum(win, u, nb, plan, convert, shift):
-    """Return ``(sum_b 2**b * c_b, c_{nb-1})`` over all groups: ``convert(f)`` turns the words of a group into
-    fields ``c_b << shift`` in place (:func:`_field_sum`)."""
+    """Return ``(sum_b 2**b * c_b, c_{nb-1})`` over all groups (a work array): ``convert(f)`` turns the words of a
+    group into fields ``c_b << shift`` in place (:func:`_field_sum`)."""
     total = sign = None
     jl = (nb - 1) % plan.g
-    for k, f in enumerate(_packed_words(win, u, nb, plan)):
+    for k, (f, _) in enumerate(_packed_words(win, u, nb, plan)):
         convert(f)
         if (k + 1) * plan.g >= nb:                             # the last group: the sign plane's field
             sign = (f >> (plan.sigma * jl + shift)) & ((1 << plan.cb) - 1)
         v = _field_sum(f, plan, shift)
         if total is None:
-            total = v.copy()
+            total = v
         else:
             total += np.left_shift(v, k * plan.g, out=v)
     return total, sign
@@ -301,13 +365,30 @@ def _packed_codes(win, u, nb, s, plan):
     acc, sign = _packed_sum(win, u, nb, plan, convert, s)
     pad = (min(max(plan.off, plan.lf), plan.hf) - plan.lf) >> s   # c of the padding fields past plane nb-1
     acc -= (sign << nb) + ((plan.lf - plan.off) >> s) + pad * ((1 << (-(-nb // g) * g)) - (1 << nb))
-    return np.left_shift(acc, s, out=acc)                      # the sign plane weighs -2**(nb-1); all: -1
+    return np.left_shift(acc, s)                               # the sign plane weighs -2**(nb-1); all: -1
+
+
+def _sign_fix(nb, s) -> int:
+    """What the complemented sign field adds to the residue sum: ``2**(nb-1) * (2**s - 1)``."""
+    return ((1 << s) - 1) << (nb - 1)
 
 
 def _packed_residues(win, u, nb, s, plan):
-    """Return ``sum_b +-2**b * (S_b mod 2**s)`` (minus for the sign plane) from packed plane sums (``off`` is a
-    multiple of ``2**s``, so each field's low ``s`` bits are ``S_b mod 2**s``; 0 in the padding fields)."""
+    """Return ``(R', E')``: ``R' = sum_b 2**b * r_b`` over the fields' low ``s`` bits (``r_b = S_b mod 2**s``;
+    the sign plane's field holds ``2**s - 1 - r``, so ``R' = sum_b +-2**b * (S_b mod 2**s) + _sign_fix``; a work
+    array), and, when the plan has ``top``, ``E' = E + _sign_fix`` (``E`` the exact product, a new array), else
+    None. The MVM is then ``E' - R'``."""
     mask = _word(plan.sigma, plan.g, (1 << s) - 1)
-    acc, sign = _packed_sum(win, u, nb, plan, lambda f: np.bitwise_and(f, mask, out=f), 0)
-    acc -= sign << nb
-    return acc
+    total = e = None
+    for k, (f, hi) in enumerate(_packed_words(win, u, nb, plan)):
+        if plan.top and (k + 1) * plan.g >= nb:                # the last word: E + ce above its fields
+            e = np.right_shift(f, plan.top)
+            e -= (hi >> plan.top) + plan.ce - _sign_fix(nb, s)
+            mask = _word(plan.sigma, nb - k * plan.g, (1 << s) - 1)   # its fields only
+        np.bitwise_and(f, mask, out=f)
+        v = _field_sum(f, plan, 0)
+        if total is None:
+            total = v
+        else:
+            total += np.left_shift(v, k * plan.g, out=v)
+    return total, e

@@ -114,11 +114,13 @@ SEM_MUTANTS = [
 #: times (and, with other modules loaded, sometimes not at all): caught by the seeded random kernel-vs-naive
 #: comparison instead.
 KERNEL_MUTANTS = [
-    ("residues_ignored", "mvm_acc", "acc -= _packed_residues(win, u, nb, s, plan)",
-     "acc -= 0 * _packed_residues(win, u, nb, s, plan)"),
+    ("residues_ignored", "mvm_acc", "acc -= rp", "acc -= 0 * rp"),
     ("residue_mask_one_bit_short", "_packed_residues", "_word(plan.sigma, plan.g, (1 << s) - 1)",
      "_word(plan.sigma, plan.g, (1 << s) // 2 - 1)"),
-    ("residue_sign_plane_added", "_packed_residues", "acc -= sign << nb", "acc += sign << nb"),
+    ("residue_sign_complement_ignored", "_packed_residues", "plan.ce - _sign_fix(nb, s)", "plan.ce"),
+    ("exact_product_read_as_fields", "_packed_residues", "nb - k * plan.g, (1 << s) - 1)",
+     "plan.g, (1 << s) - 1)"),
+    ("separate_product_sign_fix_negated", "mvm_acc", "acc += _sign_fix(nb, s)", "acc -= _sign_fix(nb, s)"),
 ]
 
 

@@ -341,11 +341,14 @@ def test_kernel_paths_equal_the_rules():
 
 @pytest.mark.parametrize("fn_name,old,new", [
     ("_packed_codes", "if plan.clip:", "if False:"),
-    ("_packed_residues", "acc -= sign << nb", "acc += sign << nb"),
+    ("_packed_residues", "plan.ce - _sign_fix(nb, s)", "plan.ce + _sign_fix(nb, s)"),
+    ("_packed_residues", "nb - k * plan.g, (1 << s) - 1)", "plan.g, (1 << s) - 1)"),
     ("_field_sum", "np.right_shift(fu, t, out=fu)", "np.right_shift(fu, t + 1, out=fu)"),
 ])
 def test_kernel_check_can_fail(monkeypatch, fn_name, old, new):
-    """Expect-fail: a planted bug in a packed form (no clip, sign plane added, a field sum halved)."""
+    """Expect-fail: a planted bug in a packed form (no clip; the complemented sign field's constant negated, with
+    the exact product above the last word's fields; that product's bits read as residue fields; a field sum
+    halved)."""
     monkeypatch.setattr(kernel, fn_name, mutant(getattr(kernel, fn_name), old, new))
     with pytest.raises(AssertionError):
         check_kernel_paths(120)
