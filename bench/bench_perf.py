@@ -70,7 +70,8 @@ def main(argv=None) -> int:
                 print(f"{model:<12} {hw_name:<10} {st:<7} {p:>4} {n:>4} {r['map_s']:>6.1f} {r['sim_s']:>6.1f} "
                       f"{target:>6.0f} {s['prefill_latency_ns'] / 1e3:>11.1f} {an.prefill_latency_ns / 1e3:>9.1f} "
                       f"{s['decode_latency_ns'] / 1e3:>9.2f} {an.decode_latency_ns / 1e3:>8.2f} "
-                      f"{s['decode_tokens_per_s']:>8.0f} {s['energy_per_token_nj']:>10.0f} {s['area_mm2']:>7.1f}", flush=True)
+                      f"{s['decode_tokens_per_s']:>8.0f} {s['energy_per_token_nj']:>10.0f} {s['area_mm2']:>7.1f}",
+                      flush=True)
     print("every case within its target" if not slow else f"{slow} case(s) over target")
     return 0
 
