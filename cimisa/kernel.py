@@ -15,6 +15,7 @@ the kernel mutants of ``tests/test_mutants.py``.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import threading
 from dataclasses import dataclass
@@ -53,6 +54,11 @@ class Window:
     @functools.cached_property
     def _t32(self) -> np.ndarray:
         return self._t64.astype(np.float32)
+
+    @functools.cached_property
+    def plans(self) -> dict:
+        """The packing plans of this window so far, by input bits, ADC bits, step and whether codes fit."""
+        return {}
 
     @functools.cached_property
     def aug(self) -> np.ndarray:
@@ -152,7 +158,9 @@ def _choose(win, nb, adc_bits, s):
     fits = rules.adc_fits(win.colmin, win.colmax, adc_bits, s)   # no code can saturate
     if fits and not s:
         return "product", None
-    plan = _pack_plan(nb, adc_bits, s, win.colmin, win.colmax, fits)
+    key = (nb, adc_bits, s, fits)
+    plan = win.plans[key] if key in win.plans else win.plans.setdefault(
+        key, _pack_plan(nb, adc_bits, s, win.colmin, win.colmax, fits))
     if plan is None or not _is_floor_clip(rules.adc_code, adc_bits, s, plan.sigma):
         return "bit planes", None                               # the packed forms restate this ADC rule only
     return ("packed codes" if plan.codes else "packed residues"), plan
@@ -245,7 +253,6 @@ def _fields_per_word(nb, sigma, cb, shift) -> int:
     return max(g, 0)
 
 
-@functools.lru_cache(maxsize=256)
 def _group_tables(nb, plan) -> tuple:
     """Return, per group of ``g`` planes, ``(t, t as float64, const, tmax)``: the packed word of a window is
     ``sum_r w[r] * t[u[r]] + const`` (``u`` the inputs' ``nb``-bit patterns) and ``tmax = max |t|``.
@@ -255,23 +262,41 @@ def _group_tables(nb, plan) -> tuple:
     group's fields past plane ``nb-1`` hold ``off``, or, when ``plan.top``, ``t`` holds the signed input value
     and ``const`` ``ce`` from bit ``top`` instead.
     """
-    sig, g = plan.sigma, plan.g
+    tables = _tables(nb, plan.sigma, plan.g, plan.soff >= 0, plan.top)
+    return tuple((t, tf, c, tmax) for (t, tf, tmax), c in zip(tables, _consts(nb, plan)))
+
+
+def _fields(nb, g, top, first):
+    """Return the planes ``first, first+1, ..`` of the fields of the group starting at plane ``first``."""
+    return range(first, first + (nb - first if first + g >= nb and top else g))
+
+
+@functools.lru_cache(maxsize=256)
+def _tables(nb, sigma, g, neg_sign, top) -> tuple:
+    """Return :func:`_group_tables`' ``(t, t as float64, tmax)`` per group (``neg_sign``: the sign plane's bit
+    counts negative)."""
     u = np.arange(1 << nb, dtype=np.int64)
     bits = rules.bit_planes(u, nb)
     out = []
     for first in range(0, nb, g):
-        t, const = np.zeros(1 << nb, dtype=np.int64), 0
-        last = first + g >= nb
-        for j in range(nb - first if last and plan.top else g):
-            b = first + j
-            sign = -1 if b == nb - 1 and plan.soff >= 0 else 1
+        t = np.zeros(1 << nb, dtype=np.int64)
+        for b in _fields(nb, g, top, first):
             if b < nb:
-                t += (sign * bits[:, b]) << (sig * j)
-            const += (plan.soff - 1 if sign < 0 else plan.off) << (sig * j)
-        if last and plan.top:
-            t += (u - ((u >> (nb - 1)) << nb)) << plan.top       # the signed values: E above the fields
-            const += plan.ce << plan.top
-        out.append((t, t.astype(np.float64), const, int(np.abs(t).max())))
+                t += ((-1 if b == nb - 1 and neg_sign else 1) * bits[:, b]) << (sigma * (b - first))
+        if first + g >= nb and top:
+            t += (u - ((u >> (nb - 1)) << nb)) << top           # the signed values: E above the fields
+        out.append((t, t.astype(np.float64), int(np.abs(t).max())))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _consts(nb, plan) -> tuple:
+    """Return :func:`_group_tables`' ``const`` per group."""
+    out = []
+    for first in range(0, nb, plan.g):
+        const = sum((plan.soff - 1 if b == nb - 1 and plan.soff >= 0 else plan.off) << (plan.sigma * (b - first))
+                    for b in _fields(nb, plan.g, plan.top, first))
+        out.append(const + (plan.ce << plan.top if first + plan.g >= nb and plan.top else 0))
     return tuple(out)
 
 
@@ -285,7 +310,7 @@ def _packed_words(win, u, nb, plan):
         fused = span * tmax + const + (1 << 52) < FLOAT_EXACT    # the constant row in the product
         if fused or span * tmax < FLOAT_EXACT:
             cols = _scratch("cols", (nrows + fused, u.shape[1]))
-            np.take(tf, u, out=cols[:nrows], mode="wrap")
+            np.take(tf, u, out=cols[:nrows], mode="clip")
             if fused:
                 cols[nrows] = float(const + (1 << 52))          # times the window's column of ones
             p = np.matmul(win.aug if fused else win._t64, cols, out=_scratch(k, (ncols, u.shape[1])))
@@ -303,7 +328,7 @@ def _scratch(name, shape) -> np.ndarray:
     """Return a float64 work array of ``shape`` kept (per thread) for reuse under ``name`` (fresh large arrays
     cost page faults on every call); it never leaves the kernel."""
     pool = _LOCAL.__dict__.setdefault("pool", {})
-    n = int(np.prod(shape))
+    n = math.prod(shape)
     a = pool.get(name)
     if a is None or a.size < n:
         a = pool[name] = np.empty(n)
