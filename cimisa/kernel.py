@@ -301,26 +301,38 @@ def _consts(nb, plan) -> tuple:
 
 
 def _packed_words(win, u, nb, plan):
-    """Yield, per group ``k`` of :func:`_group_tables`, ``(f, hi)``: int64 words ``(ncols, B)`` equal to ``hi``
-    plus the packed word (``hi = 2**52``'s float64 bits when the product is float64, whose partial sums then all
-    lie in ``2**52 .. 2**53``, else 0, an int64 product). ``f`` is a work array, valid until the next call."""
+    """Return ``(f, hi)``: the packed words of every group ``k`` of :func:`_group_tables` as int64 ``f[:, :, k]``
+    (``f``: ``(ncols, B, groups)``, a work array valid until the next call) equal to ``hi`` plus the word (``hi``
+    = the float64 bits of ``2**52``: one float64 product for all groups, a constant input row adding ``2**52`` and
+    the fields' offsets, so that every partial sum lies in ``2**52 .. 2**53``; else 0: an int64 product)."""
     nrows, ncols = win.w.shape
+    tf, ti, consts, tmax = _stacked(nb, plan)
+    ng = len(consts)
     span = win.colmax - win.colmin                              # >= sum |w| of every column
-    for k, (t, tf, const, tmax) in enumerate(_group_tables(nb, plan)):
-        fused = span * tmax + const + (1 << 52) < FLOAT_EXACT    # the constant row in the product
-        if fused or span * tmax < FLOAT_EXACT:
-            cols = _scratch("cols", (nrows + fused, u.shape[1]))
-            np.take(tf, u, out=cols[:nrows], mode="clip")
-            if fused:
-                cols[nrows] = float(const + (1 << 52))          # times the window's column of ones
-            p = np.matmul(win.aug if fused else win._t64, cols, out=_scratch(k, (ncols, u.shape[1])))
-            if not fused:
-                np.add(p, float(const + (1 << 52)), out=p)     # the word is below 2**52: exact
-            yield p.view(np.int64), _EXP52
-        else:
-            yield win.w.T @ t[u] + const, 0
+    n = u.shape[1] * ng
+    if span * tmax + max(consts) + (1 << 52) >= FLOAT_EXACT:
+        return (win.w.T @ ti[u].reshape(nrows, n)).reshape(ncols, -1, ng) + np.array(consts), 0
+    cols = _scratch("cols", (nrows + 1, n))
+    np.take(tf, u, axis=0, out=cols[:nrows].reshape(nrows, -1, ng), mode="clip")
+    cols[nrows].reshape(-1, ng)[:] = [float(c + (1 << 52)) for c in consts]   # times the window's column of ones
+    p = np.matmul(win.aug, cols, out=_scratch("words", (ncols, n)))
+    return p.view(np.int64).reshape(ncols, -1, ng), _EXP52
 
 
+def _stacked(nb, plan):
+    """Return the group tables side by side: ``(t float64 (2**nb, groups), t int64, consts, max tmax)``."""
+    key = ("stacked", nb, plan)
+    hit = _STACKED.get(key)
+    if hit is None:
+        groups = _group_tables(nb, plan)
+        hit = _STACKED[key] = (np.stack([g[1] for g in groups], axis=1), np.stack([g[0] for g in groups], axis=1),
+                               tuple(g[2] for g in groups), max(g[3] for g in groups))
+        if len(_STACKED) > 4096:
+            _STACKED.clear()
+    return hit
+
+
+_STACKED: dict = {}
 _LOCAL = threading.local()
 
 
@@ -357,20 +369,21 @@ def _field_sum(f, plan, shift):
 
 
 def _packed_sum(win, u, nb, plan, convert, shift):
-    """Return ``(sum_b 2**b * c_b, c_{nb-1})`` over all groups (a work array): ``convert(f)`` turns the words of a
-    group into fields ``c_b << shift`` in place (:func:`_field_sum`)."""
-    total = sign = None
-    jl = (nb - 1) % plan.g
-    for k, (f, _) in enumerate(_packed_words(win, u, nb, plan)):
-        convert(f)
-        if (k + 1) * plan.g >= nb:                             # the last group: the sign plane's field
-            sign = (f >> (plan.sigma * jl + shift)) & ((1 << plan.cb) - 1)
-        v = _field_sum(f, plan, shift)
-        if total is None:
-            total = v
-        else:
-            total += np.left_shift(v, k * plan.g, out=v)
-    return total, sign
+    """Return ``(sum_b 2**b * c_b, c_{nb-1})`` over all groups (a work array): ``convert(f)`` turns the words into
+    fields ``c_b << shift`` in place (:func:`_field_sum`)."""
+    f, _ = _packed_words(win, u, nb, plan)
+    convert(f)
+    sign = (f[:, :, -1] >> (plan.sigma * ((nb - 1) % plan.g) + shift)) & ((1 << plan.cb) - 1)   # the sign plane
+    v = _field_sum(f, plan, shift)
+    return _add_groups(v, plan.g), sign
+
+
+def _add_groups(v, g):
+    """Return ``sum_k v[:, :, k] << (k*g)`` (in ``v``'s first group; ``v`` is overwritten)."""
+    total = v[:, :, 0]
+    for k in range(1, v.shape[2]):
+        total += np.left_shift(v[:, :, k], k * g, out=v[:, :, k])
+    return total
 
 
 def _packed_codes(win, u, nb, s, plan):
@@ -403,17 +416,12 @@ def _packed_residues(win, u, nb, s, plan):
     the sign plane's field holds ``2**s - 1 - r``, so ``R' = sum_b +-2**b * (S_b mod 2**s) + _sign_fix``; a work
     array), and, when the plan has ``top``, ``E' = E + _sign_fix`` (``E`` the exact product, a new array), else
     None. The MVM is then ``E' - R'``."""
-    mask = _word(plan.sigma, plan.g, (1 << s) - 1)
-    total = e = None
-    for k, (f, hi) in enumerate(_packed_words(win, u, nb, plan)):
-        if plan.top and (k + 1) * plan.g >= nb:                # the last word: E + ce above its fields
-            e = np.right_shift(f, plan.top)
-            e -= (hi >> plan.top) + plan.ce - _sign_fix(nb, s)
-            mask = _word(plan.sigma, nb - k * plan.g, (1 << s) - 1)   # its fields only
-        np.bitwise_and(f, mask, out=f)
-        v = _field_sum(f, plan, 0)
-        if total is None:
-            total = v
-        else:
-            total += np.left_shift(v, k * plan.g, out=v)
-    return total, e
+    mask = np.full(-(-nb // plan.g), _word(plan.sigma, plan.g, (1 << s) - 1))
+    f, hi = _packed_words(win, u, nb, plan)
+    e = None
+    if plan.top:                                                # the last word: E + ce above its fields
+        e = np.right_shift(f[:, :, -1], plan.top)
+        e -= (hi >> plan.top) + plan.ce - _sign_fix(nb, s)
+        mask[-1] = _word(plan.sigma, nb - (len(mask) - 1) * plan.g, (1 << s) - 1)   # its fields only
+    np.bitwise_and(f, mask, out=f)
+    return _add_groups(_field_sum(f, plan, 0), plan.g), e

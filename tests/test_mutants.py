@@ -118,7 +118,7 @@ KERNEL_MUTANTS = [
     ("residue_mask_one_bit_short", "_packed_residues", "_word(plan.sigma, plan.g, (1 << s) - 1)",
      "_word(plan.sigma, plan.g, (1 << s) // 2 - 1)"),
     ("residue_sign_complement_ignored", "_packed_residues", "plan.ce - _sign_fix(nb, s)", "plan.ce"),
-    ("exact_product_read_as_fields", "_packed_residues", "nb - k * plan.g, (1 << s) - 1)",
+    ("exact_product_read_as_fields", "_packed_residues", "nb - (len(mask) - 1) * plan.g, (1 << s) - 1)",
      "plan.g, (1 << s) - 1)"),
     ("separate_product_sign_fix_negated", "mvm_acc", "acc += _sign_fix(nb, s)", "acc -= _sign_fix(nb, s)"),
 ]
