@@ -189,6 +189,9 @@ def on_chip(r: StrategyResult, hw: HwConfig, dims: ModelDims, o: BuildOptions, *
     """Map ``r`` onto the chip (``o.budget``, ``o.weight_reload``; ``reference``: the iso budgets' strategy or
     its placement) and, with ``o.simulate``, simulate it (:func:`perf.simulate`)."""
     cm = chip_map(r.placement, hw, budget=o.budget, reference=reference, weight_reload=o.weight_reload)
+    # the analytic figures of the chip the strategy runs on (its size, ADCs and tile layout): the simulator's lower
+    # bound on the same map (on the flat machine the same figures as before the map)
+    r = replace(r, cost=estimate(r.schedule, cm.hw, dims, chipmap=cm))
     if not o.simulate:
         return replace(r, chip=cm)
     import perf  # noqa: PLC0415  (the simulator loads on first use)

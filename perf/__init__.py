@@ -17,6 +17,7 @@ from cimisa.errors import ModelError
 from compiler.chipmap import ChipMap
 from compiler.components import area_breakdown, static_power_breakdown
 from compiler.cost import estimate
+from compiler.families import Kind
 from compiler.phases import ModelDims, decode_kv, phases, prefill_kv
 from compiler.schedule import Schedule
 from perf.engine import Engine
@@ -100,4 +101,5 @@ def simulate(sched: Schedule, hw: HwConfig, dims: ModelDims, *, chipmap: ChipMap
         analytic={"decode_latency_ns": an.decode_latency_ns, "decode_energy_nj": an.decode_energy_nj,
                   "prefill_latency_ns": an.prefill_latency_ns, "prefill_energy_nj": an.prefill_energy_nj},
         trace=[dict(zip(("resource", "tile", "start_ns", "end_ns", "kind", "layer", "token"), iv))
-               for iv in eng.trace])
+               for iv in eng.trace],
+        energy_basis="prefill" if dims.rules.kind is Kind.ENCODER else "decode")

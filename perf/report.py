@@ -36,6 +36,10 @@ class PerfReport:
     critical_by_kind: dict                  # time on the critical path by step kind
     analytic: dict = field(default_factory=dict)
     trace: list = field(default_factory=list, repr=False)
+    #: What one "token" of :meth:`summary`'s ``energy_per_token_nj`` is: ``decode`` (a generated token, with the
+    #: static energy of its time) or ``prefill`` (an encoder-only model: a token of the sequence, the sequence's
+    #: energy over its tokens; its one-vector "decode" is a latency figure only).
+    energy_basis: str = "decode"
 
     @property
     def decode_latency_ns(self) -> float:
@@ -51,7 +55,7 @@ class PerfReport:
         dec = self.decode_latency_ns
         p_dyn, d_dyn = sum(self.prefill_energy.values()), sum(self.decode_energy.values())
         stat = self.static_power_mw * self.elapsed_ns / 1000.0
-        if self.decode_tokens:
+        if self.decode_tokens and self.energy_basis == "decode":
             per_token = (d_dyn + self.static_power_mw * sum(self.decode_token_ns) / 1000.0) / self.decode_tokens
         elif self.prefill_tokens:
             per_token = (p_dyn + self.static_power_mw * self.prefill_latency_ns / 1000.0) / self.prefill_tokens
@@ -63,7 +67,8 @@ class PerfReport:
             "decode_latency_ns": dec, "decode_tokens_per_s": 1e9 / dec if dec else 0.0,
             "prefill_tokens_per_s": 1e9 * self.prefill_tokens / self.prefill_latency_ns
             if self.prefill_latency_ns else 0.0,
-            "energy_per_token_nj": per_token, "dynamic_energy_nj": p_dyn + d_dyn, "static_energy_nj": stat,
+            "energy_per_token_nj": per_token, "energy_basis": self.energy_basis,
+            "dynamic_energy_nj": p_dyn + d_dyn, "static_energy_nj": stat,
             "prefill_energy_nj": p_dyn, "decode_energy_nj": d_dyn / self.decode_tokens if self.decode_tokens else 0.0,
             "static_power_mw": self.static_power_mw, "area_mm2": float(sum(self.area_breakdown.values())),
         }
@@ -71,9 +76,10 @@ class PerfReport:
     def to_dict(self) -> dict:
         """Everything, JSON-ready (the trace is left out: :attr:`trace`)."""
         s = self.summary()
-        n = self.decode_tokens or self.prefill_tokens or 1
-        dyn = self.decode_energy if self.decode_tokens else self.prefill_energy
-        wall = sum(self.decode_token_ns) if self.decode_tokens else self.prefill_latency_ns
+        by_decode = bool(self.decode_tokens) and self.energy_basis == "decode"
+        n = (self.decode_tokens if by_decode else self.prefill_tokens) or 1
+        dyn = self.decode_energy if by_decode else self.prefill_energy
+        wall = sum(self.decode_token_ns) if by_decode else self.prefill_latency_ns
         per_token = {k: _r(v / n) for k, v in dyn.items()}
         per_token["static"] = _r(self.static_power_mw * wall / 1000.0 / n)
         return {

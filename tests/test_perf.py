@@ -267,3 +267,19 @@ def test_a_request_of_no_duration_never_waits():
     assert pool.reserve(0.0, 10.0, 0) == (0.0, -1)
     assert pool.reserve(5.0, 0.0, 1) == (5.0, -1)
     assert pool.reserve(5.0, 1.0, 2) == (10.0, 0)
+
+
+def test_energy_per_token_of_an_encoder_is_per_sequence_token():
+    """BERT's one-vector 'decode' is a latency figure; its energy per token is the sequence's over its tokens."""
+    from cimisa.config import load_hw
+    from compiler.geometry import geometry
+    from mapper.models import load_model_spec
+    spec = load_model_spec("tiny-bert")
+    hw = load_hw("fpga-tiny")
+    sc = schedule(place(geometry(spec, 8), hw, "sparse"), hw, "paper")
+    dims = ModelDims.of(spec, seq_len=8)
+    rep = perf.simulate(sc, hw, dims, prefill_tokens=8, decode_tokens=1)
+    s = rep.summary()
+    assert s["energy_basis"] == "prefill" and s["decode_tokens_per_s"] > 0
+    want = (s["prefill_energy_nj"] + rep.static_power_mw * rep.prefill_latency_ns / 1000.0) / 8
+    assert s["energy_per_token_nj"] == pytest.approx(want, rel=1e-12)
