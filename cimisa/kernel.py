@@ -301,38 +301,26 @@ def _consts(nb, plan) -> tuple:
 
 
 def _packed_words(win, u, nb, plan):
-    """Return ``(f, hi)``: the packed words of every group ``k`` of :func:`_group_tables` as int64 ``f[:, :, k]``
-    (``f``: ``(ncols, B, groups)``, a work array valid until the next call) equal to ``hi`` plus the word (``hi``
+    """Return ``(f, hi)``: the packed words of every group ``k`` of :func:`_group_tables` as int64 ``f[:, k]``
+    (``f``: ``(ncols, groups, B)``, a work array valid until the next call) equal to ``hi`` plus the word (``hi``
     = the float64 bits of ``2**52``: one float64 product for all groups, a constant input row adding ``2**52`` and
     the fields' offsets, so that every partial sum lies in ``2**52 .. 2**53``; else 0: an int64 product)."""
     nrows, ncols = win.w.shape
-    tf, ti, consts, tmax = _stacked(nb, plan)
-    ng = len(consts)
+    groups = _group_tables(nb, plan)
+    ng, b = len(groups), u.shape[1]
+    consts = [c for _, _, c, _ in groups]
     span = win.colmax - win.colmin                              # >= sum |w| of every column
-    n = u.shape[1] * ng
-    if span * tmax + max(consts) + (1 << 52) >= FLOAT_EXACT:
-        return (win.w.T @ ti[u].reshape(nrows, n)).reshape(ncols, -1, ng) + np.array(consts), 0
-    cols = _scratch("cols", (nrows + 1, n))
-    np.take(tf, u, axis=0, out=cols[:nrows].reshape(nrows, -1, ng), mode="clip")
-    cols[nrows].reshape(-1, ng)[:] = [float(c + (1 << 52)) for c in consts]   # times the window's column of ones
-    p = np.matmul(win.aug, cols, out=_scratch("words", (ncols, n)))
-    return p.view(np.int64).reshape(ncols, -1, ng), _EXP52
+    if span * max(tm for *_, tm in groups) + max(consts) + (1 << 52) >= FLOAT_EXACT:
+        cols = np.stack([t[u] for t, *_ in groups], axis=1).reshape(nrows, ng * b)
+        return (win.w.T @ cols).reshape(ncols, ng, b) + np.array(consts)[:, None], 0
+    cols = _scratch("cols", (nrows + 1, ng * b))
+    for k, (_, tf, _, _) in enumerate(groups):
+        np.take(tf, u, out=cols[:nrows, k * b:(k + 1) * b], mode="clip")
+    cols[nrows].reshape(ng, b)[:] = np.array(consts, dtype=np.float64)[:, None] + 2.0 ** 52   # x w's ones column
+    p = np.matmul(win.aug, cols, out=_scratch("words", (ncols, ng * b)))
+    return p.view(np.int64).reshape(ncols, ng, b), _EXP52
 
 
-def _stacked(nb, plan):
-    """Return the group tables side by side: ``(t float64 (2**nb, groups), t int64, consts, max tmax)``."""
-    key = ("stacked", nb, plan)
-    hit = _STACKED.get(key)
-    if hit is None:
-        groups = _group_tables(nb, plan)
-        hit = _STACKED[key] = (np.stack([g[1] for g in groups], axis=1), np.stack([g[0] for g in groups], axis=1),
-                               tuple(g[2] for g in groups), max(g[3] for g in groups))
-        if len(_STACKED) > 4096:
-            _STACKED.clear()
-    return hit
-
-
-_STACKED: dict = {}
 _LOCAL = threading.local()
 
 
@@ -373,16 +361,16 @@ def _packed_sum(win, u, nb, plan, convert, shift):
     fields ``c_b << shift`` in place (:func:`_field_sum`)."""
     f, _ = _packed_words(win, u, nb, plan)
     convert(f)
-    sign = (f[:, :, -1] >> (plan.sigma * ((nb - 1) % plan.g) + shift)) & ((1 << plan.cb) - 1)   # the sign plane
+    sign = (f[:, -1] >> (plan.sigma * ((nb - 1) % plan.g) + shift)) & ((1 << plan.cb) - 1)   # the sign plane
     v = _field_sum(f, plan, shift)
     return _add_groups(v, plan.g), sign
 
 
 def _add_groups(v, g):
-    """Return ``sum_k v[:, :, k] << (k*g)`` (in ``v``'s first group; ``v`` is overwritten)."""
-    total = v[:, :, 0]
-    for k in range(1, v.shape[2]):
-        total += np.left_shift(v[:, :, k], k * g, out=v[:, :, k])
+    """Return ``sum_k v[:, k] << (k*g)`` (in ``v``'s first group; ``v`` is overwritten)."""
+    total = v[:, 0]
+    for k in range(1, v.shape[1]):
+        total += np.left_shift(v[:, k], k * g, out=v[:, k])
     return total
 
 
@@ -398,7 +386,8 @@ def _packed_codes(win, u, nb, s, plan):
             v = f.view(np.uint8 if sig == 8 else np.uint16)
             np.clip(v, plan.lf, plan.hf, out=v)
             np.bitwise_and(f, floor, out=f)                    # clear what the clip raised outside the fields
-        np.subtract(f, low, out=f)                             # fields c << s: code = c + (lf - off) >> s
+        if plan.lf:
+            np.subtract(f, low, out=f)                         # fields c << s: code = c + (lf - off) >> s
 
     acc, sign = _packed_sum(win, u, nb, plan, convert, s)
     pad = (min(max(plan.off, plan.lf), plan.hf) - plan.lf) >> s   # c of the padding fields past plane nb-1
@@ -420,8 +409,8 @@ def _packed_residues(win, u, nb, s, plan):
     f, hi = _packed_words(win, u, nb, plan)
     e = None
     if plan.top:                                                # the last word: E + ce above its fields
-        e = np.right_shift(f[:, :, -1], plan.top)
+        e = np.right_shift(f[:, -1], plan.top)
         e -= (hi >> plan.top) + plan.ce - _sign_fix(nb, s)
         mask[-1] = _word(plan.sigma, nb - (len(mask) - 1) * plan.g, (1 << s) - 1)   # its fields only
-    np.bitwise_and(f, mask, out=f)
+    np.bitwise_and(f, mask[:, None], out=f)
     return _add_groups(_field_sum(f, plan, 0), plan.g), e
