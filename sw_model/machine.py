@@ -10,9 +10,6 @@ first failing check (see :func:`cimisa.semantics.check`) sets the state to ERROR
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -49,27 +46,6 @@ class RunResult:
         return self.state.name, self.error.name, self.index
 
 
-@functools.cache
-def keep_freed_memory() -> bool:
-    """Ask glibc's allocator to serve arrays up to 32 MiB from its heap and to keep freed memory; return whether
-    it took the settings (only once per process; other platforms: False, nothing changes).
-
-    A batched MVM makes and drops temporaries of hundreds of KiB; by default glibc maps each of them afresh
-    (and unmaps it when freed), so every call pays page faults for memory it just gave back: on a busy 2-core
-    machine that was half the time of an MiniLM MVM (1.1 ms instead of 0.5 ms). Freed memory then stays with the
-    process (its peak, not more).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3          # glibc's <malloc.h> parameter numbers
-    return all(mallopt(p, v) == 1 for p, v in ((m_mmap_threshold, 1 << 25), (m_trim_threshold, 1 << 30),
-                                                 (m_top_pad, 1 << 26)))
-
-
 class Machine:
     """One CIM tile's golden model, executing commands one at a time.
 
@@ -81,7 +57,6 @@ class Machine:
     def __init__(self, cfg: HwConfig, *, impl: str = "fast"):
         if impl not in ("fast", "naive"):
             raise ValueError(f"impl must be 'fast' or 'naive', not {impl!r}")
-        keep_freed_memory()
         self.cfg = cfg
         self.isa = Isa.of(cfg)
         self.impl = impl
