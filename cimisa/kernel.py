@@ -301,24 +301,23 @@ def _consts(nb, plan) -> tuple:
 
 
 def _packed_words(win, u, nb, plan):
-    """Return ``(f, hi)``: the packed words of every group ``k`` of :func:`_group_tables` as int64 ``f[:, k]``
-    (``f``: ``(ncols, groups, B)``, a work array valid until the next call) equal to ``hi`` plus the word (``hi``
-    = the float64 bits of ``2**52``: one float64 product for all groups, a constant input row adding ``2**52`` and
-    the fields' offsets, so that every partial sum lies in ``2**52 .. 2**53``; else 0: an int64 product)."""
+    """Return ``(f, hi)``: the packed words of every group ``k`` of :func:`_group_tables` as int64 ``f[k]`` (``f``:
+    ``(groups, ncols, B)``, a work array valid until the next call) equal to ``hi`` plus the word (``hi`` = the
+    float64 bits of ``2**52``: float64 products with a constant input row adding ``2**52`` and the fields' offsets,
+    so that every partial sum lies in ``2**52 .. 2**53``; else 0: an int64 product)."""
     nrows, ncols = win.w.shape
     groups = _group_tables(nb, plan)
     ng, b = len(groups), u.shape[1]
-    consts = [c for _, _, c, _ in groups]
+    consts = np.array([c for _, _, c, _ in groups])[:, None, None]
     span = win.colmax - win.colmin                              # >= sum |w| of every column
-    if span * max(tm for *_, tm in groups) + max(consts) + (1 << 52) >= FLOAT_EXACT:
-        cols = np.stack([t[u] for t, *_ in groups], axis=1).reshape(nrows, ng * b)
-        return (win.w.T @ cols).reshape(ncols, ng, b) + np.array(consts)[:, None], 0
-    cols = _scratch("cols", (nrows + 1, ng * b))
+    if span * max(tm for *_, tm in groups) + int(consts.max()) + (1 << 52) >= FLOAT_EXACT:
+        return win.w.T @ np.stack([t[u] for t, *_ in groups]) + consts, 0
+    cols = _scratch("cols", (ng, nrows + 1, b))
     for k, (_, tf, _, _) in enumerate(groups):
-        np.take(tf, u, out=cols[:nrows, k * b:(k + 1) * b], mode="clip")
-    cols[nrows].reshape(ng, b)[:] = np.array(consts, dtype=np.float64)[:, None] + 2.0 ** 52   # x w's ones column
-    p = np.matmul(win.aug, cols, out=_scratch("words", (ncols, ng * b)))
-    return p.view(np.int64).reshape(ncols, ng, b), _EXP52
+        np.take(tf, u, out=cols[k, :nrows], mode="clip")
+    cols[:, nrows] = consts[:, 0] + 2.0 ** 52                  # times the window's column of ones
+    p = np.matmul(win.aug, cols, out=_scratch("words", (ng, ncols, b)))
+    return p.view(np.int64), _EXP52
 
 
 _LOCAL = threading.local()
@@ -361,16 +360,16 @@ def _packed_sum(win, u, nb, plan, convert, shift):
     fields ``c_b << shift`` in place (:func:`_field_sum`)."""
     f, _ = _packed_words(win, u, nb, plan)
     convert(f)
-    sign = (f[:, -1] >> (plan.sigma * ((nb - 1) % plan.g) + shift)) & ((1 << plan.cb) - 1)   # the sign plane
+    sign = (f[-1] >> (plan.sigma * ((nb - 1) % plan.g) + shift)) & ((1 << plan.cb) - 1)   # the sign plane
     v = _field_sum(f, plan, shift)
     return _add_groups(v, plan.g), sign
 
 
 def _add_groups(v, g):
-    """Return ``sum_k v[:, k] << (k*g)`` (in ``v``'s first group; ``v`` is overwritten)."""
-    total = v[:, 0]
-    for k in range(1, v.shape[1]):
-        total += np.left_shift(v[:, k], k * g, out=v[:, k])
+    """Return ``sum_k v[k] << (k*g)`` (in ``v``'s first group; ``v`` is overwritten)."""
+    total = v[0]
+    for k in range(1, len(v)):
+        total += np.left_shift(v[k], k * g, out=v[k])
     return total
 
 
@@ -409,8 +408,8 @@ def _packed_residues(win, u, nb, s, plan):
     f, hi = _packed_words(win, u, nb, plan)
     e = None
     if plan.top:                                                # the last word: E + ce above its fields
-        e = np.right_shift(f[:, -1], plan.top)
+        e = np.right_shift(f[-1], plan.top)
         e -= (hi >> plan.top) + plan.ce - _sign_fix(nb, s)
         mask[-1] = _word(plan.sigma, nb - (len(mask) - 1) * plan.g, (1 << s) - 1)   # its fields only
-    np.bitwise_and(f, mask[:, None], out=f)
+    np.bitwise_and(f, mask[:, None, None], out=f)
     return _add_groups(_field_sum(f, plan, 0), plan.g), e
