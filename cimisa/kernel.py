@@ -309,14 +309,18 @@ def _packed_words(win, u, nb, plan):
     groups = _group_tables(nb, plan)
     ng, b = len(groups), u.shape[1]
     consts = np.array([c for _, _, c, _ in groups])[:, None, None]
-    span = win.colmax - win.colmin                              # >= sum |w| of every column
-    if span * max(tm for *_, tm in groups) + int(consts.max()) + (1 << 52) >= FLOAT_EXACT:
+    bound = (win.colmax - win.colmin) * max(tm for *_, tm in groups)   # >= |every partial sum of the product|
+    fused = bound + int(consts.max()) + (1 << 52) < FLOAT_EXACT    # the constant row in the product, or added
+    if not fused and bound >= FLOAT_EXACT:
         return win.w.T @ np.stack([t[u] for t, *_ in groups]) + consts, 0
-    cols = _scratch("cols", (ng, nrows + 1, b))
+    cols = _scratch("cols", (ng, nrows + fused, b))
     for k, (_, tf, _, _) in enumerate(groups):
         np.take(tf, u, out=cols[k, :nrows], mode="clip")
-    cols[:, nrows] = consts[:, 0] + 2.0 ** 52                  # times the window's column of ones
-    p = np.matmul(win.aug, cols, out=_scratch("words", (ng, ncols, b)))
+    if fused:
+        cols[:, nrows] = consts[:, 0] + 2.0 ** 52              # times the window's column of ones
+    p = np.matmul(win.aug if fused else win._t64, cols, out=_scratch("words", (ng, ncols, b)))
+    if not fused:
+        np.add(p, consts + 2.0 ** 52, out=p)                   # every word is below 2**52: exact
     return p.view(np.int64), _EXP52
 
 
