@@ -4,7 +4,8 @@
 :mod:`cimisa.rules`), for one input vector or a batch, fast: bit planes packed several to a float64 word go
 through one exact BLAS product (exact below 2**53, float32 below 2**24, int64 beyond), and the ADC is applied to
 the packed fields with masks, one clip and a field-summing multiplication (``packed codes``), or as the exact
-product minus the fields' low bits when no code can saturate (``packed residues``). Windows that do not pack go
+product (above the last word's fields when it fits) minus the fields' low bits when no code can saturate
+(``packed residues``); work arrays are reused per thread. Windows that do not pack go
 plane by plane through :func:`cimisa.rules.convert_planes`. The packed forms run only where a cached check shows
 that :func:`cimisa.rules.adc_code` is floor-then-clip, so a changed ADC rule still reaches every model.
 :class:`Window` caches a window's bounds and float copies; :func:`mvm_path` names the path a window takes.
@@ -254,14 +255,11 @@ def _fields_per_word(nb, sigma, cb, shift) -> int:
 
 
 def _group_tables(nb, plan) -> tuple:
-    """Return, per group of ``g`` planes, ``(t, t as float64, const, tmax)``: the packed word of a window is
-    ``sum_r w[r] * t[u[r]] + const`` (``u`` the inputs' ``nb``-bit patterns) and ``tmax = max |t|``.
-
-    Field ``j`` of group ``k`` is plane ``b = k*g + j``: ``t`` holds bit ``b`` at bit ``sigma*j`` and ``const``
-    the field's offset (``off``; the sign plane of a residue plan: ``-bit``, offset ``soff - 1``); the last
-    group's fields past plane ``nb-1`` hold ``off``, or, when ``plan.top``, ``t`` holds the signed input value
-    and ``const`` ``ce`` from bit ``top`` instead.
-    """
+    """Return, per group of ``g`` planes, ``(t, t as float64, const, tmax = max |t|)``: a window's packed word is
+    ``sum_r w[r] * t[u[r]] + const`` (``u``: the inputs' bit patterns). Field ``j`` of group ``k`` is plane ``k*g
+    + j``: ``t`` holds its bit at bit ``sigma*j``, ``const`` its offset ``off`` (the sign plane of a residue plan:
+    ``-bit``, ``soff - 1``); the last group's fields past plane ``nb-1`` hold ``off``, or, with ``plan.top``,
+    ``t`` holds the signed input value and ``const`` ``ce`` from bit ``top`` instead."""
     tables = _tables(nb, plan.sigma, plan.g, plan.soff >= 0, plan.top)
     return tuple((t, tf, c, tmax) for (t, tf, tmax), c in zip(tables, _consts(nb, plan)))
 
@@ -301,10 +299,9 @@ def _consts(nb, plan) -> tuple:
 
 
 def _packed_words(win, u, nb, plan):
-    """Return ``(f, hi)``: the packed words of every group ``k`` of :func:`_group_tables` as int64 ``f[k]`` (``f``:
-    ``(groups, ncols, B)``, a work array valid until the next call) equal to ``hi`` plus the word (``hi`` = the
-    float64 bits of ``2**52``: float64 products with a constant input row adding ``2**52`` and the fields' offsets,
-    so that every partial sum lies in ``2**52 .. 2**53``; else 0: an int64 product)."""
+    """Return ``(f, hi)``: group ``k``'s packed words (:func:`_group_tables`) plus ``hi`` as int64 ``f[k]`` (``f``
+    ``(groups, ncols, B)``, a work array). ``hi`` is 2**52's float64 bits (float64 products, a constant input row
+    adding 2**52 and the offsets: every partial sum in 2**52..2**53), or 0 (an int64 product)."""
     nrows, ncols = win.w.shape
     groups = _group_tables(nb, plan)
     ng, b = len(groups), u.shape[1]
