@@ -110,7 +110,7 @@ def gantt(trace: Iterable, path: Path | None, *, scope: str = "token", layer: An
                 by_lane.setdefault(ln, []).append(((d["start_ns"] - t0) / scale,
                                                    max((d["end_ns"] - d["start_ns"]) / scale, span / scale * 1e-4)))
         for ln, bars in by_lane.items():
-            h = ax.broken_barh(bars, (row[ln] - 0.4, 0.8), facecolors=S.component_color(kind), edgecolor="none",
+            h = ax.broken_barh(bars, (row[ln] - 0.4, 0.8), facecolors=S.step_color(kind), edgecolor="none",
                                label=kind)
             handles.setdefault(kind, h)
     ax.set_yticks(range(len(lanes)), lanes)

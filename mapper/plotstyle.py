@@ -19,9 +19,9 @@ from pathlib import Path
 
 from compiler.kinds import Strategy
 
-__all__ = ["STRATEGY_COLORS", "ROLE_COLORS", "COMPONENT_COLORS", "PRESET_HATCH", "NOISE_MARKERS", "DPI",
-           "FONT", "strategy_color", "role_color", "component_color", "noise_marker", "pyplot", "title",
-           "legend_outside", "log_axis", "save", "render_png"]
+__all__ = ["STRATEGY_COLORS", "ROLE_COLORS", "COMPONENT_COLORS", "STEP_COLORS", "step_color", "PRESET_HATCH",
+           "NOISE_MARKERS", "DPI", "FONT", "strategy_color", "role_color", "component_color", "noise_marker",
+           "pyplot", "title", "legend_outside", "log_axis", "save", "render_png"]
 
 #: Dots per inch of every PNG the kit writes.
 DPI = 110
@@ -80,6 +80,18 @@ def component_color(name: str) -> str:
         return COMPONENT_COLORS[name]
     import zlib  # noqa: PLC0415
     return f"C{zlib.crc32(name.encode()) % 10}"
+
+
+#: One fixed, distinct colour per step kind of the performance simulator (``perf.workload.STEP_KINDS``): the
+#: timelines (Gantt charts) of ``mapper build`` and ``mapper reproduce``.
+STEP_COLORS = {"stage1": "#1f77b4", "requant": "#ff7f0e", "shuffle": "#9467bd", "stage2": "#2ca02c",
+               "comm": "#8c564b", "attention": "#17becf", "add_norm": "#e377c2", "activation": "#bcbd22",
+               "reload": "#d62728"}
+
+
+def step_color(kind: str) -> str:
+    """Return the fixed colour of a simulator step kind (unknown ones: grey)."""
+    return STEP_COLORS.get(kind, "#7f7f7f")
 
 
 def noise_marker(index: int) -> str:

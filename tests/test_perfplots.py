@@ -129,3 +129,12 @@ def test_perf_plots_writes_non_empty_pngs(tmp_path):
     for f in files:
         _png(f)
     assert PP.perf_plots({}, None, tmp_path / "none") == []
+
+
+def test_every_simulator_step_kind_has_its_own_colour():
+    """Timelines tell steps apart: each kind of perf.workload has a fixed colour, no two alike."""
+    from mapper import plotstyle as S
+    from perf.workload import STEP_KINDS
+    assert set(STEP_KINDS) <= set(S.STEP_COLORS)
+    colours = [S.step_color(k) for k in STEP_KINDS]
+    assert len(set(colours)) == len(colours)
