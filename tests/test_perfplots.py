@@ -61,7 +61,7 @@ def test_gantt_layer_and_token(tmp_path):
     assert len(bars) == 5
     assert ax.get_xlim()[1] == pytest.approx(140 * 1.01)
     kinds = {c.get_label(): to_rgba(c.get_facecolor()[0]) for c in ax.collections}
-    assert kinds == {k: to_rgba(S.component_color(k)) for k in ("mvm", "requant", "network")}
+    assert kinds == {k: to_rgba(S.step_color(k)) for k in ("mvm", "requant", "network")}
     fig = PP.gantt(tr, tmp_path / "token.png", scope="token")
     assert sum(len(c.get_paths()) for c in fig.axes[0].collections) == 10          # both layers of token 0
     assert PP.gantt([], None) is None
