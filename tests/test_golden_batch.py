@@ -58,16 +58,24 @@ def test_mvm_acc_worked_examples():
     assert naive_mvm(w, x, 4, 3, 1).tolist() == [-12, -34]
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_mvm_acc_matches_naive(seed):
+def random_windows(seed: int, n: int = 60):
+    """``n`` random MVM cases ``(w, x, input_bits, adc_bits, adc_shift)``: widths 2..9, 1..47 rows, 1..5
+    columns, batches of 1..4 vectors, ADCs of 1..15 bits with steps 2**0..2**8 (every kernel path)."""
     rng = np.random.default_rng(seed)
-    paths = set()
-    for _ in range(60):
+    for _ in range(n):
         nb, wb = int(rng.integers(2, 10)), int(rng.integers(2, 10))
         nrows, ncols, batch = int(rng.integers(1, 48)), int(rng.integers(1, 6)), int(rng.integers(1, 5))
         w = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), (nrows, ncols))
         x = rng.integers(-(1 << (nb - 1)), 1 << (nb - 1), (nrows, batch))
-        adc_bits, shift = int(rng.integers(1, 16)), int(rng.integers(0, 9))
+        yield w, x, nb, int(rng.integers(1, 16)), int(rng.integers(0, 9))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mvm_acc_matches_naive(seed):
+    paths = set()
+    for w, x, nb, adc_bits, shift in random_windows(seed):
+        wb = int(np.abs(w).max()).bit_length() + 1
+        nrows = w.shape[0]
         fits = rules.adc_fits(*rules.colsum_bounds(w), adc_bits, shift)
         paths.add("general" if not fits else "residue" if shift else "product")
         for xx in (x, x[:, 0]):                    # a batch, and the single-vector case

@@ -126,15 +126,9 @@ KERNEL_MUTANTS = [
 
 def kernel_matches_naive(seeds=range(6)) -> bool:
     """Random windows, widths, ADC settings and batches: ``semantics.mvm_acc`` equals the naive model."""
-    from tests.test_golden_batch import naive_mvm
+    from tests.test_golden_batch import naive_mvm, random_windows
     for seed in seeds:
-        rng = np.random.default_rng(seed)
-        for _ in range(60):
-            nb, wb = int(rng.integers(2, 10)), int(rng.integers(2, 10))
-            nrows, ncols, batch = int(rng.integers(1, 48)), int(rng.integers(1, 6)), int(rng.integers(1, 5))
-            w = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), (nrows, ncols))
-            x = rng.integers(-(1 << (nb - 1)), 1 << (nb - 1), (nrows, batch))
-            adc_bits, shift = int(rng.integers(1, 16)), int(rng.integers(0, 9))
+        for w, x, nb, adc_bits, shift in random_windows(seed):
             got = rules.wrap_acc(semantics.mvm_acc(w, x, nb, adc_bits, shift))
             if not np.array_equal(got, naive_mvm(w, x, nb, adc_bits, shift)):
                 return False
