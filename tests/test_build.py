@@ -108,9 +108,16 @@ def test_reproduce_small(tmp_path):
 @pytest.mark.slow
 def test_reproduce_paper_models(tmp_path):
     out = tmp_path / "rep"
-    assert main(["reproduce", "--out", str(out)]) == 0
+    # the paper's three models, every flat table and the chip tables (a short prompt; the sensitivity map has
+    # its own tests in tests/test_reproduce.py)
+    assert main(["reproduce", "--out", str(out), "--no-sensitivity", "--prefill-tokens", "16"]) == 0
     rows = (out / "strategies.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 * 2 * 4
+    import csv
+    for table in ("iso_area.csv", "iso_adc.csv", "need.csv"):
+        got = {(r["model"], r["strategy"]) for r in csv.DictReader((out / table).open())}
+        assert got == {(m, s) for m in ("bert-large", "bart-large", "gpt2-medium")
+                       for s in ("linear", "sparse", "dense", "auto")}, table
 
 
 # ---- snapshots ----------------------------------------------------------------------------------------------
