@@ -23,7 +23,8 @@ import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["ChipParams", "TOPOLOGIES", "CHIP_INT_LIMITS", "check_fields", "show_value"]
+__all__ = ["ChipParams", "TOPOLOGIES", "CHIP_INT_LIMITS", "check_fields", "show_value", "is_int", "is_number",
+           "finite_in"]
 
 #: Network topologies between tiles: ``ideal`` (constant ``cost.t_comm_ns`` per dependent stage, no volume
 #: cost; the flat machine), ``mesh`` (2-D mesh, XY routing, ``mesh_cols`` columns), ``ring`` (bidirectional,
@@ -64,6 +65,23 @@ def show_value(v: Any) -> str:
     return f"a {type(v).__name__}"
 
 
+def is_int(v: Any) -> bool:
+    """Whether ``v`` is an integer (Python or numpy), not a bool, float or string."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    """Whether ``v`` is a real number (int or float), not a bool or string."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def finite_in(v: Any, lo: float, hi: float) -> bool:
+    """Whether the number ``v`` is finite and within ``lo..hi`` (no float conversion of huge integers)."""
+    if isinstance(v, numbers.Integral):
+        return lo <= v <= hi
+    return math.isfinite(v) and lo <= v <= hi
+
+
 def check_fields(obj: Any, prefix: str, int_limits: dict[str, tuple[int, int]],
                  choices: dict[str, tuple[str, ...]] | None = None,
                  real_limits: dict[str, tuple[float, float]] | None = None) -> list[str]:
@@ -81,7 +99,7 @@ def check_fields(obj: Any, prefix: str, int_limits: dict[str, tuple[int, int]],
         key = f"{prefix}.{f.name}"
         if f.name in int_limits:
             lo, hi = int_limits[f.name]
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not lo <= v <= hi:
+            if not is_int(v) or not lo <= v <= hi:
                 out.append(f"{key} must be an integer in {lo}..{hi}, not {show_value(v)}")
             else:
                 object.__setattr__(obj, f.name, int(v))
@@ -90,9 +108,7 @@ def check_fields(obj: Any, prefix: str, int_limits: dict[str, tuple[int, int]],
                 out.append(f"{key} must be one of {', '.join(choices[f.name])}, not {show_value(v)}")
         else:
             lo, hi = real_limits.get(f.name, (0.0, REAL_MAX))
-            ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and (
-                lo <= v <= hi if isinstance(v, numbers.Integral) else math.isfinite(v) and lo <= v <= hi)
-            if not ok:
+            if not is_number(v) or not finite_in(v, lo, hi):
                 out.append(f"{key} must be a finite number in {lo:g}..{hi:g}, not {show_value(v)}".replace("e+", "e"))
             else:
                 object.__setattr__(obj, f.name, float(v))

@@ -28,8 +28,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import numbers
 import os
 import stat
 import tomllib
@@ -39,6 +37,9 @@ from typing import Any
 
 from cimisa import rules
 from cimisa.chip import ChipParams
+from cimisa.chip import finite_in as _finite_in  # one set of type/range predicates for every settings table
+from cimisa.chip import is_int as _is_int
+from cimisa.chip import is_number as _is_number
 from cimisa.chip import show_value as _show  # one renderer of user values (mapper.sweep imports it from here)
 from cimisa.errors import ConfigError
 from cimisa.rules import ACC_BITS  # the accumulator width, defined with the rules that use it
@@ -77,23 +78,6 @@ COST_MAX = 1e9
 #: Integer cost constants and their inclusive ranges; ``adc_ramp_fraction`` is a number in 0..1; every other
 #: cost constant is a finite number in ``0..COST_MAX``.
 COST_LIMITS: dict[str, tuple[int, int]] = {"adc_ref_bits": (1, 28), "digital_lanes": (1, 1 << 20)}
-
-
-def _is_int(v: Any) -> bool:
-    """Whether ``v`` is an integer (Python or numpy), not a bool, float or string."""
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    """Whether ``v`` is a real number (int or float), not a bool or string."""
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
-def _finite_in(v: Any, lo: float, hi: float) -> bool:
-    """Whether the number ``v`` is finite and within ``lo..hi`` (no float conversion of huge integers)."""
-    if isinstance(v, numbers.Integral):
-        return lo <= v <= hi
-    return math.isfinite(v) and lo <= v <= hi
 
 
 @dataclass(frozen=True)
