@@ -34,6 +34,7 @@ from compiler.phases import (
     ModelDims,
     Phase,
     activation_costs,
+    array_tiles,
     attention_cost,
     decode_kv,
     digital_ops,
@@ -205,8 +206,7 @@ def estimate(sched: Schedule, hw: HwConfig, dims: ModelDims, chipmap=None) -> Co
     pl = sched.placement
     ps = phases(sched, hw, dims, chipmap)
     T = dims.seq_len
-    tiles = (np.arange(pl.n_arrays, dtype=np.int64) // hw.chip.arrays_per_tile if chipmap is None
-             else chipmap.tiles_of())
+    tiles = array_tiles(pl, hw, chipmap)
     mem_dec = decode_kv(ps, hw, dims, T)
     mems_pre, written = prefill_kv(ps, hw, dims, T)
     lat_dec = dict.fromkeys(COMPONENTS, 0.0)
@@ -229,11 +229,10 @@ def estimate(sched: Schedule, hw: HwConfig, dims: ModelDims, chipmap=None) -> Co
             row["energy_nj"] += sum(en.values())
         mem_pre = mems_pre.get(ph.index, mem_dec)
         ctx, counts = np.unique(_ctx(ph, T, tok), return_counts=True)
-        for x, n in zip(ctx.tolist(), counts.tolist()):
+        for x, n in zip(ctx.tolist(), counts.tolist()):      # ascending: lat_p ends as the longest context's
             lat_p, en_p = _decode_token(ph, dims, hw, x, mem_pre)
             for k in COMPONENTS:
                 en_pre[k] += en_p[k] * n
-        lat_p, _ = _decode_token(ph, dims, hw, float(ctx.max()), mem_pre)
         for k in COMPONENTS:
             chain[k] += lat_p[k]
         row["prefill_latency_ns"] += sum(lat_p.values())

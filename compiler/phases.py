@@ -26,7 +26,8 @@ from compiler.place import Placement
 from compiler.schedule import Schedule
 
 __all__ = ["ModelDims", "Phase", "activation_costs", "digital_ops", "kv_memory", "attention_cost", "transfer",
-           "phases", "prefill_kv", "decode_kv", "segments", "memory_port", "attention_kind", "ACT_KEYS", "ATTN_ROLES"]
+           "phases", "array_tiles", "prefill_kv", "decode_kv", "segments", "memory_port", "attention_kind",
+           "ACT_KEYS", "ATTN_ROLES"]
 
 #: The components of one analog activation.
 ACT_KEYS = ("mvm_fixed", "dac_array", "adc", "shift_add")
@@ -283,6 +284,14 @@ def decode_kv(ps: list[Phase], hw: HwConfig, dims: ModelDims, ctx: int) -> tuple
     return kv_memory(hw, dims, sum(p.attention for p in ps if p.in_decode), ctx)
 
 
+def array_tiles(placement: Placement, hw: HwConfig, chipmap=None) -> np.ndarray:
+    """The tile of every logical array of ``placement`` (int64 vector): ``chipmap``'s, or with none the flat
+    numbering (logical == physical)."""
+    if chipmap is not None:
+        return chipmap.tiles_of()
+    return np.arange(placement.n_arrays, dtype=np.int64) // hw.chip.arrays_per_tile
+
+
 def phases(sched: Schedule, hw: HwConfig, dims: ModelDims, chipmap=None) -> list[Phase]:
     """The :class:`Phase` list of a schedule, in model order (:func:`_phase_order`). ``chipmap`` (a
     :class:`compiler.chipmap.ChipMap`, identity when None) places the logical arrays on tiles; ``hw`` is the
@@ -315,8 +324,7 @@ def phases(sched: Schedule, hw: HwConfig, dims: ModelDims, chipmap=None) -> list
     members_of: dict[int, list[int]] = {}
     for mi in range(len(geoms)):
         members_of.setdefault(int(mat_phase[mi]), []).append(mi)
-    tiles = (np.arange(pl.n_arrays, dtype=np.int64) // hw.chip.arrays_per_tile if chipmap is None
-             else chipmap.tiles_of())
+    tiles = array_tiles(pl, hw, chipmap)
     epoch = chipmap.epoch_of_matmul() if chipmap is not None else {}
     raw = []
     for p in range(len(phase_of)):
