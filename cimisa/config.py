@@ -26,6 +26,7 @@ later command hang or run out of memory.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -35,18 +36,18 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from cimisa import rules
 from cimisa.chip import ChipParams
 from cimisa.chip import finite_in as _finite_in  # one set of type/range predicates for every settings table
 from cimisa.chip import is_int as _is_int
 from cimisa.chip import is_number as _is_number
 from cimisa.chip import show_value as _show  # one renderer of user values (mapper.sweep imports it from here)
 from cimisa.errors import ConfigError
+from cimisa.formats import NumberFormat, format_violations
 from cimisa.rules import ACC_BITS  # the accumulator width, defined with the rules that use it
 from cimisa.tech import TechParams
 
 __all__ = ["ACC_BITS", "LIMITS", "COST_LIMITS", "MAX_CELLS", "MAX_CONFIG_BYTES", "CostParams", "HwConfig",
-           "ChipParams", "TechParams", "TABLES", "BUILTIN", "list_builtin", "load_hw"]
+           "ChipParams", "TechParams", "TABLES", "FORMAT_FIELDS", "BUILTIN", "list_builtin", "load_hw"]
 
 #: Allowed range of each integer setting of :class:`HwConfig` (inclusive). ``adcs_per_array`` is further limited
 #: to ``cols``, ``rows_per_cycle`` to the divisors of ``rows`` and ``adc_bits`` to ``lossless_adc_bits`` (at most
@@ -57,7 +58,7 @@ __all__ = ["ACC_BITS", "LIMITS", "COST_LIMITS", "MAX_CELLS", "MAX_CONFIG_BYTES",
 LIMITS: dict[str, tuple[int, int]] = {
     "rows": (2, 4096), "cols": (2, 4096), "n_arrays": (1, 1 << 20), "weight_bits": (2, 16), "input_bits": (2, 16),
     "adc_bits": (1, 28), "adcs_per_array": (1, 4096), "in_depth": (2, 1 << 20), "out_depth": (2, 1 << 20),
-    "rows_per_cycle": (1, 4096),
+    "rows_per_cycle": (1, 4096), "cell_bits": (0, 16), "dac_bits": (1, 15),
 }
 
 #: Most weight cells (``n_arrays * rows * cols``) a configuration may have: 2**36, about 69 billion. That holds
@@ -202,6 +203,15 @@ class HwConfig:
     in_depth: int = 16384
     out_depth: int = 16384
     rows_per_cycle: int = 16
+    #: Number formats (:mod:`cimisa.formats`, ``docs/isa.md``): bits per weight cell (0: one cell holds a whole
+    #: weight), how signed weights are held (``twos``, ``differential`` pairs, ``offset`` with a bias column), how
+    #: inputs drive the rows (``twos`` or ``sign-magnitude``, ``dac_bits`` per cycle) and how the ADC rounds
+    #: (``floor``, ``nearest``). The defaults are the kit's original formats.
+    cell_bits: int = 0
+    weight_encoding: str = "twos"
+    input_encoding: str = "twos"
+    dac_bits: int = 1
+    adc_rounding: str = "floor"
     cost: CostParams = field(default_factory=CostParams)
     #: How the arrays form a chip (tiles, shared periphery, units, memory, network): :mod:`cimisa.chip`.
     chip: ChipParams = field(default_factory=ChipParams)
@@ -240,9 +250,19 @@ class HwConfig:
         if ok["rows"] and ok["cols"] and ok["n_arrays"] and self.total_cells > MAX_CELLS:
             out.append(f"the tile holds n_arrays*rows*cols = {self.total_cells} weight cells, more than the kit's "
                        f"limit of 2**36 = {MAX_CELLS} (about 9x a dense 7B-parameter model)")
-        if ok["rows"] and ok["weight_bits"] and ok["adc_bits"] and self.adc_bits > self.lossless_adc_bits:
+        fmt_ok = all(ok[k] for k in ("weight_bits", "input_bits", "cell_bits", "dac_bits"))
+        if fmt_ok:
+            fmt_problems = format_violations(self.weight_bits, self.input_bits, self.cell_bits, self.weight_encoding,
+                                             self.input_encoding, self.dac_bits, self.adc_rounding)
+            out += fmt_problems
+            fmt_ok = not fmt_problems
+        if fmt_ok and ok["cols"] and self.logical_cols < 1:
+            out.append(f"cols ({self.cols}) must hold at least one weight: {self.fmt.cols_per_weight} cells per "
+                       f"weight{' and a bias column' if self.fmt.bias_cols else ''}")
+        if fmt_ok and ok["rows"] and ok["adc_bits"] and self.adc_bits > self.lossless_adc_bits:
             out.append(f"adc_bits must be at most {self.lossless_adc_bits} (lossless for {self.rows} rows of "
-                       f"{self.weight_bits}-bit weights), not {self.adc_bits}")
+                       f"{self.weight_bits}-bit weights{'' if self.fmt.is_default else ' in ' + self.fmt.describe()})"
+                       f", not {self.adc_bits}")
         for key, cls in TABLES.items():
             sub = getattr(self, key)
             if not isinstance(sub, cls):
@@ -254,6 +274,17 @@ class HwConfig:
         return out
 
     # ---- derived quantities -------------------------------------------------------------------------------
+    @functools.cached_property
+    def fmt(self) -> NumberFormat:
+        """The number formats (:class:`cimisa.formats.NumberFormat`): cells, drive, ADC rounding."""
+        return NumberFormat.of(self)
+
+    @property
+    def logical_cols(self) -> int:
+        """Weights per array row: the physical ``cols`` over the cells per weight, less the bias column
+        (:meth:`cimisa.formats.NumberFormat.logical_cols`; ``cols`` in the default format)."""
+        return self.fmt.logical_cols(self.cols)
+
     @property
     def cells_per_array(self) -> int:
         """Weight cells in one array."""
@@ -290,7 +321,7 @@ class HwConfig:
         ...          rows_per_cycle=8).lossless_adc_bits
         9
         """
-        return rules.lossless_adc_bits(self.rows, self.weight_bits)
+        return self.fmt.lossless_adc_bits(self.rows)
 
     def lossless(self) -> HwConfig:
         """Return this configuration with ADCs wide enough that no MVM loses information."""
@@ -333,13 +364,20 @@ class HwConfig:
         d = self.to_dict()
         for key in ("name", *TABLES):
             d.pop(key)
+        for f in fields(self):      # number formats at their defaults leave the hash of older configurations
+            if f.name in FORMAT_FIELDS and d[f.name] == f.default:
+                d.pop(f.name)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
     def tag(self) -> str:
         """Short name for files built from this configuration, e.g. ``r32c32x64_w4i8a10``."""
-        return (f"r{self.rows}c{self.cols}x{self.n_arrays}_w{self.weight_bits}i{self.input_bits}"
-                f"a{self.adc_bits}")
+        tag = f"r{self.rows}c{self.cols}x{self.n_arrays}_w{self.weight_bits}i{self.input_bits}a{self.adc_bits}"
+        if not self.fmt.is_default:
+            f = self.fmt
+            tag += (f"_c{f.bits_per_cell}{f.weight_encoding[0]}{'s' if f.input_encoding != 'twos' else 't'}"
+                    f"{f.dac_bits}{f.adc_rounding[0]}")
+        return tag
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, origin: str = "configuration") -> HwConfig:
@@ -405,6 +443,9 @@ class HwConfig:
             raise ConfigError(f"{path}: not valid {kind}: nested too deeply") from None
         return cls.from_dict(data, origin=str(path))
 
+
+#: The number-format settings (:mod:`cimisa.formats`).
+FORMAT_FIELDS = ("cell_bits", "weight_encoding", "input_encoding", "dac_bits", "adc_rounding")
 
 #: The nested tables of a configuration: key -> settings class.
 TABLES: dict[str, type] = {"cost": CostParams, "chip": ChipParams, "tech": TechParams}

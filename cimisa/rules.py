@@ -10,7 +10,10 @@ Forward rules
 * :func:`signed_range`: an ``n``-bit two's complement number lies in ``-2**(n-1) .. 2**(n-1)-1`` (inputs,
   ADC codes, weights); :func:`signed_bits` is its inverse;
 * :func:`bit_planes`: inputs drive the rows bit-serially, LSB first; bit ``b`` of ``x`` is ``(x >> b) & 1``;
-* :func:`adc_code`: an ADC converts a column sum to ``clip(floor(colsum / 2**adc_shift), signed_range(adc_bits))``;
+* :func:`adc_code`: an ADC converts a column sum to ``clip(round(colsum / 2**adc_shift), code_range(adc_bits))``,
+  ``round`` floor (the default) or nearest (:func:`round_div`), the range signed or, for sums that cannot be
+  negative, unsigned (:func:`code_range`); how weights become cells and inputs become row drives is
+  :mod:`cimisa.formats`;
 * :func:`shift_add`: the code of bit plane ``b`` is weighted ``+2**(b + adc_shift)``, the sign plane's
   (``b = input_bits-1``) ``-2**(input_bits-1 + adc_shift)``, so that with a lossless ADC the sum is the exact
   product; :func:`convert_planes` is the ADC followed by the shift-add: one MVM column's value;
@@ -35,7 +38,8 @@ import functools
 import numpy as np
 
 __all__ = ["ACC_BITS", "MAX_REQUANT_SHIFT", "FLOAT_EXACT", "signed_range", "signed_bits", "bit_planes",
-           "bit_plane_table", "adc_code", "plane_weights", "shift_add", "convert_planes", "round_shift", "requant",
+           "bit_plane_table", "code_range", "round_div", "adc_code", "plane_weights", "shift_add", "convert_planes",
+           "round_shift", "requant",
            "wrap_acc", "wrap_acc_inplace", "lossless_adc_bits", "colsum_bounds", "adc_fits", "adc_shift_for",
            "requant_shift_for", "field_max"]
 
@@ -113,24 +117,50 @@ def bit_plane_table(input_bits: int, dtype=np.float64) -> np.ndarray:
     return t
 
 
-def adc_code(colsum, adc_bits: int, adc_shift: int):
-    """ADC: ``clip(floor(colsum / 2**adc_shift), signed_range(adc_bits))``, the code of one column sum per element.
+def code_range(adc_bits: int, unsigned: bool = False) -> tuple[int, int]:
+    """Return the codes of an ``adc_bits``-bit ADC: :func:`signed_range`, or ``0..2**adc_bits-1`` for a column
+    whose sums are never negative (:meth:`cimisa.formats.NumberFormat.unsigned_sum`).
 
-    Integers shift arithmetically (floor division by the step); floating column sums (the analog sums of the noise
-    model) are floored. A new array is returned for an array.
+    >>> code_range(5), code_range(5, unsigned=True)
+    ((-16, 15), (0, 31))
+    """
+    return (0, (1 << adc_bits) - 1) if unsigned else signed_range(adc_bits)
+
+
+def round_div(v, shift: int, rounding: str = "floor"):
+    """Divide integers by ``2**shift`` and round: ``floor`` (an arithmetic shift) or ``nearest`` (half up,
+    :func:`round_shift`); floating values are floored after adding half a step for ``nearest``.
+
+    >>> [round_div(v, 2) for v in (5, 6, -5, -6)], [round_div(v, 2, "nearest") for v in (5, 6, -5, -6)]
+    ([1, 1, -2, -2], [1, 2, -1, -1])
+    """
+    if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+        q = np.multiply(v, v.dtype.type(2.0 ** -shift))
+        if rounding == "nearest":
+            q += v.dtype.type(0.5)
+        return np.floor(q, out=q)
+    if rounding == "nearest" and shift:
+        return round_shift(v, shift)
+    return v >> shift                                          # (a new array: adc_code clips it in place)
+
+
+def adc_code(colsum, adc_bits: int, adc_shift: int, rounding: str = "floor", unsigned: bool = False):
+    """ADC: ``clip(round(colsum / 2**adc_shift), code_range(adc_bits, unsigned))``, per element.
+
+    ``rounding`` is the configuration's ``adc_rounding`` (:func:`round_div`: ``floor`` or ``nearest``);
+    ``unsigned`` the range of a column whose sums cannot be negative (:func:`code_range`). Integers shift
+    arithmetically; floating column sums (the analog sums of the noise model) are rounded the same way. A new
+    array is returned for an array.
 
     >>> [adc_code(s, 4, 1) for s in (13, 15, 16, -3, -16, -17, -18)]   # step 2, codes -8..7
     [6, 7, 7, -2, -8, -8, -8]
     >>> adc_code(np.array([15.9, -0.5, -16.5]), 4, 1).tolist()
     [7.0, -1.0, -8.0]
+    >>> [adc_code(s, 4, 1, "nearest", unsigned=True) for s in (-1, 0, 1, 2, 29, 30, 31)]   # codes 0..15
+    [0, 0, 1, 1, 15, 15, 15]
     """
-    lo, hi = signed_range(adc_bits)
-    if not isinstance(colsum, np.ndarray):
-        return _saturate(colsum >> adc_shift, lo, hi)
-    if colsum.dtype.kind == "f":
-        q = np.multiply(colsum, colsum.dtype.type(2.0 ** -adc_shift))
-        return _saturate(np.floor(q, out=q), lo, hi)
-    return _saturate(colsum >> adc_shift, lo, hi)
+    lo, hi = code_range(adc_bits, unsigned)
+    return _saturate(round_div(colsum, adc_shift, rounding), lo, hi)
 
 
 def plane_weights(input_bits: int, adc_shift: int) -> tuple[int, ...]:

@@ -55,9 +55,11 @@ def test_bit_planes_reconstruct_twos_complement(nb):
 
 
 # ---- the ADC and the shift-add --------------------------------------------------------------------------------------
-def _adc_by_hand(colsum: float, adc_bits: int, adc_shift: int) -> int:
-    q = math.floor(colsum / 2 ** adc_shift)                     # floor, also for negative (and fractional) sums
-    lo, hi = -(2 ** (adc_bits - 1)), 2 ** (adc_bits - 1) - 1
+def _adc_by_hand(colsum: float, adc_bits: int, adc_shift: int, rounding: str = "floor",
+                 unsigned: bool = False) -> int:
+    half = 0.5 if rounding == "nearest" else 0.0                # nearest: round half up
+    q = math.floor(colsum / 2 ** adc_shift + half)              # floor, also for negative (and fractional) sums
+    lo, hi = (0, 2 ** adc_bits - 1) if unsigned else (-(2 ** (adc_bits - 1)), 2 ** (adc_bits - 1) - 1)
     return lo if q < lo else hi if q > hi else q
 
 
@@ -74,6 +76,14 @@ def test_adc_code_brute_force():
                 analog = sums + frac
                 by_hand = [_adc_by_hand(float(v), adc_bits, shift) for v in analog]
                 assert np.array_equal(rules.adc_code(analog.astype(dt), adc_bits, shift), by_hand), (adc_bits, frac)
+        for rounding, unsigned in product(("floor", "nearest"), (False, True)):   # the number formats' ADCs
+            want = [_adc_by_hand(int(c), adc_bits, shift, rounding, unsigned) for c in sums]
+            got = [rules.adc_code(int(c), adc_bits, shift, rounding, unsigned) for c in sums]
+            assert np.array_equal(got, want), (adc_bits, shift, rounding, unsigned)
+            assert np.array_equal(rules.adc_code(sums, adc_bits, shift, rounding, unsigned), want)
+            analog = (sums + 0.25).astype(np.float64)
+            want = [_adc_by_hand(float(v), adc_bits, shift, rounding, unsigned) for v in analog]
+            assert np.array_equal(rules.adc_code(analog, adc_bits, shift, rounding, unsigned), want)
 
 
 def test_adc_code_edges():
@@ -275,12 +285,16 @@ def mutant(fn, old: str, new: str):
 #: (name, rules function, old text, new text, the test that must catch it)
 RULE_MUTANTS = [
     ("range_hi_one_high", "signed_range", "(1 << (bits - 1)) - 1", "(1 << (bits - 1))", test_adc_code_brute_force),
-    ("adc_int_truncates_toward_zero", "adc_code", "\n    return _saturate(colsum >> adc_shift, lo, hi)\n",
-     "\n    return _saturate(colsum // (1 << adc_shift) + (colsum < 0) * (colsum % (1 << adc_shift) != 0), lo, hi)\n",
+    ("adc_int_truncates_toward_zero", "round_div", "    return v >> shift  ",
+     "    return v // (1 << shift) + (v < 0) * (v % (1 << shift) != 0)  ", test_adc_code_brute_force),
+    ("adc_float_rounds", "round_div", "np.floor(q, out=q)", "np.rint(q, out=q)", test_adc_code_brute_force),
+    ("adc_one_step_short", "round_div", "    return v >> shift  ", "    return v >> max(0, shift - 1)  ",
+     test_adc_code_edges),
+    ("adc_nearest_floors", "round_div", "return round_shift(v, shift)", "return v >> shift",
      test_adc_code_brute_force),
-    ("adc_float_rounds", "adc_code", "np.floor(q, out=q)", "np.rint(q, out=q)", test_adc_code_brute_force),
-    ("adc_scalar_one_step_short", "adc_code", "return _saturate(colsum >> adc_shift, lo, hi)\n    if",
-     "return _saturate(colsum >> max(0, adc_shift - 1), lo, hi)\n    if", test_adc_code_edges),
+    ("adc_unsigned_range_signed", "code_range", "(0, (1 << adc_bits) - 1) if unsigned",
+     "signed_range(adc_bits) if unsigned",
+     test_adc_code_brute_force),
     ("sign_plane_added", "plane_weights", "(-1 if b == input_bits - 1 else 1)", "1",
      functools.partial(test_lossless_conversion_is_the_exact_product, 8, 8)),
     ("shift_add_step_dropped", "plane_weights", "<< (b + adc_shift)", "<< b", test_shift_add_and_convert_planes),
