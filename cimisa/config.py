@@ -487,6 +487,12 @@ BUILTIN: dict[str, HwConfig] = {
     # The smallest useful tile, sized to fit an iCE40 UP5K FPGA.
     "fpga-micro": HwConfig(name="fpga-micro", rows=16, cols=16, n_arrays=2, weight_bits=4, input_bits=4,
                            adc_bits=8, adcs_per_array=2, in_depth=32, out_depth=32, rows_per_cycle=4),
+    # fpga-tiny's weights sliced into 1-bit cells held as differential pairs (3 + 3 cells per 4-bit weight): the
+    # same 32 weights per array row in 192 physical columns, 6-bit ADCs (unsigned: lossless for 32 rows), so the
+    # paper's log2(rows) rule saturates only when all 32 rows fire on 32 set cells. Tests and co-simulation.
+    "fpga-tiny-sliced": HwConfig(name="fpga-tiny-sliced", rows=32, cols=192, n_arrays=96, weight_bits=4,
+                                 input_bits=8, adc_bits=6, adcs_per_array=8, in_depth=512, out_depth=512,
+                                 rows_per_cycle=8, cell_bits=1, weight_encoding="differential"),
     # Tiled chips (docs/chip.md says what, why and the sources). Same arrays as paper-256: 64 tiles of 128
     # stacked tiers sharing one periphery (one MVM per tile at a time), 4 digital units and 1 attention unit of 1 W
     # static power each, DRAM 5.332 GB/s at 0.2467 W active / 0.1297 W idle: IBM 3D-SiM's AcceleratorConfig.

@@ -25,6 +25,7 @@ class AdcMode(StrEnum):
 
     PAPER = "paper"     # ceil(log2(rows summed)) bits, the paper's rule
     EXACT = "exact"     # lossless: enough bits for every column sum the weights allow
+    ACCURACY = "accuracy"   # the fewest bits per MVM that keep the stream's error under a bound (calibration)
 
 
 class AdcRule(StrEnum):
