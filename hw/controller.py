@@ -14,6 +14,7 @@ from hw.adc import AdcLane
 from hw.buffers import Buffer, buffer_port
 from hw.crossbar import crossbar_port
 from hw.decoder import decoded_layout
+from hw.numfmt import bias_index, bias_shift, colsum_shape, const_table, drive_value, saturate_weight, shift_table
 
 __all__ = ["Controller"]
 
@@ -24,19 +25,22 @@ class Controller(wiring.Component):
     Commands run one at a time, in order (so BARRIER is a one-cycle no-op). The controller accepts a decoded
     element only in its idle state; a multi-cycle command holds ``dec.ready`` low until it is done.
 
-    Sequencing (``A = adcs_per_array``, ``P = rows_per_cycle``, ``B = input_bits``):
+    Sequencing (``A = adcs_per_array``, ``P = rows_per_cycle``, ``D = fmt.digits``, ``Q = fmt.cols_per_weight``):
 
     * WRITE_W: the addressed row is read into a row register (1 cycle), then each payload word is aligned with
-      its columns (1 cycle) and merged into it (only the lanes of the command's columns), and the whole row is
-      written back (1 cycle).
+      its columns (1 cycle; weights saturated to ``fmt.weight_range``) and merged into it (only the lanes of the
+      command's logical columns), and the whole row is written back (1 cycle).
     * LOAD_IN: one input element written per cycle.
     * MVM: gather the ``nrows`` inputs (``in_addr + k*in_stride``) into a per-row input register, one per cycle
-      (rows outside the window hold 0, so they add nothing); then for each input bit ``b`` (LSB first) read the
-      ``G`` row groups covering the window (``P`` rows summed per cycle in the crossbar), and pass the ``ncols``
-      column sums through ``A`` ADC lanes, ``A`` columns per cycle, shift-adding into per-lane accumulator
-      memories; finally write ``ncols`` accumulators (plus the old value when ``accumulate``) to the output
-      buffer at ``out_addr + j*out_stride``, one per cycle.
-    * REQUANT: one accumulator per cycle: rounded shift, saturation to the input range, strided store.
+      (rows outside the window hold 0, so they add nothing); then for each drive cycle ``d`` read the ``G`` row
+      groups covering the window with the rows driven ``fmt.drive(x)[d]`` (``P`` rows summed per cycle in the
+      crossbar), and convert the window's physical columns through ``A`` ADC lanes: slice by slice (``q`` =
+      0..Q-1), ``A`` logical columns per cycle, lane ``l`` always on logical columns ``k + l`` so that it
+      shift-adds (by ``digit_weight[d] * slice_weight[q]``) straight into its per-lane accumulator memory; then
+      the bias column (``offset``) on lane 0 into the bias register; finally write ``ncols`` accumulators (plus
+      the old value when ``accumulate``, plus ``bias_weight`` times the bias register) to the output buffer at
+      ``out_addr + j*out_stride``, one per cycle.
+    * REQUANT: one accumulator per cycle: rounded shift, saturation to ``fmt.input_range``, strided store.
     * READ: one result word per cycle on ``res`` when ``res.ready`` is held high (back-pressure stalls).
     * HALT: state HALTED. Errors from the decoder: state ERROR with that code; the command has no effect.
 
@@ -78,7 +82,9 @@ class Controller(wiring.Component):
     def elaborate(self, platform):
         cfg, isa = self._cfg, self._isa
         m = Module()
-        R, Cn, A, P, B = cfg.rows, cfg.cols, cfg.adcs_per_array, cfg.rows_per_cycle, cfg.input_bits
+        fmt = cfg.fmt
+        R, Cn, A, P, B = cfg.rows, cfg.logical_cols, cfg.adcs_per_array, cfg.rows_per_cycle, cfg.input_bits
+        D, Q = fmt.digits, fmt.cols_per_weight
         G = R // P
         wb = cfg.weight_bits
         acc_depth = -(-Cn // A)
@@ -124,7 +130,8 @@ class Controller(wiring.Component):
         g = Signal(range(G + 1))
         g0 = Signal(range(G))
         g1 = Signal(range(G))
-        bit = Signal(range(B))
+        dig = Signal(range(D))                           # drive cycle
+        sl = Signal(range(Q))                            # slice (physical column of a weight)
         lane = Signal(range(A))
         laddr = Signal(range(acc_depth + 1))
         pw = Signal(isa.word_bits)                       # LOAD_IN payload word, shifted one lane per cycle
@@ -138,9 +145,15 @@ class Controller(wiring.Component):
         g_row = Signal(range(R))
         a_v = Signal()
         a_addr = Signal.like(laddr)
-        a_cs = [Signal(signed(cfg.lossless_adc_bits), name=f"a_cs{l}") for l in range(A)]
+        a_cs = [Signal(colsum_shape(cfg), name=f"a_cs{l}") for l in range(A)]
         a_act = Signal(A)
-        a_bit = Signal.like(bit)
+        a_first = Signal()                               # the round initialises its accumulators (d = 0, q = 0)
+        a_bias = Signal()                                # the round converts the bias column (lane 0)
+        table = shift_table(fmt)
+        t_amt = const_table([t[0] for t in table], max(1, max(t[0] for t in table).bit_length()))
+        t_neg = const_table([int(t[1]) for t in table], 1)
+        t_uns = const_table([int(t[2]) for t in table], 1)
+        a_tix = Signal(range(len(table)))                # index into the (d, q) tables
         w_v = Signal()
         w_lane = Signal.like(lane)
         w_ptr = Signal.like(out_ptr)
@@ -160,28 +173,43 @@ class Controller(wiring.Component):
         wa = cur.args.write_w
         base = Signal(range(Cn + 1))
         m.d.comb += base.eq(wa.col + wa.count - d.left)
-        lanes_v = data.View(isa.weight_layout, d.word[:isa.weight_layout.size]).as_value()
+        lanes_in = data.View(isa.weight_layout, d.word[:isa.weight_layout.size])
+        lanes_v = Cat(*[saturate_weight(fmt, lanes_in[i]) for i in range(isa.per_word_weights)])
         lmask = Cat(*[Mux(i < d.left, Const((1 << wb) - 1, wb), 0) for i in range(isa.per_word_weights)])
         m.d.sync += [w_data.eq((lanes_v << (base * wb))[:Cn * wb]), w_mask.eq((lmask << (base * wb))[:Cn * wb])]
 
         # ADC stage 2: quantise (inside the lanes) and read the accumulators; stage 3: shift-add and write back.
+        # A round that reads the address the previous round writes (one round per slice) takes the value being
+        # written (the lane memories are not transparent).
         b_v = Signal()
         b_act = Signal(A)
         b_addr = Signal.like(laddr)
         b_first = Signal()
-        m.d.sync += [b_v.eq(a_v), b_act.eq(a_act), b_addr.eq(a_addr), b_first.eq(a_bit == 0)]
+        b_bias = Signal()
+        b_hit = Signal(A)
+        fwd = [Signal(signed(ACC_BITS), name=f"fwd{l}") for l in range(A)]
+        bias_acc = Signal(signed(ACC_BITS))
+        m.d.sync += [b_v.eq(a_v), b_act.eq(a_act), b_addr.eq(a_addr), b_first.eq(a_first), b_bias.eq(a_bias),
+                     b_hit.eq(Mux(a_v & b_v & (a_addr == b_addr), b_act, 0))]
         in_wb = Signal()
         for l in range(A):
             adc = adcs[l]
+            old = Mux(b_hit[l], fwd[l], lanes[l].rd_data)
+            if l == 0 and fmt.bias_cols:
+                old = Mux(b_bias, bias_acc, old)
             m.d.comb += [
                 adc.colsum.eq(a_cs[l]), adc.adc_bits.eq(mv.adc_bits), adc.adc_shift.eq(mv.adc_shift),
-                adc.bit.eq(a_bit), adc.msb.eq(a_bit == B - 1),
-                adc.acc_in.eq(Mux(b_first, 0, lanes[l].rd_data)),
+                adc.amount.eq(t_amt[a_tix]), adc.neg.eq(t_neg[a_tix]), adc.unsigned_range.eq(t_uns[a_tix]),
+                adc.acc_in.eq(Mux(b_first, 0, old)),
                 lanes[l].rd_addr.eq(Mux(in_wb, laddr, a_addr)),
                 lanes[l].wr_addr.eq(b_addr), lanes[l].wr_data.eq(adc.acc_out),
                 lanes[l].wr_en.eq(b_v & b_act[l]),
                 lanes[l].rd_en.eq(1),
             ]
+            m.d.sync += fwd[l].eq(adc.acc_out)
+        if fmt.bias_cols:
+            with m.If(b_v & b_bias):
+                m.d.sync += bias_acc.eq(adcs[0].acc_out)
 
         # Write-back stage 2: add the accumulator to the old value (or 0); stage 3: store it.
         acc_sel = Signal(signed(ACC_BITS))
@@ -190,13 +218,17 @@ class Controller(wiring.Component):
         w2_v = Signal()
         w2_ptr = Signal.like(w_ptr)
         w_sum = Signal(signed(ACC_BITS))
+        bias_term = 0
+        if fmt.bias_cols:                                # bias_weight * the bias column's value
+            bsh, bneg = bias_shift(fmt)
+            bias_term = -(bias_acc << bsh) if bneg else (bias_acc << bsh)
         m.d.sync += [w2_v.eq(w_v), w2_ptr.eq(w_ptr),
-                     w_sum.eq(Mux(mv.accumulate, self.outbuf.rd_data, 0) + acc_sel)]
+                     w_sum.eq(Mux(mv.accumulate, self.outbuf.rd_data, 0) + acc_sel + bias_term)]
         with m.If(w2_v):
             m.d.comb += [self.outbuf.wr_en.eq(1), self.outbuf.wr_addr.eq(w2_ptr), self.outbuf.wr_data.eq(w_sum)]
 
         # REQUANT stage 2: add the rounding constant; stage 3: arithmetic shift; stage 4: saturate and store.
-        ilo, ihi = isa.elem_range("input")
+        ilo, ihi = fmt.input_range
         q_sum = Signal(signed(ACC_BITS + 2))
         q_val = Signal(signed(ACC_BITS + 2))
         q2_v, q3_v = Signal(), Signal()
@@ -305,7 +337,7 @@ class Controller(wiring.Component):
                     m.next = "M_GWAIT"
 
             with m.State("M_GWAIT"):
-                m.d.sync += [g.eq(g0), bit.eq(0)]
+                m.d.sync += [g.eq(g0), dig.eq(0)]
                 m.next = "M_XBAR"
 
             with m.State("M_XBAR"):
@@ -313,31 +345,47 @@ class Controller(wiring.Component):
                 m.d.comb += [
                     xbar.rd_en.eq(1), xbar.rd_array.eq(mv.array), xbar.rd_group.eq(g),
                     xbar.rd_first.eq(g == g0),
-                    xbar.rd_xbits.eq(Cat(*[grp[s].bit_select(bit, 1) for s in range(P)])),
                 ]
+                m.d.comb += [xbar.rd_drive[s].eq(drive_value(fmt, grp[s], dig)) for s in range(P)]
                 m.d.sync += g.eq(g + 1)
                 with m.If(g == g1):
                     m.next = "M_XWAIT"
 
             with m.State("M_XWAIT"):
-                m.d.sync += [k.eq(0), laddr.eq(0)]
+                m.d.sync += [k.eq(0), laddr.eq(0), sl.eq(0)]
                 m.next = "M_ADC"
 
+            def next_digit():
+                m.d.sync += [dig.eq(dig + 1), g.eq(g0)]
+                with m.If(dig == D - 1):
+                    m.next = "M_AWAIT"
+                with m.Else():
+                    m.next = "M_XBAR"
+
             with m.State("M_ADC"):
-                # Stage 1: pick A column sums (columns col0 + k .. col0 + k + A - 1).
+                # Stage 1: pick A column sums: slice sl of logical columns col0 + k .. col0 + k + A - 1.
                 for l in range(A):
                     j = k + l
                     m.d.sync += [
-                        a_cs[l].eq(xbar.colsum[(mv.col0 + j)[:addr_bits(Cn) + 1]]),
+                        a_cs[l].eq(xbar.colsum[((mv.col0 + j) * Q + sl)[:addr_bits(Cn * Q + A * Q) + 1]]),
                         a_act[l].eq(j < mv.ncols),
                     ]
-                m.d.sync += [a_v.eq(1), a_addr.eq(laddr), a_bit.eq(bit), k.eq(k + A), laddr.eq(laddr + 1)]
+                m.d.sync += [a_v.eq(1), a_addr.eq(laddr), a_first.eq((dig == 0) & (sl == 0)), a_bias.eq(0),
+                             a_tix.eq(dig * (Q + 1) + sl), k.eq(k + A), laddr.eq(laddr + 1)]
                 with m.If(k + A >= mv.ncols):
-                    m.d.sync += [bit.eq(bit + 1), g.eq(g0)]
-                    with m.If(bit == B - 1):
-                        m.next = "M_AWAIT"
-                    with m.Else():
-                        m.next = "M_XBAR"
+                    m.d.sync += [k.eq(0), laddr.eq(0), sl.eq(sl + 1)]
+                    with m.If(sl == Q - 1):
+                        m.d.sync += sl.eq(0)
+                        if fmt.bias_cols:
+                            m.next = "M_BIAS"
+                        else:
+                            next_digit()
+
+            with m.State("M_BIAS"):
+                # Stage 1 of the bias column's conversion (lane 0, into the bias register).
+                m.d.sync += [a_cs[0].eq(xbar.colsum[bias_index(cfg)]), a_act.eq(0), a_v.eq(1),
+                             a_first.eq(dig == 0), a_bias.eq(1), a_tix.eq(dig * (Q + 1) + Q)]
+                next_digit()
 
             with m.State("M_AWAIT"):           # the last ADC step is in stage 2
                 m.next = "M_AWAIT2"

@@ -1,31 +1,34 @@
-"""Crossbar emulation for FPGA: the weight memories of every array and the per-column analog sums."""
+"""Crossbar emulation for FPGA: the weight memories of every array and the per-physical-column analog sums."""
 
 from __future__ import annotations
 
-from amaranth import Mux, Signal, signed
+from amaranth import Signal, signed
 from amaranth.hdl import Module
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw._util import addr_bits, check_cfg, div_const, mod_const
+from hw.numfmt import cell_values, colsum_shape, drive_shape, phys_cols, product
 
 __all__ = ["Crossbar", "crossbar_port"]
 
 
 def _row_layout(cfg):
-    return data.ArrayLayout(signed(cfg.weight_bits), cfg.cols)
+    """One stored row: ``logical_cols`` weights (the cells are derived from them when read)."""
+    return data.ArrayLayout(signed(cfg.weight_bits), cfg.logical_cols)
 
 
 def crossbar_port(cfg) -> wiring.Signature:
     """Return the signature of the crossbar's port, from the controller's side.
 
     Members (controller's view):
-      ``rd_en``, ``rd_array``, ``rd_group``, ``rd_xbits``, ``rd_first`` (Out): read row group ``rd_group`` (rows
-      ``rd_group*rows_per_cycle ..``) of ``rd_array`` and drive its rows with the input bits ``rd_xbits``
-      (bit ``s`` drives row ``rd_group*rows_per_cycle + s``); ``rd_first`` starts a new column sum;
-      ``rd_rows`` (In): the weights of the group read in the previous cycle (``rows_per_cycle`` rows);
-      ``colsum`` (In): per-column sums, updated at the end of the cycle after each read;
-      ``wr_en``, ``wr_array``, ``wr_row``, ``wr_data`` (Out): write one whole row of one array.
+      ``rd_en``, ``rd_array``, ``rd_group``, ``rd_drive``, ``rd_first`` (Out): read row group ``rd_group`` (rows
+      ``rd_group*rows_per_cycle ..``) of ``rd_array`` and drive its rows with ``rd_drive`` (element ``s``
+      drives row ``rd_group*rows_per_cycle + s``: ``fmt.drive(x)[d]``); ``rd_first`` starts a new column sum;
+      ``rd_rows`` (In): the logical weights of the group read in the previous cycle (``rows_per_cycle`` rows);
+      ``colsum`` (In): per-physical-column sums (:func:`hw.numfmt.phys_cols`: logical column ``c``'s cell ``p``
+      at ``c*P + p``, the bias column last), updated at the end of the cycle after each read;
+      ``wr_en``, ``wr_array``, ``wr_row``, ``wr_data`` (Out): write one whole row (logical weights) of one array.
     """
     cfg = check_cfg(cfg)
     groups = cfg.rows // cfg.rows_per_cycle
@@ -33,10 +36,10 @@ def crossbar_port(cfg) -> wiring.Signature:
         "rd_en": Out(1),
         "rd_array": Out(addr_bits(cfg.n_arrays)),
         "rd_group": Out(addr_bits(groups)),
-        "rd_xbits": Out(cfg.rows_per_cycle),
+        "rd_drive": Out(data.ArrayLayout(drive_shape(cfg.fmt), cfg.rows_per_cycle)),
         "rd_first": Out(1),
         "rd_rows": In(data.ArrayLayout(_row_layout(cfg), cfg.rows_per_cycle)),
-        "colsum": In(data.ArrayLayout(signed(cfg.lossless_adc_bits), cfg.cols)),
+        "colsum": In(data.ArrayLayout(colsum_shape(cfg), phys_cols(cfg))),
         "wr_en": Out(1),
         "wr_array": Out(addr_bits(cfg.n_arrays)),
         "wr_row": Out(addr_bits(cfg.rows)),
@@ -45,21 +48,23 @@ def crossbar_port(cfg) -> wiring.Signature:
 
 
 class Crossbar(wiring.Component):
-    """``n_arrays`` crossbars of ``rows`` x ``cols`` signed weights, emulated with block RAM.
+    """``n_arrays`` crossbars of ``rows`` x ``cols`` cells holding ``logical_cols`` weights per row, emulated
+    with block RAM.
 
     The weights live in ``rows_per_cycle`` memories (banks): row ``r`` of array ``a`` is the word at address
     ``a * (rows // rows_per_cycle) + r // rows_per_cycle`` of bank ``r % rows_per_cycle``, one word holding a
-    whole row (``cols`` weights). One read returns a *row group*: ``rows_per_cycle`` consecutive rows of one
-    array, every column at once.
+    whole row (``logical_cols`` weights). One read returns a *row group*: ``rows_per_cycle`` consecutive rows of
+    one array, every column at once. The cells of each weight are derived from it combinationally
+    (:func:`hw.numfmt.cell_values`, ``fmt.cells``); the bias column's cells are the constant ``fmt.bias_cell``.
 
-    Analog emulation: for each column ``c`` the group's contribution is ``sum_s w[s, c] * xbit[s]`` (the rows
-    driven by a 1 input bit); it is added to the column-sum register ``colsum[c]`` (or replaces it when
-    ``rd_first``), which is ``lossless_adc_bits`` wide, so it never overflows.
+    Analog emulation: for each physical column ``pc`` the group's contribution is ``sum_s drive[s] *
+    cell[s, pc]``; it is added to the column-sum register ``colsum[pc]`` (or replaces it when ``rd_first``),
+    which holds every sum of ``fmt.sum_bounds(rows)``, so it never overflows.
 
     Parameters
     ----------
     cfg : HwConfig
-        rows, cols, n_arrays, weight_bits, rows_per_cycle, lossless_adc_bits are used.
+        rows, n_arrays, rows_per_cycle and the number format (``cfg.fmt``, ``cfg.logical_cols``) are used.
 
     Members
     -------
@@ -106,19 +111,28 @@ class Crossbar(wiring.Component):
             ]
             rows.append(rd.data)
 
-        # The input bits and the "first" flag travel with the read, one cycle.
-        xbits = Signal(rpc)
+        # The drives and the "first" flag travel with the read, one cycle.
+        fmt = cfg.fmt
+        drives = Signal.like(p.rd_drive)
         first = Signal()
         valid = Signal()
-        m.d.sync += [xbits.eq(p.rd_xbits), first.eq(p.rd_first), valid.eq(p.rd_en)]
+        m.d.sync += [drives.eq(p.rd_drive), first.eq(p.rd_first), valid.eq(p.rd_en)]
 
-        L = cfg.lossless_adc_bits
-        colsum = Signal(data.ArrayLayout(signed(L), cfg.cols))
+        cells = [[cell_values(fmt, rows[s][c]) for c in range(cfg.logical_cols)] for s in range(rpc)]
+        shape = colsum_shape(cfg)
+        colsum = Signal(data.ArrayLayout(shape, phys_cols(cfg)))
         m.d.comb += p.colsum.eq(colsum)
-        for c in range(cfg.cols):
-            partial = 0
-            for s in range(rpc):
-                partial = partial + Mux(xbits[s], rows[s][c], 0)
+        P = fmt.cols_per_weight
+        partials = []
+        for c in range(cfg.logical_cols):
+            for q in range(P):
+                partials.append(sum(product(fmt, drives[s], cells[s][c][q], q) for s in range(rpc)))
+        if fmt.bias_cols:
+            partials.append(sum(drives[s] for s in range(rpc)) * fmt.bias_cell)
+        for pc, partial in enumerate(partials):
             with m.If(valid):
-                m.d.sync += colsum[c].eq(Mux(first, partial, colsum[c] + partial)[:L].as_signed())
+                with m.If(first):
+                    m.d.sync += colsum[pc].eq(partial)
+                with m.Else():
+                    m.d.sync += colsum[pc].eq(colsum[pc] + partial)
         return m

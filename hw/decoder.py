@@ -84,7 +84,7 @@ class CommandDecoder(wiring.Component):
                 m.d.comb += err.eq(ErrorCode.BAD_ARRAY)
             with m.Elif(a.row >= cfg.rows):
                 m.d.comb += err.eq(ErrorCode.BAD_ROW)
-            with m.Elif((a.count == 0) | (a.col + a.count > cfg.cols)):
+            with m.Elif((a.count == 0) | (a.col + a.count > cfg.logical_cols)):
                 m.d.comb += err.eq(ErrorCode.BAD_COL)
         with m.Elif(h.opcode == Opcode.LOAD_IN):
             a = h.args.load_in
@@ -96,7 +96,7 @@ class CommandDecoder(wiring.Component):
                 m.d.comb += err.eq(ErrorCode.BAD_ARRAY)
             with m.Elif((a.nrows == 0) | (a.row0 + a.nrows > cfg.rows)):
                 m.d.comb += err.eq(ErrorCode.BAD_ROW)
-            with m.Elif((a.ncols == 0) | (a.col0 + a.ncols > cfg.cols)):
+            with m.Elif((a.ncols == 0) | (a.col0 + a.ncols > cfg.logical_cols)):
                 m.d.comb += err.eq(ErrorCode.BAD_COL)
             with m.Elif((a.adc_bits == 0) | (a.adc_bits > cfg.adc_bits)):
                 m.d.comb += err.eq(ErrorCode.BAD_ADC)
@@ -127,7 +127,7 @@ class CommandDecoder(wiring.Component):
         cfg = self._cfg
         w, ld = h.args.write_w, h.args.load_in
         write_ok = ((h.opcode == Opcode.WRITE_W) & (w.array < cfg.n_arrays) & (w.row < cfg.rows)
-                    & (w.count != 0) & (w.col + w.count <= cfg.cols))
+                    & (w.count != 0) & (w.col + w.count <= cfg.logical_cols))
         load_ok = (h.opcode == Opcode.LOAD_IN) & (ld.count != 0) & (ld.addr + ld.count <= cfg.in_depth)
         return write_ok, load_ok
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from cimisa.config import HwConfig
 from cimisa.isa import Command, Isa, Opcode
 
-__all__ = ["command_cycles", "mvm_cycles", "row_groups", "stream_cycles"]
+__all__ = ["adc_rounds", "command_cycles", "mvm_cycles", "row_groups", "stream_cycles"]
 
 
 def row_groups(cfg: HwConfig, row0: int, nrows: int) -> int:
@@ -19,14 +19,23 @@ def row_groups(cfg: HwConfig, row0: int, nrows: int) -> int:
     return (row0 + nrows - 1) // p - row0 // p + 1
 
 
-def mvm_cycles(cfg: HwConfig, row0: int, nrows: int, ncols: int) -> int:
-    """Return the cycles of one MVM: gather, per input bit (crossbar groups + ADC lanes), write-back.
+def adc_rounds(cfg: HwConfig, ncols: int) -> int:
+    """Return the ADC cycles of one drive cycle of an MVM over ``ncols`` logical columns: each of the
+    ``fmt.cols_per_weight`` slices in rounds of ``adcs_per_array`` logical columns, then the bias column (one
+    cycle, with ``offset`` weights). ``A * adc_rounds >= fmt.conversions(ncols)``, equal when ``A`` divides
+    ``ncols`` and there is no bias column."""
+    fmt = cfg.fmt
+    return fmt.cols_per_weight * -(-ncols // cfg.adcs_per_array) + fmt.bias_cols
 
-    ``nrows + ncols + input_bits * (G + 1 + ceil(ncols / adcs_per_array)) + 6`` with ``G = row_groups(...)``.
+
+def mvm_cycles(cfg: HwConfig, row0: int, nrows: int, ncols: int) -> int:
+    """Return the cycles of one MVM: gather, per drive cycle (crossbar groups + ADC rounds), write-back.
+
+    ``nrows + ncols + fmt.digits * (G + 1 + adc_rounds(ncols)) + 6`` with ``G = row_groups(...)``; in the
+    default format ``nrows + ncols + input_bits * (G + 1 + ceil(ncols / adcs_per_array)) + 6``.
     """
     g = row_groups(cfg, row0, nrows)
-    adc = -(-ncols // cfg.adcs_per_array)
-    return nrows + ncols + cfg.input_bits * (g + 1 + adc) + 6
+    return nrows + ncols + cfg.fmt.digits * (g + 1 + adc_rounds(cfg, ncols)) + 6
 
 
 def command_cycles(cfg: HwConfig, cmd: Command) -> int:
