@@ -83,12 +83,15 @@ def adc_rate_hz(bits, hw) -> np.ndarray | float:
     """Conversion rate of one ADC at ``bits`` (conversions/s) of configuration ``hw``, clamped to ``F_MIN..F_MAX``.
 
     ``1e9 / adc_time_ns``. A zero conversion time (the ``paper`` preset hides the ADC inside the fixed MVM time)
-    means the ADC does its share of one MVM, ``input_bits * ceil(cols / adcs_per_array)`` conversions, within
-    ``cost.t_mvm_fixed_ns``; with that also zero, ``F_MAX``.
+    means the ADC does its share of one MVM over the whole array, ``digits * ceil(conversions / adcs_per_array)``
+    conversions (``fmt.digits`` drive cycles, ``fmt.conversions(logical_cols)`` columns: :mod:`cimisa.formats`;
+    ``input_bits * ceil(cols / adcs_per_array)`` in the default format), within ``cost.t_mvm_fixed_ns``; with
+    that also zero, ``F_MAX``.
     """
     c = hw.cost
     t = np.asarray(adc_time_ns(bits, c), dtype=np.float64)
-    per_mvm = hw.input_bits * -(-hw.cols // hw.adcs_per_array)
+    fmt = hw.fmt
+    per_mvm = fmt.digits * -(-fmt.conversions(hw.logical_cols) // hw.adcs_per_array)
     t_hidden = c.t_mvm_fixed_ns / per_mvm if c.t_mvm_fixed_ns > 0 else 1e9 / F_MAX
     f = 1e9 / np.where(t > 0, t, t_hidden)
     f = np.clip(f, F_MIN, F_MAX)

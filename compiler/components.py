@@ -13,8 +13,8 @@ component     count and unit area / static power
 arrays        ``n_arrays`` arrays of ``rows * cols`` cells of ``cell_area_f2 * F**2`` (``3d``: one footprint
               per tile); ``p_array_uw`` each
 adc           ``T * P * A`` ADCs (the tiles' banks) designed for ``adc_bits`` at the rate of ``cost.t_adc_ns``
-dac           ``T * P * rows`` row drivers (1-bit DACs): each MVM port of a tile drives its own rows, the tile's
-              tiers share them
+dac           ``T * P * rows`` row drivers: each MVM port of a tile drives its own rows, the tile's tiers share
+              them; a ``dac_bits``-bit driver is :func:`dac_units` 1-bit units (area and static power)
 shift_add     one per ADC
 digital       ``chip.digital_units * cost.digital_lanes`` lanes
 attention     ``chip.attention_units * chip.attention_lanes`` lanes
@@ -23,8 +23,12 @@ network       one router per tile (``mesh``, ``ring``), one shared arbiter (``bu
 dram          static power only: the idle DRAM interface (off-chip, no area)
 ============  =====================================================================================
 
-DAC energy is not a separate model: it is ``cost.e_row_read_pj`` per driven row and input bit
-(:mod:`compiler.cost`).
+DAC (row driver) model, :func:`dac_energy_pj` and :func:`dac_units` (an assumption, ``docs/cost-model.md``): a
+``k``-bit DAC is built of ``2**k - 1`` unit drivers (thermometer-coded, or a pulse of up to ``2**k - 1`` unit
+lengths), each a 1-bit driver; energy per row drive ``cost.e_row_read_pj * (2**k - 1)`` (every drive charged at
+full scale, as the 1-bit drive is charged whatever the bit); bipolar drive (``sign-magnitude`` inputs) needs a
+unit set per polarity, doubling area and static power (one polarity fires per drive). The default 1-bit unipolar
+drive is one unit: ``cost.e_row_read_pj`` per driven row and cycle, as before.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ import numpy as np
 from cimisa.config import HwConfig
 from compiler import adc_model
 
-__all__ = ["AREA_KEYS", "POWER_KEYS", "adc_energy_pj", "adc_area_um2", "adc_static_uw", "area_breakdown",
-           "static_power_breakdown", "area_mm2", "static_power_mw"]
+__all__ = ["AREA_KEYS", "POWER_KEYS", "adc_energy_pj", "adc_area_um2", "adc_static_uw", "dac_energy_pj", "dac_units",
+           "area_breakdown", "static_power_breakdown", "area_mm2", "static_power_mw"]
 
 #: Components of :func:`area_breakdown`, in report order.
 AREA_KEYS = ("arrays", "adc", "dac", "shift_add", "digital", "attention", "sram", "network")
@@ -101,6 +105,17 @@ def adc_static_uw(bits, hw: HwConfig) -> np.ndarray | float:
     return _out(p + hw.tech.adc_leak_fraction * full_uw, bits)
 
 
+def dac_units(hw: HwConfig) -> int:
+    """1-bit unit drivers of one row's DAC: ``2**dac_bits - 1``, twice for bipolar drive (module docstring)."""
+    fmt = hw.fmt
+    return ((1 << fmt.dac_bits) - 1) * (1 if all(fmt.digit_unipolar) else 2)
+
+
+def dac_energy_pj(hw: HwConfig) -> float:
+    """Energy of one row drive in one drive cycle (pJ): ``cost.e_row_read_pj * (2**dac_bits - 1)``."""
+    return hw.cost.e_row_read_pj * ((1 << hw.fmt.dac_bits) - 1)
+
+
 def _logic_scale(hw: HwConfig) -> float:
     """Area factor of logic quoted at ``tech.ref_nm`` on the configured node."""
     return (hw.tech.tech_nm / hw.tech.ref_nm) ** 2
@@ -112,7 +127,8 @@ def _counts(hw: HwConfig) -> dict[str, float]:
     tiles = hw.n_tiles
     ports = tiles * ch.mvms_per_tile
     routers = {"ideal": 0, "bus": 1}.get(ch.topology, tiles)
-    return {"arrays": hw.n_arrays, "adc": hw.total_adcs, "dac": ports * hw.rows, "shift_add": hw.total_adcs,
+    return {"arrays": hw.n_arrays, "adc": hw.total_adcs, "dac": ports * hw.rows * dac_units(hw),
+            "shift_add": hw.total_adcs,
             "digital": ch.digital_units * hw.cost.digital_lanes,
             "attention": ch.attention_units * ch.attention_lanes, "sram_mib": ch.sram_kib / 1024.0,
             "network": routers}

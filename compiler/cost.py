@@ -5,14 +5,15 @@ per-phase work (:func:`phases`: activation times, REQUANT, network transfers, di
 model ignores contention between shared resources. Constants: :class:`cimisa.config.CostParams` (``hw.cost``) and
 the chip (``hw.chip``); sources in ``docs/cost-model.md``, semantics in ``docs/perf.md``.
 
-Activation (one MVM) with ``n_r`` rows, ``n_c`` columns, ``cells`` weight cells and a ``b``-bit ADC, on an array
-with ``A`` ADCs, for ``I`` input bits::
+Activation (one MVM) with ``n_r`` rows, ``n_c`` logical columns, ``cells`` physical cells and a ``b``-bit ADC, on
+an array with ``A`` ADCs, in ``D = fmt.digits`` drive cycles (``input_bits`` bit planes in the default format),
+converting ``C = fmt.conversions(n_c)`` physical columns per cycle (:mod:`cimisa.formats`)::
 
-    rounds   = ceil(n_c / A)
+    rounds   = ceil(C / A)
     t_adc(b) = t_adc * ((1 - ramp) * b / adc_ref_bits + ramp * 2**(b - adc_ref_bits))   # SAR .. ramp ADC
-    time     = t_mvm_fixed + I * (t_array_read + rounds * (t_adc(b) + t_shift_add))
-    energy   = e_mvm_fixed + I * (n_r * e_row_read + cells * e_cell_read
-                                  + n_c * (compiler.components.adc_energy_pj(b) + e_shift_add))
+    time     = t_mvm_fixed + D * (t_array_read + rounds * (t_adc(b) + t_shift_add))
+    energy   = e_mvm_fixed + D * (n_r * compiler.components.dac_energy_pj + cells * e_cell_read
+                                  + C * (compiler.components.adc_energy_pj(b) + e_shift_add))
 
 Phases: matmuls that read the same input (one ``input_group`` of one layer), in model order. Per token a phase
 is the chain stage 1 (``T1`` = the busiest array's summed activation times) -> REQUANT (``ceil(count /
@@ -254,7 +255,7 @@ def estimate(sched: Schedule, hw: HwConfig, dims: ModelDims, chipmap=None) -> Co
         prefill_energy_components_nj=en_pre, per_layer=rows, activations=n,
         conversions_per_token=float(activation_costs(sched, hw)["conversions"].sum()) if n else 0.0,
         adc_bits_histogram=sched.adc_bits_histogram(),
-        program_energy_nj=pl.weight_cells * hw.cost.e_program_cell_pj / 1000.0)
+        program_energy_nj=(pl.weight_cells + pl.bias_cells) * hw.cost.e_program_cell_pj / 1000.0)
 
 
 def cost_of_compiled(compiled, hw: HwConfig | None = None, spec=None) -> dict:

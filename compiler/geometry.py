@@ -17,7 +17,7 @@ from cimisa.config import HwConfig
 from cimisa.errors import ShapeError
 
 __all__ = ["MatmulGeom", "MonarchShape", "monarch_shape", "matmul_geom", "geometry", "default_nblocks",
-           "lower_bound"]
+           "lower_bound", "weight_cells_per_array"]
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,14 @@ def default_nblocks(spec) -> int:
     return k
 
 
+def weight_cells_per_array(hw: HwConfig) -> int:
+    """Cells of one array that can hold weights: ``rows * logical_cols * cols_per_weight`` (an ``offset`` bias
+    column and columns too few for a whole weight hold none; ``rows * cols`` in the default format)."""
+    return hw.rows * hw.logical_cols * hw.fmt.cols_per_weight
+
+
 def lower_bound(geoms, hw: HwConfig) -> int:
-    """Return ``ceil(Monarch weight cells / cells per array)``."""
-    cells = sum(g.monarch_cells for g in geoms)
-    return -(-cells // hw.cells_per_array)
+    """Return ``ceil(Monarch weight cells / weight cells per array)``, in physical cells: a weight takes
+    ``hw.fmt.cols_per_weight`` cells (:func:`weight_cells_per_array`)."""
+    cells = sum(g.monarch_cells for g in geoms) * hw.fmt.cols_per_weight
+    return -(-cells // weight_cells_per_array(hw))

@@ -19,7 +19,7 @@ import numpy as np
 
 from cimisa.config import HwConfig
 from compiler.adc_model import adc_time_ns
-from compiler.components import adc_energy_pj
+from compiler.components import adc_energy_pj, dac_energy_pj
 from compiler.families import Family, config_int, generic_family
 from compiler.families import family as family_rules
 from compiler.place import Placement
@@ -67,29 +67,38 @@ class ModelDims:
 
 
 def activation_costs(sched: Schedule, hw: HwConfig) -> dict[str, np.ndarray]:
-    """Return per-activation arrays: time components (ns) and energy components (pJ)."""
+    """Return per-activation arrays: time components (ns), energy components (pJ) and ADC conversions.
+
+    Through the number format (``hw.fmt``, :mod:`cimisa.formats`): an MVM runs ``fmt.digits`` drive cycles; each
+    converts ``fmt.conversions(ncols)`` physical columns (``cols_per_weight`` per logical column, and the bias
+    column) in ``ceil(conversions / adcs_per_array)`` rounds; each driven row costs
+    :func:`compiler.components.dac_energy_pj` per cycle and each cell of the window (``Activation.cells``,
+    physical) ``e_cell_read_pj``.
+    """
     c = hw.cost
+    fmt = hw.fmt
     acts = sched.activations
     n = len(acts)
     nr = np.fromiter((a.nrows for a in acts), dtype=np.float64, count=n)
     nc = np.fromiter((a.ncols for a in acts), dtype=np.float64, count=n)
     cells = np.fromiter((a.cells for a in acts), dtype=np.float64, count=n)
     bits = np.fromiter((a.adc_bits for a in acts), dtype=np.float64, count=n)
-    ib = hw.input_bits
-    rounds = np.ceil(nc / hw.adcs_per_array)
+    cyc = fmt.digits
+    conv = fmt.conversions(nc)                                    # (elementwise on the vector)
+    rounds = np.ceil(conv / hw.adcs_per_array)
     t = {
         "mvm_fixed": np.full(n, c.t_mvm_fixed_ns),
-        "dac_array": np.full(n, ib * c.t_array_read_ns),
-        "adc": ib * rounds * adc_time_ns(bits, c),
-        "shift_add": ib * rounds * c.t_shift_add_ns,
+        "dac_array": np.full(n, cyc * c.t_array_read_ns),
+        "adc": cyc * rounds * adc_time_ns(bits, c),
+        "shift_add": cyc * rounds * c.t_shift_add_ns,
     }
     e = {
         "mvm_fixed": np.full(n, c.e_mvm_fixed_nj * 1000.0),
-        "dac_array": ib * (nr * c.e_row_read_pj + cells * c.e_cell_read_pj),
-        "adc": ib * nc * np.asarray(adc_energy_pj(bits, hw), dtype=np.float64),
-        "shift_add": ib * nc * c.e_shift_add_pj,
+        "dac_array": cyc * (nr * dac_energy_pj(hw) + cells * c.e_cell_read_pj),
+        "adc": cyc * conv * np.asarray(adc_energy_pj(bits, hw), dtype=np.float64),
+        "shift_add": cyc * conv * c.e_shift_add_pj,
     }
-    return {"t": t, "e": e, "conversions": ib * nc}
+    return {"t": t, "e": e, "conversions": cyc * conv}
 
 
 def digital_ops(dims: ModelDims, roles, ctx: float, hw: HwConfig) -> dict[str, tuple[float, float]]:

@@ -196,7 +196,7 @@ def build_programs(placement: Placement, sched: Schedule, hw: HwConfig, shifts: 
     for n, t in enumerate(tiles):
         o = occ.get(t.array)
         if o is None:
-            o = occ[t.array] = np.full((hw.rows, hw.cols), -1, dtype=np.int64)
+            o = occ[t.array] = np.full((hw.rows, hw.logical_cols), -1, dtype=np.int64)
         o[t.row0:t.row_end:t.step, t.col0:t.col_end:t.step] = n
     mvms: dict[tuple[int, str], list[Command]] = {}
     for key, idxs in sched.stages.items():
@@ -256,7 +256,8 @@ def build_programs(placement: Placement, sched: Schedule, hw: HwConfig, shifts: 
 
 
 def weight_commands(placement: Placement, hw: HwConfig, quant: dict[str, QuantizedMonarch]) -> list[Command]:
-    """Return WRITE_W commands programming every used array (one per used row, spanning its used columns)."""
+    """Return WRITE_W commands programming every used array (one per used row, spanning its used logical
+    columns: WRITE_W carries weights, the machine derives their cells, :mod:`cimisa.formats`)."""
     geoms = placement.matmuls
     images: dict[int, np.ndarray] = {}
     used: dict[int, np.ndarray] = {}
@@ -271,8 +272,8 @@ def weight_commands(placement: Placement, hw: HwConfig, quant: dict[str, Quantiz
         sub = blk[t.r0:t.r0 + t.rows, t.c0:t.c0 + t.cols]
         img = images.get(t.array)
         if img is None:
-            img = images[t.array] = np.zeros((hw.rows, hw.cols), dtype=np.int64)
-            used[t.array] = np.zeros((hw.rows, hw.cols), dtype=bool)
+            img = images[t.array] = np.zeros((hw.rows, hw.logical_cols), dtype=np.int64)
+            used[t.array] = np.zeros((hw.rows, hw.logical_cols), dtype=bool)
         img[t.row0:t.row_end:t.step, t.col0:t.col_end:t.step] = sub
         used[t.array][t.row0:t.row_end:t.step, t.col0:t.col_end:t.step] = True
     cmds: list[Command] = []

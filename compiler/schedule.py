@@ -9,15 +9,20 @@ of columns (each converted by one of the array's ``adcs_per_array`` ADCs, so a w
 * row pieces of a block that was cut at the shelf height or the array size accumulate into the same outputs:
   the pieces with ``r0 = 0`` are scheduled first (overwriting), the others accumulate;
 * the ADC resolution follows from the number of rows that can add into one column in that activation
-  (``rows_per_col``: 256 for a Linear tile, one block's 32 rows for SparseMap, 8 rows per DenseMap chunk):
+  (``rows_per_col``: 256 for a Linear tile, one block's 32 rows for SparseMap, 8 rows per DenseMap chunk) and
+  the number format (:mod:`cimisa.formats`: what one column sum can be, unsigned or signed):
 
   - ``adc_mode="paper"``: ``bits = ceil(log2(rows_per_col))`` (the paper's rule: 8 b, 5 b, 3 b), with the ADC
-    step ``2**adc_shift`` chosen so the codes span the full signed column-sum range of ``rows_per_col`` rows
-    (``adc_shift = lossless_bits - bits``; the least significant bits are dropped);
+    step ``2**adc_shift`` the smallest that spans the column-sum range of ``rows_per_col`` rows but its top
+    value (in the default format ``adc_shift = lossless_bits - bits``; with unsigned 1-bit sums only "every row
+    on every set cell" saturates);
   - ``adc_mode="exact"``: ``bits = min(cfg.adc_bits, lossless_bits(rows_per_col))``, exact whenever the
     configuration's ADCs allow (``cfg.lossless()``);
+  - ``adc_mode="accuracy"``: starts from the ``exact`` setting (the per-MVM bits are lowered afterwards on
+    calibration inputs, in :mod:`mapper`);
 
-  (``lossless_bits`` is :func:`cimisa.rules.lossless_adc_bits`; the modes are :class:`compiler.kinds.AdcMode`);
+  (``lossless_bits`` is :meth:`cimisa.formats.NumberFormat.lossless_adc_bits`; the modes are
+  :class:`compiler.kinds.AdcMode`);
 
 * order: matmuls in model order, each R stage (stage 1), then L (stage 2); on each array, activations run in
   this order (timestamp ``t`` = position on the array); arrays run in parallel. Dependencies (R stage ->
@@ -31,7 +36,6 @@ import math
 from dataclasses import dataclass, field
 
 from cimisa.config import HwConfig
-from cimisa.rules import lossless_adc_bits
 from compiler.kinds import AdcMode, choices
 from compiler.place import Placement, PlacementError, paused_gc
 
@@ -47,18 +51,31 @@ def _adc_mode(mode: str) -> AdcMode:
 
 
 def adc_setting(rows_per_col: int, hw: HwConfig, mode: str) -> tuple[int, int]:
-    """Return ``(adc_bits, adc_shift)`` for an activation where ``rows_per_col`` rows can add into a column."""
-    full = lossless_adc_bits(rows_per_col, hw.weight_bits)
+    """Return ``(adc_bits, adc_shift)`` for an activation where ``rows_per_col`` rows can add into a column.
+
+    Through the number format (``hw.fmt``): the bounds of every column sum of ``rows_per_col`` rows
+    (:meth:`~cimisa.formats.NumberFormat.sum_bounds`, per unsigned/signed kind) and the smallest step that
+    converts them (:meth:`~cimisa.formats.NumberFormat.adc_shift_for`). ``paper``: ``ceil(log2(rows))`` bits,
+    the largest sum of each kind may saturate by one (``spare_top``); ``exact`` and ``accuracy`` (whose
+    per-MVM bits are lowered later, on calibration inputs): ``min(hw.adc_bits, lossless bits)``. In the default
+    format this is ``adc_shift = lossless_bits - bits`` (a test checks every ``rows_per_col`` up to 4096).
+    """
+    fmt = hw.fmt
+    bounds = fmt.sum_bounds(rows_per_col)
     if _adc_mode(mode) is AdcMode.PAPER:
         bits = min(hw.adc_bits, max(1, math.ceil(math.log2(rows_per_col)) if rows_per_col > 1 else 1))
-    else:
-        bits = min(hw.adc_bits, full)
-    return bits, max(0, full - bits)
+        return bits, fmt.adc_shift_for(bounds, bits, spare_top=True)
+    bits = min(hw.adc_bits, fmt.lossless_adc_bits(rows_per_col))
+    return bits, fmt.adc_shift_for(bounds, bits)
 
 
 @dataclass(frozen=True)
 class Activation:
-    """One MVM on one array: row window ``row0..row0+nrows-1``, column window ``col0..col0+ncols-1``."""
+    """One MVM on one array: row window ``row0..row0+nrows-1``, logical column window ``col0..col0+ncols-1``.
+
+    ``cells`` counts the physical cells of the window that hold weights of the fired tiles
+    (``weights * fmt.cols_per_weight``) and, for ``offset``, the bias column's cells in the driven rows.
+    """
 
     array: int
     t: int
@@ -172,6 +189,7 @@ def _schedule(placement: Placement, hw: HwConfig, adc_mode: AdcMode) -> Schedule
     stages: dict[tuple[int, str], list[int]] = {}
     t_on: dict[int, int] = {}
     adc: dict[int, tuple[int, int]] = {}
+    per_weight, bias = hw.fmt.cols_per_weight, hw.fmt.bias_cols
     for key in sorted(per_stage, key=lambda k: (k[0], order[k[1]])):
         idx = stages.setdefault(key, [])
         owner, factor = key
@@ -198,7 +216,8 @@ def _schedule(placement: Placement, hw: HwConfig, adc_mode: AdcMode) -> Schedule
                         continue
                     cells = sum(_rows_in(t.row0, t.rows, t.step, lo, hi) * t.cols for t in ts)
                     windows.append((c, lo, hi, rpc, cells))
-            for c, lo, hi, rpc, cells in windows:
+            for c, lo, hi, rpc, weights in windows:
+                cells = weights * per_weight + (hi - lo) * bias
                 setting = adc.get(rpc)
                 if setting is None:
                     setting = adc[rpc] = adc_setting(rpc, hw, adc_mode)

@@ -39,8 +39,14 @@ def _count(name: str, v, default: int) -> int:
 
 
 def _reloader(cm: ChipMap, hw: HwConfig, tiles: np.ndarray, ps) -> callable:
-    """``reload(epoch) -> (ns, {component: nJ})`` of programming epoch ``epoch`` (-1: epoch 0 again)."""
+    """``reload(epoch) -> (ns, {component: nJ})`` of programming epoch ``epoch`` (-1: epoch 0 again).
+
+    A reloaded row reads its ``logical_cols`` weights (``weight_bits`` each, as WRITE_W carries them) from DRAM
+    and programs their cells and the bias column's (:mod:`cimisa.formats`; ``cols`` cells in the default
+    format)."""
     c, ch = hw.cost, hw.chip
+    fmt = hw.fmt
+    cells_per_row = hw.logical_cols * fmt.cols_per_weight + fmt.bias_cols
     used: dict[int, set] = {}
     for ph in ps:
         used.setdefault(ph.epoch, set()).update(tiles[np.concatenate(ph.arrays)].tolist())
@@ -48,9 +54,9 @@ def _reloader(cm: ChipMap, hw: HwConfig, tiles: np.ndarray, ps) -> callable:
     def reload(epoch: int):
         rows = cm.wrap_rows if epoch < 0 else cm.reload_rows[epoch]
         n_tiles = max(1, len(used.get(max(epoch, 0), ())))
-        nbytes = rows * hw.cols * hw.weight_bits / 8
+        nbytes = rows * hw.logical_cols * hw.weight_bits / 8
         ns = max(rows * c.t_program_row_ns / n_tiles, nbytes / ch.dram_bytes_per_ns)
-        return ns, {"reload": rows * hw.cols * c.e_program_cell_pj / 1000.0,
+        return ns, {"reload": rows * cells_per_row * c.e_program_cell_pj / 1000.0,
                     "memory": nbytes * c.e_dram_pj_per_byte / 1000.0}
     return reload
 

@@ -47,8 +47,40 @@ def test_adc_setting_by_hand():
     assert adc_setting(32, HW, "exact") == (8, 13 - 8)
     assert adc_setting(2, HW, "exact") == (8, 1)                   # 9 lossless bits, 8 available
     assert adc_setting(32, HW.lossless(), "exact") == (13, 0)
-    with pytest.raises(PlacementError, match="adc mode must be one of paper, exact, not 'fine'"):
+    with pytest.raises(PlacementError, match="adc mode must be one of paper, exact, accuracy, not 'fine'"):
         adc_setting(32, HW, "fine")
+
+
+@pytest.mark.parametrize("weight_bits", [4, 8])
+def test_adc_setting_default_format_is_the_old_formula(weight_bits):
+    """Through the format, the default format keeps ``shift = lossless_bits - bits`` for every rows_per_col."""
+    hw = load_hw("paper-256", rows=4096, weight_bits=weight_bits, adc_bits=12)
+    assert hw.fmt.is_default
+    for rpc in range(1, 4097):
+        full = lossless_adc_bits(rpc, weight_bits)
+        bits = min(12, max(1, (rpc - 1).bit_length()))             # ceil(log2(rpc)), at least 1
+        assert adc_setting(rpc, hw, "paper") == (bits, max(0, full - bits)), rpc
+        bits = min(12, full)
+        assert adc_setting(rpc, hw, "exact") == (bits, max(0, full - bits)), rpc
+
+
+def test_adc_setting_unsigned_one_bit_sums():
+    """1-bit differential cells driven by 1-bit twos digits: every sum of 32 rows is 0..32, unsigned. The paper's
+    5 bits cover 0..31 at step 1 (only all 32 rows on 32 set cells saturate); lossless needs 6 bits."""
+    hw = load_hw("fpga-tiny-sliced")
+    assert hw.fmt.sum_bounds(32) == {True: (0, 32)}
+    assert adc_setting(32, hw, "paper") == (5, 0)
+    assert adc_setting(8, hw, "paper") == (3, 0)                   # 0..8: 3 bits code 0..7, 8 saturates
+    assert adc_setting(32, hw, "exact") == (6, 0)
+    assert adc_setting(32, hw, AdcMode.ACCURACY) == adc_setting(32, hw, "exact")   # starts from exact
+    assert adc_setting(32, hw.replace(adc_bits=4), "exact") == (4, 2)   # 0..32 >> 2 = 0..8: 15 codes need shift 2
+
+
+def test_accuracy_mode_schedules_like_exact():
+    g = tuple(m for m in geometry(load_model_spec("bert-large"), 32) if m.layer == 0 and m.role == "q")
+    a, e = (schedule(place(g, HW, "sparse"), HW, mode) for mode in ("accuracy", "exact"))
+    assert a.adc_mode is AdcMode.ACCURACY
+    assert [(x.adc_bits, x.adc_shift) for x in a.activations] == [(x.adc_bits, x.adc_shift) for x in e.activations]
 
 
 @functools.cache

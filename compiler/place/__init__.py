@@ -4,8 +4,10 @@ A matmul ``(out, in)`` with ``nblocks = k`` has Monarch factors ``R (k, q, p)`` 
 (:mod:`compiler.geometry`). On a crossbar, rows are inputs and columns outputs, so block ``i`` of ``R`` is a
 ``p x q`` rectangle (cell ``(m, j) = R[i, j, m]``) and block ``a`` of ``L`` an ``r x s`` rectangle
 (cell ``(c, t) = L[a, t, c]``). The ``linear`` baseline places the dense ``W`` (an ``in x out`` rectangle).
-A :class:`Tile` is a piece of one block that fits an array; blocks larger than an array are cut into tiles
-(row pieces accumulate into the same outputs). Tiles that one MVM fires together form a *group*.
+Columns are *logical* (``hw.logical_cols`` weights per array row; a weight takes ``hw.fmt.cols_per_weight``
+physical cells, :mod:`cimisa.formats`). A :class:`Tile` is a piece of one block that fits an array; blocks
+larger than an array are cut into tiles (row pieces accumulate into the same outputs). Tiles that one MVM fires
+together form a *group*.
 
 :func:`place` takes the geometry of a model (:func:`compiler.geometry.geometry`) and one
 :class:`~compiler.kinds.Strategy`, each in its own module:
@@ -81,9 +83,11 @@ def place(geoms: Sequence[MatmulGeom], hw: HwConfig, strategy: Strategy | str = 
 def _placement(b: Builder, geoms: tuple[MatmulGeom, ...], hw: HwConfig, st: Strategy, arrays: int | None,
                validate: bool, row_steps: int) -> Placement:
     shelf = max((t.rows for t in b.tiles), default=0) if st is Strategy.AUTO else 0
-    p = Placement(strategy=st, rows=hw.rows, cols=hw.cols, nblocks=geoms[0].nblocks if geoms else 1,
+    fmt = hw.fmt
+    p = Placement(strategy=st, rows=hw.rows, cols=hw.logical_cols, nblocks=geoms[0].nblocks if geoms else 1,
                   matmuls=geoms, tiles=tuple(b.tiles), groups=tuple(tuple(g) for g in b.groups),
-                  n_arrays=b.next_array, row_steps=row_steps, shelf_rows=shelf, budget=arrays)
+                  n_arrays=b.next_array, row_steps=row_steps, shelf_rows=shelf, budget=arrays,
+                  cells_per_weight=fmt.cols_per_weight, bias_cols=fmt.bias_cols, phys_cols=hw.cols)
     if arrays is not None and p.n_arrays > arrays:
         raise PlacementError(f"arrays budget too small: {st} needs {p.n_arrays} arrays, budget {arrays}")
     if validate:

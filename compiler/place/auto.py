@@ -86,8 +86,8 @@ def array_count(total: int, cap: int, budget: int | None, hw: HwConfig, hs: int)
     (``cap`` shelf columns per array); raise :class:`PlacementError` when the budget is below that."""
     n_min = -(-total // cap)
     if budget is not None and budget < n_min:
-        raise PlacementError(f"arrays budget too small: auto needs at least {n_min} arrays of {hw.rows}x{hw.cols} "
-                             f"(shelves of {hs} rows), budget {budget}")
+        raise PlacementError(f"arrays budget too small: auto needs at least {n_min} arrays of "
+                             f"{hw.rows}x{hw.logical_cols} (shelves of {hs} rows), budget {budget}")
     return budget if budget is not None else n_min
 
 

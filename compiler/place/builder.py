@@ -23,10 +23,13 @@ def pieces(n: int, size: int) -> list[tuple[int, int]]:
 
 
 class Builder:
-    """Tiles and groups under construction (``groups[g]``: indices into ``tiles``); ``next_array`` arrays used."""
+    """Tiles and groups under construction (``groups[g]``: indices into ``tiles``); ``next_array`` arrays used.
+
+    An array is ``m_r`` rows by ``m_c`` *logical* columns (``hw.logical_cols``: weights per row; each weight takes
+    ``hw.fmt.cols_per_weight`` physical columns, :mod:`cimisa.formats`)."""
 
     def __init__(self, hw: HwConfig):
-        self.m_r, self.m_c = hw.rows, hw.cols
+        self.m_r, self.m_c = hw.rows, hw.logical_cols
         self.tiles: list[Tile] = []
         self.groups: list[list[int]] = []
         self.next_array = 0

@@ -1,5 +1,10 @@
 """The placement data: :class:`Tile` (a piece of a block on an array), :class:`Piece` (a piece of a block not yet
 on an array, as ``auto`` lays them), :class:`Placement` (a strategy's result) and :class:`PlacementError`.
+
+Units: tiles, windows and :attr:`Placement.cols` are in *logical* columns (one weight each, as the command set
+addresses them); a weight takes :attr:`Placement.cells_per_weight` physical cells and an ``offset`` array keeps
+:attr:`Placement.bias_cols` bias columns (:mod:`cimisa.formats`). Figures named ``cells`` count physical cells,
+those named ``weights`` count weights; in the default format (one cell per weight) they are equal.
 """
 
 from __future__ import annotations
@@ -63,7 +68,14 @@ class Tile:
     rotation: int = 0
 
     @property
+    def weights(self) -> int:
+        """Weights of the tile (``rows * cols``)."""
+        return self.rows * self.cols
+
+    @property
     def cells(self) -> int:
+        """The tile's weights (as :attr:`weights`; kept for old callers): its physical cells are
+        ``weights * Placement.cells_per_weight``."""
         return self.rows * self.cols
 
     @property
@@ -81,7 +93,10 @@ class Placement:
     """The result of a placement strategy: tiles on arrays and the activation groups, in firing order.
 
     ``groups[g]`` lists the indices (into ``tiles``) fired together; ``row_steps`` is how many row chunks each
-    group is fired in (``DENSE_STEPS`` for DenseMap, else 1).
+    group is fired in (``DENSE_STEPS`` for DenseMap, else 1). An array is ``rows x cols`` weights (``cols``:
+    ``hw.logical_cols``) in ``rows x phys_cols`` physical cells: ``cells_per_weight`` per weight
+    (``fmt.cols_per_weight``) and ``bias_cols`` bias columns (``offset``); ``phys_cols`` 0 means
+    ``cols * cells_per_weight + bias_cols``.
     """
 
     strategy: Strategy
@@ -95,39 +110,66 @@ class Placement:
     row_steps: int = 1
     shelf_rows: int = 0
     budget: int | None = None
+    cells_per_weight: int = 1
+    bias_cols: int = 0
+    phys_cols: int = 0
 
     def __repr__(self) -> str:
         return (f"Placement(strategy={str(self.strategy)!r}, arrays={self.n_arrays}, tiles={len(self.tiles)}, "
                 f"groups={len(self.groups)}, utilization={self.utilization:.4f})")
 
     @property
+    def array_cols(self) -> int:
+        """Physical columns of an array (``hw.cols``)."""
+        return self.phys_cols or self.cols * self.cells_per_weight + self.bias_cols
+
+    @property
+    def array_cells(self) -> int:
+        """Physical cells of one array (``rows * array_cols``)."""
+        return self.rows * self.array_cols
+
+    @property
     def cells_per_array(self) -> int:
-        return self.rows * self.cols
+        """Cells of one array that can hold weights: ``rows * cols * cells_per_weight`` (without the bias
+        column and any columns too few for a whole weight)."""
+        return self.rows * self.cols * self.cells_per_weight
+
+    @property
+    def weights(self) -> int:
+        """Weights placed (Monarch factor entries, or dense entries for ``linear``)."""
+        return sum(t.weights for t in self.tiles)
 
     @property
     def weight_cells(self) -> int:
-        """Weight cells placed (Monarch factor entries, or dense entries for ``linear``)."""
-        return sum(t.cells for t in self.tiles)
+        """Physical cells holding the placed weights (``weights * cells_per_weight``)."""
+        return self.weights * self.cells_per_weight
+
+    @property
+    def bias_cells(self) -> int:
+        """Cells of the bias columns of the arrays used (``offset``; 0 otherwise)."""
+        return self.n_arrays * self.rows * self.bias_cols
 
     @property
     def monarch_cells(self) -> int:
-        return sum(m.monarch_cells for m in self.matmuls)
+        """Physical cells of the model's Monarch factors (or dense matrices for ``linear`` geometries)."""
+        return sum(m.monarch_cells for m in self.matmuls) * self.cells_per_weight
 
     @property
     def utilization(self) -> float:
-        """Weight cells / (arrays used * cells per array)."""
-        return self.weight_cells / (self.n_arrays * self.cells_per_array) if self.n_arrays else 0.0
+        """Weight cells / physical cells of the arrays used (a bias column and spare columns count as unused)."""
+        return self.weight_cells / (self.n_arrays * self.array_cells) if self.n_arrays else 0.0
 
     @property
     def lower_bound(self) -> int:
-        """``ceil(Monarch weight cells / cells per array)`` (dense cells for ``linear``)."""
+        """``ceil(weight cells / cells per array)``: the fewest arrays that hold the placed weights' cells."""
         return -(-self.weight_cells // self.cells_per_array)
 
     def tiles_of(self, array: int) -> list[Tile]:
         return [t for t in self.tiles if t.array == array]
 
     def occupancy(self, array: int) -> np.ndarray:
-        """Return a ``(rows, cols)`` int32 map of the array: matmul index + 1 per used cell, 0 where empty."""
+        """Return a ``(rows, cols)`` int32 map of the array's logical columns: matmul index + 1 per placed
+        weight, 0 where empty."""
         occ = np.zeros((self.rows, self.cols), dtype=np.int32)
         for t in self.tiles:
             if t.array == array:
@@ -148,12 +190,13 @@ class Placement:
         return self
 
     def per_matmul(self) -> dict[int, dict]:
-        """Return per matmul index: arrays touched, cells placed."""
+        """Return per matmul index: arrays touched, weights and cells placed."""
         res: dict[int, dict] = {}
         for t in self.tiles:
-            d = res.setdefault(t.matmul, {"arrays": set(), "cells": 0})
+            d = res.setdefault(t.matmul, {"arrays": set(), "weights": 0, "cells": 0})
             d["arrays"].add(t.array)
-            d["cells"] += t.cells
+            d["weights"] += t.weights
+            d["cells"] += t.weights * self.cells_per_weight
         return res
 
     def to_json(self) -> dict:
@@ -161,7 +204,8 @@ class Placement:
         return {
             "strategy": str(self.strategy), "array_rows": self.rows, "array_cols": self.cols, "nblocks": self.nblocks,
             "arrays": self.n_arrays, "row_steps": self.row_steps, "shelf_rows": self.shelf_rows,
-            "budget": self.budget,
+            "budget": self.budget, "cells_per_weight": self.cells_per_weight, "bias_cols": self.bias_cols,
+            "array_phys_cols": self.array_cols,
             "matmuls": [m.to_dict() for m in self.matmuls],
             "tile_fields": ["matmul", "factor", "block", "r0", "c0", "rows", "cols", "array", "row0", "col0",
                             "step", "group", "rotation"],
