@@ -14,7 +14,8 @@ from compiler.kinds import AdcMode, Strategy, choices
 
 __all__ = ["NBLOCKS_HELP", "default_out", "add_nblocks_option", "positive_int", "int_in", "nonneg_int", "seed_int",
            "utf8_text", "path_text", "add_out_options", "add_strategy_option", "add_adc_mode_option", "check_out",
-           "FORCE_HELP", "MAX_SEED", "MAX_ARRAYS", "add_chip_options", "hw_choice", "MAX_TOKENS"]
+           "FORCE_HELP", "MAX_SEED", "MAX_ARRAYS", "add_chip_options", "hw_choice", "MAX_TOKENS",
+           "add_format_options", "format_overrides", "with_format", "add_max_error_option", "max_error_value"]
 
 #: Help text of ``--force`` (every command that writes an output folder has it).
 FORCE_HELP = "replace an existing output folder the kit did not write"
@@ -194,3 +195,71 @@ def hw_choice(hw: str | None, chip: str | None, default: str = "paper-256") -> s
     if hw is not None and chip is not None and hw != chip:
         raise ConfigError(f"--hw {hw} and --chip {chip} name different configurations; give one of them")
     return chip or hw or default
+
+
+def add_format_options(p: argparse.ArgumentParser) -> None:
+    """Add the number-format options (``--cell-bits``, ``--weight-encoding``, ``--input-encoding``,
+    ``--dac-bits``, ``--adc-rounding``): overrides of the configuration's own (:mod:`cimisa.formats`), applied by
+    :func:`with_format`; None keeps the configuration's."""
+    from cimisa.config import LIMITS  # noqa: PLC0415
+    from cimisa.formats import ADC_ROUNDINGS, INPUT_ENCODINGS, WEIGHT_ENCODINGS  # noqa: PLC0415
+    g = p.add_argument_group("number formats", "override the configuration's number formats (docs/isa.md, "
+                                               "section Number formats; default: the configuration's own)")
+    g.add_argument("--cell-bits", type=int_in(*LIMITS["cell_bits"]), default=None, metavar="N",
+                   help="bits per weight cell; a weight is sliced over adjacent columns (0: one cell per weight)")
+    g.add_argument("--weight-encoding", default=None, choices=WEIGHT_ENCODINGS,
+                   help="signed weights as two's complement cells, differential pairs or offset (a bias column)")
+    g.add_argument("--input-encoding", default=None, choices=INPUT_ENCODINGS,
+                   help="inputs drive the rows as two's complement or sign-magnitude digits")
+    g.add_argument("--dac-bits", type=int_in(*LIMITS["dac_bits"]), default=None, metavar="K",
+                   help="input bits driven per cycle (a K-bit DAC; 1: bit-serial)")
+    g.add_argument("--adc-rounding", default=None, choices=ADC_ROUNDINGS,
+                   help="how the ADC rounds a column sum divided by its step")
+
+
+def format_overrides(args) -> dict:
+    """The number-format overrides of parsed options (:func:`add_format_options`), None where not given."""
+    from cimisa.config import FORMAT_FIELDS  # noqa: PLC0415
+    return {k: getattr(args, k, None) for k in FORMAT_FIELDS}
+
+
+def with_format(hw, overrides: dict | None = None, **other):
+    """Return the configuration ``hw`` (a name, file or :class:`~cimisa.config.HwConfig`) with ``other`` settings
+    and the number-format ``overrides`` applied (None values ignored, as :func:`cimisa.config.load_hw`).
+
+    A format with fewer bits per column sum lowers the lossless ADC width: the configuration's ``adc_bits`` is
+    capped at it (a configuration with lossless ADCs stays lossless). Any other invalid combination is the
+    configuration's one :class:`~cimisa.errors.ConfigError`.
+    """
+    from cimisa.config import load_hw  # noqa: PLC0415
+    from cimisa.formats import NumberFormat, format_violations  # noqa: PLC0415
+    cfg = load_hw(hw, **other)
+    ov = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if not ov:
+        return cfg
+    merged = {k: ov.get(k, getattr(cfg, k)) for k in ("cell_bits", "weight_encoding", "input_encoding",
+                                                      "dac_bits", "adc_rounding")}
+    if not format_violations(cfg.weight_bits, cfg.input_bits, **merged):
+        lossless = NumberFormat(cfg.weight_bits, cfg.input_bits, **merged).lossless_adc_bits(cfg.rows)
+        if cfg.adc_bits > lossless:
+            ov["adc_bits"] = lossless
+    return load_hw(cfg, **ov)
+
+
+def add_max_error_option(p: argparse.ArgumentParser, rule: str) -> None:
+    """Add ``--max-error E``: the bound of the accuracy ADC rule (required with it, refused otherwise)."""
+    p.add_argument("--max-error", type=max_error_value, default=None, metavar="E",
+                   help=f"with {rule} accuracy: the stream's largest mean relative L2 error against the float "
+                        "product on calibration inputs, e.g. 0.01 (mapper.adc_select)")
+
+
+def max_error_value(text: str) -> float:
+    """A relative error bound: a finite number >= 0."""
+    import math  # noqa: PLC0415
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
+    return value

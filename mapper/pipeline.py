@@ -28,6 +28,7 @@ from compiler.place import DENSE_STEPS, STRATEGIES, Placement, as_strategy, plac
 from compiler.schedule import Schedule, schedule
 from compiler.spec import ModelSpec
 from compiler.stream_inputs import STREAM_SEED, stream_inputs
+from mapper.adc_select import AdcSelection, check_max_error, select_for_build
 from mapper.factors import check_nblocks, folder_nblocks, load_factors, project_factors
 from mapper.report import layer_table, layer_utilization, matmul_spread
 from mapper.stream_check import AdcError, StreamCheck, stream_check
@@ -54,6 +55,7 @@ class BuildOptions:
     the chip run in epochs (:mod:`compiler.chipmap`). ``simulate``: run :func:`perf.simulate` on every strategy
     evaluated, over ``prefill_tokens`` (None: the model's sequence length) and ``decode_tokens`` (None:
     :func:`decode_tokens`); ``trace``: keep the main strategy's trace (the timelines of ``plots/``).
+    ``max_error``: the bound of ``adc_mode="accuracy"`` (:mod:`mapper.adc_select`; required with it, only with it).
     """
 
     nblocks: int | None = None
@@ -74,8 +76,10 @@ class BuildOptions:
     decode_tokens: int | None = None
     simulate: bool = True
     trace: bool = False
+    max_error: float | None = None
 
     def __post_init__(self):
+        check_max_error(self.adc_mode, self.max_error, AdcMode.ACCURACY)
         if self.strategy not in STRATEGIES:
             raise ModelError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         object.__setattr__(self, "strategy", Strategy(self.strategy))
@@ -248,6 +252,7 @@ class BuildResult:
     pareto: tuple[ParetoPoint, ...] = ()
     commands: tuple[Command, ...] | None = None
     check: StreamCheck | None = None
+    adc_selection: AdcSelection | None = None
 
     @property
     def strategy(self) -> Strategy:
@@ -267,7 +272,7 @@ class BuildResult:
                 "reference": str(o.reference or Strategy.LINEAR) if o.budget.startswith("iso") else None,
                 "weight_reload": o.weight_reload, "simulate": o.simulate,
                 "prefill_tokens": o.prefill_tokens or dims.seq_len,
-                "decode_tokens": decode_tokens(dims, o.decode_tokens)}
+                "decode_tokens": decode_tokens(dims, o.decode_tokens), "max_error": o.max_error}
 
     def report(self) -> dict:
         """Return ``report.json`` content."""
@@ -294,7 +299,16 @@ class BuildResult:
                                if x in v}
                            for k, v in sorted(compare.items())},
             "stream": None if self.check is None else self.check.to_dict(),
+            "format": format_report(self.hw),
+            "adc_selection": None if self.adc_selection is None else self.adc_selection.to_dict(),
         }
+
+
+def format_report(hw: HwConfig) -> dict:
+    """The ``format`` object of ``report.json``: the number formats and the columns they take."""
+    f = hw.fmt
+    return {"describe": f.describe(), "cells_per_weight": f.cols_per_weight, "bias_cols": f.bias_cols,
+            "physical_cols": hw.cols, "logical_cols": hw.logical_cols, "digits": f.digits}
 
 
 def resolve_hw(hw: str | HwConfig, adcs: int | None = None, cost: str | None = None) -> HwConfig:
@@ -322,6 +336,9 @@ def build(model: str, hw: str | HwConfig = "paper-256", options: BuildOptions = 
                              f"--no-weights for a shape-only report, or a configuration with more arrays)")
         step("weights")       # before placement: a checkpoint that cannot be used fails fast
         factors = load_factors(model, spec, nblocks)
+    if o.adc_mode == AdcMode.ACCURACY and factors is None:
+        raise ModelError(f"the accuracy ADC rule measures the stream's error: {model} needs its weights "
+                         "(not --no-weights, not a shape-only model)")
     geoms = geometry(spec, nblocks)
     dims = ModelDims.of(spec)
     step("place")
@@ -344,6 +361,11 @@ def build(model: str, hw: str | HwConfig = "paper-256", options: BuildOptions = 
                                    row_steps=o.row_steps)
         others = tuple(compare[st].arrays for st in (Strategy.SPARSE, Strategy.DENSE))
         par = pareto_points(geoms, cfg, dims, adc_mode=o.adc_mode, extra=others)
+    selection = None
+    if o.adc_mode == AdcMode.ACCURACY:
+        step("adc")
+        selection = select_for_build(_compile(spec, factors, cfg, o, main.placement), o.max_error)
+        compare[o.strategy] = main = replace(main, schedule=selection.schedule)
     step("chip")
     ref_st = o.reference or Strategy.LINEAR
     ref = compare[ref_st].placement if ref_st in compare and compare[ref_st].placement.budget is None else ref_st
@@ -353,13 +375,15 @@ def build(model: str, hw: str | HwConfig = "paper-256", options: BuildOptions = 
     commands = checked = None
     if factors is not None:
         step("stream")
-        commands = _build_stream(spec, factors, cfg, o, main.placement)
+        cm = selection.compiled if selection else _compile(spec, factors, cfg, o, main.placement)
+        commands = tuple(cm.full_stream(stream_inputs(cm, STREAM_SEED)))
         step("check")
         if o.check:
             checked = stream_check(spec, factors, cfg, o.strategy, colocate=o.colocate, arrays=o.arrays,
                                    placement=main.placement)
     return BuildResult(model=str(model), spec=spec, hw=cfg, nblocks=nblocks, options=o, main=main, baseline=base,
-                       per_strategy_layers=per, compare=compare, pareto=par, commands=commands, check=checked)
+                       per_strategy_layers=per, compare=compare, pareto=par, commands=commands, check=checked,
+                       adc_selection=selection)
 
 
 def _build_nblocks(model: str, spec: ModelSpec, nblocks: int | None) -> int:
@@ -374,16 +398,14 @@ def _build_nblocks(model: str, spec: ModelSpec, nblocks: int | None) -> int:
     return nblocks
 
 
-def _build_stream(spec: ModelSpec, factors: dict, cfg: HwConfig, o: BuildOptions,
-                  placement: Placement) -> tuple[Command, ...]:
-    """The full command stream of a build (weights, seeded inputs) on ``placement``."""
+def _compile(spec: ModelSpec, factors: dict, cfg: HwConfig, o: BuildOptions, placement: Placement):
+    """The compiled model of a build's stream (weights, programs) on ``placement``."""
     from compiler.program import compile_model  # noqa: PLC0415
     if placement.n_arrays > cfg.n_arrays:
         raise ShapeError(f"{o.strategy} needs {placement.n_arrays} arrays; {cfg.name} has {cfg.n_arrays} "
                          f"(use --no-weights for a shape-only report, or a configuration with more arrays)")
-    cm = compile_model(spec, factors, cfg, strategy=o.strategy, adc_mode=o.adc_mode, colocate=o.colocate,
-                       placement=placement)
-    return tuple(cm.full_stream(stream_inputs(cm, STREAM_SEED)))
+    return compile_model(spec, factors, cfg, strategy=o.strategy, adc_mode=o.adc_mode, colocate=o.colocate,
+                         placement=placement)
 
 
 def write_build(result: BuildResult, out: str | Path, *, plots: bool = True, force: bool = False) -> Path:

@@ -7,7 +7,7 @@ from compiler.kinds import Strategy, choices
 from compiler.place import Placement
 
 __all__ = ["summary_table", "strategies_table", "layers_table", "chip_line", "layer_utilization", "matmul_spread",
-           "layer_table"]
+           "layer_table", "format_line", "selection_line"]
 
 
 def summary_table(report: dict):
@@ -48,6 +48,21 @@ def chip_line(chip: dict) -> str:
     if chip.get("epochs", 1) > 1:
         line += f", {chip['epochs']} weight epochs ({sum(chip['reload_rows']):,} rows reprogrammed per pass)"
     return line
+
+
+def format_line(fmt: dict) -> str:
+    """One line on the number formats (``format`` of ``report.json``)."""
+    return (f"format: {fmt['describe']}; {fmt['cells_per_weight']} cell(s) per weight, {fmt['physical_cols']} "
+            f"physical / {fmt['logical_cols']} logical columns per array")
+
+
+def selection_line(sel: dict) -> str:
+    """One line on the accuracy ADC rule's choice (``adc_selection`` of ``report.json``)."""
+    hist = " ".join(f"{n} x {b} b" for b, n in sel["adc_bits_histogram"].items())
+    met = "met" if sel["met_on_heldout"] else "NOT met"
+    return (f"accuracy ADC rule (max error {sel['max_error']:g}): error {sel['calib_error']:.4f} on calibration, "
+            f"{sel['heldout_error']:.4f} held out ({met}); lossless-ADC error {sel['lossless_error']:.4f}; "
+            f"ADC bits {sel['adc_bits_sum']:,} (exact rule {sel['lossless_adc_bits_sum']:,}): {hist}")
 
 
 def strategies_table(report: dict):
