@@ -74,7 +74,11 @@ class AdcLane(wiring.Component):
         lo = Signal(signed(cb + 2))
         m.d.comb += [hi.eq(Mux(self.unsigned_range, full - 1, (full >> 1) - 1)),
                      lo.eq(Mux(self.unsigned_range, 0, -(full >> 1)))]
+        # Wide enough for the half step of the largest shift (nearest), so that any sum of less than half a step
+        # rounds to 0.
         width = len(self.colsum) + 1
+        if cfg.fmt.adc_rounding == "nearest":
+            width = max(width, (1 << len(self.adc_shift)) + 1)
         rounded = Signal(signed(width + 1))
         if cfg.fmt.adc_rounding == "nearest":           # round half up: add half a step (none at step 1)
             m.d.comb += rounded.eq(self.colsum + ((Const(1, 1) << self.adc_shift) >> 1))

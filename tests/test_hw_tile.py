@@ -6,6 +6,7 @@ expect-fail test proves the checker reports mismatches.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from fractions import Fraction
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 import sw_model
-from cimisa import semantics, streamgen
+from cimisa import rules, semantics, streamgen
 from cimisa.check import check_runs
 from cimisa.config import HwConfig, load_hw
 from cimisa.isa import Command, EncodeError, ErrorCode, Isa, Opcode
@@ -31,6 +32,23 @@ ODD = HwConfig(name="odd", rows=12, cols=10, n_arrays=3, weight_bits=3, input_bi
 #: 16-bit weights and inputs on 4 rows: products reach 2**30, so REQUANT's every shift (0..31) can see a tie.
 WIDE = HwConfig(name="wide16", rows=4, cols=4, n_arrays=2, weight_bits=16, input_bits=16, adc_bits=18,
                 adcs_per_array=4, in_depth=16, out_depth=16, rows_per_cycle=4)
+
+
+#: Number formats (:mod:`cimisa.formats`) on small tiles. 1-bit differential cells (6 physical columns per 4-bit
+#: weight, one ADC round per slice with 3 lanes: the accumulator forward path); 2-bit offset cells with the bias
+#: column (one unused physical column), sign-magnitude inputs through a 2-bit DAC, nearest rounding; two twos
+#: slices (a signed 2-bit top slice) with a 3-bit DAC, nearest rounding.
+DIFF1 = HwConfig(name="diff1", rows=8, cols=24, n_arrays=2, weight_bits=4, input_bits=5, adc_bits=4,
+                 adcs_per_array=3, in_depth=16, out_depth=16, rows_per_cycle=4, cell_bits=1,
+                 weight_encoding="differential")
+OFFSET2 = HwConfig(name="offset2", rows=6, cols=11, n_arrays=2, weight_bits=5, input_bits=6, adc_bits=5,
+                   adcs_per_array=2, in_depth=16, out_depth=16, rows_per_cycle=3, cell_bits=2,
+                   weight_encoding="offset", input_encoding="sign-magnitude", dac_bits=2, adc_rounding="nearest")
+TWOS4 = HwConfig(name="twos4", rows=4, cols=8, n_arrays=2, weight_bits=6, input_bits=7, adc_bits=7,
+                 adcs_per_array=4, in_depth=16, out_depth=16, rows_per_cycle=2, cell_bits=4, dac_bits=3,
+                 adc_rounding="nearest")
+SLICED = load_hw("fpga-tiny-sliced")
+FORMATS = [DIFF1, OFFSET2, TWOS4]
 
 
 def random_commands(cfg, seed, n, *, halt=True):
@@ -243,15 +261,18 @@ def test_checker_reports_mismatch():
            [(f"result[{len(got.results) - 1}]", None)]
 
 
-def test_command_cycles_formula():
-    cfg = TINY
+@pytest.mark.parametrize("cfg", [TINY, SLICED, OFFSET2], ids=["tiny", "sliced", "offset2"])
+def test_command_cycles_formula(cfg):
     isa = Isa.of(cfg)
+    L = cfg.logical_cols
     base = [Command.load_in(0, [1] * 5)]
     batch = tile_batch(cfg)
     t0 = batch.run(isa.encode(base + [Command.halt()])).cycles
-    for cmd in [Command.write_w(1, 5, 3, [1] * 29), Command.load_in(3, [2] * 30),
-                Command.mvm(array=1, row0=5, nrows=20, col0=3, ncols=7, in_addr=0, out_addr=4, adc_bits=4),
-                Command.requant(src=0, count=9, dst=0, dst_stride=2, shift=2), Command.read(2, 6),
+    for cmd in [Command.write_w(1, 5 % cfg.rows, 3 % L, [1] * (L - 3 % L)), Command.load_in(3, [2] * 12),
+                Command.mvm(array=1, row0=1, nrows=cfg.rows - 2, col0=1, ncols=L - 1, in_addr=0, out_addr=4,
+                            adc_bits=4),
+                Command.mvm(array=1, row0=0, nrows=cfg.rows, col0=0, ncols=1, in_addr=0, out_addr=4, adc_bits=4),
+                Command.requant(src=0, count=6, dst=0, dst_stride=2, shift=2), Command.read(2, 6),
                 Command.barrier()]:
         t = batch.run(isa.encode(base + [cmd, Command.halt()])).cycles
         assert t - t0 == command_cycles(cfg, cmd), cmd
@@ -488,3 +509,74 @@ def test_requant_rounding_ties_and_saturation(cfg, program):
     ref = sw_model.run_commands(cfg, cmds)
     assert ref.results.tolist() == want                       # the model against the hand formula
     assert stream_problems(cfg, [("requant", Isa.of(cfg).encode(cmds))]) == []
+
+
+# ---- number formats ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cfg", FORMATS + [SLICED], ids=lambda c: c.name)
+def test_formats_random_streams(cfg):
+    """The shared generator's streams on each format: results, status and cycles (the timing formula) equal."""
+    isa = Isa.of(cfg)
+    batch = tile_batch(cfg)
+    nonzero = 0
+    for seed in range(2):
+        cmds = random_commands(cfg, seed, 12)
+        words = isa.encode(cmds)
+        ref, got = sw_model.run(cfg, words), batch.run(words)
+        verdict = check_runs(ref, got, expected_cycles=stream_cycles(cfg, cmds))
+        assert verdict.ok, str(verdict)
+        nonzero += int(np.count_nonzero(ref.results))
+    assert nonzero > 0
+
+
+def _format_program(cfg, seed):
+    """Full-range weights and inputs (the most negative ones saturate in differential / sign-magnitude formats),
+    then MVMs with random windows, ADC widths and steps (accumulating into earlier results), each read back; and
+    the expected words from ``fmt.mvm_column``, the contract's scalar definition (independent of sw_model)."""
+    rng = np.random.default_rng(seed)
+    fmt, L, R = cfg.fmt, cfg.logical_cols, cfg.rows
+    wlo, whi = rules.signed_range(cfg.weight_bits)
+    xlo, xhi = rules.signed_range(cfg.input_bits)
+    w = rng.integers(wlo, whi + 1, (R, L))
+    w[0, 0] = wlo
+    x = rng.integers(xlo, xhi + 1, R)
+    x[0] = xlo
+    cmds = [Command.write_w(0, r, 0, [int(v) for v in w[r]]) for r in range(R)] + \
+           [Command.load_in(0, [int(v) for v in x])]
+    out = np.zeros(L, dtype=np.int64)
+    expected = []
+    max_shift = (1 << Isa.of(cfg).field_widths[Opcode.MVM]["adc_shift"]) - 1
+    for _ in range(4):
+        row0 = int(rng.integers(0, R))
+        nrows = int(rng.integers(1, R - row0 + 1))
+        col0 = int(rng.integers(0, L))
+        ncols = int(rng.integers(1, L - col0 + 1))
+        bits, acc = int(rng.integers(1, cfg.adc_bits + 1)), int(rng.integers(0, 2))
+        shift = int(rng.choice([0, 1, 2, max_shift]))         # the largest step rounds every sum to 0 or -1
+        cmds += [Command.mvm(array=0, row0=row0, nrows=nrows, col0=col0, ncols=ncols, in_addr=row0, out_addr=0,
+                             accumulate=acc, adc_bits=bits, adc_shift=shift), Command.read(0, ncols)]
+        for c in range(ncols):
+            cells = [fmt.cells(int(w[r, col0 + c])) for r in range(row0, row0 + nrows)]
+            bias = [fmt.bias_cell] * nrows if fmt.bias_cols else None
+            y = fmt.mvm_column(cells, bias, [int(v) for v in x[row0:row0 + nrows]], bits, shift)
+            out[c] = rules.wrap_acc(int(out[c]) * acc + y)
+        expected += [int(v) for v in out[:ncols]]
+    return Isa.of(cfg).encode(cmds + [Command.halt()]), expected
+
+
+@pytest.mark.parametrize("cfg", FORMATS, ids=lambda c: c.name)
+def test_formats_match_scalar_definition(cfg):
+    batch = tile_batch(cfg)
+    for seed in range(3):
+        words, expected = _format_program(cfg, seed)
+        got = batch.run(words)
+        assert got.status_tuple()[:2] == ("HALTED", "NONE")
+        assert got.results == expected, seed
+
+
+def test_formats_scalar_check_can_fail():
+    """Expect-fail: the same program on a tile that floors where the format rounds to nearest (and one that holds
+    offset weights as two's complement slices) gives different words."""
+    for cfg, wrong in [(OFFSET2, dataclasses.replace(OFFSET2, adc_rounding="floor")),
+                       (TWOS4, dataclasses.replace(TWOS4, input_encoding="sign-magnitude"))]:
+        words, expected = _format_program(cfg, 0)
+        assert run_tile(wrong, words).results != expected
