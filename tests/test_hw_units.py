@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth import signed
+from amaranth import Signal, signed
+from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
-from cimisa import semantics, streamgen
+from cimisa import rules, semantics, streamgen
 from cimisa.config import ACC_BITS, HwConfig, load_hw
+from cimisa.formats import NumberFormat
 from cimisa.isa import Command, ErrorCode, Isa, Opcode
 from hw.adc import AdcLane
 from hw.buffers import Buffer
 from hw.controller import Controller
 from hw.crossbar import Crossbar
 from hw.decoder import CommandDecoder
+from hw.numfmt import bias_shift, cell_values, colsum_shape, drive_shape, drive_value, saturate_weight, shift_table
 from hw.tile import CimTile
 
 MICRO = load_hw("fpga-micro")
@@ -68,37 +71,108 @@ def test_decoder_checks_random_headers(cfg):
                              ErrorCode.BAD_IN_ADDR, ErrorCode.BAD_OUT_ADDR, ErrorCode.BAD_ROW}
 
 
-@pytest.mark.parametrize("cfg", [MICRO, TINY, ODD], ids=["micro", "tiny", "odd"])
+#: Nearest rounding, unsigned ranges (1-bit differential cells) and sign-magnitude inputs through a 2-bit DAC.
+NEAREST = HwConfig(name="nearest", rows=8, cols=24, n_arrays=1, weight_bits=4, input_bits=6, adc_bits=4,
+                   adcs_per_array=2, in_depth=8, out_depth=8, rows_per_cycle=4, cell_bits=1,
+                   weight_encoding="differential", input_encoding="sign-magnitude", dac_bits=2,
+                   adc_rounding="nearest")
+
+
+@pytest.mark.parametrize("cfg", [MICRO, TINY, ODD, NEAREST], ids=["micro", "tiny", "odd", "nearest"])
 def test_adc_lane_matches_semantics(cfg):
     dut = AdcLane(cfg)
     rng = np.random.default_rng(1)
-    L = cfg.lossless_adc_bits
+    bounds = cfg.fmt.sum_bounds(cfg.rows).values()
+    lo, hi = min(b[0] for b in bounds), max(b[1] for b in bounds)
+    assert colsum_shape(cfg).width <= cfg.lossless_adc_bits + 1
     wshift = Isa.of(cfg).field_widths[Opcode.MVM]["adc_shift"]
-    cases = [(int(rng.integers(-(1 << (L - 1)), 1 << (L - 1))), int(rng.integers(1, cfg.adc_bits + 1)),
-              int(rng.integers(0, 1 << wshift)), int(rng.integers(0, cfg.input_bits)),
+    table = shift_table(cfg.fmt)
+    cases = [(int(rng.integers(lo, hi + 1)), int(rng.integers(1, cfg.adc_bits + 1)),
+              int(rng.choice([rng.integers(0, 4), rng.integers(0, 1 << wshift)])), table[int(rng.integers(len(table)))],
               int(rng.integers(-(1 << 31), 1 << 31))) for _ in range(300)]
 
-    def model(colsum, bits, shift, b, acc):
-        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        code = min(max(colsum >> shift, lo), hi)
-        term = code << (b + shift)
-        return code, int(semantics.wrap_acc(acc - term if b == cfg.input_bits - 1 else acc + term))
+    def model(colsum, bits, shift, entry, acc):
+        amount, neg, uns = entry
+        code = int(rules.adc_code(colsum, bits, shift, cfg.fmt.adc_rounding, uns))
+        term = code << (amount + shift)
+        return code, int(semantics.wrap_acc(acc - term if neg else acc + term))
 
     async def tb(ctx):
-        for colsum, bits, shift, b, acc in cases:
+        for colsum, bits, shift, entry, acc in cases:
+            if entry[2] and colsum < 0:              # unsigned columns never see a negative sum
+                colsum = 0
             ctx.set(dut.colsum, colsum)
             ctx.set(dut.adc_bits, bits)
             ctx.set(dut.adc_shift, shift)
-            ctx.set(dut.bit, b)
-            ctx.set(dut.msb, int(b == cfg.input_bits - 1))
+            ctx.set(dut.amount, entry[0])
+            ctx.set(dut.neg, int(entry[1]))
+            ctx.set(dut.unsigned_range, int(entry[2]))
             await ctx.tick()                        # one register stage: acc_in is added in the next cycle
             ctx.set(dut.acc_in, acc)
-            assert (ctx.get(dut.code), ctx.get(dut.acc_out)) == model(colsum, bits, shift, b, acc)
+            assert (ctx.get(dut.code), ctx.get(dut.acc_out)) == model(colsum, bits, shift, entry, acc)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
+
+
+#: Formats whose cells and drives :func:`test_cells_and_drives_match_formats` checks exhaustively.
+CELL_FORMATS = [NumberFormat(4, 4), NumberFormat(8, 8, 3), NumberFormat(6, 7, 4, dac_bits=3),
+                NumberFormat(4, 5, 1, "differential"), NumberFormat(5, 6, 2, "offset", "sign-magnitude", 2),
+                NumberFormat(8, 8, 0, "differential", "sign-magnitude", 3), NumberFormat(7, 4, 3, "offset"),
+                NumberFormat(3, 8, 0, "twos", "sign-magnitude", 1)]
+
+
+@pytest.mark.parametrize("fmt", CELL_FORMATS, ids=lambda f: f.describe())
+def test_cells_and_drives_match_formats(fmt):
+    """hw.numfmt's cells of every weight and drives of every input in every cycle equal fmt.cells / fmt.drive."""
+    m = Module()
+    w = Signal(signed(fmt.weight_bits))
+    x = Signal(signed(fmt.input_bits))
+    d = Signal(range(fmt.digits))
+    stored = Signal(signed(fmt.weight_bits))
+    m.d.comb += stored.eq(saturate_weight(fmt, w))
+    cells = [Signal.like(v, name=f"cell{p}") for p, v in enumerate(cell_values(fmt, stored))]
+    m.d.comb += [c.eq(v) for c, v in zip(cells, cell_values(fmt, stored), strict=True)]
+    drive = Signal(drive_shape(fmt))
+    m.d.comb += drive.eq(drive_value(fmt, x, d))
+    wlo, whi = rules.signed_range(fmt.weight_bits)
+    xlo, xhi = rules.signed_range(fmt.input_bits)
+    bad = []
+
+    async def tb(ctx):
+        for v in range(wlo, whi + 1):
+            ctx.set(w, v)
+            got = tuple(ctx.get(c) for c in cells)
+            if got != fmt.cells(v):
+                bad.append(("cells", v, got, fmt.cells(v)))
+        for v in range(xlo, xhi + 1):
+            ctx.set(x, v)
+            for k in range(fmt.digits):
+                ctx.set(d, k)
+                if ctx.get(drive) != fmt.drive(v)[k]:
+                    bad.append(("drive", v, k, ctx.get(drive), fmt.drive(v)[k]))
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    assert bad == []
+
+
+def test_shift_table_reproduces_weights():
+    """Every (cycle, column) entry's shift and sign is digit_weight * slice_weight; the bias column's is the digit's
+    (bias_weight is applied at write-back), and bias_shift gives bias_weight."""
+    for fmt in CELL_FORMATS:
+        P = fmt.cols_per_weight
+        for i, (amount, neg, uns) in enumerate(shift_table(fmt)):
+            d, p = divmod(i, P + 1)
+            sw = fmt.slice_weights[p] if p < P else 1
+            assert (-1 if neg else 1) << amount == fmt.digit_weights[d] * sw
+            assert uns == fmt.unsigned_sum(p if p < P else -1, d)
+        if fmt.bias_cols:
+            s, neg = bias_shift(fmt)
+            assert (-1 if neg else 1) << s == fmt.bias_weight
 
 
 @pytest.mark.parametrize("cls", [CimTile, CommandDecoder, Controller, Crossbar, AdcLane])
