@@ -247,3 +247,25 @@ def test_bad_technology_settings_are_named():
         assert key in got
     with pytest.raises(ConfigError, match="tech.adc_enob_loss"):
         HW.replace(tech={"adc_enob_loss": 9.0})
+
+
+def test_dac_model_grows_with_its_levels_and_polarity():
+    """A k-bit DAC: 2**k - 1 unit drivers (energy per row drive, area, static power), twice for bipolar
+    (sign-magnitude) drive; the default 1-bit unipolar drive is today's e_row_read_pj and DAC area."""
+    hw = load_hw("fpga-tiny")
+    assert C.dac_energy_pj(hw) == hw.cost.e_row_read_pj and C.dac_units(hw) == 1
+    e = [C.dac_energy_pj(hw.replace(dac_bits=k)) for k in range(1, 8)]
+    assert all(a < b for a, b in zip(e, e[1:]))
+    assert e[2] == pytest.approx(7 * hw.cost.e_row_read_pj)                    # 3 bits: 7 levels above zero
+    base = C.area_breakdown(hw)["dac"]
+    assert C.area_breakdown(hw.replace(dac_bits=3))["dac"] == pytest.approx(7 * base)
+    sm = hw.replace(input_encoding="sign-magnitude")
+    assert C.dac_units(sm) == 2 and C.dac_energy_pj(sm) == C.dac_energy_pj(hw)  # one polarity fires per drive
+    assert changed(C.area_breakdown(hw), C.area_breakdown(sm)) == {"dac"}
+    assert C.static_power_breakdown(sm)["dac"] == pytest.approx(2 * C.static_power_breakdown(hw)["dac"])
+
+
+def test_sliced_cells_take_physical_area():
+    """fpga-tiny-sliced: the same arrays with 192 physical columns, 6x fpga-tiny's cell area."""
+    a, b = C.area_breakdown(load_hw("fpga-tiny")), C.area_breakdown(load_hw("fpga-tiny-sliced"))
+    assert b["arrays"] == pytest.approx(6 * a["arrays"])

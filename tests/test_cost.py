@@ -3,6 +3,7 @@
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from cimisa.config import CostParams, load_hw
@@ -78,3 +79,38 @@ def test_auto_never_slower_than_dense_or_sparse_at_equal_arrays(preset):
         r_auto = estimate(schedule(auto, hw, "paper"), hw, dims)
         assert auto.n_arrays == ref.n_arrays
         assert r_auto.decode_latency_ns <= r_ref.decode_latency_ns * (1 + 1e-9), st
+
+
+def test_differential_one_bit_cells_cost_six_times_the_conversions_and_cells():
+    """fpga-tiny-sliced holds fpga-tiny's 4-bit weights as 3 magnitude bits in 1-bit cells, + and - (6 cells per
+    weight) and drives the same 8 bit planes: the same placement converts 6x the columns and reads 6x the cells
+    per token; the paper rule's bits are the same (ceil(log2 32) = 5 for 32-row blocks)."""
+    from mapper.models import load_model_spec as spec_of
+    spec = spec_of("tiny-bert")
+    g = geometry(spec, 8)
+    dims = ModelDims.of(spec)
+    ref_hw, hw = load_hw("fpga-tiny"), load_hw("fpga-tiny-sliced")
+    for st in ("sparse", "auto"):
+        s_ref, s = schedule(place(g, ref_hw, st), ref_hw, "paper"), schedule(place(g, hw, st), hw, "paper")
+        assert s.adc_bits_histogram() == s_ref.adc_bits_histogram()
+        r_ref, r = estimate(s_ref, ref_hw, dims), estimate(s, hw, dims)
+        assert r.conversions_per_token == pytest.approx(6 * r_ref.conversions_per_token)
+        assert r.program_energy_nj == pytest.approx(6 * r_ref.program_energy_nj)
+        assert sum(a.cells for a in s.activations) == 6 * sum(a.cells for a in s_ref.activations)
+        a, b = activation_costs(s_ref, ref_hw), activation_costs(s, hw)
+        # rounds per bit plane: ceil(6 * n / 8) on the sliced preset's 8 ADCs instead of ceil(n / 4)
+        assert (ref_hw.adcs_per_array, hw.adcs_per_array) == (4, 8)
+        nc = np.array([x.ncols for x in s.activations])
+        assert b["t"]["adc"] / a["t"]["adc"] == pytest.approx(np.ceil(6 * nc / 8) / np.ceil(nc / 4))
+
+
+def test_drive_cycles_set_the_array_time():
+    """Sign-magnitude 8-bit inputs through 4-bit DACs: 7 magnitude bits in 2 cycles, against 8 bit planes."""
+    ref_hw = load_hw("fpga-tiny")
+    hw = ref_hw.replace(input_encoding="sign-magnitude", dac_bits=4)
+    m = monarch_shape(64, 64, 2)
+    g = (MatmulGeom("w", 0, "q", "encoder", "g", 64, 64, 2, m.r_shape, m.l_shape),)
+    a = activation_costs(schedule(place(g, ref_hw, "sparse"), ref_hw, "exact"), ref_hw)
+    b = activation_costs(schedule(place(g, hw, "sparse"), hw, "exact"), hw)
+    assert b["t"]["dac_array"] == pytest.approx(a["t"]["dac_array"] * 2 / 8)
+    assert b["conversions"] == pytest.approx(a["conversions"] * 2 / 8)

@@ -283,3 +283,22 @@ def test_energy_per_token_of_an_encoder_is_per_sequence_token():
     assert s["energy_basis"] == "prefill" and s["decode_tokens_per_s"] > 0
     want = (s["prefill_energy_nj"] + rep.static_power_mw * rep.prefill_latency_ns / 1000.0) / 8
     assert s["energy_per_token_nj"] == pytest.approx(want, rel=1e-12)
+
+
+def test_weight_reload_programs_cells_and_reads_weights():
+    """Reloading a row programs its cells (6 per 4-bit weight as 1-bit differential pairs) and reads its weights
+    from DRAM (4 bits each, as WRITE_W carries them): 6x the programming energy, the same DRAM bytes."""
+    from compiler.phases import phases
+    g = model(1, 32, 2)
+    out = {}
+    for name, hw in (("twos", chip()), ("sliced", chip().replace(cols=192, cell_bits=1,
+                                                                  weight_encoding="differential"))):
+        sc, cm = build(g, hw, "sparse")
+        cm = dataclasses.replace(cm, wrap_rows=32)
+        ps = phases(sc, hw, ModelDims("bert", 32, 2, 4), cm)
+        out[name] = perf._reloader(cm, hw, cm.tiles_of(), ps)(-1)[1]
+    c = chip().cost
+    assert out["twos"]["reload"] == pytest.approx(32 * 32 * c.e_program_cell_pj / 1000)
+    assert out["sliced"]["reload"] == pytest.approx(32 * 192 * c.e_program_cell_pj / 1000)
+    assert out["sliced"]["memory"] == pytest.approx(out["twos"]["memory"]) == pytest.approx(
+        32 * 32 * 4 / 8 * c.e_dram_pj_per_byte / 1000)

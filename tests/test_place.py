@@ -202,3 +202,40 @@ def test_dense_row_steps_is_a_parameter_four_by_default():
 def test_dense_row_steps_must_divide_the_block_rows(bad):
     with pytest.raises(PlacementError, match="row steps must divide the rows of every block"):
         place((square(),), HW, "dense", row_steps=bad)
+
+
+# ---- number formats: logical columns, cells (cimisa.formats) ------------------------------------------------
+SLICED = load_hw("fpga-tiny-sliced")      # fpga-tiny's 32 x 32 weights as 1-bit differential cells (3 + 3 each)
+
+
+@pytest.mark.parametrize("strategy", ["linear", "sparse", "dense", "auto"])
+def test_sliced_placement_in_logical_columns(strategy):
+    """The same 32 weights per row as fpga-tiny: the same tiles, every one inside the 32 logical columns, and
+    each weight 6 cells (4-bit weights: 3 magnitude bits in 1-bit cells, a + and a - pair)."""
+    g = geometry(load_model_spec("tiny-bert"), 8)
+    p, ref = place(g, SLICED, strategy), place(g, load_hw("fpga-tiny"), strategy)
+    assert p.violations() == [] and p.cols == 32 and p.array_cols == 192
+    assert all(t.col_end <= 32 and t.row_end <= 32 for t in p.tiles)
+    assert p.tiles == ref.tiles and p.n_arrays == ref.n_arrays
+    want = sum(x.dense_cells if strategy == "linear" else x.monarch_cells for x in g)
+    assert p.weights == want and p.weight_cells == 6 * want
+    assert p.cells_per_weight == 6 and p.cells_per_array == 32 * 192
+    assert p.utilization == pytest.approx(ref.utilization, rel=1e-12)     # 192 = 32 * 6: no column spare
+    assert p.per_matmul()[0]["cells"] == 6 * p.per_matmul()[0]["weights"]
+
+
+def test_offset_lower_bound_and_utilisation_count_cells():
+    """Offset 2-bit cells (2 per 4-bit weight) and one bias column in 66 columns: 32 weights per row, 64 weight
+    cells, the bias column and one spare column unused. The bound divides weight cells by the 32 * 64 cells that
+    can hold weights; the utilisation by every physical cell of the arrays used."""
+    hw = load_hw("fpga-tiny", cols=66, cell_bits=2, weight_encoding="offset", adc_bits=7)
+    assert hw.logical_cols == 32
+    for n, k in ((48, 4), (96, 4), (64, 4)):
+        g = (square(n, k),)
+        w = g[0].monarch_cells
+        assert lower_bound(g, hw) == -(-(2 * w) // (32 * 64)) == -(-w // 1024)
+        for st in ("sparse", "dense", "auto"):
+            p = place(g, hw, st)
+            assert p.violations() == [] and p.lower_bound == lower_bound(g, hw) <= p.n_arrays
+            assert p.weight_cells == 2 * w and p.bias_cells == p.n_arrays * 32
+            assert p.utilization == pytest.approx(2 * w / (p.n_arrays * 32 * 66), rel=1e-12)
