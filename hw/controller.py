@@ -179,8 +179,8 @@ class Controller(wiring.Component):
         m.d.sync += [w_data.eq((lanes_v << (base * wb))[:Cn * wb]), w_mask.eq((lmask << (base * wb))[:Cn * wb])]
 
         # ADC stage 2: quantise (inside the lanes) and read the accumulators; stage 3: shift-add and write back.
-        # A round that reads the address the previous round writes (one round per slice) takes the value being
-        # written (the lane memories are not transparent).
+        # A round that reads the address the previous round writes (one round per slice, only with several slices)
+        # takes the value being written (the lane memories are not transparent).
         b_v = Signal()
         b_act = Signal(A)
         b_addr = Signal.like(laddr)
@@ -190,7 +190,7 @@ class Controller(wiring.Component):
         fwd = [Signal(signed(ACC_BITS), name=f"fwd{l}") for l in range(A)]
         bias_acc = Signal(signed(ACC_BITS))
         m.d.sync += [b_v.eq(a_v), b_act.eq(a_act), b_addr.eq(a_addr), b_first.eq(a_first), b_bias.eq(a_bias),
-                     b_hit.eq(Mux(a_v & b_v & (a_addr == b_addr), b_act, 0))]
+                     b_hit.eq(Mux(a_v & b_v & (a_addr == b_addr), b_act, 0) if Q > 1 else 0)]
         in_wb = Signal()
         for l in range(A):
             adc = adcs[l]
@@ -206,7 +206,8 @@ class Controller(wiring.Component):
                 lanes[l].wr_en.eq(b_v & b_act[l]),
                 lanes[l].rd_en.eq(1),
             ]
-            m.d.sync += fwd[l].eq(adc.acc_out)
+            if Q > 1:
+                m.d.sync += fwd[l].eq(adc.acc_out)
         if fmt.bias_cols:
             with m.If(b_v & b_bias):
                 m.d.sync += bias_acc.eq(adcs[0].acc_out)
