@@ -32,7 +32,8 @@ import numpy as np
 from cimisa import rules
 from cimisa.isa import Command, Opcode
 
-__all__ = ["CALIB_SEEDS", "HELDOUT_SEEDS", "Prog", "AdcChoice", "mvm_errors", "select", "apply", "stream_error",
+__all__ = ["CALIB_SEEDS", "HELDOUT_SEEDS", "Prog", "AdcChoice", "observed_bounds", "observe", "mvm_errors", "select",
+           "apply", "stream_error",
            "schedule_with", "AdcSelection", "select_for_build", "check_max_error"]
 
 #: Seeds of the calibration input vectors of ``mapper build --adc-mode accuracy`` (one vector per seed and matmul,
@@ -108,17 +109,17 @@ class AdcChoice:
 def _run(machine, progs, inputs: dict[str, np.ndarray], on_mvm=None) -> dict[str, np.ndarray]:
     """Run ``progs`` in order on one batch of vectors (``inputs[name]`` ``(B, n)``); return ``{name: (B, out)}``.
 
-    ``on_mvm(name, k, cmd)`` (optional) is called for the ``k``-th MVM of each program and returns the command to
-    execute, or None when it executed the MVM itself.
+    Programs run on one batch as long as their batch sizes agree. ``on_mvm(name, k, cmd)`` (optional) is
+    called for the ``k``-th MVM of each program and returns the command to execute, or None when it executed
+    the MVM itself.
     """
-    batch = {np.asarray(x).shape[0] for x in inputs.values()}
-    if len(batch) != 1:
-        raise ValueError(f"every program needs the same number of input vectors, not {sorted(batch)}")
-    machine.set_batch(batch.pop())
-    st = machine.state
-    outs = {}
+    outs, batch = {}, None
     for p in progs:
         x = np.asarray(inputs[p.name], dtype=np.int64)
+        if x.shape[0] != batch:          # a new batch size starts zeroed buffers (programs that share buffers,
+            batch = x.shape[0]           # depends_on, always get the same vectors)
+            machine.set_batch(batch)
+        st = machine.state
         n = min(x.shape[1], p.in_len)
         st.inbuf[p.in_addr:p.in_addr + p.in_len] = 0
         st.inbuf[p.in_addr:p.in_addr + n] = x[:, :n].T
@@ -138,7 +139,7 @@ def _index(addr: int, stride: int, n: int) -> np.ndarray:
     return addr + stride * np.arange(n)
 
 
-def _observed_bounds(fmt, w: np.ndarray, x: np.ndarray) -> dict[bool, tuple[int, int]]:
+def observed_bounds(fmt, w: np.ndarray, x: np.ndarray) -> dict[bool, tuple[int, int]]:
     """The range of every kind of physical column sum (unsigned True / signed False) of the window ``w``
     (nrows, ncols) driven by the inputs ``x`` (nrows, B): :meth:`NumberFormat.window_bounds` on data."""
     drv = fmt.drive(np.asarray(x, dtype=np.int64))                    # (nrows, B, D)
@@ -163,6 +164,28 @@ def _observed_bounds(fmt, w: np.ndarray, x: np.ndarray) -> dict[bool, tuple[int,
     return out
 
 
+def _window(st, a) -> tuple[np.ndarray, np.ndarray]:
+    """The weights (nrows, ncols) and inputs (nrows, B) of the MVM with arguments ``a``."""
+    w = st.window(a["array"], a["row0"], a["nrows"], a["col0"], a["ncols"]).w
+    return w, st.inbuf[_index(a["in_addr"], a["in_stride"], a["nrows"])]
+
+
+def observe(machine, progs, inputs: dict[str, np.ndarray]) -> dict[str, dict[int, dict]]:
+    """Run ``progs`` with lossless ADCs (outside the command checks: a calibration pass) and return, per program
+    and MVM index, the observed range of its column sums (:func:`observed_bounds`)."""
+    st, fmt = machine.state, machine.cfg.fmt
+    mvm = machine.actions[Opcode.MVM]
+    out: dict[str, dict[int, dict]] = {p.name: {} for p in progs}
+
+    def probe(name, k, c):
+        out[name][k] = observed_bounds(fmt, *_window(st, c.args))
+        mvm(st, **dict(c.args, adc_bits=fmt.lossless_adc_bits(c.args["nrows"]), adc_shift=0))
+        return None
+
+    _run(machine, progs, inputs, probe)
+    return out
+
+
 def mvm_errors(machine, progs, inputs: dict[str, np.ndarray]):
     """Step 1 of the rule (module docstring): ``({name: [[(bits, shift, own error), ...] per MVM]},
     lossless outputs)``, the candidates of each MVM from the most bits down."""
@@ -176,9 +199,7 @@ def mvm_errors(machine, progs, inputs: dict[str, np.ndarray]):
         a = c.args
         dst = _index(a["out_addr"], a["out_stride"], a["ncols"])
         before = st.outbuf[dst].copy()
-        x = st.inbuf[_index(a["in_addr"], a["in_stride"], a["nrows"])]
-        w = st.window(a["array"], a["row0"], a["nrows"], a["col0"], a["ncols"]).w
-        bounds = _observed_bounds(fmt, w, x)
+        bounds = observed_bounds(fmt, *_window(st, a))
         full = fmt.lossless_adc_bits(a["nrows"])
 
         def contribution(bits, shift):
@@ -276,6 +297,8 @@ def schedule_with(compiled, settings: dict[str, tuple[tuple[int, int], ...]]):
         by_window.setdefault((a.array, a.row0, a.nrows, a.col0, a.ncols), []).append(ai)
     used: dict[tuple, int] = {}
     for name, mvms in keys.items():
+        if name not in settings:
+            continue                          # not chosen (a matmul without calibration inputs): as scheduled
         for c, setting in zip(mvms, settings[name], strict=True):
             a = c.args
             key = (a["array"], a["row0"], a["nrows"], a["col0"], a["ncols"])

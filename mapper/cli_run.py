@@ -9,7 +9,18 @@ import sys
 
 from cimisa import progress
 from compiler.kinds import AdcRule, Strategy, choices
-from mapper.cli_args import add_nblocks_option, add_out_options, check_out, nonneg_int, path_text, utf8_text
+from mapper.cli_args import (
+    add_format_options,
+    add_max_error_option,
+    add_nblocks_option,
+    add_out_options,
+    check_out,
+    format_overrides,
+    nonneg_int,
+    path_text,
+    utf8_text,
+    with_format,
+)
 
 __all__ = ["register", "main_run", "format_report"]
 
@@ -43,13 +54,16 @@ def register(subparsers) -> None:
                                                             "calibration before mapping")
     p.add_argument("--hw", default="paper-256", type=path_text,
                    help="hardware configuration: built-in name or .toml/.json file")
+    add_format_options(p)
     p.add_argument("--strategy", default="auto", choices=choices(Strategy), metavar="|".join(choices(Strategy)),
                    help="mapping strategy (default: auto)")
     p.add_argument("--adc-bits", type=_adc_arg, default=None, metavar="N|lossless",
                    help="ADC resolution of every MVM (default: the configuration's)")
     p.add_argument("--adc-rule", choices=choices(AdcRule), default="bound",
-                   help="ADC step per MVM: 'bound' (no column sum the weights allow saturates) or 'calib' (the "
-                        "range seen on calibration text fits)")
+                   help="ADC step per MVM: 'bound' (no column sum the weights allow saturates), 'calib' (the "
+                        "range seen on calibration text fits) or 'accuracy' (per MVM the fewest bits, at most "
+                        "--adc-bits, keeping the calibration error under --max-error)")
+    add_max_error_option(p, "--adc-rule")
     p.add_argument("--noise", default=None, metavar="prog=P,read=R[,seed=S]",
                    help="analog noise as fractions of the largest weight (default: none, bit-exact)")
     p.add_argument("--gen-tokens", type=nonneg_int, default=8,
@@ -91,6 +105,15 @@ def format_report(rep: dict) -> str:
              f"{' (lossless)' if rep['adc_lossless'] else ''} ({rep.get('adc_rule', 'bound')} rule), noise "
              + (", ".join(f"{k}={v}" for k, v in noise.items()) if any(noise[k] for k in ("prog", "read"))
                 else "none")]
+    if rep.get("format"):
+        from mapper.report import format_line  # noqa: PLC0415
+        lines.append("  " + format_line(rep["format"]))
+    if rep.get("adc_selection"):
+        sel = rep["adc_selection"]
+        hist = " ".join(f"{n} x {b} b" for b, n in sel["adc_bits_histogram"].items())
+        lines.append(f"  accuracy ADC rule (max error {sel['max_error']:g}): calibration error "
+                     f"{sel['calib_error']:.4f} ({'met' if sel['met_on_calibration'] else 'NOT met'}), ADC bits "
+                     f"{sel['adc_bits_sum']:,} (bound rule {sel['lossless_adc_bits_sum']:,}): {hist}")
     met = rep["metrics"]
     for key in ("cim_vs_dense", "monarch_float_vs_dense", "cim_vs_monarch_float"):
         if key in met:
@@ -155,15 +178,17 @@ def main_run(args) -> int:
     """Run the ``run`` sub-command; return the exit status."""
     if args.out:
         check_out(args.out, args.force, models=[args.model], files=[args.hw])     # before any work
-    from cimisa.config import load_hw  # noqa: PLC0415
     from sw_model.noise import parse_noise  # noqa: PLC0415
     noise = parse_noise(args.noise)
-    load_hw(args.hw)
+    hw = with_format(args.hw, format_overrides(args))
+    from mapper.adc_select import check_max_error  # noqa: PLC0415
+    check_max_error(args.adc_rule, args.max_error, AdcRule.ACCURACY)
     check_model(args.model, args.nblocks, args.calibrate)
     from mapper.evaluate.run import RunOptions, run, save_report  # noqa: PLC0415 (torch loads here)
     opts = RunOptions(model=args.model, texts=tuple(args.text), nblocks=args.nblocks, calibrate=args.calibrate,
-                      hw=args.hw, strategy=args.strategy, adc_bits=args.adc_bits, adc_rule=args.adc_rule,
-                      noise=noise, gen_tokens=args.gen_tokens, show_progress=progress.enabled())
+                      hw=hw, strategy=args.strategy, adc_bits=args.adc_bits, adc_rule=args.adc_rule,
+                      noise=noise, gen_tokens=args.gen_tokens, show_progress=progress.enabled(),
+                      max_error=args.max_error)
     rep = run(opts).to_json()
     if args.out:
         path = save_report(rep, args.out, force=args.force)

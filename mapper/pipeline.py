@@ -30,7 +30,7 @@ from compiler.spec import ModelSpec
 from compiler.stream_inputs import STREAM_SEED, stream_inputs
 from mapper.adc_select import AdcSelection, check_max_error, select_for_build
 from mapper.factors import check_nblocks, folder_nblocks, load_factors, project_factors
-from mapper.report import layer_table, layer_utilization, matmul_spread
+from mapper.report import format_report, layer_table, layer_utilization, matmul_spread
 from mapper.stream_check import AdcError, StreamCheck, stream_check
 
 __all__ = ["BuildOptions", "BuildResult", "build", "write_build", "StrategyResult", "evaluate", "ParetoPoint",
@@ -302,13 +302,6 @@ class BuildResult:
             "format": format_report(self.hw),
             "adc_selection": None if self.adc_selection is None else self.adc_selection.to_dict(),
         }
-
-
-def format_report(hw: HwConfig) -> dict:
-    """The ``format`` object of ``report.json``: the number formats and the columns they take."""
-    f = hw.fmt
-    return {"describe": f.describe(), "cells_per_weight": f.cols_per_weight, "bias_cols": f.bias_cols,
-            "physical_cols": hw.cols, "logical_cols": hw.logical_cols, "digits": f.digits}
 
 
 def resolve_hw(hw: str | HwConfig, adcs: int | None = None, cost: str | None = None) -> HwConfig:

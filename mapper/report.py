@@ -7,7 +7,7 @@ from compiler.kinds import Strategy, choices
 from compiler.place import Placement
 
 __all__ = ["summary_table", "strategies_table", "layers_table", "chip_line", "layer_utilization", "matmul_spread",
-           "layer_table", "format_line", "selection_line"]
+           "layer_table", "format_report", "format_line", "selection_line"]
 
 
 def summary_table(report: dict):
@@ -48,6 +48,14 @@ def chip_line(chip: dict) -> str:
     if chip.get("epochs", 1) > 1:
         line += f", {chip['epochs']} weight epochs ({sum(chip['reload_rows']):,} rows reprogrammed per pass)"
     return line
+
+
+def format_report(hw) -> dict:
+    """The ``format`` object of ``report.json`` and ``run.json``: the number formats of the configuration ``hw``
+    and the columns they take."""
+    f = hw.fmt
+    return {"describe": f.describe(), "cells_per_weight": f.cols_per_weight, "bias_cols": f.bias_cols,
+            "physical_cols": hw.cols, "logical_cols": hw.logical_cols, "digits": f.digits}
 
 
 def format_line(fmt: dict) -> str:

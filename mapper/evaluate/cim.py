@@ -135,24 +135,29 @@ def hw_for_adc(hw: HwConfig, adc_bits) -> HwConfig:
 
 
 def build_cim_model(prep: Prepared, setup: CimSetup, adc_bits=None, noise: NoiseParams | None = None,
-                    fast: bool = True, adc_rule: AdcRule | str = AdcRule.BOUND
+                    fast: bool = True, adc_rule: AdcRule | str = AdcRule.BOUND, max_error: float | None = None
                     ) -> tuple[torch.nn.Module, CimExecutor]:
     """Return a copy of the Monarch model whose factored matmuls run on a fresh golden model, and its executor.
 
     ``adc_bits`` (int, ``"lossless"`` or None for the configuration's) sets the machine's ADCs and every MVM's.
     ``adc_rule`` chooses each MVM's ADC step: ``"bound"`` (no column sum the weights allow can saturate) or
     ``"calib"`` (the column-sum range seen on the calibration activations fits; see
-    :mod:`mapper.evaluate.executor`).
+    :mod:`mapper.evaluate.executor`) or ``"accuracy"`` (per MVM the fewest bits keeping the calibration error
+    under ``max_error``: :meth:`CimExecutor.plan_accuracy`).
     """
     hw = hw_for_adc(setup.hw, adc_bits)
     if hw.adc_bits > setup.hw.adc_bits:
         raise RunError(f"the model was compiled for {setup.hw.adc_bits}-bit ADCs; cannot run {hw.adc_bits}-bit")
     machine = make_machine(hw, noise, fast=fast)
-    if adc_rule == AdcRule.CALIB and not fast and not (noise is not None and noise.active):
-        raise RunError("the calib ADC rule needs the fast (NoisyMachine) golden model")
+    if adc_rule in (AdcRule.CALIB, AdcRule.ACCURACY) and not fast and not (noise is not None and noise.active):
+        raise RunError(f"the {adc_rule} ADC rule needs the fast (batched) golden model")
     executor = CimExecutor(setup.compiled, machine, adc_bits=hw.adc_bits, adc_rule=adc_rule)
     if adc_rule == AdcRule.CALIB:
         executor.plan_adcs(executor.observe_adcs(setup.extra["calib_xq"]))
+    elif adc_rule == AdcRule.ACCURACY:
+        if max_error is None:
+            raise RunError("the accuracy ADC rule needs a max_error bound")
+        executor.plan_accuracy(setup.extra["calib_xq"], max_error)
     model = copy.deepcopy(prep.monarch)
     for name, (_R, _L, bias) in prep.factors.items():
         m = prep.spec.matmul(name)

@@ -25,13 +25,16 @@ Monarch product; the numeric rules (input range, REQUANT, ADC shifts, lossless b
 Here tokens are rows (``x_q`` is ``(B, in)``, as torch holds them); the compiler and the machine's buffers hold
 them as columns, so the two meet through one transpose.
 
-ADC resolution (:func:`adc_plan`): every ``MVM`` keeps the compiler's ``adc_bits`` capped at the run's ADC
-resolution (never above the configuration's) and gets the smallest ``adc_shift`` for which *every* column sum its
-window can produce fits the ADC without saturating (:func:`cimisa.rules.adc_shift_for`): with binary inputs a
-column sum lies in ``[sum of the column's negative weights, sum of its positive weights]``
-(:func:`cimisa.rules.colsum_bounds`), so the rule is a bound computed from the programmed weights, independent of
-the data (and equal to 0 when ``adc_bits`` is lossless for the window). ``rule="calib"``
-(:class:`compiler.kinds.AdcRule`) narrows that range to the one observed on calibration data.
+ADC resolution (:func:`adc_plan`): every ``MVM`` converts at the run's ADC resolution, at most lossless for its
+window's rows in the configuration's number format (:meth:`cimisa.formats.NumberFormat.lossless_adc_bits`), and
+gets the smallest ``adc_shift`` for which *every* physical column sum its window can produce fits the ADC without
+saturating (:meth:`~cimisa.formats.NumberFormat.adc_shift_for`): the sums' range over all inputs is a bound of
+the programmed weights' cells (:meth:`~cimisa.formats.NumberFormat.window_bounds`; for the default format
+``[sum of the column's negative weights, sum of its positive weights]``), independent of the data (and a shift
+of 0 when ``adc_bits`` is lossless for the window). ``rule="calib"`` (:class:`compiler.kinds.AdcRule`) narrows
+that range to the one observed on calibration data (:meth:`CimExecutor.observe_adcs`); ``rule="accuracy"``
+picks per MVM the fewest bits (at most the run's) that keep the calibration error under a bound
+(:func:`mapper.adc_select.select`, :meth:`CimExecutor.plan_accuracy`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from cimisa.isa import Command, Opcode
 from cimisa.rules import adc_shift_for
 from compiler import quant
 from compiler.kinds import AdcRule, choices
+from mapper import adc_select
 
 __all__ = ["act_scale", "quantize_act", "choose_requant_shift", "adc_shift_for", "adc_plan",
            "CimExecutor", "CimLinear", "QuantRefLinear", "MatmulQuantInfo"]
@@ -86,8 +90,10 @@ def choose_requant_shift(R_int, x_q: np.ndarray, input_bits: int, percentile: fl
     return quant.stage1_requant_shift(_as_np(R_int), x_q.T, input_bits, percentile)
 
 
-#: The ADC step rules of :func:`adc_plan`, in the order of :class:`compiler.kinds.AdcRule`.
+#: The ADC rules of :class:`CimExecutor`, in the order of :class:`compiler.kinds.AdcRule`.
 ADC_RULES = choices(AdcRule)
+#: Calibration vectors per matmul the accuracy rule measures errors on (evenly spaced over the calibration tokens).
+ACCURACY_CALIB_ROWS = 64
 
 
 def adc_plan(commands, arrays, cfg: HwConfig, adc_bits: int | None = None, rule: str = AdcRule.BOUND,
@@ -96,26 +102,31 @@ def adc_plan(commands, arrays, cfg: HwConfig, adc_bits: int | None = None, rule:
 
     The resolution is ``min(lossless bits of the window's rows, cfg.adc_bits, adc_bits)``. ``rule="bound"``
     takes the shift from the programmed weights (no column sum can saturate); ``rule="calib"`` from the
-    column-sum range ``observed[i]`` of MVM ``i`` on calibration data (rarer values saturate). The shift is at
-    most what the command's ``adc_shift`` field holds. ``arrays(index)`` returns the programmed integer weights
-    of an array.
+    column-sum ranges ``observed[i]`` of MVM ``i`` on calibration data (``{unsigned: (lo, hi)}``, as
+    :meth:`CimExecutor.observe_adcs` returns; rarer values saturate). The shift is at most what the command's
+    ``adc_shift`` field holds. ``arrays(index)`` returns the programmed integer weights of an array. The
+    ``accuracy`` rule needs the calibration error, not just ranges: :meth:`CimExecutor.plan_accuracy`.
     """
-    if rule not in ADC_RULES:
-        raise ValueError(f"ADC rule must be one of {ADC_RULES}, not {rule!r}")
+    if rule not in (AdcRule.BOUND, AdcRule.CALIB):
+        raise ValueError(f"adc_plan's ADC rule must be bound or calib, not {rule!r}")
     cap = cfg.adc_bits if adc_bits is None else min(int(adc_bits), cfg.adc_bits)
+    fmt = cfg.fmt
     max_shift = rules.field_max(cfg.lossless_adc_bits)            # the adc_shift field's largest value
     out = []
-    for i, c in enumerate(commands):
+    k = 0
+    for c in commands:
         if c.op is Opcode.MVM:
             a = c.args
-            bits = max(1, min(rules.lossless_adc_bits(a["nrows"], cfg.weight_bits), cap))
+            bits = max(1, min(fmt.lossless_adc_bits(a["nrows"]), cap))
             w = arrays(a["array"])[a["row0"]:a["row0"] + a["nrows"], a["col0"]:a["col0"] + a["ncols"]]
-            colmin, colmax = rules.colsum_bounds(w)
-            if rule == AdcRule.CALIB and observed is not None and i in observed:
-                lo_o, hi_o = observed[i]
-                colmin, colmax = max(colmin, math.floor(lo_o)), min(colmax, math.ceil(hi_o))
-            shift = adc_shift_for(colmin, colmax, bits, max_shift)
+            bounds = fmt.window_bounds(w)
+            if rule == AdcRule.CALIB and observed is not None and k in observed:
+                seen = observed[k]
+                bounds = {u: (max(lo, seen[u][0]), min(hi, seen[u][1])) if u in seen else (lo, hi)
+                          for u, (lo, hi) in bounds.items()}
+            shift = fmt.adc_shift_for(bounds, bits, max_shift)
             c = Command(Opcode.MVM, dict(a, adc_bits=bits, adc_shift=shift))
+            k += 1
         out.append(c)
     return tuple(out)
 
@@ -160,6 +171,7 @@ class CimExecutor:
                     for name, prog in compiled.programs.items()}
         self.programs = {}
         self.adc_shifts = {}
+        self.adc_choice: adc_select.AdcChoice | None = None
         self.plan_adcs()
         self.calls = 0
         self.tokens = 0
@@ -169,46 +181,45 @@ class CimExecutor:
         """(Re)compute every MVM's ADC setting with this executor's rule (``observed``: per matmul, per MVM
         index, the calibration column-sum range, from :meth:`observe_adcs`)."""
         arrays = self.machine.state.array
+        rule = AdcRule.BOUND if self.adc_rule == AdcRule.ACCURACY else self.adc_rule   # until plan_accuracy
         for name, (prog, cmds) in self.raw.items():
-            planned = adc_plan(cmds, arrays, self.cfg, self.adc_bits, self.adc_rule,
-                               (observed or {}).get(name))
+            planned = adc_plan(cmds, arrays, self.cfg, self.adc_bits, rule, (observed or {}).get(name))
             self.programs[name] = (prog, planned)
             self.adc_shifts[name] = tuple(c.args["adc_shift"] for c in planned if c.op is Opcode.MVM)
 
+    def _progs(self, names) -> list:
+        return [adc_select.Prog.of(self.raw[n][0], self.raw[n][1]) for n in names]
+
     def observe_adcs(self, inputs: dict[str, np.ndarray]) -> dict:
-        """Return the column-sum range of every MVM on calibration inputs ``{name: x_q (B, in)}``.
+        """Return the column-sum ranges of every MVM on calibration inputs ``{name: x_q (B, in)}``: per matmul,
+        per MVM index, ``{unsigned: (lo, hi)}`` of its physical column sums (:func:`mapper.adc_select.observe`).
 
         The pass runs each program with lossless ADCs outside the command checks (a calibration of the analog
-        front end, not part of the stream); it needs a machine with ``observe`` support
-        (:class:`sw_model.noise.NoisyMachine`).
+        front end, not part of the stream); the sums are the ideal (noise-free) ones.
         """
-        m = self.machine
-        if not hasattr(m, "observe"):
-            raise TypeError("ADC calibration needs a sw_model.noise.NoisyMachine")
-        mvm = m.actions[Opcode.MVM]
-        rq = m.actions[Opcode.REQUANT]
-        observed: dict = {}
-        m.observe = {}
-        try:
-            for name, x_q in inputs.items():
-                prog, cmds = self.raw[name]
-                x_q = np.asarray(x_q, dtype=np.int64)
-                st = m.state
-                m.set_batch(x_q.shape[0])
-                st.inbuf[prog.in_addr:prog.in_addr + x_q.shape[1]] = x_q.T
-                m.observe = {}
-                for i, c in enumerate(cmds):
-                    if c.op is Opcode.MVM:
-                        m.observe_key = i
-                        lossless = rules.lossless_adc_bits(c.args["nrows"], self.cfg.weight_bits)
-                        mvm(st, **dict(c.args, adc_bits=lossless, adc_shift=0))
-                    else:
-                        rq(st, **c.args)
-                observed[name] = dict(m.observe)
-        finally:
-            m.observe = None
-            m.observe_key = None
-        return observed
+        return adc_select.observe(self.machine, self._progs(inputs), inputs)
+
+    def plan_accuracy(self, inputs: dict[str, np.ndarray], max_error: float,
+                      max_vectors: int = ACCURACY_CALIB_ROWS) -> adc_select.AdcChoice:
+        """Set every MVM's ADC setting by the accuracy rule (:func:`mapper.adc_select.select`) on calibration
+        inputs ``{name: x_q (B, in)}`` (at most ``max_vectors`` evenly spaced of them): the fewest bits, at most
+        the run's, that keep the mean relative L2 error of the matmul outputs against the float product under
+        ``max_error``. Return the choice."""
+        names = [n for n in self.raw if n in inputs and len(inputs[n])]
+        xs = {}
+        for n in names:
+            x = np.asarray(inputs[n], dtype=np.int64)
+            xs[n] = x[np.linspace(0, len(x) - 1, min(len(x), max_vectors)).round().astype(int)]
+        refs = {n: quant.float_product(self.compiled.quant[n], xs[n].T, self.raw[n][0].requant_shift).T
+                for n in names}
+        choice = adc_select.select(self.machine, self._progs(names), xs, refs, max_error)
+        for n in names:
+            prog, cmds = self.raw[n]
+            planned = tuple(adc_select.apply([adc_select.Prog.of(prog, cmds)], {n: choice.settings[n]})[0].commands)
+            self.programs[n] = (prog, planned)
+            self.adc_shifts[n] = tuple(c.args["adc_shift"] for c in planned if c.op is Opcode.MVM)
+        self.adc_choice = choice
+        return choice
 
     def run_int_per_vector(self, name: str, x_q: np.ndarray) -> np.ndarray:
         """Return :meth:`run_int`'s outputs computed one input vector at a time on 1-D buffers (the unbatched

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from cimisa import progress as kit_progress
 from cimisa.config import HwConfig, load_hw
 from cimisa.fsutil import atomic_dir
 from compiler.kinds import AdcRule, Strategy, choices
+from mapper.adc_select import check_max_error, schedule_with
 from mapper.evaluate.cim import (
     CimSetup,
     build_cim_model,
@@ -35,6 +36,7 @@ from mapper.evaluate.decode import greedy_generate, teacher_forced
 from mapper.evaluate.forward import collect_activations, embed, layer_progress
 from mapper.evaluate.metrics import decoder_metrics, encoder_metrics, mean_pool
 from mapper.evaluate.prepare import Prepared, RunError, calibration_texts, detokenize, prepare, tokenize
+from mapper.report import format_report
 from sw_model.noise import NoiseParams
 
 __all__ = ["RunOptions", "RunResult", "run", "save_report", "RunError",
@@ -65,6 +67,7 @@ class RunOptions:
     gen_tokens: int = 8
     show_progress: bool = True
     calib_texts: tuple[str, ...] | None = None
+    max_error: float | None = None
 
     def check(self) -> None:
         """Raise :class:`RunError` for options no run can use (before any model is loaded)."""
@@ -78,7 +81,8 @@ class RunOptions:
         if self.strategy not in choices(Strategy):
             raise RunError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(choices(Strategy))}")
         if self.adc_rule not in choices(AdcRule):
-            raise RunError(f"--adc-rule must be 'bound' or 'calib', not {self.adc_rule!r}")
+            raise RunError(f"--adc-rule must be one of {', '.join(choices(AdcRule))}, not {self.adc_rule!r}")
+        check_max_error(self.adc_rule, self.max_error, AdcRule.ACCURACY)
 
 
 @dataclass(frozen=True)
@@ -116,13 +120,16 @@ class RunResult:
     execution: Execution
     matmuls: list[dict]
     cost: dict | None
+    format: dict | None = None
+    adc_selection: dict | None = None
 
     def to_json(self) -> dict:
         """Return the report as a JSON-ready dict (the keys and order of ``run.json``)."""
         return {**{k: getattr(self, k) for k in ("model", "source", "family", "nblocks", "calibrated", "hw",
                                                  "adc_bits", "adc_lossless", "input_bits", "weight_bits",
                                                  "strategy", "adc_rule", "noise", "texts", "metrics")},
-                "execution": asdict(self.execution), "matmuls": self.matmuls, "cost": self.cost}
+                "execution": asdict(self.execution), "matmuls": self.matmuls, "cost": self.cost,
+                "format": self.format, "adc_selection": self.adc_selection}
 
 
 def _decoder_metrics(prep: Prepared, cim_model, texts: list[str], gen_tokens: int, show: bool) -> dict:
@@ -172,7 +179,7 @@ def run(opts: RunOptions) -> RunResult:
         acts = collect_activations(prep, calib, max_len=min(128, prep.max_len))
         setup = compile_cim(prep, run_hw, acts, strategy=opts.strategy)
         cim_model, executor = build_cim_model(prep, setup, adc_bits=run_hw.adc_bits, noise=opts.noise,
-                                              adc_rule=opts.adc_rule)
+                                              adc_rule=opts.adc_rule, max_error=opts.max_error)
     t_exec = time.perf_counter()
     if prep.is_decoder:
         metrics = _decoder_metrics(prep, cim_model, texts, opts.gen_tokens, show)
@@ -186,7 +193,17 @@ def run(opts: RunOptions) -> RunResult:
         hw=run_hw.name, adc_bits=run_hw.adc_bits, adc_lossless=run_hw.adc_bits >= run_hw.lossless_adc_bits,
         input_bits=run_hw.input_bits, weight_bits=run_hw.weight_bits, strategy=str(opts.strategy),
         adc_rule=str(opts.adc_rule), noise=(opts.noise or NoiseParams()).to_dict(), texts=texts, metrics=metrics,
-        execution=execution, matmuls=matmuls, cost=cost_report(setup, prep.spec, run_hw))
+        execution=execution, matmuls=matmuls, cost=cost_report(_priced(setup, executor), prep.spec, run_hw),
+        format=format_report(run_hw),
+        adc_selection=None if executor.adc_choice is None else executor.adc_choice.to_dict())
+
+
+def _priced(setup: CimSetup, executor) -> CimSetup:
+    """``setup`` with its schedule at the accuracy rule's ADC settings (when it chose them), for the cost."""
+    if executor.adc_choice is None:
+        return setup
+    sched = schedule_with(setup.compiled, executor.adc_choice.settings)
+    return replace(setup, compiled=replace(setup.compiled, schedule=sched))
 
 
 def save_report(report: dict, out: str | Path, *, force: bool = False) -> Path:
