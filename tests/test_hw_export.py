@@ -1,4 +1,4 @@
-"""Verilog export + Verilator lint for fpga-micro and fpga-tiny; the ``python -m hw`` command line."""
+"""Verilog export + Verilator lint for fpga-micro, fpga-tiny and fpga-tiny-sliced; the ``python -m hw`` command line."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hw.export import LintError, export_verilog, lint
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["fpga-micro", "fpga-tiny"])
+@pytest.mark.parametrize("name", ["fpga-micro", "fpga-tiny", pytest.param("fpga-tiny-sliced", marks=pytest.mark.slow)])
 def test_export_and_lint(name, tmp_path):
     cfg = load_hw(name)
     path = export_verilog(cfg, tmp_path)
