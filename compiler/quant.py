@@ -149,12 +149,13 @@ def stage2_int(L: np.ndarray, z: np.ndarray, out_features: int | None = None) ->
 
 
 def monarch_int_product(R: np.ndarray, L: np.ndarray, x: np.ndarray, shift: int, input_bits: int,
-                        out_features: int | None = None) -> np.ndarray:
+                        out_features: int | None = None, input_range: tuple[int, int] | None = None) -> np.ndarray:
     """Return the exact integer Monarch product a compiled stream computes with lossless ADCs: stage 1, REQUANT
     (:func:`cimisa.rules.requant`), stage 2, every accumulator wrapped (:func:`cimisa.rules.wrap_acc`).
 
     ``x`` is ``(n,)`` or ``(n, B)`` (zero-padded to ``k*p``); the result has the first ``out_features`` outputs
-    (all ``l*s`` for ``None``) on the leading axis.
+    (all ``l*s`` for ``None``) on the leading axis. ``input_range``: the format's input range that REQUANT
+    saturates to (``hw.fmt.input_range``, symmetric for ``sign-magnitude`` inputs); None: ``input_bits``'s.
 
     >>> R = np.array([[[1, 2]], [[3, -1]]]); L = np.array([[[2]], [[1]]])   # 2 blocks: R (2, 1, 2), L (2, 1, 1)
     >>> monarch_int_product(R, L, np.array([1, 1, 2, 0]), 0, 8).tolist()    # h = [3, 6]; y = [2*h[0], 1*h[1]]
@@ -162,21 +163,26 @@ def monarch_int_product(R: np.ndarray, L: np.ndarray, x: np.ndarray, shift: int,
     >>> monarch_int_product(R, L, np.array([1, 1, 2, 0]), 1, 8).tolist()    # REQUANT by 1: h_q = [2, 3]
     [4, 3]
     """
-    return stage2_int(L, rules.requant(stage1_int(R, x), shift, input_bits), out_features)
+    h = rules.requant(stage1_int(R, x), shift, input_bits)
+    if input_range is not None:                # a narrower (symmetric) range: saturating twice is saturating once
+        h = np.clip(h, *input_range)
+    return stage2_int(L, h, out_features)
 
 
-def reference_int_product(q: QuantizedMonarch, x_q: np.ndarray, shift: int, input_bits: int) -> np.ndarray:
+def reference_int_product(q: QuantizedMonarch, x_q: np.ndarray, shift: int, input_bits: int,
+                          input_range: tuple[int, int] | None = None) -> np.ndarray:
     """Return the exact integer output the compiled stream produces with lossless ADCs.
 
     ``x_q`` has shape ``(n,)`` or ``(n, B)`` with ``n <= in_ext`` (zero-padded). For a linear-strategy
-    :class:`QuantizedMonarch` (``W`` set) this is ``W @ x`` and ``shift`` is ignored.
+    :class:`QuantizedMonarch` (``W`` set) this is ``W @ x`` and ``shift`` is ignored. ``input_range``: as
+    :func:`monarch_int_product`.
     """
     x = np.asarray(x_q, dtype=np.int64)
     if q.W is not None:
         xp = np.zeros((q.in_features,) + x.shape[1:], dtype=np.int64)
         xp[:min(x.shape[0], q.in_features)] = x[:q.in_features]
         return rules.wrap_acc(np.tensordot(q.W.astype(np.int64), xp, axes=(1, 0)))
-    return monarch_int_product(q.R, q.L, x, shift, input_bits, q.out_features)
+    return monarch_int_product(q.R, q.L, x, shift, input_bits, q.out_features, input_range)
 
 
 def float_dense(R: np.ndarray, L: np.ndarray, in_features: int, out_features: int) -> np.ndarray:

@@ -181,3 +181,12 @@ def test_uneven_blocks_and_colocation_exact(nblocks, strategy):
     for name, (y, x) in run_programs(cm, TINY, seed=nblocks).items():
         ref = reference_int_product(cm.quant[name], x, cm.programs[name].requant_shift, TINY.input_bits)
         np.testing.assert_array_equal(y, ref, err_msg=f"{strategy}: {name}")
+
+
+def test_reference_product_saturates_to_the_format_input_range():
+    """Sign-magnitude inputs are symmetric: REQUANT gives -127, not -128, for an 8-bit stage-1 value of -128."""
+    from compiler.quant import monarch_int_product
+    R, L, x = np.array([[[1]]]), np.array([[[1]]]), np.array([-128])
+    assert monarch_int_product(R, L, x, 0, 8).tolist() == [-128]
+    sm = load_hw("fpga-tiny", input_encoding="sign-magnitude").fmt.input_range
+    assert monarch_int_product(R, L, x, 0, 8, input_range=sm).tolist() == [-127]
