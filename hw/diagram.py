@@ -16,10 +16,11 @@ _BOXES = {
              "Controller\nFSM: WRITE_W LOAD_IN MVM\nREQUANT READ BARRIER HALT\nstatus {state, error, index}",
              "#fde9d9"),
     "xbar": (3.4, 0.3, 3.4, 2.4,
-             "Crossbar\nrows_per_cycle weight banks\n(one row per word, BRAM)\nP rows summed / cycle"
-             "\ncolumn-sum registers", "#e2f0d9"),
+             "Crossbar\nrows_per_cycle weight banks\n(one row per word, BRAM)\ncells from weights (fmt)"
+             "\nP rows summed / cycle\nphysical column sums", "#e2f0d9"),
     "adc": (7.6, 3.6, 2.6, 2.5,
-            "ADC lanes x adcs_per_array\n(in Controller)\nclip(colsum >> shift)\n<< (b + shift), +/-\n"
+            "ADC lanes x adcs_per_array\n(in Controller)\nclip(round(colsum >> shift))\n"
+            "<< (digit + slice + shift), +/-\n"
             "accumulator lane RAMs", "#fff2cc"),
     "inbuf": (0.3, 0.3, 2.3, 1.4, "Input buffer\nin_depth x input_bits", "#ede7f6"),
     "outbuf": (7.6, 0.3, 2.6, 1.4, "Output buffer\nout_depth x int32", "#ede7f6"),
@@ -28,9 +29,9 @@ _BOXES = {
 _ARROWS = [
     ((-0.6, 4.85), (0.3, 4.85), "cmd stream\n(word, last)"),
     ((2.6, 4.85), (3.4, 4.85), "decoded"),
-    ((5.1, 3.6), (5.1, 2.7), "row group rd/wr,\ninput bits"),
+    ((5.1, 3.6), (5.1, 2.7), "row group rd/wr,\nrow drives"),
     ((6.8, 2.2), (7.6, 4.0), "colsum"),
-    ((6.8, 5.3), (7.6, 5.3), "adc_bits/shift, bit"),
+    ((6.8, 5.3), (7.6, 5.3), "adc_bits/shift, d, p"),
     ((3.4, 3.9), (2.6, 1.3), "gather / LOAD_IN /\nREQUANT"),
     ((6.8, 3.8), (7.6, 1.2), "write-back, READ,\nREQUANT"),
     ((8.9, 3.6), (8.9, 1.7), "acc"),

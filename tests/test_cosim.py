@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import sw_model
-from cimisa.config import load_hw
+from cimisa.config import HwConfig, load_hw
 from cimisa.isa import ErrorCode, Opcode
 from sim import runner
 from sim.model_stream import STRATEGIES, TINY_MODELS, model_stream
@@ -301,10 +301,32 @@ def test_many_random_streams_under_handshake_stress(tiny, verilator_build, tmp_p
     assert rep.mismatches == 0, [(c, c.details[:3]) for c in rep.cases if c.mismatches]
 
 
+#: A small tile in non-default number formats (:mod:`cimisa.formats`): 2-bit offset cells with the bias column,
+#: sign-magnitude inputs through a 2-bit DAC, nearest rounding (a quick Verilator build).
+FORMATS_CFG = HwConfig(name="cosim-formats", rows=8, cols=16, n_arrays=2, weight_bits=5, input_bits=6, adc_bits=6,
+                       adcs_per_array=2, in_depth=32, out_depth=32, rows_per_cycle=4, cell_bits=2,
+                       weight_encoding="offset", input_encoding="sign-magnitude", dac_bits=2,
+                       adc_rounding="nearest")
+
+
+def test_number_formats_random_and_illegal_streams(tmp_path):
+    """The RTL of a non-default number format, bit-exact with sw_model on random and illegal streams."""
+    _require("verilator")
+    cfg = FORMATS_CFG
+    items = [(s.name, s.words, dict(gap=g, backpressure=b))
+             for s, (g, b) in zip((random_stream(cfg, k, n=40) for k in range(4)), HANDSHAKES)]
+    illegal = illegal_streams(cfg, seed=3)
+    items += [(s.name, s.words) for s in illegal]
+    rep = runner.run(cfg, make_cases(cfg, items), work_dir=tmp_path)
+    assert rep.mismatches == 0, [(c, c.details[:3]) for c in rep.cases if c.mismatches]
+    assert len(rep.cases) == len(items) and {s.intent for s in illegal} == reachable_errors(cfg)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("hw", ["fpga-micro"])
+@pytest.mark.parametrize("hw", ["fpga-micro", "fpga-tiny-sliced"])
 def test_second_configuration_random_and_illegal_streams(hw, tmp_path):
-    """Other widths (4-bit inputs, 16 rows, 2 arrays): one more Verilator build, then random + illegal streams."""
+    """Other widths (4-bit inputs, 16 rows, 2 arrays), and 1-bit differential cells: one more Verilator build
+    each, then random + illegal streams."""
     _require("verilator")
     cfg = load_hw(hw)
     items = [(s.name, s.words, dict(gap=g, backpressure=b))
