@@ -1,7 +1,8 @@
 """Command-set utilities: ``python -m cimisa check-config FILE``.
 
 ``check-config`` validates a hardware configuration (a TOML/JSON file, or a built-in name) exactly as every
-other command loads it, and prints a summary: the derived command-set widths, the capacity, the chip (tiles,
+other command loads it, and prints a summary: the derived command-set widths, the capacity, the number format
+(cells per weight, logical and physical columns, drive cycles, ADC rounding; :mod:`cimisa.formats`), the chip (tiles,
 arrays per tile, each tile's ADC bank, total ADCs, units, memory, network; ``docs/chip.md``), the technology
 and the cost constants. A valid configuration exits 0; an invalid one gives one ``error:`` line listing every
 violation and exits 2. Nothing is written.
@@ -40,6 +41,12 @@ def _check_config(args) -> int:
     print(f"{cfg.name}: valid ({cfg.tag}, arch hash {cfg.arch_hash})")
     print(f"  {cfg.n_arrays} arrays of {cfg.rows} x {cfg.cols} = {cfg.total_cells} weight cells; "
           f"{cfg.weight_bits}-bit weights, {cfg.input_bits}-bit inputs")
+    fmt = cfg.fmt
+    print(f"  number format: {fmt.describe()}")
+    print(f"  columns: {cfg.logical_cols} logical (weights per row) in {cfg.cols} physical; "
+          f"{fmt.cols_per_weight} cell{'s' * (fmt.cols_per_weight != 1)} per weight"
+          f"{', 1 bias column' if fmt.bias_cols else ''}; {fmt.conversions(cfg.logical_cols)} ADC conversions "
+          f"per drive cycle of a full-width MVM")
     print(f"  ADCs: {cfg.adcs_per_array} per array, {cfg.adc_bits} bits (lossless: {cfg.lossless_adc_bits}); "
           f"{cfg.rows_per_cycle} rows per cycle")
     print(f"  buffers: {cfg.in_depth} inputs, {cfg.out_depth} accumulators")

@@ -14,13 +14,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from cimisa import semantics
+from cimisa import formats, semantics
 from cimisa.config import BUILTIN, HwConfig
 from cimisa.errors import KitArgumentParser, OutputError, cli_main
+from cimisa.formats import NumberFormat
 from cimisa.isa import FIELD_KINDS, FIELDS, PAYLOAD, ErrorCode, Isa, Opcode, RunState
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "isa.md"
-EXAMPLE_CONFIGS = ("fpga-micro", "fpga-tiny", "paper-256")
+EXAMPLE_CONFIGS = ("fpga-micro", "fpga-tiny", "fpga-tiny-sliced", "paper-256")
 
 
 def _body_source(fn) -> str:
@@ -51,6 +52,33 @@ def _layout_table(cfg: HwConfig, op: Opcode) -> list[str]:
     return rows
 
 
+def _formats_section() -> list[str]:
+    """The number formats of the example configurations, with one weight's cells and one input's drive."""
+    out = ["### The encodings (`cimisa/formats.py`)", "", textwrap.dedent(formats.__doc__).strip(), "",
+           "### Number formats of the example configurations", "",
+           "| configuration | format | cells per weight `P` | logical / physical columns | cycles | "
+           "ADC conversions per cycle (all columns) | lossless ADC bits | sum ranges (unsigned: lo..hi) |",
+           "|---|---|---|---|---|---|---|---|"]
+    for n in EXAMPLE_CONFIGS:
+        cfg = BUILTIN[n]
+        f = cfg.fmt
+        ranges = ", ".join(f"{'unsigned' if k else 'signed'}: {lo}..{hi}"
+                           for k, (lo, hi) in sorted(f.sum_bounds(cfg.rows).items()))
+        out.append(f"| `{n}` | {f.describe()} | {f.cols_per_weight} | {cfg.logical_cols} / {cfg.cols} | "
+                   f"{f.digits} | {f.conversions(cfg.logical_cols)} | {cfg.lossless_adc_bits} | {ranges} |")
+    out += ["", "How some formats hold the weight -5 and drive the input -3 (4-bit weights, 8-bit inputs):", "",
+            "| weights / inputs | cells of -5 (column `p` = 0..P-1) | slice weights | drive of -3 per cycle | "
+            "digit weights | unsigned sums (p, cycle 0) |", "|---|---|---|---|---|---|"]
+    for kw in (dict(), dict(cell_bits=1, weight_encoding="differential"), dict(cell_bits=2),
+               dict(cell_bits=2, weight_encoding="offset", input_encoding="sign-magnitude", dac_bits=3)):
+        f = NumberFormat(4, 8, **kw)
+        flags = ", ".join("u" if f.unsigned_sum(p, 0) else "s" for p in range(f.cols_per_weight))
+        out.append(f"| {f.describe()} | {f.cells(-5)}{' + bias cell ' + str(f.bias_cell) if f.bias_cols else ''}"
+                   f" | {f.slice_weights}{' + bias ' + str(f.bias_weight) if f.bias_cols else ''} | {f.drive(-3)} | "
+                   f"{f.digit_weights} | {flags} |")
+    return out + [""]
+
+
 def render() -> str:
     """Return the text of ``docs/isa.md``."""
     out: list[str] = []
@@ -65,6 +93,7 @@ def render() -> str:
     w("")
     w(textwrap.dedent(semantics.__doc__).strip())
     w("")
+    out.extend(_formats_section())
     w("## Field kinds")
     w("")
     w("Field widths derive from the hardware configuration (`cimisa.config.HwConfig`).")

@@ -3,22 +3,41 @@
 The golden model (:mod:`sw_model`) executes them; the RTL (:mod:`hw`) must reproduce their results bit for bit;
 ``docs/isa.md`` quotes their source. Each runs on a :class:`MachineState` and has a doctest.
 
-Number formats
-  * weights: ``weight_bits``-bit two's complement, one per cell;
-  * inputs: ``input_bits``-bit two's complement, applied **bit-serially, LSB first**. Bit ``b`` of ``x`` is
-    ``(x >> b) & 1`` (two's complement bits); the column sum of bit ``b`` is weighted ``+2**b`` for
-    ``b < input_bits-1`` and ``-2**(input_bits-1)`` for the sign bit, so the weighted sum over all bits equals
-    ``x * w`` exactly (the usual signed bit-serial convention: the MSB column sum is subtracted);
-  * ADC: ``code = clip(colsum >> adc_shift, -2**(adc_bits-1), 2**(adc_bits-1)-1)`` (arithmetic shift = floor
-    division by the step ``2**adc_shift``, then saturation); the digital side adds ``code << (b + adc_shift)``;
-  * REQUANT: ``clip((v + 2**(shift-1)) >> shift, -2**(input_bits-1), 2**(input_bits-1)-1)`` (round half up);
+Number formats (:mod:`cimisa.formats`, the one definition; ``hw.fmt`` is the configuration's)
+  * the command set counts **logical columns**: one logical column holds one ``weight_bits``-bit two's
+    complement weight per row, as WRITE_W carries it; an array of ``cols`` physical columns (cells) holds
+    ``logical_cols`` of them. Logical column ``c`` is the physical columns ``c*P .. c*P+P-1``
+    (``P = fmt.cols_per_weight``: weight slices of ``cell_bits`` bits, twice as many for differential pairs);
+    ``offset`` weights add one bias column per array (its last physical column, every cell ``fmt.bias_cell``).
+    The machine keeps the weights and derives the cells with ``fmt.cells(w)`` (differential weights saturate to
+    the symmetric range); an unwritten weight is 0;
+  * an MVM runs ``fmt.digits`` drive cycles: in cycle ``d`` row ``r`` is driven with ``fmt.drive(x_r)[d]``
+    (``twos`` inputs: the bits of the two's complement pattern, LSB first, ``dac_bits`` per cycle, the sign bit
+    last; ``sign-magnitude``: the magnitude's digits times the sign of ``x``);
+  * every physical column of the window (and the bias column) sums ``S = sum_r drive * cell`` each cycle and its
+    ADC converts ``code = clip(round(S / 2**adc_shift), range)`` (``rules.adc_code``; ``round`` is the
+    configuration's ``adc_rounding``, floor or nearest; the range is unsigned ``0..2**adc_bits-1`` for a
+    column whose sums cannot be negative, ``fmt.unsigned_sum(p, d)``, else signed
+    ``-2**(adc_bits-1)..2**(adc_bits-1)-1``): ``fmt.conversions(ncols)`` conversions per cycle;
+  * the digital side adds ``V = sum_d fmt.digit_weights[d] * (code_d << adc_shift)`` per physical column (the
+    sign cycle of ``twos`` inputs weighs ``-2**(input_bits-1)``) and ``y_c = sum_p fmt.slice_weights[p] *
+    V_{c*P+p} + fmt.bias_weight * V_bias`` per logical column (``NumberFormat.mvm_column``, the scalar
+    definition);
+  * with the default format (one signed cell per weight, ``twos`` bit-serial inputs, floor) this is the bit-serial
+    MVM: bit ``b`` of ``x`` is ``(x >> b) & 1``, plane ``b``'s code weighs ``+2**b``, the sign plane's
+    ``-2**(input_bits-1)``, so a lossless ADC gives ``x * w`` exactly, and
+    ``code = clip(colsum >> adc_shift, -2**(adc_bits-1), 2**(adc_bits-1)-1)``;
+  * REQUANT: ``clip((v + 2**(shift-1)) >> shift, fmt.input_range)`` (round half up; the input range is
+    ``-2**(input_bits-1)..2**(input_bits-1)-1``, symmetric ``-(2**(input_bits-1)-1)..`` for sign-magnitude);
   * accumulators and result words: ``ACC_BITS`` = 32-bit two's complement, wrapping on overflow.
 
-Each of these rules is one function of :mod:`cimisa.rules` (``adc_code``, ``shift_add``, ``requant``,
-``wrap_acc``), which every model of the machine calls.
+Each of these rules is one function of :mod:`cimisa.formats` (``cells``, ``drive``, the weights and ranges) or
+:mod:`cimisa.rules` (``adc_code``, ``shift_add``, ``requant``, ``wrap_acc``), which every model of the machine
+calls.
 
 With ``adc_shift = 0`` and ``adc_bits >= cfg.lossless_adc_bits`` an MVM returns the exact integer product of the
-active weight window and the input vector.
+active weight window and the input vector (of the saturated weights and inputs: differential weights and
+sign-magnitude inputs have symmetric ranges).
 
 Checks (:func:`check`) run on each header before its action; the first failing check stops the machine with that
 :class:`~cimisa.isa.ErrorCode` and the command has no effect.
@@ -41,7 +60,8 @@ __all__ = ["MachineState", "Window", "check", "wrap_acc", "write_w", "load_in", 
 class MachineState:
     """Architectural state of one CIM tile: weights, input buffer, output buffer, results.
 
-    Weight arrays are allocated on first write; an array never written reads as zeros.
+    Weight arrays hold logical weights ``(rows, cfg.logical_cols)`` (the cells follow from them,
+    :mod:`cimisa.formats`); they are allocated on first write; an array never written reads as zeros.
     """
 
     def __init__(self, cfg: HwConfig):
@@ -53,7 +73,7 @@ class MachineState:
         self.results: list[int] = []
 
     def array(self, index: int) -> np.ndarray:
-        """Return the (rows, cols) weight array ``index`` (allocated on first use), to read or write.
+        """Return the (rows, logical_cols) weight array ``index`` (allocated on first use), to read or write.
 
         The call forgets the :class:`Window` data cached for the array's MVMs, so a write through the returned
         array is seen by the next MVM; write through a fresh call, not through an array kept from before an MVM.
@@ -61,7 +81,7 @@ class MachineState:
         self._windows.pop(index, None)
         a = self._arrays.get(index)
         if a is None:
-            a = self._arrays[index] = np.zeros((self.cfg.rows, self.cfg.cols), dtype=np.int64)
+            a = self._arrays[index] = np.zeros((self.cfg.rows, self.cfg.logical_cols), dtype=np.int64)
         return a
 
     def window(self, index: int, row0: int, nrows: int, col0: int, ncols: int) -> Window:
@@ -114,7 +134,7 @@ def check(cfg: HwConfig, op: Opcode, a: dict) -> ErrorCode:
             return ErrorCode.BAD_ARRAY
         if a["row"] >= cfg.rows:
             return ErrorCode.BAD_ROW
-        if a["count"] < 1 or a["col"] + a["count"] > cfg.cols:
+        if a["count"] < 1 or a["col"] + a["count"] > cfg.logical_cols:
             return ErrorCode.BAD_COL
     elif op is Opcode.LOAD_IN:
         if a["count"] < 1 or a["addr"] + a["count"] > cfg.in_depth:
@@ -124,7 +144,7 @@ def check(cfg: HwConfig, op: Opcode, a: dict) -> ErrorCode:
             return ErrorCode.BAD_ARRAY
         if a["nrows"] < 1 or a["row0"] + a["nrows"] > cfg.rows:
             return ErrorCode.BAD_ROW
-        if a["ncols"] < 1 or a["col0"] + a["ncols"] > cfg.cols:
+        if a["ncols"] < 1 or a["col0"] + a["ncols"] > cfg.logical_cols:
             return ErrorCode.BAD_COL
         if not 1 <= a["adc_bits"] <= cfg.adc_bits:
             return ErrorCode.BAD_ADC
@@ -146,7 +166,7 @@ def check(cfg: HwConfig, op: Opcode, a: dict) -> ErrorCode:
 
 
 def write_w(st, array, row, col, count, data):
-    """WRITE_W: program ``count`` weights into ``array`` at ``row``, columns ``col..col+count-1``.
+    """WRITE_W: program ``count`` weights into ``array`` at ``row``, logical columns ``col..col+count-1``.
 
     >>> from cimisa.config import BUILTIN
     >>> st = MachineState(BUILTIN["fpga-micro"])
@@ -172,9 +192,9 @@ def load_in(st, addr, count, data):
 
 def mvm(st, array, row0, nrows, col0, ncols, in_addr, in_stride, out_addr, out_stride, accumulate, adc_bits,
         adc_shift):
-    """MVM: multiply the active window of one array by inputs gathered with a stride, bit-serially.
+    """MVM: multiply the active window of one array by inputs gathered with a stride, in drive cycles.
 
-    Row ``row0+k`` is driven by ``inbuf[in_addr + k*in_stride]``; column ``col0+j`` goes to
+    Row ``row0+k`` is driven by ``inbuf[in_addr + k*in_stride]``; logical column ``col0+j`` goes to
     ``outbuf[out_addr + j*out_stride]``, added to it when ``accumulate`` is 1, replacing it otherwise.
     Strides fold permutations into addressing.
 
@@ -190,14 +210,26 @@ def mvm(st, array, row0, nrows, col0, ncols, in_addr, in_stride, out_addr, out_s
     ...     accumulate=1, adc_bits=2, adc_shift=0)  # 2-bit ADC: each bit's column sum saturates to -2..1
     >>> st.outbuf[8:10].tolist()
     [-14, -50]
+    >>> sl = MachineState(BUILTIN["fpga-micro"].replace(cols=48, cell_bits=1, weight_encoding="differential",
+    ...                                                 adc_bits=5))       # 8 logical columns of 3 + 3 cells
+    >>> sl.array(0)[:2, :2] = [[1, -2], [3, 4]]; sl.inbuf[:4] = [5, 0, 7, 0]
+    >>> mvm(sl, array=0, row0=0, nrows=2, col0=0, ncols=2, in_addr=0, in_stride=2, out_addr=8, out_stride=1,
+    ...     accumulate=0, adc_bits=1, adc_shift=0)  # unsigned 1-bit codes 0..1: a sum of 2 saturates
+    >>> sl.outbuf[8:10].tolist()                  # exact [26, 18]: cells of 1, 3 both hold bit 0, 5, 7 share bits 0, 2
+    [21, 18]
     """
     x = st.inbuf[_strided(in_addr, in_stride, nrows)]         # (nrows,), or (nrows, B) for a batch of inputs
     win = st.window(array, row0, nrows, col0, ncols)         # the weights, cached with their bounds
-    acc = kernel.mvm_acc(win.w, x, st.cfg.input_bits, adc_bits, adc_shift, win)  # bit-serial, ADC, shift-add
+    fmt = st.cfg.fmt
+    if fmt.is_default:                                       # bit-serial, ADC, shift-add
+        acc = kernel.mvm_acc(win.w, x, st.cfg.input_bits, adc_bits, adc_shift, win)
+    else:                                                    # cells, drive cycles, ADCs, shift-adds
+        acc = kernel.mvm_acc_format(win, x, fmt, adc_bits, adc_shift)
     dst = _strided(out_addr, out_stride, ncols)
     if accumulate:
         acc += st.outbuf[dst]
-    if accumulate or (max(-win.colmin, win.colmax) + (1 << adc_shift)) << st.cfg.input_bits > 1 << (ACC_BITS - 1):
+    if (accumulate or not fmt.is_default
+            or (max(-win.colmin, win.colmax) + (1 << adc_shift)) << st.cfg.input_bits > 1 << (ACC_BITS - 1)):
         rules.wrap_acc_inplace(acc)                            # = wrap_acc(acc); else |acc| < 2**31 already
     st.outbuf[dst] = acc
 
@@ -210,7 +242,8 @@ def _strided(addr: int, stride: int, n: int):
 def requant(st, src, count, dst, dst_stride, shift):
     """REQUANT: round accumulators ``src..src+count-1`` right by ``shift``, saturate to inputs, store strided.
 
-    Rounding adds ``2**(shift-1)`` before the arithmetic shift (round half up).
+    Rounding adds ``2**(shift-1)`` before the arithmetic shift (round half up); the inputs' range is the
+    format's (``cfg.fmt.input_range``: symmetric for sign-magnitude inputs).
 
     >>> from cimisa.config import BUILTIN
     >>> st = MachineState(BUILTIN["fpga-micro"])        # 4-bit inputs: -8..7
@@ -219,8 +252,8 @@ def requant(st, src, count, dst, dst_stride, shift):
     >>> st.inbuf[:6].tolist()
     [0, 3, 0, -3, 0, 7]
     """
-    v = st.outbuf[src:src + count]
-    st.inbuf[dst + dst_stride * np.arange(count)] = rules.requant(v, shift, st.cfg.input_bits)
+    v = rules.requant(st.outbuf[src:src + count], shift, st.cfg.input_bits)
+    st.inbuf[dst + dst_stride * np.arange(count)] = np.clip(v, *st.cfg.fmt.input_range, out=v)
 
 
 def read(st, addr, count):

@@ -29,11 +29,11 @@ def naive_mvm(w, x, input_bits, adc_bits, adc_shift):
     """The naive model's MVM of window ``w`` (nrows, ncols) on inputs ``x`` (nrows[, B]), one vector at a time:
     the accumulators ``(ncols[, B])`` (wrapped to ACC_BITS, as the machine stores them)."""
     nrows, ncols = w.shape
-    cfg = HwConfig(name="naive-window", rows=max(2, nrows), cols=max(2, ncols), n_arrays=1, weight_bits=2,
+    cfg = HwConfig(name="naive-window", rows=max(2, nrows), cols=max(2, ncols), n_arrays=1, weight_bits=16,
                    input_bits=input_bits, adc_bits=1, adcs_per_array=1, in_depth=max(2, nrows),
                    out_depth=max(2, ncols), rows_per_cycle=1)
     st = semantics.MachineState(cfg)
-    st.array(0)[:nrows, :ncols] = w                          # any int64 weights: the naive model does not check them
+    st.array(0)[:nrows, :ncols] = w                          # any weights of up to 16 bits (cells saturate beyond)
     x2 = np.asarray(x).reshape(nrows, -1)
     out = np.zeros((ncols, x2.shape[1]), dtype=np.int64)
     for t in range(x2.shape[1]):
@@ -165,7 +165,9 @@ def test_float_guard_falls_back_to_int64(monkeypatch):
     for adc_bits, shift in ((60, 0), (10, 50), (3, 0)):    # product, residue and saturating plane paths
         used.clear()
         got = semantics.mvm_acc(w, x, 8, adc_bits, shift)
-        assert np.array_equal(rules.wrap_acc(got), naive_mvm(w, x, 8, adc_bits, shift))
+        colsum = np.einsum("rc,rbn->cbn", w, rules.bit_planes(x, 8))   # exact in int64 (0/1 planes, < 2**58)
+        want = rules.wrap_acc(rules.convert_planes(colsum, 8, adc_bits, shift))   # (weights past any format)
+        assert np.array_equal(rules.wrap_acc(got), want)
         assert used and not any(used), "a bound >= 2**53 must not take the float64 path"
     # ... and float64 would indeed have been wrong here:
     assert int(np.float64(w[0, 0])) != int(w[0, 0])

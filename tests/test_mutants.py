@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from cimisa import kernel, rules, semantics
+from cimisa import kernel, rules, semantics, streamgen
 from cimisa.isa import Isa, Opcode
 from sw_model import naive
 from tests import test_hw_tile as hw_tile
@@ -124,6 +124,40 @@ KERNEL_MUTANTS = [
 ]
 
 
+#: The number-format kernel (cimisa.kernel.mvm_acc_format and its helpers), against the naive loops on the random
+#: streams of a format configuration (tests/test_sw_model.py FORMATS) that exercises it.
+FORMAT_KERNEL_MUTANTS = [
+    ("bias_column_dropped", "mvm_acc_format", "acc += fmt.bias_weight * values[-b:]", "pass", "c2-offset-nearest"),
+    ("clip_skipped", "format_codes", "np.clip(main, lo.astype(codes.dtype), hi.astype(codes.dtype), out=main)",
+     "pass", "c1-diff"),
+    ("unsigned_range_signed", "_code_limits", "fmt.unsigned_sum(p, d)", "False", "c1-twos"),
+    ("slice_weights_reversed", "mvm_acc_format", "np.array(fmt.slice_weights, dtype=ft)",
+     "np.array(fmt.slice_weights[::-1], dtype=ft)", "c3-diff-dac2"),
+    ("rounding_floor", "format_codes", "adc_shift, fmt.adc_rounding)", "adc_shift)", "c2-twos-dac2-nearest"),
+    ("step_dropped", "mvm_acc_format", "np.left_shift(acc, adc_shift, out=acc)", "pass", "c1-offset-sm-dac2"),
+]
+
+
+def format_streams_differ(cfg, seeds=range(12)) -> bool:
+    """Whether the naive and vectorised models differ on any of the seeded random streams of ``cfg`` (the check of
+    ``test_naive_equals_vectorised_on_seeded_format_streams``; a fresh configuration: no cached windows)."""
+    cfg = cfg.replace(name=cfg.name + "-m")
+    return any(sw_tests.naive_vs_fast(cfg, streamgen.random_commands(cfg, seed, 15)) for seed in seeds)
+
+
+@pytest.mark.parametrize("name,fn_name,old,new,cfg_name", FORMAT_KERNEL_MUTANTS,
+                         ids=[m[0] for m in FORMAT_KERNEL_MUTANTS])
+def test_format_streams_catch_kernel_mutant(monkeypatch, name, fn_name, old, new, cfg_name):
+    cfg = next(c for c in sw_tests.FORMATS if c.name == cfg_name)
+    assert not format_streams_differ(cfg, range(3))             # the real kernel agrees
+    _patch_semantics(monkeypatch, fn_name, old, new)
+    kernel._LIMITS.clear()
+    try:
+        assert format_streams_differ(cfg)
+    finally:
+        kernel._LIMITS.clear()
+
+
 def kernel_matches_naive(seeds=range(6)) -> bool:
     """Random windows, widths, ADC settings and batches: ``semantics.mvm_acc`` equals the naive model."""
     from tests.test_golden_batch import naive_mvm, random_windows
@@ -153,16 +187,13 @@ def test_property_catches_semantics_mutant(monkeypatch, name, fn_name, old, new)
         run_property(sw_tests.MICRO)
 
 
-_ADC_INT = "\n    return _saturate(colsum >> adc_shift, lo, hi)\n"
-_ADC_SCALAR = "return _saturate(colsum >> adc_shift, lo, hi)\n    if"
+_ADC_FLOOR = "    return v >> shift  "
+_TRUNC = "    return v // (1 << shift) + (v < 0) * (v % (1 << shift) != 0)  "
 _RQ = "(v + (1 << (shift - 1))) >> shift"
 #: (name, rules function, old, new, by-hand oracle of test_sw_model, model it runs on)
 RULE_ORACLE_MUTANTS = [
-    ("adc_truncates_toward_zero_naive", "adc_code", _ADC_SCALAR,
-     "return _saturate(int(colsum / (1 << adc_shift)), lo, hi)\n    if", "adc", "naive"),
-    ("adc_truncates_toward_zero_fast", "adc_code", _ADC_INT,
-     "\n    return _saturate(colsum // (1 << adc_shift) + (colsum < 0) * (colsum % (1 << adc_shift) != 0), lo, hi)\n",
-     "adc", "fast"),
+    ("adc_truncates_toward_zero_naive", "round_div", _ADC_FLOOR, _TRUNC, "adc", "naive"),
+    ("adc_truncates_toward_zero_fast", "round_div", _ADC_FLOOR, _TRUNC, "adc", "fast"),
     ("adc_hi_one_high", "signed_range", "(1 << (bits - 1)) - 1", "(1 << (bits - 1))", "adc", "naive"),
     ("requant_rounding_constant_halved", "round_shift", _RQ, "(v + ((1 << shift) >> 2)) >> shift", "requant", "fast"),
     ("requant_rounding_constant_halved_naive", "round_shift", _RQ, "(v + ((1 << shift) >> 2)) >> shift",
@@ -209,8 +240,8 @@ def test_bound_test_catches_check_mutant(monkeypatch, name, old, new, nth, total
 def test_lower_bound_is_ceil_catches_floor(monkeypatch):
     import compiler.geometry as geometry_mod
     import compiler.place as place_mod
-    bad = mutant(geometry_mod.lower_bound, "return -(-cells // hw.cells_per_array)",
-                 "return cells // hw.cells_per_array")
+    bad = mutant(geometry_mod.lower_bound, "return -(-cells // weight_cells_per_array(hw))",
+                 "return cells // weight_cells_per_array(hw)")
     for mod in (geometry_mod, place_mod, place_tests):     # where it is defined, re-exported and used
         monkeypatch.setattr(mod, "lower_bound", bad)
     with pytest.raises(AssertionError):

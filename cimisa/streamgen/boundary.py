@@ -26,7 +26,7 @@ def boundary_cases(cfg: HwConfig) -> list[tuple[str, Command, ErrorCode]]:
     the *last* element lands on or past the end), REQUANT source and destination, READ. Commands whose fields do
     not fit their widths on ``cfg`` are left out; payloads (when legal) hold small non-zero values.
     """
-    R, C, I, O, N = cfg.rows, cfg.cols, cfg.in_depth, cfg.out_depth, cfg.n_arrays
+    R, C, I, O, N = cfg.rows, cfg.logical_cols, cfg.in_depth, cfg.out_depth, cfg.n_arrays
     A = cfg.adc_bits
     ok, e = ErrorCode.NONE, ErrorCode
     out: list[tuple[str, Command, ErrorCode]] = []

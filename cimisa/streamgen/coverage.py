@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from cimisa import semantics
+from cimisa import kernel, rules, semantics
 from cimisa.config import HwConfig
 from cimisa.isa import PAYLOAD, Command, ErrorCode, Isa, Opcode
 
@@ -30,8 +30,10 @@ def coverage_bins(cfg: HwConfig) -> set[str]:
     * field corners: ``<op>:<field>=0`` / ``=max``, windows ``=full`` / ``count=1`` / ending at the last
       element, strides 0 / 1 / >1 / largest, ADC resolution 1 / mid / max, ADC shift 0 / >0 / max, REQUANT shift
       0 / 1 / max, accumulate 0 / 1, multi-word payloads;
-    * values: payload extremes, ADC codes saturated at both ends, coarse steps that floor negative and positive
-      column sums, negative inputs (sign-bit plane), exact non-zero MVMs, REQUANT ties (positive and negative),
+    * values: payload extremes, ADC codes saturated at both ends (the low end, and negative sums, only in formats
+      with signed ADC ranges; an unsigned range saturated in formats that have one), coarse steps that floor
+      negative and positive column sums (and, for nearest rounding, sums half a step from a code), negative
+      inputs (sign-bit plane), exact non-zero MVMs, REQUANT ties (positive and negative),
       rounding up, saturation at both ends; results observed: a READ of an MVM's output, and of an MVM that
       read a REQUANT's output.
     """
@@ -45,15 +47,22 @@ def coverage_bins(cfg: HwConfig) -> set[str]:
                                   "in_stride=0", "in_stride=1", "in_stride>1", "in_stride=largest", "out_addr=0",
                                   "out_last=max", "out_stride=1", "out_stride>1", "accumulate=0",
                                   "accumulate=1", "adc_bits=1", "adc_bits=max", "adc_shift=0", "adc_shift>0",
-                                  "adc_shift=max", "nonzero", "exact_nonzero", "adc_sat_hi", "adc_sat_lo",
-                                  "neg_input", "floor_neg", "floor_pos", "observed")}
+                                  "adc_shift=max", "nonzero", "exact_nonzero", "adc_sat_hi", "neg_input",
+                                  "floor_pos", "observed")}
+    kinds = cfg.fmt.sum_bounds(1)                  # which ADC ranges the format has: signed (False), unsigned
+    if False in kinds:
+        bins |= {"mvm:adc_sat_lo", "mvm:floor_neg"}
+    if True in kinds and not cfg.fmt.is_default:
+        bins.add("mvm:adc_sat_unsigned")
+    if cfg.fmt.adc_rounding == "nearest":
+        bins.add("mvm:adc_half_step")
     if cfg.adc_bits > 2:
         bins.add("mvm:adc_bits=mid")
     bins |= {f"requant:{b}" for b in ("src=0", "src_end=max", "dst=0", "dst_last=max", "count=1", "count>1",
                                       "dst_stride>1", "shift=0", "shift>0", "shift=1", "shift=max", "tie_pos",
                                       "tie_neg", "round_up", "sat_hi", "sat_lo", "observed")}
     bins |= {f"read:{b}" for b in ("addr=0", "end=max", "count=1", "count>1", "count=full")}
-    if cfg.cols > isa.per_word(Opcode.WRITE_W):
+    if cfg.logical_cols > isa.per_word(Opcode.WRITE_W):
         bins.add("write_w:multiword")
     if cfg.in_depth > isa.per_word(Opcode.LOAD_IN):
         bins.add("load_in:multiword")
@@ -93,9 +102,17 @@ def _replay(cfg: HwConfig, cmds: Iterable[Command]) -> tuple[set[str], StreamSta
     out_rq = np.zeros(cfg.out_depth, dtype=bool)   # ... by an MVM that read a REQUANT output
     wlo, whi = isa.elem_range("weight")
     ilo, ihi = isa.elem_range("input")
+    rlo, rhi = cfg.fmt.input_range                 # REQUANT saturates to the format's inputs
+    fmt = cfg.fmt
+
+    def unsigned_at(mask):
+        """The ``(p, d)`` (``p = -1``: the bias column) of the saturated sums in ``mask`` (ncols*P [+1], 1, D)."""
+        qs, _, ds = np.nonzero(mask)
+        n = mask.shape[0] - fmt.bias_cols
+        return {(int(q) % fmt.cols_per_weight if q < n else -1, int(d)) for q, d in zip(qs, ds)}
     adc_shift_max = (1 << isa.field_widths[Opcode.MVM]["adc_shift"]) - 1
     rq_shift_max = (1 << isa.field_widths[Opcode.REQUANT]["shift"]) - 1
-    mw = {op: cfg.cols > isa.per_word(op) if op is Opcode.WRITE_W else cfg.in_depth > isa.per_word(op)
+    mw = {op: cfg.logical_cols > isa.per_word(op) if op is Opcode.WRITE_W else cfg.in_depth > isa.per_word(op)
           for op in PAYLOAD}
 
     def corner(name, value, lo, hi):
@@ -115,9 +132,9 @@ def _replay(cfg: HwConfig, cmds: Iterable[Command]) -> tuple[set[str], StreamSta
             corner("write_w:row", a["row"], 0, cfg.rows - 1)
             if a["col"] == 0:
                 hit.add("write_w:col=0")
-            if a["col"] + a["count"] == cfg.cols:
+            if a["col"] + a["count"] == cfg.logical_cols:
                 hit.add("write_w:end=max")
-            if a["count"] == cfg.cols:
+            if a["count"] == cfg.logical_cols:
                 hit.add("write_w:count=full")
             hit |= {"write_w:weight=min"} if wlo in c.data else set()
             hit |= {"write_w:weight=max"} if whi in c.data else set()
@@ -138,9 +155,9 @@ def _replay(cfg: HwConfig, cmds: Iterable[Command]) -> tuple[set[str], StreamSta
                 hit.add("mvm:row_end=max")
             if a["col0"] == 0:
                 hit.add("mvm:col0=0")
-            if a["col0"] + nc == cfg.cols:
+            if a["col0"] + nc == cfg.logical_cols:
                 hit.add("mvm:col_end=max")
-            for name, v, full in (("nrows", nr, cfg.rows), ("ncols", nc, cfg.cols)):
+            for name, v, full in (("nrows", nr, cfg.rows), ("ncols", nc, cfg.logical_cols)):
                 if v == 1:
                     hit.add(f"mvm:{name}=1")
                 if v == full:
@@ -168,31 +185,32 @@ def _replay(cfg: HwConfig, cmds: Iterable[Command]) -> tuple[set[str], StreamSta
             hit.add("mvm:adc_shift=0" if shift == 0 else "mvm:adc_shift>0")
             if shift == adc_shift_max:
                 hit.add("mvm:adc_shift=max")
-            # The ADC, bit plane by bit plane (as cimisa.semantics.mvm), instrumented.
+            # The ADC of every drive cycle and physical column (cimisa.kernel's format path), instrumented.
             x = st.inbuf[in_idx]
             w = st.array(a["array"])[a["row0"]:a["row0"] + nr, a["col0"]:a["col0"] + nc]
-            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-            acc = np.zeros(nc, dtype=np.int64)
-            sat = lossy = 0
-            for b in range(cfg.input_bits):
-                colsum = w.T @ ((x >> b) & 1)
-                q = colsum >> shift
-                sat_hi, sat_lo = int((q > hi).sum()), int((q < lo).sum())
-                rem = colsum & ((1 << shift) - 1)
-                if sat_hi:
-                    hit.add("mvm:adc_sat_hi")
-                if sat_lo:
-                    hit.add("mvm:adc_sat_lo")
-                if np.any((colsum < 0) & (rem != 0)):
-                    hit.add("mvm:floor_neg")
-                if np.any((colsum > 0) & (rem != 0)):
-                    hit.add("mvm:floor_pos")
-                if b == cfg.input_bits - 1 and np.any(colsum != 0):
-                    hit.add("mvm:neg_input")
-                sat += sat_hi + sat_lo
-                lossy += sat_hi + sat_lo + int(np.count_nonzero(rem))
-                term = np.clip(q, lo, hi) << (b + shift)
-                acc += -term if b == cfg.input_bits - 1 else term
+            sums = kernel.format_sums(w, x, fmt).astype(np.int64)            # (ncols*P [+1], 1, D)
+            q = rules.round_div(sums, shift, fmt.adc_rounding)
+            codes = kernel.format_codes(sums, fmt, bits, shift)
+            acc = kernel.mvm_acc_format(w, x, fmt, bits, shift)
+            sat_hi, sat_lo = int((q > codes).sum()), int((q < codes).sum())
+            rem = sums & ((1 << shift) - 1)
+            if sat_hi:
+                hit.add("mvm:adc_sat_hi")
+                if any(fmt.unsigned_sum(p, d) for p, d in unsigned_at(q > codes)):
+                    hit.add("mvm:adc_sat_unsigned")
+            if sat_lo:
+                hit.add("mvm:adc_sat_lo")
+            if np.any((sums < 0) & (rem != 0)):
+                hit.add("mvm:floor_neg")
+            if np.any((sums > 0) & (rem != 0)):
+                hit.add("mvm:floor_pos")
+            if shift and np.any(rem == 1 << (shift - 1)) and fmt.adc_rounding == "nearest":
+                hit.add("mvm:adc_half_step")
+            if np.any(x < 0) and (np.any(sums[..., -1] != 0) if fmt.input_encoding == "twos"
+                                  else np.any(w[x < 0] != 0)):
+                hit.add("mvm:neg_input")
+            sat = sat_hi + sat_lo
+            lossy = sat + int(np.count_nonzero(rem))
             acc = semantics.wrap_acc(acc)
             s.mvms += 1
             s.mvm_outputs += nc
@@ -230,12 +248,12 @@ def _replay(cfg: HwConfig, cmds: Iterable[Command]) -> tuple[set[str], StreamSta
                 hit.add("requant:shift=max")
             v = st.outbuf[a["src"]:a["src"] + n]
             r = (v + (1 << (shift - 1))) >> shift if shift else v
-            inside = (r >= ilo) & (r <= ihi)
+            inside = (r >= rlo) & (r <= rhi)
             s.requant_values += n
             s.requant_saturated += int((~inside).sum())
-            if np.any(r > ihi):
+            if np.any(r > rhi):
                 hit.add("requant:sat_hi")
-            if np.any(r < ilo):
+            if np.any(r < rlo):
                 hit.add("requant:sat_lo")
             if shift:
                 rem = v & ((1 << shift) - 1)
@@ -302,7 +320,7 @@ def cosim_coverage_bins(cfg: HwConfig) -> set[str]:
                "mvm:out_stride=1", "mvm:out_stride>1", "mvm:nrows=1", "mvm:nrows=all", "mvm:ncols=1",
                "mvm:ncols=all", "requant:shift=0", "requant:shift>0", "requant:count>1", "read:count=1",
                "read:count>1", "write_w:count=1", "load_in:count=1"}
-            | ({"write_w:multiword"} if cfg.cols > isa.per_word(Opcode.WRITE_W) else set())     # reachable only
+            | ({"write_w:multiword"} if cfg.logical_cols > isa.per_word(Opcode.WRITE_W) else set())     # reachable only
             | ({"load_in:multiword"} if cfg.in_depth > isa.per_word(Opcode.LOAD_IN) else set()))  # when it fits
 
 

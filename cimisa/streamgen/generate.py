@@ -4,7 +4,8 @@ A stream
 * starts with a *prologue* that programs every row of a "hot" array with random weights (extremes included),
   an identity block on a "probe" array, and loads inputs at both ends of the input buffer, so that MVMs compute
   on non-zero data;
-* then draws commands from templates: MVMs (exact, ADC-saturating, coarse-step, field corners) usually followed
+* then draws commands from templates: MVMs (exact, ADC-saturating, coarse-step, field corners; in number formats
+  other than the default, whose sliced cells sum few levels, more saturating and small-step ones) usually followed
   by a READ of their outputs; REQUANTs whose shift is chosen from the accumulators they read (round-half ties,
   values that fit, 0, 1, the maximum), usually followed by a *probe* (an exact MVM of the requantised inputs
   through the identity block, and a READ), since REQUANT writes the input buffer, which no READ shows; partial
@@ -75,7 +76,7 @@ class _Builder:
         self.adc_shift_max = (1 << isa.field_widths[Opcode.MVM]["adc_shift"]) - 1
         self.rq_shift_max = (1 << isa.field_widths[Opcode.REQUANT]["shift"]) - 1
         self.probe = probe_array(cfg)
-        self.P = min(PROBE_SIZE, cfg.rows, cfg.cols)
+        self.P = min(PROBE_SIZE, cfg.rows, cfg.logical_cols)
         self.probe_ok = False
         self.loaded = min(cfg.in_depth, _PROLOGUE_INPUTS)      # inputs 0..loaded-1 hold data after the prologue
         self.recent_out: list[tuple[int, int]] = []            # (addr, count) windows recent MVMs wrote
@@ -165,7 +166,7 @@ class _Builder:
     def prologue(self) -> None:
         cfg = self.cfg
         for r in range(min(cfg.rows, _PROLOGUE_ROWS)):
-            self.emit(Command.write_w(HOT_ARRAY, r, 0, self.values("weight", cfg.cols)))
+            self.emit(Command.write_w(HOT_ARRAY, r, 0, self.values("weight", cfg.logical_cols)))
         self.identity()
         self.emit(Command.load_in(0, self.values("input", self.loaded)))
         tail = min(16, cfg.in_depth - self.loaded)
@@ -203,7 +204,7 @@ class _Builder:
             col0, ncols = row0, nrows                     # the identity's diagonal: outputs = inputs
         else:
             row0, nrows = self.span(cfg.rows, cap=cfg.rows, full_cap=cfg.rows)
-            col0, ncols = self.span(cfg.cols, cap=cfg.cols, full_cap=cfg.cols)
+            col0, ncols = self.span(cfg.logical_cols, cap=cfg.logical_cols, full_cap=cfg.logical_cols)
         in_addr, in_stride = self.strided(cfg.in_depth, nrows, allow_zero=True, hot=self.loaded)
         out_addr, out_stride = self.strided(cfg.out_depth, ncols, allow_zero=False, hot=min(cfg.out_depth, 64))
         return dict(array=array, row0=row0, nrows=nrows, col0=col0, ncols=ncols, in_addr=in_addr,
@@ -217,11 +218,16 @@ class _Builder:
             w = self.st.array(f["array"])[f["row0"]:f["row0"] + f["nrows"], f["col0"]:f["col0"] + f["ncols"]]
             if (x.any() and w.any()) or attempt == 3 or not self.chance(0.9):
                 break
-        mode = self.pick(["exact", "exact", "saturate", "coarse", "any", "corner"])
+        modes = ["exact", "exact", "saturate", "coarse", "any", "corner"]
+        if not cfg.fmt.is_default:        # sliced cells sum few levels: saturate them (and their ties) more often
+            modes += ["saturate", "saturate", "half"]
+        mode = self.pick(modes)
         if mode == "exact":
             bits, shift = cfg.adc_bits, 0
         elif mode == "saturate":
             bits, shift = self.ri(1, min(3, cfg.adc_bits)), self.pick([0, 0, 1])
+        elif mode == "half":              # a small step: sums half a step from a code (nearest rounding's ties)
+            bits, shift = self.ri(1, cfg.adc_bits), self.pick([1, 1, 2])
         elif mode == "coarse":
             bits, shift = self.ri(1, cfg.adc_bits), self.ri(1, self.adc_shift_max)
         elif mode == "corner":
@@ -271,7 +277,7 @@ class _Builder:
     def t_write_w(self) -> None:
         cfg = self.cfg
         row = self.pick([0, cfg.rows - 1, self.ri(0, cfg.rows - 1)])
-        col, count = self.span(cfg.cols, cap=cfg.cols, full_cap=cfg.cols)
+        col, count = self.span(cfg.logical_cols, cap=cfg.logical_cols, full_cap=cfg.logical_cols)
         self.emit(Command.write_w(self.array(), row, col, self.values("weight", count)))
 
     def t_load_in(self) -> None:

@@ -59,7 +59,7 @@ def with_opcode(isa: Isa, word: int, raw_opcode: int) -> int:
 
 def illegal_commands(cfg: HwConfig) -> list[tuple[str, ErrorCode, Command]]:
     """Offending commands, one or more per error code; some may not be encodable on ``cfg`` (filtered later)."""
-    R, C, I, O = cfg.rows, cfg.cols, cfg.in_depth, cfg.out_depth
+    R, C, I, O = cfg.rows, cfg.logical_cols, cfg.in_depth, cfg.out_depth
     mvm = dict(array=0, row0=0, nrows=1, col0=0, ncols=1, in_addr=0, in_stride=1, out_addr=0, out_stride=1,
                accumulate=False, adc_bits=cfg.adc_bits, adc_shift=0)
 
@@ -142,7 +142,7 @@ def illegal_streams(cfg: HwConfig, seed: int = 0, prefix: int = 6) -> list[Strea
             (Opcode.LOAD_IN, Command.load_in(
                 0, [lo + (3 * i) % 7 for i in range(min(cfg.in_depth, 2 * isa.per_word(Opcode.LOAD_IN) + 1))])),
             (Opcode.WRITE_W, Command.write_w(
-                0, 1, 0, [(-1) ** i for i in range(min(cfg.cols, 2 * isa.per_word(Opcode.WRITE_W) + 1))]))]):
+                0, 1, 0, [(-1) ** i for i in range(min(cfg.logical_cols, 2 * isa.per_word(Opcode.WRITE_W) + 1))]))]):
         need = isa.payload_words(op, cmd.count)
         if need < 2:
             continue                                  # a one-word payload cannot be cut short mid-payload
