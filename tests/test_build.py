@@ -228,3 +228,135 @@ def test_stream_check_uses_the_streamed_placement():
     assert mvms == len(res.main.schedule.activations)
     # the paper-ADC check ran the same schedule: row steps set the ADC bits (32 rows -> 5 b; 8 rows -> 3 b)
     assert res.check.adc_error.adc_bits == {str(k): v for k, v in res.main.schedule.adc_bits_histogram().items()}
+
+
+# ---- number formats and the accuracy ADC rule (issue 14) -----------------------------------------------------
+FORMAT_ARGS = ["--cell-bits", "1", "--weight-encoding", "differential", "--input-encoding", "sign-magnitude",
+               "--dac-bits", "2", "--adc-rounding", "nearest"]
+
+
+def test_format_options_reach_the_report(tmp_path, capsys):
+    out = tmp_path / "f"
+    assert main(["build", "--model", "tiny-bert", "--hw", "fpga-tiny", *FORMAT_ARGS, "--no-weights", "--no-plots",
+                 "--strategy", "sparse", "--prefill-tokens", "1", "--decode-tokens", "0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rep = json.loads((out / "report.json").read_text())
+    hw = rep["hw"]
+    assert (hw["cell_bits"], hw["weight_encoding"], hw["input_encoding"], hw["dac_bits"], hw["adc_rounding"]) == (
+        1, "differential", "sign-magnitude", 2, "nearest")
+    want = load_hw("fpga-tiny").replace(cell_bits=1, weight_encoding="differential", input_encoding="sign-magnitude",
+                                        dac_bits=2, adc_rounding="nearest", adc_bits=hw["adc_bits"])
+    f = rep["format"]
+    assert f["describe"] == want.fmt.describe() and f["describe"] in printed.replace("\n", "")
+    # 4-bit weights: 3 magnitude slices, each a + and - cell; 32 physical columns hold 5 weights per row
+    assert (f["cells_per_weight"], f["physical_cols"], f["logical_cols"]) == (6, 32, 5)
+    # fpga-tiny's 9-bit ADCs are capped at the format's lossless width (signed sums of 32 rows of 0/1 cells
+    # driven -3..3: -96..96, 8 bits); a format left alone keeps the configuration's own ADCs
+    assert hw["adc_bits"] == want.lossless_adc_bits == 8
+    from mapper.cli_args import with_format
+    assert with_format("fpga-tiny", {"cell_bits": None}) == load_hw("fpga-tiny")
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--cell-bits", "17"], "--cell-bits"),
+    (["--cell-bits", "4", "--weight-encoding", "differential"], "cell_bits must be at most 3"),
+    (["--weight-encoding", "ones"], "--weight-encoding"),
+    (["--dac-bits", "8"], "dac_bits must be at most 7"),
+    (["--adc-rounding", "up"], "--adc-rounding"),
+    (["--adc-mode", "accuracy"], "--max-error"),
+    (["--max-error", "0.1"], "accuracy ADC rule only"),
+    (["--adc-mode", "accuracy", "--max-error", "-0.5"], "--max-error"),
+    (["--adc-mode", "accuracy", "--max-error", "0.1", "--no-weights"], "needs its weights"),
+])
+def test_format_and_accuracy_option_errors(tmp_path, capsys, argv, needle):
+    out = tmp_path / "out"
+    assert main(["build", "--model", "tiny-bert", "--hw", "fpga-tiny", *argv, "--out", str(out), "--no-plots"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _stream_errors(cm, seeds) -> list[float]:
+    """Relative L2 error of every matmul output of ``cm``'s full stream (run on sw_model from its words) against
+    the float product, for the inputs of each seed: measured independently of mapper.adc_select."""
+    from compiler.quant import float_product
+    from compiler.stream_inputs import stream_inputs
+    from sw_model import run_commands
+    errs = []
+    for seed in seeds:
+        inputs = stream_inputs(cm, seed)
+        out = run_commands(cm.hw, cm.full_stream(inputs)).results
+        pos = 0
+        for name in cm.program_order(inputs):
+            p = cm.programs[name]
+            ref = float_product(cm.quant[name], inputs[name], p.requant_shift)
+            errs.append(float(np.linalg.norm(out[pos:pos + p.out_len] - ref) / np.linalg.norm(ref)))
+            pos += p.out_len
+    return errs
+
+
+@pytest.fixture(scope="module")
+def tiny_compiled():
+    from mapper.pipeline import load_factors
+    spec = load_model_spec("tiny-bert")
+    factors = load_factors("tiny-bert", spec, 8)
+    hw = load_hw("fpga-tiny")
+    return {mode: compile_model(spec, factors, hw, strategy="auto", adc_mode=mode, colocate=True)
+            for mode in ("exact", "accuracy")}
+
+
+HELD_OUT = (7, 8, 9, 10)          # neither the calibration seeds nor the held-out seeds of the rule
+
+
+def test_accuracy_rule_meets_its_bound_with_fewer_bits(tiny_compiled):
+    from mapper.adc_select import CALIB_SEEDS, select_for_build
+    assert not set(HELD_OUT) & set(CALIB_SEEDS)
+    sel = select_for_build(tiny_compiled["accuracy"], 0.02)
+    cm = sel.compiled
+    assert np.mean(_stream_errors(cm, HELD_OUT)) <= 0.02 and sel.heldout_error <= 0.02
+    exact_bits = sum(a.adc_bits for a in tiny_compiled["exact"].schedule.activations)
+    mvms = [c for p in cm.programs.values() for c in p.commands if c.op.name == "MVM"]
+    assert sum(c.args["adc_bits"] for c in mvms) < exact_bits
+    # the schedule (what the cost model and the simulator price) carries the stream's settings
+    assert sorted((c.args["adc_bits"], c.args["adc_shift"]) for c in mvms) == sorted(
+        (a.adc_bits, a.adc_shift) for a in cm.schedule.activations)
+
+
+def test_accuracy_rule_without_its_verification_is_caught(tiny_compiled, monkeypatch):
+    """Mutant: per-MVM picks at the bound without running the stream (the verification loop skipped)."""
+    from mapper import adc_select
+    bound = 0.3
+    honest = adc_select.select_for_build(tiny_compiled["accuracy"], bound)
+    assert honest.choice.rounds > 1 and np.mean(_stream_errors(honest.compiled, HELD_OUT)) <= bound
+    monkeypatch.setattr(adc_select, "stream_error", lambda outs, refs: 0.0)
+    mutant = adc_select.select_for_build(tiny_compiled["accuracy"], bound)
+    assert np.mean(_stream_errors(mutant.compiled, HELD_OUT)) > bound
+
+
+def test_accuracy_build_prices_the_chosen_bits():
+    from mapper.pipeline import BuildOptions, build
+    opts = dict(with_pareto=False, simulate=False)
+    acc = build("tiny-bert", "fpga-tiny", BuildOptions(adc_mode="accuracy", max_error=0.02, **opts))
+    exact = build("tiny-bert", "fpga-tiny", BuildOptions(adc_mode="exact", **opts))
+    rep = acc.report()
+    sel = rep["adc_selection"]
+    assert rep["options"]["max_error"] == 0.02 and sel["met_on_heldout"]
+    assert rep["summary"]["adc_bits_histogram"] == sel["adc_bits_histogram"]
+    assert sel["adc_bits_sum"] < sel["lossless_adc_bits_sum"]
+    assert rep["summary"]["energy_nj"] < exact.report()["summary"]["energy_nj"]
+    streamed = sorted(c.args["adc_bits"] for c in acc.commands if c.op.name == "MVM")
+    assert streamed == sorted(a.adc_bits for a in acc.main.schedule.activations)
+
+
+@pytest.mark.parametrize("strategy", ["auto", "sparse", "linear"])
+def test_sliced_cells_keep_the_paper_adc_rule_accurate(strategy):
+    """Issue 14's done-when: 1-bit differential cells make the paper's log2(rows) ADCs nearly lossless
+    (one-cell 4-bit weights with the same rule: error above 1)."""
+    from mapper.pipeline import load_factors
+    from mapper.stream_check import stream_check
+    spec = load_model_spec("tiny-bert")
+    factors = load_factors("tiny-bert", spec, 8)
+    sliced = stream_check(spec, factors, load_hw("fpga-tiny-sliced"), strategy)
+    assert sliced.exact and sliced.adc_error.mean_rel_l2 <= 0.01
+    if strategy == "auto":
+        assert stream_check(spec, factors, load_hw("fpga-tiny"), strategy).adc_error.mean_rel_l2 > 1
