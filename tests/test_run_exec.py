@@ -92,3 +92,43 @@ def test_requant_shift_rule():
                                              (-100, 900, 5, 6), (-(1 << 15), (1 << 15) - 1, 16, 0)])
 def test_adc_shift_for(lo, hi, bits, want):
     assert adc_shift_for(lo, hi, bits) == want
+
+
+def test_bound_rule_through_the_number_format(tiny_bert):
+    """1-bit differential cells: 6-bit ADCs are lossless for 32 rows, so the bound rule's MVMs are exact (rules
+    for one-cell weights would take 9 bits as lossless and drop 3 of them)."""
+    prep, acts = tiny_bert
+    hw = load_hw("fpga-tiny-sliced")
+    setup = compile_cim(prep, hw, acts, strategy="sparse")
+    ex = CimExecutor(setup.compiled, Machine(hw))
+    assert {s for shifts in ex.adc_shifts.values() for s in shifts} == {0}
+    rng = np.random.default_rng(1)
+    for name, prog in setup.compiled.programs.items():
+        q = setup.compiled.quant[name]
+        x = rng.integers(-127, 128, (5, q.in_features))
+        want = reference_int_product(q, x.T, prog.requant_shift, hw.input_bits).T
+        np.testing.assert_array_equal(ex.run_int(name, x), want, err_msg=name)
+
+
+def test_accuracy_rule_in_the_executor(tiny_bert):
+    """The executor's accuracy rule meets its bound on its calibration vectors (measured through run_int, the
+    run's own path) with fewer ADC bits than the bound rule."""
+    from compiler.quant import float_product
+    from mapper.evaluate.executor import ACCURACY_CALIB_ROWS
+    prep, acts = tiny_bert
+    hw = load_hw("fpga-tiny")
+    setup = compile_cim(prep, hw, acts, strategy="sparse")
+    bound = CimExecutor(setup.compiled, Machine(hw))
+    ex = CimExecutor(setup.compiled, Machine(hw), adc_rule="accuracy")
+    choice = ex.plan_accuracy(setup.extra["calib_xq"], 0.05)
+    assert choice.met and ex.adc_choice is choice
+    bits = {n: [c.args["adc_bits"] for c in cmds if c.op is Opcode.MVM] for n, (_p, cmds) in ex.programs.items()}
+    bound_bits = {n: [c.args["adc_bits"] for c in cmds if c.op is Opcode.MVM] for n, (_p, cmds) in
+                  bound.programs.items()}
+    assert sum(map(sum, bits.values())) < sum(map(sum, bound_bits.values()))
+    errs = []
+    for name, x in setup.extra["calib_xq"].items():
+        x = x[np.linspace(0, len(x) - 1, min(len(x), ACCURACY_CALIB_ROWS)).round().astype(int)]
+        ref = float_product(setup.compiled.quant[name], x.T, ex.raw[name][0].requant_shift).T
+        errs.append(np.linalg.norm(ex.run_int(name, x) - ref) / np.linalg.norm(ref))
+    assert np.mean(errs) <= 0.05
