@@ -35,6 +35,11 @@ CASES = [
     ("mapper.cli", ["run"], "--model"),
     ("mapper.cli", ["run", "--model", "tiny-bert", "--strategy", "nope"], "--strategy"),
     ("mapper.cli", ["run", "--model", "tiny-bert", "--nblocks", "4.5"], "--nblocks"),
+    ("mapper.cli", ["build", "--model", "tiny-bert", "--cell-bits", "x"], "--cell-bits"),
+    ("mapper.cli", ["build", "--model", "tiny-bert", "--input-encoding", "gray"], "--input-encoding"),
+    ("mapper.cli", ["build", "--model", "tiny-bert", "--max-error", "inf"], "--max-error"),
+    ("mapper.cli", ["run", "--model", "tiny-bert", "--text", "a", "--adc-rule", "accuracy"], "--max-error"),
+    ("mapper.cli", ["run", "--model", "tiny-bert", "--text", "a", "--dac-bits", "9"], "dac_bits"),
     # sim
     ("sim.__main__", [], "required"),
     ("sim.__main__", ["nope"], "invalid choice"),
