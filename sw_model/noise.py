@@ -17,6 +17,11 @@ model's rule, :func:`cimisa.rules.convert_planes` (``code = clip(floor(colsum / 
 ``sum_b +-2**(b + adc_shift) * code_b``), applied to the noisy sums of all ``input_bits`` bit planes of a batch,
 computed in one floating-point matrix product.
 
+Number formats: noise models the default format only (one cell per weight, bit-serial two's complement inputs,
+floor; :attr:`cimisa.formats.NumberFormat.is_default`). In any other format a :class:`NoisyMachine` with noise,
+or one asked to record column-sum ranges (:attr:`NoisyMachine.observe`), raises :class:`NoiseError` (one
+``error:`` line); without either it runs the exact kernel in every format.
+
 Without noise (``prog = read = 0``) an ``MVM`` is the exact model's own kernel,
 :func:`cimisa.semantics.mvm` (the batched float64-BLAS :func:`~cimisa.semantics.mvm_acc`), so the results are the
 exact golden model's bit for bit; only an ADC calibration pass (:attr:`NoisyMachine.observe`) takes the analog
@@ -107,6 +112,8 @@ class NoisyMachine(Machine):
     def __init__(self, cfg: HwConfig, noise: NoiseParams | None = None):
         super().__init__(cfg, impl="fast")
         self.noise = noise if noise is not None else NoiseParams()
+        if self.noise.active:
+            _default_format_only(cfg, f"noise ({self.noise.label()})")
         self.wmax = (1 << (cfg.weight_bits - 1)) - 1
         # float32 holds every exact column sum (|sum| <= rows * 2**(weight_bits-1)) when it is below 2**24.
         exact32 = cfg.rows * (1 << (cfg.weight_bits - 1)) < (1 << 24)
@@ -157,6 +164,7 @@ class NoisyMachine(Machine):
             semantics.mvm(st, array, row0, nrows, col0, ncols, in_addr, in_stride, out_addr, out_stride, accumulate,
                           adc_bits, adc_shift)
             return
+        _default_format_only(self.cfg, "recording column-sum ranges (observe)")
         nb = self.cfg.input_bits
         x = st.inbuf[in_addr + in_stride * np.arange(nrows)]
         batch = x.shape[1:]
@@ -178,6 +186,13 @@ class NoisyMachine(Machine):
         acc = rules.convert_planes(colsum, nb, adc_bits, adc_shift).reshape((ncols,) + batch)  # the exact ADC
         dst = out_addr + out_stride * np.arange(ncols)
         st.outbuf[dst] = rules.wrap_acc((st.outbuf[dst] if accumulate else 0) + acc)
+
+
+def _default_format_only(cfg: HwConfig, what: str) -> None:
+    """Raise :class:`NoiseError` unless ``cfg`` has the default number format (module docstring)."""
+    if not cfg.fmt.is_default:
+        raise NoiseError(f"{what} is modelled for the default number format only, not {cfg.fmt.describe()} "
+                         f"({cfg.name}); run without noise")
 
 
 def make_machine(cfg: HwConfig, noise: NoiseParams | None = None, *, fast: bool = True) -> Machine:

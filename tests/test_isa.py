@@ -328,3 +328,15 @@ def test_unusable_stream_paths(tmp_path):
     (tmp_path / "dump.txt").write_text(dumps_jsonl(cfg, cmds))
     assert read_any(tmp_path / "stream.dat").words == read_any(tmp_path / "dump.txt").words
     assert read_any(tmp_path / "dump.txt").commands == len(cmds)
+
+
+def test_column_fields_count_logical_columns():
+    """``col``/``ncols`` are logical columns (weights): fpga-tiny-sliced holds 32 weights per row in 192 physical
+    columns, so its column fields are as wide as fpga-tiny's and a column past 31 cannot be encoded."""
+    sliced, tiny = load_hw("fpga-tiny-sliced"), load_hw("fpga-tiny")
+    assert (sliced.cols, sliced.logical_cols) == (192, 32)
+    for op in (Opcode.WRITE_W, Opcode.MVM):
+        assert Isa.of(sliced).field_widths[op] == Isa.of(tiny).field_widths[op]
+    assert Isa.of(sliced).field_widths[Opcode.MVM]["col0"] == 5
+    with pytest.raises(EncodeError):
+        Isa.of(sliced).encode([Command.mvm(array=0, row0=0, nrows=1, col0=32, ncols=1, in_addr=0, out_addr=0)])

@@ -12,7 +12,7 @@ import pytest
 
 from cimisa import rules, semantics
 from cimisa.config import load_hw
-from cimisa.isa import Command
+from cimisa.isa import Command, Isa
 from sw_model.machine import Machine
 from sw_model.noise import NoiseError, NoiseParams, NoisyMachine, make_machine, parse_noise
 
@@ -199,3 +199,24 @@ def test_noise_free_runs_the_exact_kernel_and_noise_the_shared_adc(monkeypatch):
         _program(m, W)
         _mvms(m, X, 64, 32, 8, 2)
         assert {k: calls[k] for k in want} == want, noise   # (semantics converts in its own exact forms)
+
+
+def test_number_formats_run_exact_without_noise_and_refuse_noise():
+    """Noise models the default format only: in another format a noise-free NoisyMachine is the exact model (every
+    result equal on generated streams), while noise or recording column-sum ranges is refused with a NoiseError."""
+    from cimisa.streamgen import random_commands
+    from tests.test_sw_model import FORMATS
+    for cfg in FORMATS[:4]:
+        for seed in range(2):
+            words = Isa.of(cfg).encode(random_commands(cfg, seed, 20))
+            noisy, exact = NoisyMachine(cfg), Machine(cfg)
+            noisy.run_words(words)
+            exact.run_words(words)
+            assert np.array_equal(noisy.result().results, exact.result().results)
+        with pytest.raises(NoiseError, match="default number format"):
+            NoisyMachine(cfg, NoiseParams(read=0.01))
+        m = NoisyMachine(cfg)
+        m.observe = {}
+        with pytest.raises(NoiseError, match="default number format"):
+            m.execute(Command.mvm(array=0, row0=0, nrows=2, col0=0, ncols=1, in_addr=0, out_addr=0, adc_bits=1))
+    assert make_machine(FORMATS[0], NoiseParams()).noise == NoiseParams()     # no noise: accepted

@@ -95,7 +95,8 @@ def test_covered_stops_at_the_first_illegal_command():
 
 
 def test_boundary_cases_agree_with_the_checks():
-    for cfg in CONFIGS:
+    from tests.test_sw_model import FORMATS
+    for cfg in CONFIGS + FORMATS + [load_hw("fpga-tiny-sliced")]:    # column bounds in logical columns
         cases = streamgen.boundary_cases(cfg)
         names = [n for n, _, _ in cases]
         assert len(names) == len(set(names))
@@ -155,3 +156,18 @@ def test_any_command_is_encodable_and_illegal_streams_stop_as_intended():
     s = streamgen.stream_stats(ODD, streamgen.random_commands(ODD, 0, 20))
     with pytest.raises(AttributeError):
         s.mvms = 0                                            # frozen: counts are results, not state
+
+
+def test_format_streams_hit_every_bin():
+    """In every number format (tests/test_sw_model.py FORMATS) the streams hit every bin, including an unsigned
+    ADC range saturated (formats with unsigned sums), sums half a step from a code (nearest rounding) and, only
+    where sums can be negative, the signed range's low end."""
+    from tests.test_sw_model import FORMATS
+    for cfg in FORMATS:
+        bins = streamgen.coverage_bins(cfg)
+        kinds = cfg.fmt.sum_bounds(cfg.rows)
+        assert ("mvm:adc_sat_unsigned" in bins) == (True in kinds)
+        assert ("mvm:adc_sat_lo" in bins) == (False in kinds)
+        assert ("mvm:adc_half_step" in bins) == (cfg.adc_rounding == "nearest")
+        hit = set().union(*(streamgen.covered(cfg, streamgen.random_commands(cfg, seed, 40)) for seed in range(12)))
+        assert bins - hit == set(), cfg.name

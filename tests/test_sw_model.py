@@ -235,7 +235,8 @@ def test_accumulate_and_int32_wraparound(impl):
 
 
 @pytest.mark.parametrize("impl", ["fast", "naive"])
-@pytest.mark.parametrize("cfg", [MICRO, ODD, TINY, WIDE], ids=lambda c: c.name)
+@pytest.mark.parametrize("cfg", [MICRO, ODD, TINY, WIDE, FORMATS[3], FORMATS[6], load_hw("fpga-tiny-sliced")],
+                         ids=lambda c: c.name)
 def test_every_bound_at_max_and_one_past(cfg, impl):
     """Each check of every opcode: its largest legal value passes, one more stops the machine with its code."""
     cases = boundary_cases(cfg)
