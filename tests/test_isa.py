@@ -339,4 +339,5 @@ def test_column_fields_count_logical_columns():
         assert [Isa.of(sliced).field_widths[op][n] for n in names] == [Isa.of(tiny).field_widths[op][n] for n in names]
     assert Isa.of(sliced).field_widths[Opcode.MVM]["col0"] == 5
     with pytest.raises(EncodeError):
-        Isa.of(sliced).encode([Command.mvm(array=0, row0=0, nrows=1, col0=32, ncols=1, in_addr=0, out_addr=0)])
+        Isa.of(sliced).encode([Command.mvm(array=0, row0=0, nrows=1, col0=32, ncols=1, in_addr=0, out_addr=0,
+                                                 adc_bits=1)])
