@@ -285,3 +285,20 @@ def test_accuracy_front_and_plot_with_weights(tmp_path):
     assert len(fig.axes) == 4 and "Sweep acc" in fig._suptitle.get_text()          # + latency vs chip area
     assert fig.axes[-1].get_ylabel() == "chip area (mm^2)"
     assert json.loads((tmp_path / "s" / "sweep.json").read_text())["points"] == 2
+
+
+def test_number_formats_and_the_accuracy_rule_in_a_grid():
+    """Format keys set the configuration, max_error reaches the build, and an accuracy point without its bound
+    (or wider ADCs than its format's lossless width) is a row with its error, not a crash."""
+    from mapper.sweep.point import build_options, run_point
+    grid = _grid("[sweep]\nname='fmt'\n[fixed]\nmodel='tiny-bert'\nhw='fpga-tiny'\nadc_mode='accuracy'\n"
+                 "[axes]\nmax_error=[0.05]\nformat=[{cell_bits=0}, {cell_bits=1, weight_encoding='differential', "
+                 "adc_bits=6}, {cell_bits=1, weight_encoding='differential'}]\n")
+    pts = G.points(grid)
+    assert [p.hw.fmt.cols_per_weight if p.hw else None for p in pts] == [1, 6, None]
+    assert "adc_bits must be at most 6" in pts[2].error
+    assert build_options(pts[0].options).max_error == 0.05
+    no_bound = G.points(_grid("[sweep]\nname='nb'\n[fixed]\nmodel='tiny-bert'\nhw='fpga-tiny'\nweights=false\n"
+                              "[axes]\nadc_mode=['accuracy']\n"))[0]
+    row = run_point(evaluate_point, no_bound)
+    assert "--max-error" in row["error"]

@@ -82,6 +82,8 @@ OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "prefill_tokens": (None, _positive, "a positive integer"),
     "decode_tokens": (None, _positive, "a positive integer"),
     "simulate": (True, lambda v: isinstance(v, bool), "true or false"),
+    "max_error": (None, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e9,
+                  "a number >= 0 (the bound of adc_mode accuracy)"),
 }
 #: Row columns of options whose name is also a figure's (``arrays``: the figure is the arrays used).
 COLUMN = {"arrays": "arrays_budget"}

@@ -57,6 +57,8 @@ def figures(report: dict) -> dict[str, Any]:
     row.update(_flat("options.", {k: v for k, v in report.get("options", {}).items() if k in _OPTION_KEYS}))
     if report.get("stream"):
         row.update(_flat("stream.", report["stream"]))
+    if report.get("adc_selection"):
+        row.update(_flat("adc_selection.", report["adc_selection"]))
     return row
 
 
