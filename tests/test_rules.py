@@ -257,12 +257,12 @@ def test_a_perturbed_adc_rule_reaches_every_model(monkeypatch):
     assert all(np.array_equal(before[k], before["fast"]) for k in ("naive", "noise-free"))
     real = rules.adc_code
 
-    def rounding(colsum, adc_bits, adc_shift):
+    def rounding(colsum, adc_bits, adc_shift, *rest):
         if adc_shift == 0:
-            return real(colsum, adc_bits, adc_shift)
+            return real(colsum, adc_bits, adc_shift, *rest)
         half = 1 << (adc_shift - 1)
         return real(colsum + (colsum.dtype.type(half) if isinstance(colsum, np.ndarray) else half), adc_bits,
-                    adc_shift)
+                    adc_shift, *rest)
 
     monkeypatch.setattr(rules, "adc_code", rounding)
     after = {k: _saturating_run(f) for k, f in MODELS.items()}
