@@ -76,6 +76,7 @@ def register(subparsers) -> None:
     p.add_argument("--chip", default="chip-paper", type=A.path_text,
                    help="chip of the iso-area, iso-ADC and need tables and of the sensitivity map: a built-in "
                         "name or a TOML/JSON file with a [chip] table (default: chip-paper)")
+    A.add_format_options(p)
     A.add_nblocks_option(p)
     p.add_argument("--models", default=",".join(PAPER_MODELS), type=A.path_text,
                    help="comma-separated model names (default: %(default)s)")
@@ -186,7 +187,7 @@ def sensitivity_map(grid, root: Path, sweep, *, prefill_tokens: int | None = PRE
 
 def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MODELS, progress=None,
               sweep_dir=None, workers: int = 0, *, chip: str | None = "chip-paper", sensitivity: bool = True,
-              prefill_tokens: int | None = PREFILL_TOKENS) -> dict:
+              prefill_tokens: int | None = PREFILL_TOKENS, formats: dict | None = None) -> dict:
     """Compute every table of the comparison; return ``{"strategies", "adc_sweep", "pareto", "sweep", "chip",
     "sensitivity"}`` (``chip``: ``{budget: rows}``; empty when ``chip`` is None; ``sensitivity``: rows, empty
     when not asked for).
@@ -199,7 +200,8 @@ def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MO
     (None: each model's own sequence length), then the pipeline's decode tokens (none for the sensitivity map).
     ``nblocks`` None: each model's default (:func:`compiler.geometry.default_nblocks`, 32 for the paper's
     models). Auto's array-budget front depends on each model's minimum, so it is not a grid axis:
-    :func:`mapper.pipeline.pareto` computes it per model.
+    :func:`mapper.pipeline.pareto` computes it per model. ``formats``: number-format overrides of both ``hw``
+    and ``chip`` (:func:`mapper.cli_args.with_format`, set as configuration keys of every grid).
     """
     import contextlib
     import tempfile
@@ -213,9 +215,10 @@ def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MO
     from mapper.sweep.grid import grid_path, load_grid
     from mapper.sweep.runner import run_sweep
     step = progress or (lambda msg: None)
-    base_hw = resolve_hw(hw)
-    if chip is not None:
-        resolve_hw(chip)                                              # a bad chip fails before any work
+    base_hw = resolve_hw(A.with_format(hw, formats))
+    chip_keys = {}
+    if chip is not None:                                              # a bad chip fails before any work
+        chip_keys = _format_keys(resolve_hw(A.with_format(chip, formats)), formats)
     specs = {model: load_model_spec(model) for model in models}     # every model checked before any work
     nbs = {model: nblocks if nblocks is not None else default_nblocks(spec) for model, spec in specs.items()}
     for model, spec in specs.items():
@@ -230,20 +233,21 @@ def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MO
             where = {"scheduler": client.scheduler.address, "say": lambda text: None}
         sweep = functools.partial(run_sweep, **where)
         grid = load_grid(grid_path("reproduce")).derive(
-            axes={"model": list(models)}, fixed={"hw": hw if isinstance(hw, str) else base_hw.name, **fixed})
+            axes={"model": list(models)}, fixed={"hw": hw if isinstance(hw, str) else base_hw.name, **fixed,
+                                                 **_format_keys(base_hw, formats)})
         step(f"sweep: {grid.size} points")
         rows = _run(grid, root / "reproduce", {"simulate": False}, sweep)      # analytic figures only
         chip_rows, sens_rows = {}, []
         if chip is not None:
             grid = load_grid(grid_path("reproduce-chip")).derive(axes={"model": list(models)},
-                                                                 fixed={"hw": chip, **fixed})
+                                                                 fixed={"hw": chip, **fixed, **chip_keys})
             chip_rows = chip_tables(grid, root, sweep, prefill_tokens=prefill_tokens, progress=step)
         if chip is not None and sensitivity:
             model = "bert-large" if "bert-large" in models else models[0]
             grid = load_grid(grid_path("sensitivity"))
             tiers = math.lcm(*grid.values("chip.arrays_per_tile"), resolve_hw(chip).chip.arrays_per_tile)
             n = -(-resolve_hw(chip).n_arrays // tiers) * tiers         # every tier count divides it (budget: need)
-            grid = grid.derive(fixed={"model": model, "hw": chip, "n_arrays": n, **fixed})
+            grid = grid.derive(fixed={"model": model, "hw": chip, "n_arrays": n, **fixed, **chip_keys})
             sens_rows = sensitivity_map(grid, root, sweep, prefill_tokens=prefill_tokens, progress=step)
 
     order = {st: i for i, st in enumerate(STRATS)}
@@ -269,6 +273,12 @@ def reproduce(hw: str = "paper-256", nblocks: int | None = None, models=PAPER_MO
             pareto_rows.append({"model": model, **p})
     return {"strategies": strat_rows, "adc_sweep": sweep_rows, "pareto": pareto_rows, "sweep": rows,
             "chip": chip_rows, "sensitivity": sens_rows}
+
+
+def _format_keys(cfg, formats: dict | None) -> dict:
+    """The grid configuration keys of the number-format overrides (with the ADC width they imply)."""
+    keys = {k: v for k, v in (formats or {}).items() if v is not None}
+    return {**keys, "adc_bits": cfg.adc_bits} if keys else {}
 
 
 def _plots(data: dict, out: Path, hw: str | None = None) -> dict:
@@ -380,7 +390,8 @@ def run(args: argparse.Namespace) -> int:
             workers = available_cpus() if args.workers is None else args.workers
             data = reproduce(args.hw, args.nblocks, models, progress=on_step, sweep_dir=tmp / "sweeps",
                              workers=workers, chip=args.chip, sensitivity=not args.no_sensitivity,
-                             prefill_tokens=None if args.full_sequences else args.prefill_tokens)
+                             prefill_tokens=None if args.full_sequences else args.prefill_tokens,
+                             formats=A.format_overrides(args))
             step("CSV, plots")
             write_outputs(data, tmp, hw=args.hw, chip=args.chip)
     from rich.markup import escape

@@ -154,3 +154,17 @@ def test_outputs_are_written(chip, sens, tmp_path):
         assert next(csv.reader(fh)) == SENSITIVITY_COLUMNS
     md = (tmp_path / "sensitivity.md").read_text()
     assert all(f"## {h}: paper {v}x" in md for h, v in R.HEADLINES.items())
+
+
+def test_reproduce_takes_number_formats(monkeypatch):
+    """Format options set every grid's configuration (with the ADC width the format implies); a bad one fails
+    before any work."""
+    from cimisa.errors import ConfigError
+    grids = []
+    monkeypatch.setattr(R, "_run", lambda grid, *a, **k: grids.append(grid) or [])
+    R.reproduce("fpga-tiny", 8, ("tiny-bert",), chip=None, formats={"cell_bits": 1, "weight_encoding": "differential"})
+    assert {(p.hw.cell_bits, p.hw.weight_encoding, p.hw.adc_bits) for p in G.points(grids[0])} == {
+        (1, "differential", 6)}
+    with pytest.raises(ConfigError, match="cell_bits must be at most 3"):
+        R.reproduce("fpga-tiny", 8, ("tiny-bert",), chip=CHIP, formats={"cell_bits": 4,
+                                                                         "weight_encoding": "differential"})
