@@ -9,6 +9,8 @@ product (above the last word's fields when it fits) minus the fields' low bits w
 plane by plane through :func:`cimisa.rules.convert_planes`. The packed forms run only where a cached check shows
 that :func:`cimisa.rules.adc_code` is floor-then-clip, so a changed ADC rule still reaches every model.
 :class:`Window` caches a window's bounds and float copies; :func:`mvm_path` names the path a window takes.
+Number formats other than the default run through :mod:`cimisa.kernel_formats` (re-exported here:
+:func:`mvm_acc_format`, :func:`format_sums`, :func:`format_codes`, :func:`format_path`).
 Tests: ``tests/test_rules.py`` (every path against a rules-only reference), ``tests/test_golden_batch.py`` and
 the kernel mutants of ``tests/test_mutants.py``.
 """
@@ -24,12 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from cimisa import rules
+from cimisa.kernel_formats import _LIMITS, format_codes, format_path, format_sums, mvm_acc_format  # noqa: F401
 from cimisa.rules import FLOAT_EXACT
 
 _F32_EXACT = 1 << 24          # float32 holds every integer of magnitude below this exactly
 _EXP52 = int(np.float64(1 << 52).view(np.int64))   # the bits of 2.0**52: 2**52 + n (0 <= n < 2**52) is _EXP52 + n
 
-__all__ = ["Window", "mvm_acc", "mvm_acc_format", "format_sums", "format_codes", "mvm_path"]
+__all__ = ["Window", "mvm_acc", "mvm_acc_format", "format_sums", "format_codes", "format_path", "mvm_path"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class Window:
 
     @functools.cached_property
     def formats(self) -> dict:
-        """The cells of this window by number format so far (:func:`_format_cells`)."""
+        """The cells of this window by number format so far (:mod:`cimisa.kernel_formats`)."""
         return {}
 
     def t(self, bound: int) -> np.ndarray:
@@ -151,7 +154,8 @@ def mvm_acc(w, x, input_bits, adc_bits, adc_shift, window: Window | None = None)
 def mvm_path(w, input_bits, adc_bits, adc_shift, fmt=None) -> str:
     """Return the form in which :func:`mvm_acc` computes the window ``w`` (or its :class:`Window`):
     ``"product"``, ``"packed codes"``, ``"packed residues"`` or ``"bit planes"``; ``"formats"`` for a number
-    format ``fmt`` (:class:`cimisa.formats.NumberFormat`) that is not the default (:func:`mvm_acc_format`).
+    format ``fmt`` (:class:`cimisa.formats.NumberFormat`) that is not the default (:func:`mvm_acc_format`; its
+    form: :func:`format_path`).
 
     >>> w = np.array([[1, -2], [3, 4]])
     >>> mvm_path(w, 4, 8, 0), mvm_path(w, 4, 2, 0), mvm_path(w, 4, 3, 1)
@@ -422,111 +426,3 @@ def _packed_residues(win, u, nb, s, plan):
         mask[-1] = _word(plan.sigma, nb - (len(mask) - 1) * plan.g, (1 << s) - 1)   # its fields only
     np.bitwise_and(f, mask[:, None, None], out=f)
     return _add_groups(_field_sum(f, plan, 0), plan.g), e
-
-
-# ---- number formats other than the default (cimisa.formats) ----------------------------------------------------
-@dataclass(frozen=True)
-class _FormatCells:
-    """A window's cells in one number format: ``t`` the ``(ncols*P [+1 bias], nrows)`` cells (logical column
-    ``c`` is rows ``c*P .. c*P+P-1``, the bias column last) and ``bound >= max_q sum_r |t[q, r] * drive|``."""
-
-    t: np.ndarray
-    bound: int
-
-
-def _format_cells(win: Window, fmt) -> _FormatCells:
-    """Return (cached on ``win``) the cells of ``win``'s weights in the format ``fmt``."""
-    hit = win.formats.get(fmt)
-    if hit is None:
-        nrows, ncols = win.w.shape
-        cells = fmt.cells(win.w)                                  # (nrows, ncols, P)
-        t = np.empty((ncols * fmt.cols_per_weight + fmt.bias_cols, nrows), dtype=np.int64)
-        t[:ncols * fmt.cols_per_weight] = cells.reshape(nrows, -1).T
-        t[ncols * fmt.cols_per_weight:] = fmt.bias_cell
-        dmax = max(max(-lo, hi) for lo, hi in fmt.drive_ranges)
-        bound = int(np.abs(t).sum(axis=1).max(initial=0)) * dmax
-        # exact sums, and sum/2**s + 1/2 exact too (nearest rounding): one bit of headroom
-        ft = np.float32 if 2 * bound < _F32_EXACT else np.float64 if 2 * bound < FLOAT_EXACT else np.int64
-        hit = win.formats[fmt] = _FormatCells(np.ascontiguousarray(t, dtype=ft), bound)
-    return hit
-
-
-_LIMITS: dict = {}     # _code_limits by (format, ADC bits)
-
-
-def _code_limits(fmt, adc_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return ``(lo, hi)`` code limits per ``(p, d)`` (shape ``(P, 1, D)``) and of the bias column (``(1, D)``):
-    :func:`cimisa.rules.code_range` with :meth:`~cimisa.formats.NumberFormat.unsigned_sum`'s flag."""
-    def limits(p):
-        return np.array([rules.code_range(adc_bits, fmt.unsigned_sum(p, d)) for d in range(fmt.digits)]).T
-
-    lo, hi = np.stack([limits(p) for p in range(fmt.cols_per_weight)], axis=1)[:, :, None, :]
-    blo, bhi = limits(-1)[:, None, :]
-    return lo, hi, blo, bhi
-
-
-def format_sums(win, x, fmt) -> np.ndarray:
-    """Return every drive cycle's physical column sums of one MVM in the format ``fmt``: ``(ncols*P [+1], B, D)``
-    (exact integers, float32/float64/int64), logical column ``c`` in rows ``c*P ..``, the bias column last;
-    ``x`` (nrows, B) the inputs. One product for all cycles and vectors."""
-    win = win if isinstance(win, Window) else Window.of(win)
-    fc = _format_cells(win, fmt)
-    x = np.asarray(x, dtype=np.int64).reshape(win.w.shape[0], -1)
-    drive = fmt.drive(x)                                          # (nrows, B, D)
-    s = fc.t @ drive.reshape(x.shape[0], -1).astype(fc.t.dtype, copy=False)
-    return s.reshape(s.shape[0], x.shape[1], fmt.digits)
-
-
-def format_codes(sums, fmt, adc_bits: int, adc_shift: int) -> np.ndarray:
-    """Return the ADC codes of :func:`format_sums`' ``sums`` (a new array, same type): :func:`cimisa.rules.adc_code`
-    per element, its rounding :func:`cimisa.rules.round_div` once for all, its range per ``(p, d)``."""
-    codes = rules.round_div(sums, adc_shift, fmt.adc_rounding)
-    n = (codes.shape[0] - fmt.bias_cols) // fmt.cols_per_weight
-    lims = _LIMITS.get((fmt, adc_bits))
-    if lims is None:
-        lims = _LIMITS[fmt, adc_bits] = _code_limits(fmt, adc_bits)
-    lo, hi, blo, bhi = lims
-    main = codes[:n * fmt.cols_per_weight].reshape((n, fmt.cols_per_weight) + codes.shape[1:])
-    np.clip(main, lo.astype(codes.dtype), hi.astype(codes.dtype), out=main)
-    if fmt.bias_cols:
-        np.clip(codes[-1:], blo.astype(codes.dtype), bhi.astype(codes.dtype), out=codes[-1:])
-    return codes
-
-
-def mvm_acc_format(win, x, fmt, adc_bits: int, adc_shift: int) -> np.ndarray:
-    """:func:`mvm_acc` for any number format ``fmt`` (:class:`cimisa.formats.NumberFormat`): the contract of
-    :meth:`~cimisa.formats.NumberFormat.mvm_column`, for every logical column and input vector at once.
-
-    ``win`` a :class:`Window` (or weights (nrows, ncols)), ``x`` (nrows[, B]); returns ``(ncols[, B])`` int64
-    before the accumulator wrap. The column sums of all cycles are one product (:func:`format_sums`), the ADC one
-    rounding and one clip (:func:`format_codes`), the shift-add one product with the digit weights, the slices one
-    product with the slice weights, plus the bias column's value.
-
-    >>> from cimisa.formats import NumberFormat
-    >>> f = NumberFormat(4, 4, 1, "differential")
-    >>> w = np.array([[3, -2], [-5, 4]]); x = np.array([5, -6])
-    >>> mvm_acc_format(w, x, f, 8, 0).tolist()                       # lossless: the exact product
-    [45, -34]
-    >>> mvm_acc_format(w, np.stack([x, -x], 1), f, 2, 0).tolist()    # a batch of 2 vectors
-    [[45, -45], [-34, 34]]
-    >>> w = np.array([[3, 7], [5, 4]]); x = np.array([5, 7])
-    >>> mvm_acc_format(w, x, f, 1, 0).tolist(), (w.T @ x).tolist()   # 1-bit unsigned codes 0..1 saturate
-    ([45, 43], [50, 63])
-    """
-    x = np.asarray(x, dtype=np.int64)
-    win = win if isinstance(win, Window) else Window.of(win)
-    nrows, ncols = win.w.shape
-    codes = format_codes(format_sums(win, x, fmt), fmt, adc_bits, adc_shift)   # (Q, B, D)
-    q, b, d = codes.shape
-    cmax = max(abs(v) for v in rules.code_range(adc_bits, False) + rules.code_range(adc_bits, True))
-    bound = (cmax * sum(map(abs, fmt.digit_weights))
-             * (sum(map(abs, fmt.slice_weights)) + abs(fmt.bias_weight)))
-    ft = np.float64 if bound < FLOAT_EXACT else np.int64          # the shift-add exact in float64, else int64
-    values = codes.reshape(-1, d).astype(ft, copy=False) @ np.array(fmt.digit_weights, dtype=ft)   # (Q*B,)
-    main = values[:ncols * fmt.cols_per_weight * b].reshape(ncols, fmt.cols_per_weight, b)
-    acc = np.matmul(np.array(fmt.slice_weights, dtype=ft), main)                                     # (ncols, B)
-    if fmt.bias_cols:
-        acc += fmt.bias_weight * values[-b:]
-    acc = acc.astype(np.int64, copy=False)
-    np.left_shift(acc, adc_shift, out=acc)
-    return acc.reshape((ncols,) + x.shape[1:])

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from cimisa import kernel, rules, semantics, streamgen
+from cimisa import kernel, kernel_formats, rules, semantics, streamgen
 from cimisa.isa import Isa, Opcode
 from sw_model import naive
 from tests import test_hw_tile as hw_tile
@@ -90,11 +90,11 @@ def test_property_catches_naive_mutant(monkeypatch, name, fn_name, old, new, cfg
 
 
 def _patch_semantics(monkeypatch, name: str, old: str, new: str) -> None:
-    """Replace ``cimisa.semantics.<name>`` or ``cimisa.kernel.<name>`` (in every module that holds it, and its
-    ACTIONS entry, if it is one) by a mutant."""
-    fn = getattr(kernel, name, None) or getattr(semantics, name)
+    """Replace ``cimisa.semantics.<name>``, ``cimisa.kernel.<name>`` or ``cimisa.kernel_formats.<name>`` (in every
+    module that holds it, and its ACTIONS entry, if it is one) by a mutant."""
+    fn = getattr(kernel, name, None) or getattr(kernel_formats, name, None) or getattr(semantics, name)
     m = mutant(fn, old, new)
-    for mod in (kernel, semantics):
+    for mod in (kernel, kernel_formats, semantics):
         if getattr(mod, name, None) is fn:
             monkeypatch.setattr(mod, name, m)
     for op, action in list(semantics.ACTIONS.items()):
@@ -127,14 +127,21 @@ KERNEL_MUTANTS = [
 #: The number-format kernel (cimisa.kernel.mvm_acc_format and its helpers), against the naive loops on the random
 #: streams of a format configuration (tests/test_sw_model.py FORMATS) that exercises it.
 FORMAT_KERNEL_MUTANTS = [
-    ("bias_column_dropped", "mvm_acc_format", "acc += fmt.bias_weight * values[-b:]", "pass", "c2-offset-nearest"),
-    ("clip_skipped", "format_codes", "np.clip(main, lo.astype(codes.dtype), hi.astype(codes.dtype), out=main)",
+    ("bias_column_dropped", "_cycles", "acc += fmt.bias_weight * values[-b:]", "pass", "c2-offset-nearest"),
+    ("clip_skipped", "format_codes", "np.clip(main, _typed(lo, codes.dtype), _typed(hi, codes.dtype), out=main)",
      "pass", "c1-diff"),
     ("unsigned_range_signed", "_code_limits", "fmt.unsigned_sum(p, d)", "False", "c1-twos"),
-    ("slice_weights_reversed", "mvm_acc_format", "np.array(fmt.slice_weights, dtype=ft)",
+    ("slice_weights_reversed", "_cycles", "np.array(fmt.slice_weights, dtype=ft)",
      "np.array(fmt.slice_weights[::-1], dtype=ft)", "c3-diff-dac2"),
     ("rounding_floor", "format_codes", "adc_shift, fmt.adc_rounding)", "adc_shift)", "c2-twos-dac2-nearest"),
     ("step_dropped", "mvm_acc_format", "np.left_shift(acc, adc_shift, out=acc)", "pass", "c1-offset-sm-dac2"),
+    # the drive table and the exact-product form (kernel_formats.format_path "product")
+    ("drive_patterns_unsigned", "_drive_table", "fmt.drive(u - ((u >> (n - 1)) << n))", "fmt.drive(u)",
+     "c2-diff-sm-nearest"),
+    ("product_when_saturating", "format_path", '"product" if not adc_shift and fmt.fits(',
+     '"product" if not adc_shift and True or fmt.fits(', "c1-diff"),
+    ("product_digit_weights_dropped", "_held", "np.array(fmt.digit_weights, dtype=np.int64)",
+     "np.abs(np.array(fmt.digit_weights, dtype=np.int64))", "c2-twos-dac2-nearest"),
 ]
 
 
