@@ -7,7 +7,11 @@
   saturating bit planes), single vectors and batches, plus worked examples by hand;
 * the float64 guard: window bounds at or above 2**53 take the int64 path and stay exact;
 * an expect-fail: a batched kernel perturbed in one vector of the batch is caught;
-* the end-to-end executor on tiny-bert: batched ``run_int`` == one vector at a time, bit for bit.
+* the end-to-end executor on tiny-bert: batched ``run_int`` == one vector at a time, bit for bit;
+* the number-format kernel (:mod:`cimisa.kernel_formats`) against the scalar definition
+  :meth:`~cimisa.formats.NumberFormat.mvm_column` on random formats (every weight and input encoding, cell and DAC
+  width, rounding), windows, batches and ADC settings, saturating and lossless: both of its forms
+  (:func:`cimisa.kernel.format_path`), and in float32, float64 and int64 alike.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cimisa import kernel, rules, semantics
+from cimisa import kernel, kernel_formats, rules, semantics
 from cimisa.config import HwConfig, load_hw
+from cimisa.formats import ADC_ROUNDINGS, INPUT_ENCODINGS, WEIGHT_ENCODINGS, NumberFormat
 from cimisa.isa import Opcode
 from cimisa.streamgen import random_commands
 from sw_model.machine import Machine
@@ -237,3 +242,98 @@ def test_executor_batched_equals_per_vector(tiny_bert_setup, adc_bits, rule, noi
         y = ex.run_int(name, x_q)
         assert np.array_equal(y, ex.run_int_per_vector(name, x_q)), name
         assert np.array_equal(y[3:5], ex.run_int(name, x_q[3:5])), name     # and on a sub-batch
+
+
+# ---- the number-format kernel -------------------------------------------------------------------------------------
+def random_format_cases(seed: int, n: int = 40):
+    """``n`` random cases ``(fmt, w, x, adc_bits, adc_shift)``: a random format of 2..6-bit weights and inputs
+    (every encoding, cell width, DAC width and rounding), 1..7 rows, 1..3 logical columns, 1..3 vectors; half of
+    them at step 1 with an ADC at least as wide as the window needs (lossless), the others 1..lossless bits with
+    steps 2**0..2**3 (saturating, rounding)."""
+    rng = np.random.default_rng(seed)
+    for k in range(n):
+        wb, ib = int(rng.integers(2, 7)), int(rng.integers(2, 7))
+        enc = WEIGHT_ENCODINGS[k % 3]
+        cb = int(rng.integers(0, wb - (enc == "differential") + 1))
+        fmt = NumberFormat(wb, ib, cb, enc, INPUT_ENCODINGS[(k // 3) % 2], int(rng.integers(1, max(1, ib - 1) + 1)),
+                           ADC_ROUNDINGS[(k // 6) % 2])
+        nrows, ncols, batch = int(rng.integers(1, 8)), int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        w = rng.integers(-(1 << (wb - 1)), 1 << (wb - 1), (nrows, ncols))
+        x = rng.integers(-(1 << (ib - 1)), 1 << (ib - 1), (nrows, batch))
+        full = fmt.lossless_adc_bits(nrows)
+        if k % 2:
+            yield fmt, w, x, int(rng.integers(full, full + 3)), 0
+        else:
+            yield fmt, w, x, int(rng.integers(1, full + 1)), int(rng.integers(0, 4))
+
+
+def scalar_mvm(fmt, w, x, adc_bits, adc_shift):
+    """The MVM by :meth:`~cimisa.formats.NumberFormat.mvm_column`, column by column and vector by vector."""
+    bias = [fmt.bias_cell] * w.shape[0] if fmt.bias_cols else None
+    x2 = x.reshape(w.shape[0], -1)
+    out = [[fmt.mvm_column([fmt.cells(int(v)) for v in w[:, c]], bias, x2[:, b].tolist(), adc_bits, adc_shift)
+            for b in range(x2.shape[1])] for c in range(w.shape[1])]
+    return np.array(out, dtype=np.int64).reshape((w.shape[1],) + x.shape[1:])
+
+
+def format_kernel_mismatches(seeds=range(3)) -> list:
+    """The random format cases on which :func:`cimisa.kernel.mvm_acc_format` (a batch, and its first vector
+    alone) differs from :func:`scalar_mvm`, and the set of forms taken."""
+    bad, paths = [], set()
+    for seed in seeds:
+        for fmt, w, x, adc_bits, shift in random_format_cases(seed):
+            paths.add(kernel.format_path(w, fmt, adc_bits, shift))
+            for xx in (x, x[:, 0]):
+                got = kernel.mvm_acc_format(kernel.Window.of(w), xx, fmt, adc_bits, shift)
+                want = scalar_mvm(fmt, w, xx, adc_bits, shift)
+                if got.shape != want.shape or not np.array_equal(got, want):
+                    bad.append((fmt.describe(), w.shape, adc_bits, shift))
+    return bad, paths
+
+
+def test_format_kernel_matches_the_scalar_definition():
+    bad, paths = format_kernel_mismatches()
+    assert not bad, bad[:3]
+    assert paths == set(kernel_formats.FORMAT_PATHS)
+
+
+def test_format_kernel_exact_in_every_type(monkeypatch):
+    """float64 (no float32) and int64 (no float) products give the same results as the default choice."""
+    for f32, f64 in ((0, kernel_formats.FLOAT_EXACT), (0, 0)):
+        monkeypatch.setattr(kernel_formats, "_F32_EXACT", f32)
+        monkeypatch.setattr(kernel_formats, "FLOAT_EXACT", f64)
+        kernel_formats._LIMITS.clear()
+        try:
+            bad, _ = format_kernel_mismatches(range(1))
+        finally:
+            kernel_formats._LIMITS.clear()
+        assert not bad, (f32, f64, bad[:3])
+
+
+def test_format_product_form_is_the_logical_product():
+    """Lossless at step 1: the product of the weights the cells hold (differential ones saturated to the symmetric
+    range) and the inputs the drives stand for (sign-magnitude ones saturated), by the formats' own ranges."""
+    rng = np.random.default_rng(5)
+    for fmt in (NumberFormat(8, 8, 1, "differential"), NumberFormat(6, 5, 2, "offset", "sign-magnitude", 2),
+                NumberFormat(5, 6, 2, "twos", "twos", 3, "nearest")):
+        w = rng.integers(-(1 << (fmt.weight_bits - 1)), 1 << (fmt.weight_bits - 1), (40, 5))
+        x = rng.integers(-(1 << (fmt.input_bits - 1)), 1 << (fmt.input_bits - 1), (40, 7))
+        w[0], x[0] = -(1 << (fmt.weight_bits - 1)), -(1 << (fmt.input_bits - 1))     # the extremes
+        bits = fmt.lossless_adc_bits(40)
+        assert kernel.format_path(w, fmt, bits, 0) == "product"
+        want = np.clip(w, *fmt.weight_range).T @ np.clip(x, *fmt.input_range)
+        assert np.array_equal(kernel.mvm_acc_format(w, x, fmt, bits, 0), want), fmt.describe()
+
+
+def test_perturbed_format_kernel_is_caught(monkeypatch):
+    """Expect-fail: the comparison with the scalar definition sees a kernel off by one in one vector of a batch."""
+    real = kernel_formats._cycles
+
+    def perturbed(*a):
+        acc = real(*a)
+        acc[..., -1] += acc.shape[-1] > 1
+        return acc
+
+    monkeypatch.setattr(kernel_formats, "_cycles", perturbed)
+    bad, _ = format_kernel_mismatches(range(1))
+    assert bad
