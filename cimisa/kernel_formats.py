@@ -13,7 +13,8 @@ column of a window and every input vector of a batch at once, bit for bit, in on
   every drive cycle's physical column sums in one product (drives looked up in a per-format table indexed by the
   inputs' two's complement patterns; float32 when every sum is below 2**24, float64 below 2**53, int64 beyond),
   the ADC as one rounding and one clip against per-(slice, cycle) ranges (:func:`format_codes`), the shift-add a
-  product with the digit weights, the slices a product with the slice weights, plus the bias column's value.
+  product with the digit weights, the slices a product with the slice weights, plus the bias column's value
+  (one scalar clip when every column and cycle has the same code range).
 
 The default format is :func:`cimisa.kernel.mvm_acc`'s (bit planes packed into float64 words); :mod:`cimisa.kernel`
 re-exports these names. Tests: ``tests/test_golden_batch.py`` (every path against ``mvm_column`` and the naive
@@ -36,7 +37,7 @@ _F32_EXACT = 1 << 24          # float32 holds every integer of magnitude below t
 __all__ = ["mvm_acc_format", "format_sums", "format_codes", "format_path", "FORMAT_PATHS"]
 
 #: The forms of :func:`mvm_acc_format` (module docstring).
-FORMAT_PATHS = ("product", "cycles")
+FORMAT_PATHS = ("product", "packed", "cycles")
 
 _LIMITS: dict = {}     # what is derived from a format alone (code limits, drive tables), by key; tests clear it
 
@@ -91,6 +92,18 @@ class _FormatCells:
         if fmt.bias_cols:
             wl += fmt.bias_weight * self.t[-1].astype(np.int64)
         return wl, int(np.abs(wl).sum(axis=1).max(initial=0))
+
+    @functools.cached_property
+    def pack(self) -> tuple[int, int]:
+        """``(sigma, g)``: when every sum is unsigned (no term negative: every partial sum of a product lies
+        between 0 and its sum) and ``g >= 2`` fields of ``sigma`` bits (every sum below ``2**sigma``) fit in a
+        float32 word (``g * sigma <= 24``), ``g`` cycles' drives ``sigma`` bits apart share one column of the
+        product; else ``(0, 1)``."""
+        if set(self.bounds) != {True} or self.t.dtype != np.float32:
+            return 0, 1
+        sigma = max(1, int(self.bounds[True][1]).bit_length())
+        g = min(24 // sigma, self.fmt.digits)
+        return (sigma, g) if g >= 2 else (0, 1)
 
     @functools.cached_property
     def typed(self) -> dict:
@@ -165,23 +178,51 @@ def format_path(win, fmt, adc_bits: int, adc_shift: int) -> str:
     >>> from cimisa.formats import NumberFormat
     >>> f = NumberFormat(4, 4, 1, "differential"); w = np.array([[3, 7], [5, 4]])
     >>> format_path(w, f, 2, 0), format_path(w, f, 1, 0), format_path(w, f, 2, 1)   # sums 0..2: 1 bit saturates
-    ('product', 'cycles', 'cycles')
+    ('product', 'packed', 'packed')
+    >>> format_path(w, NumberFormat(4, 4, 1, "twos"), 1, 0)           # a signed top slice: sums of both signs
+    'cycles'
+
     """
     fc = _format_cells(_window(win), fmt)
-    return "product" if not adc_shift and fmt.fits(fc.bounds, adc_bits, 0, fmt.adc_rounding) else "cycles"
+    if not adc_shift and fmt.fits(fc.bounds, adc_bits, 0, fmt.adc_rounding):
+        return "product"
+    return "packed" if fc.pack[1] > 1 else "cycles"
 
 
 def format_sums(win, x, fmt) -> np.ndarray:
     """Return every drive cycle's physical column sums of one MVM in the format ``fmt``: ``(ncols*P [+1], B, D)``
     (exact integers, float32/float64/int64), logical column ``c`` in rows ``c*P ..``, the bias column last;
-    ``x`` (nrows, B) the inputs. One product for all cycles and vectors, the drives looked up by pattern."""
+    ``x`` (nrows, B) the inputs. One product for all cycles and vectors, the drives looked up by pattern; when
+    the window packs (:attr:`_FormatCells.pack`), ``g`` cycles per column of the product, their sums then read
+    back from the float32 words by exact scalings and floors."""
     win = _window(win)
     fc = _format_cells(win, fmt)
     nrows = win.w.shape[0]
     u = _patterns(fmt, np.asarray(x, dtype=np.int64).reshape(nrows, -1))
-    drive = np.take(_typed(_drive_table(fmt), fc.t.dtype), u, axis=0)   # (nrows, B, D)
-    s = fc.t @ drive.reshape(nrows, -1)
-    return s.reshape(s.shape[0], u.shape[1], fmt.digits)
+    sigma, g = fc.pack
+    if g == 1:
+        drive = np.take(_typed(_drive_table(fmt), fc.t.dtype), u, axis=0)   # (nrows, B, D)
+        s = fc.t @ drive.reshape(nrows, -1)
+        return s.reshape(s.shape[0], u.shape[1], fmt.digits)
+    words = np.take(_packed_table(fmt, sigma, g), u, axis=0)              # (nrows, B, groups)
+    p = fc.t @ words.reshape(nrows, -1)
+    out = np.empty(p.shape + (g,), dtype=np.float32)
+    for j in range(g - 1, 0, -1):                                          # field j: the word's bits sigma*j..
+        top = np.floor(np.multiply(p, np.float32(2.0 ** (-sigma * j)), out=out[..., j]), out=out[..., j])
+        p -= top * np.float32(2.0 ** (sigma * j))
+    out[..., 0] = p
+    return out.reshape(p.shape[0], u.shape[1], -1)[:, :, :fmt.digits]
+
+
+def _packed_table(fmt, sigma: int, g: int) -> np.ndarray:
+    """The drive table with cycles ``k*g + j`` at bit ``sigma*j`` of word ``k`` (float32, padded with 0)."""
+    def make():
+        t = _drive_table(fmt)
+        groups = -(-t.shape[1] // g)
+        pad = np.zeros((t.shape[0], groups * g), dtype=np.int64)
+        pad[:, :t.shape[1]] = t
+        return (pad.reshape(t.shape[0], groups, g) << (sigma * np.arange(g))).sum(axis=2).astype(np.float32)
+    return _cached(("packed", fmt, sigma, g), make)
 
 
 def format_codes(sums, fmt, adc_bits: int, adc_shift: int) -> np.ndarray:
@@ -190,6 +231,10 @@ def format_codes(sums, fmt, adc_bits: int, adc_shift: int) -> np.ndarray:
     codes = rules.round_div(sums, adc_shift, fmt.adc_rounding)
     n = (codes.shape[0] - fmt.bias_cols) // fmt.cols_per_weight
     lo, hi, blo, bhi = _cached(("limits", fmt, adc_bits), lambda: _code_limits(fmt, adc_bits))
+    one = lo.min() == lo.max() and hi.min() == hi.max()
+    if one and (not fmt.bias_cols or (blo.min() == blo.max() == lo.min() and bhi.min() == bhi.max() == hi.min())):
+        # one range for every column and cycle: a scalar clip
+        return np.clip(codes, lo.flat[0], hi.flat[0], out=codes)
     main = codes[:n * fmt.cols_per_weight].reshape((n, fmt.cols_per_weight) + codes.shape[1:])
     np.clip(main, _typed(lo, codes.dtype), _typed(hi, codes.dtype), out=main)
     if fmt.bias_cols:

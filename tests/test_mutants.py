@@ -129,17 +129,20 @@ KERNEL_MUTANTS = [
 FORMAT_KERNEL_MUTANTS = [
     ("bias_column_dropped", "_cycles", "acc += fmt.bias_weight * values[-b:]", "pass", "c2-offset-nearest"),
     ("clip_skipped", "format_codes", "np.clip(main, _typed(lo, codes.dtype), _typed(hi, codes.dtype), out=main)",
-     "pass", "c1-diff"),
+     "pass", "c1-twos"),
+    ("scalar_clip_skipped", "format_codes", "return np.clip(codes, lo.flat[0], hi.flat[0], out=codes)",
+     "return codes", "c1-diff"),
     ("unsigned_range_signed", "_code_limits", "fmt.unsigned_sum(p, d)", "False", "c1-twos"),
     ("slice_weights_reversed", "_cycles", "np.array(fmt.slice_weights, dtype=ft)",
      "np.array(fmt.slice_weights[::-1], dtype=ft)", "c3-diff-dac2"),
     ("rounding_floor", "format_codes", "adc_shift, fmt.adc_rounding)", "adc_shift)", "c2-twos-dac2-nearest"),
     ("step_dropped", "mvm_acc_format", "np.left_shift(acc, adc_shift, out=acc)", "pass", "c1-offset-sm-dac2"),
-    # the drive table and the exact-product form (kernel_formats.format_path "product")
+    # the drive table, the packed cycles and the exact product (kernel_formats.format_path)
     ("drive_patterns_unsigned", "_drive_table", "fmt.drive(u - ((u >> (n - 1)) << n))", "fmt.drive(u)",
      "c2-diff-sm-nearest"),
-    ("product_when_saturating", "format_path", '"product" if not adc_shift and fmt.fits(',
-     '"product" if not adc_shift and True or fmt.fits(', "c1-diff"),
+    ("packed_low_field_dropped", "format_sums", "out[..., 0] = p", "out[..., 0] = 0 * p", "c1-diff"),
+    ("product_when_saturating", "format_path", "if not adc_shift and fmt.fits(", "if not adc_shift or 0 * fmt.fits(",
+     "c1-diff"),
     ("product_digit_weights_dropped", "_held", "np.array(fmt.digit_weights, dtype=np.int64)",
      "np.abs(np.array(fmt.digit_weights, dtype=np.int64))", "c2-twos-dac2-nearest"),
 ]
