@@ -16,6 +16,13 @@ pre-batching implementation (int64 per-plane loop with the ADC rule of :mod:`cim
 comparison) and the naive model. All outputs are compared. The ADC settings come from :mod:`cimisa.rules`
 (``colsum_bounds``, ``adc_shift_for``). Thread count: ``--threads`` (OMP/OpenBLAS/MKL), printed.
 
+Number formats (:mod:`cimisa.kernel_formats`): a row per format and ADC setting on one 256-row window of
+``--logical`` (18) logical columns of random 8-bit weights (1-bit differential cells: 252 physical columns, as on
+``paper-256``), the same batch, timed in turns with the default format's kernel on the same logical window
+(``vs default``: its time over theirs) and checked against the naive model (``NumberFormat.mvm_column``) on
+two vectors. The ``sat`` windows get one column of weights 127 (every cell 1), so that an 8-bit ADC at step 1
+can saturate on them; the path each takes is :func:`cimisa.kernel.format_path`.
+
     python bench/bench_golden.py [--batch 64] [--reps 20] [--threads 1] [--json bench/results/golden.json]
 """
 
@@ -41,6 +48,7 @@ if __name__ == "__main__":      # BLAS reads its thread count when numpy is firs
     for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_v] = _n
 
+import functools  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -49,8 +57,9 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cimisa import rules, semantics  # noqa: E402
+from cimisa import kernel, rules, semantics  # noqa: E402
 from cimisa.config import load_hw  # noqa: E402
+from cimisa.formats import NumberFormat  # noqa: E402
 from cimisa.fsutil import atomic_write_text  # noqa: E402
 from cimisa.isa import Command  # noqa: E402
 from sw_model import Machine  # noqa: E402
@@ -144,6 +153,48 @@ def measure(name, cfg, W, X, machine, args, reference) -> dict:
     return r
 
 
+#: (name, format, ADC bits, step, window with a saturating column)
+FORMAT_CASES = [
+    ("diff1-lossless", NumberFormat(8, 8, 1, "differential"), 8, 0, False),
+    ("diff1-adc8-sat", NumberFormat(8, 8, 1, "differential"), 8, 0, True),
+    ("diff1-adc6-sat", NumberFormat(8, 8, 1, "differential"), 6, 0, True),
+    ("diff1-adc8-step2", NumberFormat(8, 8, 1, "differential"), 8, 1, True),
+    ("twos2-dac2-nearest", NumberFormat(8, 8, 2, "twos", "twos", 2, "nearest"), 8, 2, True),
+    ("offset2-sm-dac2", NumberFormat(8, 8, 2, "offset", "sign-magnitude", 2), 8, 1, True),
+]
+
+
+def measure_formats(args, rng) -> list[dict]:
+    """Time :func:`cimisa.kernel.mvm_acc_format` per :data:`FORMAT_CASES` against the default kernel."""
+    rows, n, b = 256, args.logical, args.batch
+    W0 = rng.integers(-128, 128, (rows, n))
+    X = rng.integers(-128, 128, (rows, b))
+    win0 = kernel.Window.of(W0)
+    print(f"number formats: {rows}x{n} logical window, 8-bit weights and inputs, batch {b}")
+    print(f"{'format':<20}{'path':>9}{'ms':>9}{'MAC/s':>12}{'default ms':>12}{'vs default':>11}  exact")
+    out = []
+    for name, fmt, bits, shift, sat in FORMAT_CASES:
+        W = W0.copy()
+        if sat:
+            W[:, 0] = 127
+        win = kernel.Window.of(W)
+        kernel.mvm_acc_format(win, X, fmt, bits, shift)            # the window's cells and bounds, cached
+        fns = [functools.partial(kernel.mvm_acc_format, win, X, fmt, bits, shift),
+               functools.partial(kernel.mvm_acc, W0, X, 8, bits, shift, win0)]
+        (t_f, t_d), (y, _) = timed_in_turns(fns, args.reps)
+        bias = [fmt.bias_cell] * rows if fmt.bias_cols else None
+        want = [[fmt.mvm_column([fmt.cells(int(v)) for v in W[:, c]], bias, X[:, k].tolist(), bits, shift)
+                 for k in range(2)] for c in range(n)]
+        r = {"format": name, "describe": fmt.describe(), "adc_bits": bits, "adc_shift": shift,
+             "path": kernel.format_path(win, fmt, bits, shift), "physical_cols": fmt.conversions(n),
+             "ms": t_f * 1e3, "mac_per_s": rows * n * b / t_f, "default_ms": t_d * 1e3, "vs_default": t_d / t_f,
+             "exact": bool(np.array_equal(y[:, :2], np.array(want)))}
+        print(f"{name:<20}{r['path']:>9}{r['ms']:>9.3f}{r['mac_per_s']:>12.3e}{r['default_ms']:>12.3f}"
+              f"{r['vs_default']:>10.2f}x  {r['exact']}")
+        out.append(r)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=64, help="input vectors per MVM (>= 64 for the target)")
@@ -151,6 +202,7 @@ def main(argv=None) -> int:
     ap.add_argument("--per-vector", type=int, default=16, help="vectors timed one at a time (1-D buffers)")
     ap.add_argument("--naive-mvms", type=int, default=2, help="vectors for the naive model (slow)")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (set before numpy loads)")
+    ap.add_argument("--logical", type=int, default=18, help="logical columns of the number-format window")
     ap.add_argument("--json", type=Path, default=Path("bench/results/golden.json"))
     args = ap.parse_args(argv)
     cfg = load_hw("paper-256").lossless()
@@ -176,17 +228,19 @@ def main(argv=None) -> int:
     print(f"{'ADC setting':<12}{'path':>16}{'MAC/s':>12}{'vs float64':>12}{'per-vector':>12}{'legacy':>12}"
           f"{'batch/legacy':>14}")
     rows = [measure(name, cfg, W, X, machine, args, reference) for name in ("lossless", "adc8-step", "adc8-sat")]
-    ok = all(r["outputs_identical"] for r in rows)
+    formats = measure_formats(args, rng)
+    ok = all(r["outputs_identical"] for r in rows) and all(r["exact"] for r in formats)
     for r in rows:
         print(f"{r['adc']:<12} batched / naive: {r['batched_vs_naive']:.0f}x  (naive {r['naive_mac_per_s']:.3e} "
               f"MAC/s); outputs identical: {r['outputs_identical']}")
     print("target: batched >= 30% of the float64 matmul: "
           + ", ".join(f"{r['adc']} {'met' if r['vs_float64'] >= 0.3 else 'NOT met'}" for r in rows))
     res = {"array": f"{cfg.rows}x{cfg.cols}", "input_bits": cfg.input_bits, "weight_bits": cfg.weight_bits,
-           "threads": env, "rows": rows}
+           "threads": env, "rows": rows, "formats": formats, "load_before": os.getloadavg()}
     atomic_write_text(args.json, json.dumps(res, indent=2) + "\n")
     if not ok:
-        print("error: batched, per-vector, legacy and naive outputs disagree", file=sys.stderr)
+        print("error: batched, per-vector, legacy and naive outputs (or a format and its definition) disagree",
+              file=sys.stderr)
         return 1
     return 0
 
