@@ -399,13 +399,15 @@ class NumberFormat:
         if self.bias_cols:
             cols.append((-1, np.full(w.shape[:1] + (1,), self.bias_cell, dtype=np.int64)))
         for p, c in cols:
+            pos = np.maximum(c, 0).sum(axis=0)                  # per column: its positive and negative cells
+            neg = np.minimum(c, 0).sum(axis=0)
             for d in range(self.digits):
-                dlo, dhi = self.drive_ranges[d]
-                lo = (np.minimum(c * dlo, c * dhi)).sum(axis=0).min(initial=0)
-                hi = (np.maximum(c * dlo, c * dhi)).sum(axis=0).max(initial=0)
+                dlo, dhi = self.drive_ranges[d]                  # dlo <= 0 <= dhi: each row drives either end
+                lo = int((dlo * pos + dhi * neg).min(initial=0))
+                hi = int((dhi * pos + dlo * neg).max(initial=0))
                 kind = self.unsigned_sum(p, d)
-                olo, ohi = out.get(kind, (int(lo), int(hi)))
-                out[kind] = (min(olo, int(lo)), max(ohi, int(hi)))
+                olo, ohi = out.get(kind, (lo, hi))
+                out[kind] = (min(olo, lo), max(ohi, hi))
         return out
 
     @staticmethod
