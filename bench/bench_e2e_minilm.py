@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from cimisa.config import load_hw  # noqa: E402
+from mapper.cli_args import add_format_options, format_overrides, with_format  # noqa: E402
 from mapper.evaluate import run as R  # noqa: E402
 from sw_model.noise import parse_noise  # noqa: E402
 
@@ -63,7 +63,7 @@ def run_bench(args) -> list[dict]:
     torch.set_num_threads(args.threads)
     from mapper.evaluate.textdata import heldout_sentences  # noqa: PLC0415
     texts = heldout_sentences(args.sentences)
-    hw = load_hw(args.hw).lossless()
+    hw = with_format(args.hw, format_overrides(args)).lossless()
     adcs = [a if a == "lossless" else int(a) for a in args.adc.split(",")]
     noises = [parse_noise(n) for n in args.noise.split(";") if n.strip()] if args.noise else []
     noise_adc = args.noise_adc if args.noise_adc == "lossless" else int(args.noise_adc)
@@ -98,7 +98,8 @@ def run_bench(args) -> list[dict]:
                 configs += [(noise_adc, args.noise_rule, n) for n in noises]
             for adc, rule, noise in configs:
                 t1 = time.perf_counter()
-                model, ex = R.build_cim_model(prep, setup, adc_bits=adc, noise=noise, adc_rule=rule)
+                model, ex = R.build_cim_model(prep, setup, adc_bits=adc, noise=noise, adc_rule=rule,
+                                              max_error=args.max_error if rule == "accuracy" else None)
                 desc = f"nb{nb} {source[:5]} adc={adc} {rule}" + (f" {noise.label()}" if noise else "")
                 emb = R.embed(model, batch, progress=args.progress, desc=desc)
                 met = R.encoder_metrics(dense_emb, emb)
@@ -106,7 +107,9 @@ def run_bench(args) -> list[dict]:
                 row = {
                     "nblocks": nb, "factors": source, "adc_bits": str(adc),
                     "adc_rule": "-" if adc == "lossless" else rule,
-                    "noise": noise.label() if noise else "none",
+                    "noise": noise.label() if noise else "none", "format": hw.fmt.describe(),
+                    "adc_bits_sum": sum(c.args["adc_bits"] for _p, cmds in ex.programs.values() for c in cmds
+                                        if c.op.name == "MVM"),
                     "cosine_mean": met["cosine_mean"], "cosine_min": met["cosine_min"],
                     "pair_spearman": met.get("pair_spearman"),
                     "monarch_float_cosine_mean": mon["cosine_mean"],
@@ -225,7 +228,10 @@ def main(argv=None) -> int:
     p.add_argument("--factors", default="both", choices=("both", "projection", "calibrated"))
     p.add_argument("--noise", default=DEFAULT_NOISE, help="';'-separated noise settings (empty: none)")
     p.add_argument("--noise-adc", default="8", help="ADC resolution of the noise rows")
-    p.add_argument("--adc-rules", default="bound,calib", help="ADC step rules for the lossy rows")
+    p.add_argument("--adc-rules", default="bound,calib", help="ADC step rules for the lossy rows (bound, calib, "
+                                                              "accuracy: with --max-error)")
+    p.add_argument("--max-error", type=float, default=0.01, help="bound of the accuracy rule (mapper.adc_select)")
+    add_format_options(p)
     p.add_argument("--noise-rule", default="calib", help="ADC step rule of the noise rows")
     p.add_argument("--hw", default="paper-256")
     p.add_argument("--strategy", default="auto")
