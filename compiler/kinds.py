@@ -34,6 +34,7 @@ class AdcRule(StrEnum):
     BOUND = "bound"     # no column sum the programmed weights allow can saturate
     CALIB = "calib"     # the column-sum range seen on calibration activations fits
     ACCURACY = "accuracy"   # the fewest bits per MVM keeping the calibration error under a bound (mapper.adc_select)
+    PAPER = "paper"     # the compiler's paper rule: ceil(log2(rows summed)) bits, the format's range (less its top)
 
 
 def choices(kind: type[StrEnum]) -> tuple[str, ...]:

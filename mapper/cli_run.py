@@ -60,7 +60,8 @@ def register(subparsers) -> None:
     p.add_argument("--adc-bits", type=_adc_arg, default=None, metavar="N|lossless",
                    help="ADC resolution of every MVM (default: the configuration's)")
     p.add_argument("--adc-rule", choices=choices(AdcRule), default="bound",
-                   help="ADC step per MVM: 'bound' (no column sum the weights allow saturates), 'calib' (the "
+                   help="ADC step per MVM: 'bound' (no column sum the weights allow saturates), 'paper' (the "
+                        "paper's ceil(log2(rows summed)) bits with the format's full range), 'calib' (the "
                         "range seen on calibration text fits) or 'accuracy' (per MVM the fewest bits, at most "
                         "--adc-bits, keeping the calibration error under --max-error)")
     add_max_error_option(p, "--adc-rule")

@@ -132,3 +132,34 @@ def test_accuracy_rule_in_the_executor(tiny_bert):
         ref = float_product(setup.compiled.quant[name], x.T, ex.raw[name][0].requant_shift).T
         errs.append(np.linalg.norm(ex.run_int(name, x) - ref) / np.linalg.norm(ref))
     assert np.mean(errs) <= 0.05
+
+
+def test_paper_rule_in_the_executor(tiny_bert):
+    """The paper rule keeps the compiler's paper-mode settings (ceil(log2(rows summed)) bits; the schedule's
+    activations, one per MVM in order), caps them at the run's ADC bits with the same rule's step, and takes fewer
+    bits than the bound rule; with 1-bit differential cells its outputs stay close to the exact product."""
+    from compiler.schedule import adc_setting
+    prep, acts = tiny_bert
+    hw = load_hw("fpga-tiny-sliced")
+    setup = compile_cim(prep, hw, acts, strategy="sparse")
+    ex = CimExecutor(setup.compiled, Machine(hw), adc_rule="paper")
+    bound = CimExecutor(setup.compiled, Machine(hw))
+    acts_by_rpc = {a.rows_per_col for a in setup.compiled.schedule.activations}
+    want = {adc_setting(r, hw, "paper") for r in acts_by_rpc}
+    got = {(c.args["adc_bits"], c.args["adc_shift"]) for _n, (_p, cmds) in ex.programs.items() for c in cmds
+           if c.op is Opcode.MVM}
+    assert got == want and all(b < hw.adc_bits for b, _s in got)
+    nbits = sum(c.args["adc_bits"] for _n, (_p, cmds) in ex.programs.items() for c in cmds if c.op is Opcode.MVM)
+    nbound = sum(c.args["adc_bits"] for _n, (_p, cmds) in bound.programs.items() for c in cmds
+                 if c.op is Opcode.MVM)
+    assert nbits < nbound
+    capped = CimExecutor(setup.compiled, Machine(hw), adc_bits=2, adc_rule="paper")
+    assert {c.args["adc_bits"] for _n, (_p, cmds) in capped.programs.items() for c in cmds
+            if c.op is Opcode.MVM} == {2}
+    rng = np.random.default_rng(2)
+    for name, prog in setup.compiled.programs.items():
+        q = setup.compiled.quant[name]
+        x = rng.integers(-127, 128, (8, q.in_features))
+        want_y = reference_int_product(q, x.T, prog.requant_shift, hw.input_bits).T
+        err = np.linalg.norm(ex.run_int(name, x) - want_y) / max(np.linalg.norm(want_y), 1.0)
+        assert err < 0.02, (name, err)

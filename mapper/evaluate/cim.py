@@ -22,7 +22,7 @@ import torch
 from cimisa.config import HwConfig
 from cimisa.errors import ConfigError
 from compiler.cost import cost_of_compiled
-from compiler.kinds import AdcRule, Strategy
+from compiler.kinds import AdcMode, AdcRule, Strategy
 from compiler.program import compile_model
 from compiler.quant import reference_int_product
 from compiler.spec import ModelSpec
@@ -88,6 +88,7 @@ def compile_cim(prep: Prepared, hw: HwConfig, activations: dict[str, torch.Tenso
     stage-1 magnitudes in range (:func:`~mapper.evaluate.executor.choose_requant_shift`). 100 means the maximum.
     """
     t0 = time.perf_counter()
+    compile_kw.setdefault("adc_mode", AdcMode.PAPER)   # the MVMs carry the paper rule's settings (rule "paper")
     compiled = compile_model(prep.spec, prep.factors, hw, strategy=strategy, **compile_kw)
     ib = hw.input_bits
     scales, shifts, calib_xq = {}, {}, {}
@@ -140,7 +141,8 @@ def build_cim_model(prep: Prepared, setup: CimSetup, adc_bits=None, noise: Noise
     """Return a copy of the Monarch model whose factored matmuls run on a fresh golden model, and its executor.
 
     ``adc_bits`` (int, ``"lossless"`` or None for the configuration's) sets the machine's ADCs and every MVM's.
-    ``adc_rule`` chooses each MVM's ADC step: ``"bound"`` (no column sum the weights allow can saturate) or
+    ``adc_rule`` chooses each MVM's ADC step: ``"paper"`` (the compiler's ``ceil(log2(rows))``-bit paper rule),
+    ``"bound"`` (no column sum the weights allow can saturate) or
     ``"calib"`` (the column-sum range seen on the calibration activations fits; see
     :mod:`mapper.evaluate.executor`) or ``"accuracy"`` (per MVM the fewest bits keeping the calibration error
     under ``max_error``: :meth:`CimExecutor.plan_accuracy`).

@@ -104,11 +104,14 @@ def adc_plan(commands, arrays, cfg: HwConfig, adc_bits: int | None = None, rule:
     takes the shift from the programmed weights (no column sum can saturate); ``rule="calib"`` from the
     column-sum ranges ``observed[i]`` of MVM ``i`` on calibration data (``{unsigned: (lo, hi)}``, as
     :meth:`CimExecutor.observe_adcs` returns; rarer values saturate). The shift is at most what the command's
-    ``adc_shift`` field holds. ``arrays(index)`` returns the programmed integer weights of an array. The
-    ``accuracy`` rule needs the calibration error, not just ranges: :meth:`CimExecutor.plan_accuracy`.
+    ``adc_shift`` field holds. ``rule="paper"`` keeps the compiler's paper-rule setting of each MVM
+    (:func:`compiler.schedule.adc_setting`: the model must be compiled with ``adc_mode="paper"``, as
+    :func:`mapper.evaluate.cim.compile_cim` does), at most ``adc_bits``. ``arrays(index)`` returns the programmed
+    integer weights of an array. The ``accuracy`` rule needs the calibration error, not just ranges:
+    :meth:`CimExecutor.plan_accuracy`.
     """
-    if rule not in (AdcRule.BOUND, AdcRule.CALIB):
-        raise ValueError(f"adc_plan's ADC rule must be bound or calib, not {rule!r}")
+    if rule not in (AdcRule.BOUND, AdcRule.CALIB, AdcRule.PAPER):
+        raise ValueError(f"adc_plan's ADC rule must be bound, calib or paper, not {rule!r}")
     cap = cfg.adc_bits if adc_bits is None else min(int(adc_bits), cfg.adc_bits)
     fmt = cfg.fmt
     max_shift = rules.field_max(cfg.lossless_adc_bits)            # the adc_shift field's largest value
@@ -117,6 +120,14 @@ def adc_plan(commands, arrays, cfg: HwConfig, adc_bits: int | None = None, rule:
     for c in commands:
         if c.op is Opcode.MVM:
             a = c.args
+            if rule == AdcRule.PAPER:                    # the compiler's setting (compiled in paper mode)
+                if a["adc_bits"] > cap:                  # capped: the same rule's step at the cap
+                    w = arrays(a["array"])[a["row0"]:a["row0"] + a["nrows"], a["col0"]:a["col0"] + a["ncols"]]
+                    a = dict(a, adc_bits=cap, adc_shift=fmt.adc_shift_for(fmt.window_bounds(w), cap, max_shift,
+                                                                          spare_top=True))
+                out.append(Command(Opcode.MVM, a))
+                k += 1
+                continue
             bits = max(1, min(fmt.lossless_adc_bits(a["nrows"]), cap))
             w = arrays(a["array"])[a["row0"]:a["row0"] + a["nrows"], a["col0"]:a["col0"] + a["ncols"]]
             bounds = fmt.window_bounds(w)
