@@ -163,3 +163,19 @@ def test_paper_rule_in_the_executor(tiny_bert):
         want_y = reference_int_product(q, x.T, prog.requant_shift, hw.input_bits).T
         err = np.linalg.norm(ex.run_int(name, x) - want_y) / max(np.linalg.norm(want_y), 1.0)
         assert err < 0.02, (name, err)
+
+
+@pytest.mark.parametrize("rule", ["bound", "paper"])
+def test_cost_is_priced_at_the_bits_that_ran(tiny_bert, rule):
+    """mapper run's cost report prices each MVM at the ADC setting its rule chose (not the compile-time one)."""
+    from collections import Counter
+
+    from mapper.evaluate.run import priced_setup
+    prep, acts = tiny_bert
+    hw = load_hw("fpga-tiny")
+    setup = compile_cim(prep, hw, acts, strategy="sparse")
+    ex = CimExecutor(setup.compiled, Machine(hw), adc_rule=rule)
+    ran = Counter((c.args["adc_bits"], c.args["adc_shift"]) for _n, (_p, cmds) in ex.programs.items() for c in cmds
+                  if c.op is Opcode.MVM)
+    priced = Counter((a.adc_bits, a.adc_shift) for a in priced_setup(setup, ex).compiled.schedule.activations)
+    assert priced == ran

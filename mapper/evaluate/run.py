@@ -22,6 +22,7 @@ from pathlib import Path
 from cimisa import progress as kit_progress
 from cimisa.config import HwConfig, load_hw
 from cimisa.fsutil import atomic_dir
+from cimisa.isa import Opcode
 from compiler.kinds import AdcRule, Strategy, choices
 from mapper.adc_select import check_max_error, schedule_with
 from mapper.evaluate.cim import (
@@ -193,16 +194,17 @@ def run(opts: RunOptions) -> RunResult:
         hw=run_hw.name, adc_bits=run_hw.adc_bits, adc_lossless=run_hw.adc_bits >= run_hw.lossless_adc_bits,
         input_bits=run_hw.input_bits, weight_bits=run_hw.weight_bits, strategy=str(opts.strategy),
         adc_rule=str(opts.adc_rule), noise=(opts.noise or NoiseParams()).to_dict(), texts=texts, metrics=metrics,
-        execution=execution, matmuls=matmuls, cost=cost_report(_priced(setup, executor), prep.spec, run_hw),
+        execution=execution, matmuls=matmuls, cost=cost_report(priced_setup(setup, executor), prep.spec, run_hw),
         format=format_report(run_hw),
         adc_selection=None if executor.adc_choice is None else executor.adc_choice.to_dict())
 
 
-def _priced(setup: CimSetup, executor) -> CimSetup:
-    """``setup`` with its schedule at the accuracy rule's ADC settings (when it chose them), for the cost."""
-    if executor.adc_choice is None:
-        return setup
-    sched = schedule_with(setup.compiled, executor.adc_choice.settings)
+def priced_setup(setup: CimSetup, executor) -> CimSetup:
+    """``setup`` with its schedule at the ADC settings the executor runs (its rule's bits and steps per MVM), so
+    the cost model prices what ran, whatever the rule."""
+    settings = {n: tuple((c.args["adc_bits"], c.args["adc_shift"]) for c in cmds if c.op is Opcode.MVM)
+                for n, (_prog, cmds) in executor.programs.items()}
+    sched = schedule_with(setup.compiled, settings)
     return replace(setup, compiled=replace(setup.compiled, schedule=sched))
 
 
