@@ -59,12 +59,13 @@ def run_rows(args) -> list[dict]:
     texts = heldout_sentences(args.sentences)
     calib = R.calibration_texts(args.calib_texts)
     rows: list[dict] = []
-    configs = [(nb, cells, st) for cells in args.cells for st in args.strategies for nb in [args.nblocks]]
-    if args.baseline:
-        configs.append((1, 8, "linear"))
+    configs = [(args.nblocks, cells, st, fmt_overrides(cells)) for cells in args.cells for st in args.strategies]
+    if args.baseline:        # the dense W, one 8-bit cell per weight: as the issue measured, and with the encodings
+        configs += [(1, 8, "linear", {}),     # that keep an 8-bit ADC closer to lossless (aihwkit: 0.935)
+                    (1, 8, "linear", {"input_encoding": "sign-magnitude", "adc_rounding": "nearest"})]
     preps: dict = {}
     dense_emb = None
-    for nb, cells, strategy in configs:
+    for nb, cells, strategy, overrides in configs:
         if nb not in preps:
             if args.factors == "calibrated" and nb > 1:
                 calib_kw = {"sentences": 128, "sweeps": 2, "distill": False}
@@ -76,7 +77,7 @@ def run_rows(args) -> list[dict]:
         if dense_emb is None:
             dense_emb = R.embed(prep.dense, batch)
         tokens = int(batch["attention_mask"].sum())
-        hw = load_hw(args.hw, **fmt_overrides(cells))
+        hw = load_hw(args.hw, **overrides)
         hw = hw.lossless()
         acts = R.collect_activations(prep, calib, max_len=args.max_len)
         t0 = time.perf_counter()
@@ -85,8 +86,9 @@ def run_rows(args) -> list[dict]:
         rules = [("lossless", "bound", None)] + [(r, r, args.max_error if r == "accuracy" else None)
                                                  for r in args.rules if r != "lossless"]
         if nb == 1:                                        # the baseline: 8-bit ADCs as the issue measured them
-            rules = [("lossless", "bound", None), ("calib-8b", "calib", None), ("paper", "paper", None),
-                     ("accuracy", "accuracy", args.max_error)]
+            rules = [("lossless", "bound", None), ("calib-8b", "calib", None)]
+            if not overrides:
+                rules += [("paper", "paper", None), ("accuracy", "accuracy", args.max_error)]
         base = None
         for label, rule, max_error in rules:
             t1 = time.perf_counter()
@@ -179,7 +181,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args(argv)
-    args.cells = [int(v) for v in args.cells.split(",")]
+    args.cells = [int(v) for v in args.cells.split(",") if v]
     args.strategies = [s for s in args.strategies.split(",") if s]
     args.rules = [r for r in args.rules.split(",") if r]
     t0 = time.perf_counter()
