@@ -62,7 +62,8 @@ def run_rows(args) -> list[dict]:
     configs = [(args.nblocks, cells, st, fmt_overrides(cells)) for cells in args.cells for st in args.strategies]
     if args.baseline:        # the dense W, one 8-bit cell per weight: as the issue measured, and with the encodings
         configs += [(1, 8, "linear", {}),     # that keep an 8-bit ADC closer to lossless (aihwkit: 0.935)
-                    (1, 8, "linear", {"input_encoding": "sign-magnitude", "adc_rounding": "nearest"})]
+                    (1, 8, "linear", {"input_encoding": "sign-magnitude", "adc_rounding": "nearest"}),
+                    (1, 1, "linear", fmt_overrides(1))]
     preps: dict = {}
     dense_emb = None
     for nb, cells, strategy, overrides in configs:

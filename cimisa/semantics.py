@@ -3,7 +3,7 @@
 The golden model (:mod:`sw_model`) executes them; the RTL (:mod:`hw`) must reproduce their results bit for bit;
 ``docs/isa.md`` quotes their source. Each runs on a :class:`MachineState` and has a doctest.
 
-Number formats (:mod:`cimisa.formats`, the one definition; ``hw.fmt`` is the configuration's)
+Number formats (:mod:`cimisa.formats`, the one definition; ``HwConfig.fmt`` is the configuration's)
   * the command set counts **logical columns**: one logical column holds one ``weight_bits``-bit two's
     complement weight per row, as WRITE_W carries it; an array of ``cols`` physical columns (cells) holds
     ``logical_cols`` of them. Logical column ``c`` is the physical columns ``c*P .. c*P+P-1``
