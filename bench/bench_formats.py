@@ -105,7 +105,8 @@ def run_rows(args) -> list[dict]:
             row = {
                 "nblocks": nb, "model": "dense W (linear)" if nb == 1 else f"Monarch nb{nb}",
                 "strategy": strategy, "cell_bits": cells, "format": hw.fmt.describe(),
-                "cells_per_weight": hw.fmt.cols_per_weight, "adc_rule": label,
+                "cells_per_weight": hw.fmt.cols_per_weight,
+                "inputs_rounding": f"{hw.input_encoding}/{hw.adc_rounding}", "adc_rule": label,
                 "adc_bits_mean": round(sum(adc_bits) / max(1, len(adc_bits)), 2), "adc_bits_max": max(adc_bits),
                 "cosine_mean": met["cosine_mean"], "cosine_min": met["cosine_min"],
                 "pair_spearman": met.get("pair_spearman"),
@@ -130,7 +131,8 @@ def run_rows(args) -> list[dict]:
 
 
 COLUMNS = [("model", "model"), ("strategy", "strategy"), ("cell_bits", "cell bits"),
-           ("cells_per_weight", "cells/weight"), ("adc_rule", "ADC rule"), ("adc_bits_mean", "ADC bits (mean)"),
+           ("cells_per_weight", "cells/weight"), ("inputs_rounding", "inputs / ADC rounding"),
+           ("adc_rule", "ADC rule"), ("adc_bits_mean", "ADC bits (mean)"),
            ("cosine_mean", "cosine"), ("cosine_min", "cos min"), ("pair_spearman", "pair rho"),
            ("drop_vs_lossless", "drop vs lossless"), ("arrays", "arrays"),
            ("conversions_per_token", "ADC conv./token"), ("energy_nj_per_token", "energy nJ/token"),
