@@ -353,8 +353,8 @@ def test_rtl_load_in_header_last_without_truncated_is_caught(monkeypatch):
 
 #: (name, component, old, new, killing test[, occurrence, occurrences]): the ADC lanes and the controller.
 RTL_DATAPATH_MUTANTS = [
-    ("adc_saturates_one_high", "AdcLane", "hi.eq(half - 1)", "hi.eq(half)", "random"),
-    ("adc_lo_one_high", "AdcLane", "lo.eq(-half)", "lo.eq(-half + 1)", "random"),
+    ("adc_saturates_one_high", "AdcLane", "(full >> 1) - 1)", "(full >> 1))", "random"),
+    ("adc_lo_one_high", "AdcLane", "-(full >> 1)))", "-(full >> 1) + 1))", "random"),
     ("requant_saturates_lo_one_high", "Controller", "Mux(q_val < ilo, ilo, q_val)",
      "Mux(q_val < ilo + 1, ilo + 1, q_val)", "requant"),
     ("requant_stride_ignored", "Controller", "in_ptr.eq(in_ptr + rq.dst_stride)", "in_ptr.eq(in_ptr + 1)",
