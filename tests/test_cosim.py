@@ -322,13 +322,20 @@ def test_number_formats_random_and_illegal_streams(tmp_path):
     assert len(rep.cases) == len(items) and {s.intent for s in illegal} == reachable_errors(cfg)
 
 
+#: fpga-tiny-sliced's format (1-bit differential cells of 4-bit weights) on a tile small enough to build quickly
+#: (`python -m sim run --model tiny-bert --hw fpga-tiny-sliced --strategy all` runs the full-size one).
+SLICED_CFG = HwConfig(name="cosim-sliced", rows=8, cols=24, n_arrays=2, weight_bits=4, input_bits=4, adc_bits=4,
+                      adcs_per_array=4, in_depth=32, out_depth=32, rows_per_cycle=4, cell_bits=1,
+                      weight_encoding="differential")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("hw", ["fpga-micro", "fpga-tiny-sliced"])
+@pytest.mark.parametrize("hw", ["fpga-micro", SLICED_CFG], ids=["fpga-micro", "sliced"])
 def test_second_configuration_random_and_illegal_streams(hw, tmp_path):
     """Other widths (4-bit inputs, 16 rows, 2 arrays), and 1-bit differential cells: one more Verilator build
     each, then random + illegal streams."""
     _require("verilator")
-    cfg = load_hw(hw)
+    cfg = hw if isinstance(hw, HwConfig) else load_hw(hw)
     items = [(s.name, s.words, dict(gap=g, backpressure=b))
              for s, (g, b) in zip((random_stream(cfg, k, n=60) for k in range(10)), HANDSHAKES * 2)]
     illegal = illegal_streams(cfg, seed=2)
