@@ -64,23 +64,23 @@ def run_rows(args) -> list[dict]:
         configs += [(1, 8, "linear", {}),     # that keep an 8-bit ADC closer to lossless (aihwkit: 0.935)
                     (1, 8, "linear", {"input_encoding": "sign-magnitude", "adc_rounding": "nearest"}),
                     (1, 1, "linear", fmt_overrides(1))]
-    preps: dict = {}
+    preps: dict = {}                 # per nblocks: the model, its tokenised sentences, its calibration activations
     dense_emb = None
     for nb, cells, strategy, overrides in configs:
         if nb not in preps:
             if args.factors == "calibrated" and nb > 1:
                 calib_kw = {"sentences": 128, "sweeps": 2, "distill": False}
-                preps[nb] = calibrated_factors(nb, Path(args.cache), calib_kw, args.progress)[0]
+                p = calibrated_factors(nb, Path(args.cache), calib_kw, args.progress)[0]
             else:
-                preps[nb] = R.prepare("minilm", nb, calibrate=False, show_progress=args.progress)
-        prep = preps[nb]
-        batch = R.tokenize(prep, texts, max_len=args.max_len)
+                p = R.prepare("minilm", nb, calibrate=False, show_progress=args.progress)
+            preps[nb] = (p, R.tokenize(p, texts, max_len=args.max_len),
+                         R.collect_activations(p, calib, max_len=args.max_len))
+        prep, batch, acts = preps[nb]
         if dense_emb is None:
             dense_emb = R.embed(prep.dense, batch)
         tokens = int(batch["attention_mask"].sum())
         hw = load_hw(args.hw, **overrides)
         hw = hw.lossless()
-        acts = R.collect_activations(prep, calib, max_len=args.max_len)
         t0 = time.perf_counter()
         setup = R.compile_cim(prep, hw, acts, strategy=strategy)
         compile_s = time.perf_counter() - t0
@@ -122,7 +122,7 @@ def run_rows(args) -> list[dict]:
             }
             rows.append(row)
             print(f"{row['model']:16s} {strategy:6s} cells {cells} {label:9s} cos {row['cosine_mean']:.4f} "
-                  f"(drop {row['drop_vs_lossless']:+.4f}) rho {row['pair_spearman']:.4f} bits~{row['adc_bits_mean']}"
+                  f"(drop {row['drop_vs_lossless']:+.4f}) rho {_cell(row['pair_spearman'])} bits~{row['adc_bits_mean']}"
                   f" conv/tok {row['conversions_per_token']:.3g} E/tok {row['energy_nj_per_token']:.4g} nJ "
                   f"{row['seconds']} s", file=sys.stderr, flush=True)
             del model, ex
