@@ -224,15 +224,18 @@ def round_shift(v, shift: int):
     return (v + (1 << (shift - 1))) >> shift if shift else v
 
 
-def requant(v, shift: int, input_bits: int):
-    """REQUANT: :func:`round_shift`, then saturate to ``signed_range(input_bits)``.
+def requant(v, shift: int, input_bits: int, input_range: tuple[int, int] | None = None):
+    """REQUANT: :func:`round_shift`, then saturate to ``input_range`` (the number format's inputs,
+    :attr:`cimisa.formats.NumberFormat.input_range`; None: ``signed_range(input_bits)``).
 
     >>> [requant(v, 1, 4) for v in (5, -6, 100, -100)]
     [3, -3, 7, -8]
     >>> requant(np.array([5, -6, 100]), 1, 4).tolist()
     [3, -3, 7]
+    >>> requant(-100, 1, 4, input_range=(-7, 7))          # sign-magnitude inputs: symmetric
+    -7
     """
-    lo, hi = signed_range(input_bits)
+    lo, hi = signed_range(input_bits) if input_range is None else input_range
     if isinstance(v, np.ndarray):
         v = round_shift(v.astype(np.int64), shift)             # a new array: the caller's is not changed
     else:

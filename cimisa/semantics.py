@@ -252,8 +252,8 @@ def requant(st, src, count, dst, dst_stride, shift):
     >>> st.inbuf[:6].tolist()
     [0, 3, 0, -3, 0, 7]
     """
-    v = rules.requant(st.outbuf[src:src + count], shift, st.cfg.input_bits)
-    st.inbuf[dst + dst_stride * np.arange(count)] = np.clip(v, *st.cfg.fmt.input_range, out=v)
+    v = rules.requant(st.outbuf[src:src + count], shift, st.cfg.input_bits, st.cfg.fmt.input_range)
+    st.inbuf[dst + dst_stride * np.arange(count)] = v
 
 
 def read(st, addr, count):

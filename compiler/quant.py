@@ -163,10 +163,7 @@ def monarch_int_product(R: np.ndarray, L: np.ndarray, x: np.ndarray, shift: int,
     >>> monarch_int_product(R, L, np.array([1, 1, 2, 0]), 1, 8).tolist()    # REQUANT by 1: h_q = [2, 3]
     [4, 3]
     """
-    h = rules.requant(stage1_int(R, x), shift, input_bits)
-    if input_range is not None:                # a narrower (symmetric) range: saturating twice is saturating once
-        h = np.clip(h, *input_range)
-    return stage2_int(L, h, out_features)
+    return stage2_int(L, rules.requant(stage1_int(R, x), shift, input_bits, input_range), out_features)
 
 
 def reference_int_product(q: QuantizedMonarch, x_q: np.ndarray, shift: int, input_bits: int,

@@ -57,8 +57,7 @@ def _mvm(st, array, row0, nrows, col0, ncols, in_addr, in_stride, out_addr, out_
 def _requant(st, src, count, dst, dst_stride, shift):
     for k in range(count):
         v = int(st.outbuf[src + k])
-        lo, hi = st.cfg.fmt.input_range
-        st.inbuf[dst + k * dst_stride] = max(lo, min(hi, rules.requant(v, shift, st.cfg.input_bits)))
+        st.inbuf[dst + k * dst_stride] = rules.requant(v, shift, st.cfg.input_bits, st.cfg.fmt.input_range)
 
 
 def _read(st, addr, count):
