@@ -40,6 +40,7 @@ CHIP_INT_LIMITS: dict[str, tuple[int, int]] = {
     "attention_lanes": (1, 1 << 20),
     "sram_kib": (0, 1 << 30),
     "mesh_cols": (0, 1 << 20),
+    "queue_depth": (0, 1 << 16),
 }
 
 #: Upper bound of every real-valued setting (bandwidths, latencies): larger values are not physical.
@@ -142,6 +143,10 @@ class ChipParams:
     hop_latency_ns: float = 1.0
     #: Columns of the tile mesh (0: the smallest ``c`` with ``c * c >= tiles``).
     mesh_cols: int = 0
+    #: Stream words (command headers and WRITE_W payload words) each tile's command queue holds. 0: no queues,
+    #: the chip executes a stream one command at a time (the sequential machine); >= 1 with several tiles: tiles
+    #: run their commands side by side (:mod:`cimisa.concurrency`, :mod:`cimisa.timing`, :mod:`hw.chip`).
+    queue_depth: int = 0
 
     def violations(self, n_arrays: int | None = None) -> list[str]:
         """Return every rule these settings break (empty when valid), each naming ``chip.<key>``.

@@ -511,6 +511,14 @@ BUILTIN: dict[str, HwConfig] = {
                              adc_bits=9, adcs_per_array=4, in_depth=512, out_depth=512, rows_per_cycle=8,
                              chip=ChipParams(arrays_per_tile=24, mvms_per_tile=1, attention_lanes=32, sram_kib=64,
                                              topology="mesh", mesh_cols=2)),
+    # fpga-tiny's arrays as a chip of 2 or 4 tiles on a bus (the multi-tile RTL, hw.chip): each tile has its own
+    # controller, command queue and bank of 4 ADCs (one MVM at a time); the bus carries one 32-bit word per cycle
+    # (4 bytes per ns at the 1 ns digital cycle) and grants it 2 cycles after a request (hop latency).
+    **{f"fpga-tiny-{t}t": HwConfig(
+        name=f"fpga-tiny-{t}t", rows=32, cols=32, n_arrays=96, weight_bits=4, input_bits=8, adc_bits=9,
+        adcs_per_array=4, in_depth=512, out_depth=512, rows_per_cycle=8,
+        chip=ChipParams(arrays_per_tile=96 // t, mvms_per_tile=1, attention_lanes=32, sram_kib=64, topology="bus",
+                        link_bytes_per_ns=4.0, hop_latency_ns=2.0, queue_depth=4)) for t in (2, 4)},
 }
 
 

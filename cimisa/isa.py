@@ -30,7 +30,7 @@ from cimisa.errors import KitError
 from cimisa.rules import MAX_REQUANT_SHIFT
 
 __all__ = [
-    "Opcode", "ErrorCode", "RunState", "FIELDS", "PAYLOAD", "Command", "Isa", "EncodeError", "DecodeError",
+    "Opcode", "ErrorCode", "RunState", "FIELDS", "FIELD_DEFAULTS", "PAYLOAD", "Command", "Isa", "EncodeError", "DecodeError",
     "OPCODE_BITS", "bits_for",
 ]
 
@@ -45,7 +45,7 @@ class Opcode(enum.Enum, shape=OPCODE_BITS):
     MVM = 3       #: bit-serial matrix-vector multiply on one array's active row/column window
     REQUANT = 4   #: move accumulators to the input buffer, rounded, shifted and saturated
     READ = 5      #: stream accumulators out as result words
-    BARRIER = 6   #: wait until every earlier command has finished
+    BARRIER = 6   #: wait until every earlier command (``local``: of one tile) has finished
     HALT = 7      #: stop; words after HALT are ignored
 
 
@@ -61,6 +61,7 @@ class ErrorCode(enum.Enum, shape=4):
     BAD_OUT_ADDR = 6     #: an output-buffer access (or count) outside the buffer, or aliased writes
     BAD_ADC = 7          #: MVM adc_bits outside 1..config.adc_bits
     TRUNCATED = 8        #: the stream ended inside a payload or before HALT
+    HAZARD = 9           #: an MVM whose outputs may race with another tile's (:mod:`cimisa.concurrency`)
 
 
 class RunState(enum.Enum, shape=2):
@@ -109,9 +110,13 @@ FIELDS: dict[Opcode, tuple[tuple[str, str], ...]] = {
     Opcode.REQUANT: (("src", "out_addr"), ("count", "out_count"), ("dst", "in_addr"), ("dst_stride", "in_addr"),
                      ("shift", "rq_shift")),
     Opcode.READ: (("addr", "out_addr"), ("count", "out_count")),
-    Opcode.BARRIER: (),
+    Opcode.BARRIER: (("array", "array"), ("local", "flag")),
     Opcode.HALT: (),
 }
+
+#: Header fields that may be left out of a :class:`Command` (and of its JSON): opcode -> {field: default}.
+#: ``BARRIER()`` is the barrier of every tile (all fields zero: the encoding of the barrier before tiles).
+FIELD_DEFAULTS: dict[Opcode, dict[str, int]] = {Opcode.BARRIER: {"array": 0, "local": 0}}
 
 #: Opcodes followed by payload words: opcode -> "weight" or "input" (the element type).
 PAYLOAD: dict[Opcode, str] = {Opcode.WRITE_W: "weight", Opcode.LOAD_IN: "input"}
@@ -152,6 +157,9 @@ class Command:
         except (TypeError, ValueError, OverflowError) as exc:
             raise EncodeError(f"{self.op.name}: field and payload values must be integers ({exc})") from None
         names = [n for n, _ in FIELDS[self.op]]
+        defaults = FIELD_DEFAULTS.get(self.op)
+        if defaults and set(self.args) < set(names):
+            object.__setattr__(self, "args", {n: self.args.get(n, defaults[n]) for n in names})
         if set(self.args) != set(names):
             missing = sorted(set(names) - set(self.args))
             extra = sorted(map(str, set(self.args) - set(names)))
@@ -239,8 +247,11 @@ class Command:
         return cls(Opcode.READ, dict(addr=addr, count=count))
 
     @classmethod
-    def barrier(cls) -> Command:
-        return cls(Opcode.BARRIER)
+    def barrier(cls, array: int | None = None) -> Command:
+        """The barrier of every tile, or (``array`` given) of the tile that holds ``array``."""
+        if array is None:
+            return cls(Opcode.BARRIER)
+        return cls(Opcode.BARRIER, dict(array=array, local=1))
 
     @classmethod
     def halt(cls) -> Command:

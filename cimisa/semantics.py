@@ -162,6 +162,9 @@ def check(cfg: HwConfig, op: Opcode, a: dict) -> ErrorCode:
     elif op is Opcode.READ:
         if a["count"] < 1 or a["addr"] + a["count"] > cfg.out_depth:
             return ErrorCode.BAD_OUT_ADDR
+    elif op is Opcode.BARRIER:
+        if a["array"] >= cfg.n_arrays:
+            return ErrorCode.BAD_ARRAY
     return ErrorCode.NONE
 
 
@@ -269,8 +272,10 @@ def read(st, addr, count):
     st.results.extend(v.tolist() if v.ndim == 1 else list(v.copy()))
 
 
-def barrier(st):
-    """BARRIER: every earlier command has finished before any later one starts (no effect on state)."""
+def barrier(st, array=0, local=0):
+    """BARRIER: every earlier command (``local``: every earlier command of the tile that holds ``array``) has
+    finished before any later one starts. No effect on the state; on a chip of several tiles it ends the
+    concurrency window of those tiles (:mod:`cimisa.concurrency`)."""
 
 
 def halt(st):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cimisa.errors import KitError
 from cimisa.isa import ErrorCode
 
-__all__ = ["CimError", "IllegalOpcode", "OutOfRange", "BufferOverflow", "TruncatedStream", "error_for"]
+__all__ = ["CimError", "IllegalOpcode", "OutOfRange", "BufferOverflow", "TruncatedStream", "Hazard", "error_for"]
 
 
 class CimError(KitError):
@@ -33,6 +33,10 @@ class TruncatedStream(CimError):
     """The stream ended inside a command's payload, or before HALT."""
 
 
+class Hazard(CimError):
+    """An MVM's outputs may race with another tile's MVMs (:mod:`cimisa.concurrency`)."""
+
+
 _CLASS = {
     ErrorCode.ILLEGAL_OPCODE: IllegalOpcode,
     ErrorCode.BAD_ARRAY: OutOfRange,
@@ -42,6 +46,7 @@ _CLASS = {
     ErrorCode.BAD_IN_ADDR: BufferOverflow,
     ErrorCode.BAD_OUT_ADDR: BufferOverflow,
     ErrorCode.TRUNCATED: TruncatedStream,
+    ErrorCode.HAZARD: Hazard,
 }
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cimisa import semantics
+from cimisa.concurrency import Scoreboard
 from cimisa.config import HwConfig
 from cimisa.isa import PAYLOAD, Command, ErrorCode, Isa, Opcode, RunState
 from sw_model.errors import CimError, error_for
@@ -66,6 +67,7 @@ class Machine:
         self.error = ErrorCode.NONE
         self.index = 0
         self.opcode_counts: dict[Opcode, int] = {}
+        self.sync = Scoreboard(cfg)             # the concurrency hazards of a chip of several tiles
 
     def __repr__(self) -> str:
         return f"Machine({self.cfg.name!r}, impl={self.impl!r}, {self.run_state.name}, index={self.index})"
@@ -78,8 +80,14 @@ class Machine:
     def _check(self, op: Opcode, args: dict) -> None:
         """Stop with the first error :func:`cimisa.semantics.check` finds in a header."""
         code = semantics.check(self.cfg, op, args)
+        if code is ErrorCode.NONE:
+            code = self.sync.step(op, args)
         if code is not ErrorCode.NONE:
-            self._fail(code, f"{code.name} in {op.name}({', '.join(f'{k}={v}' for k, v in args.items())})")
+            why = ""
+            if code is ErrorCode.HAZARD:
+                why = (f": its outputs overlap those of tile {self.sync.conflict(args)}'s MVMs since that tile's last"
+                       f" barrier")
+            self._fail(code, f"{code.name} in {op.name}({', '.join(f'{k}={v}' for k, v in args.items())}){why}")
 
     def execute(self, cmd: Command) -> None:
         """Check and execute one decoded command; raise a :class:`CimError` (and stop) if it is illegal."""

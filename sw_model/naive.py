@@ -65,7 +65,7 @@ def _read(st, addr, count):
         st.results.append(int(st.outbuf[addr + k]))
 
 
-def _nothing(st):
+def _nothing(st, **_fields):
     pass
 
 

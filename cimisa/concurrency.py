@@ -1,0 +1,114 @@
+"""When commands of a stream run at the same time on a chip of several tiles, and which overlaps are illegal.
+
+The one definition of the concurrency rules; the golden model (:class:`sw_model.Machine`), the compiler
+(:mod:`compiler.program`) and the RTL chip (:mod:`hw.chip`, which implements the same test in hardware) follow it.
+
+A chip has ``cfg.n_tiles`` tiles of ``chip.arrays_per_tile`` arrays (array ``a`` is on tile
+``a // arrays_per_tile``). A chip is *concurrent* when it has several tiles and command queues
+(``chip.queue_depth >= 1``; :func:`is_concurrent`); any other configuration executes a stream one command at a time
+and none of this applies. On a concurrent chip each tile executes its own commands in stream order, one at a time,
+and tiles run side by side:
+
+* **tile commands**: MVM and WRITE_W go to the queue of the tile that holds their array; the next command is
+  dispatched without waiting for them to finish;
+* **chip commands**: LOAD_IN, REQUANT, READ and HALT first wait until every tile has finished (they read or write
+  the buffers that MVMs use), then run alone;
+* **BARRIER** waits until every tile (``local = 0``) or the tile that holds ``array`` (``local = 1``) has
+  finished.
+
+So a stream's results are those of executing it in order (sequential consistency) as long as no two MVMs that may
+run at the same time on different tiles write overlapping outputs (both orders of two writes, or of an
+accumulation, would give different results). That is the one hazard, and it is checked exactly as the hardware can
+check it, with one address interval per tile:
+
+* the *output span* of an MVM is ``[out_addr, out_addr + (ncols - 1) * out_stride + 1)``;
+* each tile keeps the *hull* (smallest interval covering) of the output spans of the MVMs it received since its
+  last synchronisation: a BARRIER naming it, a BARRIER of every tile, or a chip command;
+* an MVM for tile ``t`` whose output span intersects the hull of another tile ``u != t`` stops the machine with
+  :attr:`~cimisa.isa.ErrorCode.HAZARD` (checked after :func:`cimisa.semantics.check`; the MVM has no effect).
+
+The hull is conservative (two interleaved output sets conflict even if no address is shared); a compiler avoids it
+by putting a BARRIER of the other tile first (:meth:`Scoreboard.needs_barrier`). On a chip that is not concurrent
+no stream has a hazard. A stream without hazards on a chip is also free of them on any chip whose tiles are unions of that
+chip's tiles (fewer, larger tiles), because a BARRIER names an array, not a tile.
+"""
+
+from __future__ import annotations
+
+from cimisa.config import HwConfig
+from cimisa.isa import ErrorCode, Opcode
+
+__all__ = ["Scoreboard", "out_span", "is_concurrent", "TILE_OPS", "CHIP_OPS"]
+
+#: Commands queued on the tile that holds their array.
+TILE_OPS = frozenset({Opcode.MVM, Opcode.WRITE_W})
+#: Commands that wait until every tile has finished, then run alone.
+CHIP_OPS = frozenset({Opcode.LOAD_IN, Opcode.REQUANT, Opcode.READ, Opcode.HALT})
+
+
+def is_concurrent(cfg: HwConfig) -> bool:
+    """Whether ``cfg``'s tiles run side by side: several tiles with command queues (``chip.queue_depth >= 1``)."""
+    return cfg.n_tiles > 1 and cfg.chip.queue_depth > 0
+
+
+def out_span(args) -> tuple[int, int]:
+    """The output span ``[lo, hi)`` of an MVM's header fields."""
+    lo = args["out_addr"]
+    return lo, lo + (args["ncols"] - 1) * args["out_stride"] + 1
+
+
+class Scoreboard:
+    """The per-tile output hulls of the MVMs since each tile's last synchronisation (see the module docstring).
+
+    >>> from cimisa.config import BUILTIN
+    >>> sb = Scoreboard(BUILTIN["fpga-tiny-4t"])          # 4 tiles of 24 arrays
+    >>> mvm = dict(array=0, out_addr=0, ncols=8, out_stride=1)
+    >>> sb.step(Opcode.MVM, mvm).name, sb.step(Opcode.MVM, dict(mvm, array=24)).name
+    ('NONE', 'HAZARD')
+    >>> sb.step(Opcode.BARRIER, dict(array=5, local=1)).name, sb.step(Opcode.MVM, dict(mvm, array=24)).name
+    ('NONE', 'NONE')
+    """
+
+    def __init__(self, cfg: HwConfig):
+        self.cfg = cfg
+        self.apt = cfg.chip.arrays_per_tile
+        self.n_tiles = cfg.n_tiles
+        self.concurrent = is_concurrent(cfg)
+        self.hulls: dict[int, list[int]] = {}      # tile -> [lo, hi) of its MVMs since its last synchronisation
+
+    def tile_of(self, array: int) -> int:
+        """The tile that holds ``array``."""
+        return array // self.apt
+
+    def conflict(self, args) -> int | None:
+        """The other tile whose hull the MVM ``args`` would overlap (the lowest), or None."""
+        if not self.concurrent:
+            return None
+        t = args["array"] // self.apt
+        lo, hi = out_span(args)
+        hit = [u for u, (a, b) in self.hulls.items() if u != t and lo < b and a < hi]
+        return min(hit) if hit else None
+
+    def needs_barrier(self, args) -> int | None:
+        """Alias of :meth:`conflict` for compilers: the tile a BARRIER must name before the MVM ``args``."""
+        return self.conflict(args)
+
+    def step(self, op: Opcode, args) -> ErrorCode:
+        """Check a legal header (:func:`cimisa.semantics.check` passed) and record it; HAZARD records nothing."""
+        if not self.concurrent:
+            return ErrorCode.NONE
+        if op is Opcode.MVM:
+            if self.conflict(args) is not None:
+                return ErrorCode.HAZARD
+            t = args["array"] // self.apt
+            lo, hi = out_span(args)
+            h = self.hulls.get(t)
+            self.hulls[t] = [lo, hi] if h is None else [min(h[0], lo), max(h[1], hi)]
+        elif op is Opcode.BARRIER:
+            if args["local"]:
+                self.hulls.pop(args["array"] // self.apt, None)
+            else:
+                self.hulls.clear()
+        elif op in CHIP_OPS:
+            self.hulls.clear()
+        return ErrorCode.NONE
