@@ -186,8 +186,12 @@ class Command:
         return hash((self.op, tuple(sorted(self.args.items())), self.data))
 
     def to_json(self) -> dict:
-        """Return the command as a JSON object (``op``, fields, and ``data`` for payload commands)."""
+        """Return the command as a JSON object (``op``, fields, and ``data`` for payload commands); fields of
+        :data:`FIELD_DEFAULTS` are left out when all of them have their default values."""
         d = {"op": self.op.name, **self.args}
+        defaults = FIELD_DEFAULTS.get(self.op)
+        if defaults and all(self.args[k] == v for k, v in defaults.items()):
+            d = {"op": self.op.name, **{k: v for k, v in self.args.items() if k not in defaults}}
         if self.op in PAYLOAD:
             d["data"] = list(self.data)
         return d
