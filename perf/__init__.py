@@ -3,7 +3,8 @@
 :func:`simulate` runs a prefill of ``P`` tokens (pipelined over tokens and layers) and ``N`` autoregressive
 decode tokens on the chip of ``hw`` (tiles sharing a periphery, digital and attention units, SRAM/DRAM, a
 network), and returns a :class:`~perf.report.PerfReport`. The analytic model (:func:`compiler.cost.estimate`)
-is its contention-free lower bound. Imports cimisa, compiler and numpy only.
+is its contention-free lower bound. Stream mode (:mod:`perf.stream`, :func:`predict`) predicts the cycles the
+generated hardware takes for one command stream. Imports cimisa, compiler and numpy only.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from compiler.phases import ModelDims, decode_kv, phases, prefill_kv
 from compiler.schedule import Schedule
 from perf.engine import Engine
 from perf.report import PerfReport, critical_path, utilisation
+from perf.stream import StreamPrediction, predict, predict_words
 from perf.workload import steps
 
-__all__ = ["simulate", "PerfReport"]
+__all__ = ["simulate", "PerfReport", "predict", "predict_words", "StreamPrediction"]
 
 #: Most tokens one simulation may run (prefill + decode): bounds time and memory.
 MAX_TOKENS = 1 << 16
