@@ -4,7 +4,8 @@
 :func:`coverage_bins`): every opcode, every field corner, and value-level bins (ADC saturation at both ends,
 floor rounding of negative column sums, REQUANT ties and saturation, results observed by a READ).
 :func:`stream_stats` returns counts (how many MVM outputs are non-zero, exact, saturated, ...).
-:func:`cosim_coverage_bins` is the subset co-simulation reports on.
+:func:`cosim_coverage_bins` is the subset co-simulation reports on. On a concurrent chip both add the concurrency
+bins (:func:`chip_coverage_bins`: MVMs per tile, overlap, bus competition, queue runs, busy and idle barriers).
 """
 
 from __future__ import annotations
@@ -16,15 +17,123 @@ from types import SimpleNamespace
 import numpy as np
 
 from cimisa import kernel, rules, semantics
+from cimisa.concurrency import CHIP_OPS, Scoreboard, is_concurrent, out_span
 from cimisa.config import HwConfig
 from cimisa.isa import PAYLOAD, Command, ErrorCode, Isa, Opcode
+from cimisa.timing import mvm_back, mvm_cycles, mvm_front
 
-__all__ = ["coverage_bins", "covered", "stream_stats", "StreamStats", "cosim_coverage_bins", "cosim_covered"]
+__all__ = ["coverage_bins", "covered", "stream_stats", "StreamStats", "cosim_coverage_bins", "cosim_covered",
+           "chip_coverage_bins", "HAZARD_BIN"]
+
+#: The bin of a stream that stops with HAZARD (only illegal streams reach it: ``coverage_bins(cfg, illegal=True)``).
+HAZARD_BIN = "chip:hazard"
 
 
-def coverage_bins(cfg: HwConfig) -> set[str]:
-    """Return every coverage bin :func:`covered` can report for ``cfg`` (bins a configuration cannot reach, e.g.
-    a multi-word row when a row fits one word, are left out).
+def chip_coverage_bins(cfg: HwConfig) -> set[str]:
+    """Return the concurrency bins of a legal stream on ``cfg`` (none unless ``is_concurrent(cfg)``).
+
+    * ``chip:mvm_tile=<t>``: an MVM on each tile;
+    * ``chip:overlap``: an MVM on a tile while another tile has MVMs since its last synchronisation (so they may
+      run at the same time); ``chip:overlap_all``: every tile has such MVMs at once;
+    * ``chip:equal_back_to_back``: two MVMs in a row on different tiles with the same cycles (their write-backs
+      compete for the bus); ``chip:staggered_request``: two MVMs in a row, the second on a lower tile with one
+      cycle less before its write-back and the same write-back (both request the bus in the same cycle when the
+      tiles start idle; the lower tile wins); needs 3 rows or more;
+    * ``chip:queue_run`` / ``chip:queue_run_long``: ``queue_depth + 1`` / ``+ 2`` MVMs in a row to one tile (its
+      queue fills / the dispatcher waits for it);
+    * ``chip:barrier_local_busy`` / ``_idle``: a local BARRIER of a tile with / without tile commands since its
+      last synchronisation; ``chip:barrier_all_busy`` / ``_idle``: an all-tile BARRIER with / without them;
+    * ``chip:write_w_while_busy``: a WRITE_W while another tile has MVMs since its last synchronisation;
+    * ``chip:chip_op_while_busy``: a chip command (LOAD_IN, REQUANT, READ, HALT) that waits for pending MVMs;
+    * ``chip:adjacent_spans``: an MVM whose output span touches another tile's hull without meeting it (the
+      closest legal case to a HAZARD).
+    """
+    if not is_concurrent(cfg):
+        return set()
+    bins = {f"chip:mvm_tile={t}" for t in range(cfg.n_tiles)}
+    bins |= {"chip:overlap", "chip:overlap_all", "chip:equal_back_to_back", "chip:queue_run", "chip:queue_run_long",
+             "chip:barrier_local_busy", "chip:barrier_local_idle", "chip:barrier_all_busy", "chip:barrier_all_idle",
+             "chip:write_w_while_busy", "chip:chip_op_while_busy", "chip:adjacent_spans"}
+    if cfg.rows >= 3:
+        bins.add("chip:staggered_request")
+    return bins
+
+
+class _ChipCoverage:
+    """The concurrency bins of a replayed stream (:func:`chip_coverage_bins`) and its HAZARD."""
+
+    def __init__(self, cfg: HwConfig):
+        self.cfg = cfg
+        self.sb = Scoreboard(cfg)
+        self.apt = cfg.chip.arrays_per_tile
+        self.depth = cfg.chip.queue_depth
+        self.busy: set[int] = set()                 # tiles with tile commands since their last synchronisation
+        self.prev: tuple[int, dict] | None = None   # the previous command, if an MVM: (tile, fields)
+        self.run = (-1, 0)                          # (tile, length) of the current run of MVMs to one tile
+        self.overlaps = 0
+
+    def step(self, c: Command, hit: set[str]) -> bool:
+        """Record legal command ``c``'s bins in ``hit``; False (and the HAZARD bin) if it stops with HAZARD."""
+        cfg, a, sb = self.cfg, c.args, self.sb
+        prev, self.prev = self.prev, None
+        if c.op is Opcode.MVM:
+            t = a["array"] // self.apt
+            if sb.conflict(a) is not None:
+                hit.add(HAZARD_BIN)
+                return False
+            hit.add(f"chip:mvm_tile={t}")
+            if any(u != t for u in sb.hulls):
+                hit.add("chip:overlap")
+                self.overlaps += 1
+            lo, hi = out_span(a)
+            if any(u != t and (h[1] == lo or h[0] == hi) for u, h in sb.hulls.items()):
+                hit.add("chip:adjacent_spans")
+            if prev is not None and prev[0] != t:
+                p = prev[1]
+                if (mvm_cycles(cfg, p["row0"], p["nrows"], p["ncols"])
+                        == mvm_cycles(cfg, a["row0"], a["nrows"], a["ncols"])):
+                    hit.add("chip:equal_back_to_back")
+                if (t < prev[0] and mvm_back(cfg, p["ncols"]) == mvm_back(cfg, a["ncols"])
+                        and mvm_front(cfg, p["row0"], p["nrows"], p["ncols"])
+                        == mvm_front(cfg, a["row0"], a["nrows"], a["ncols"]) + 1):
+                    hit.add("chip:staggered_request")
+            self.run = (t, self.run[1] + 1) if self.run[0] == t else (t, 1)
+            if self.run[1] >= self.depth + 1:
+                hit.add("chip:queue_run")
+            if self.run[1] >= self.depth + 2:
+                hit.add("chip:queue_run_long")
+            sb.step(c.op, a)
+            if len(sb.hulls) == cfg.n_tiles:
+                hit.add("chip:overlap_all")
+            self.busy.add(t)
+            self.prev = (t, dict(a))
+            return True
+        self.run = (-1, 0)
+        if c.op is Opcode.WRITE_W:
+            t = a["array"] // self.apt
+            if any(u != t for u in sb.hulls):
+                hit.add("chip:write_w_while_busy")
+            self.busy.add(t)
+        elif c.op is Opcode.BARRIER:
+            if a["local"]:
+                t = a["array"] // self.apt
+                hit.add("chip:barrier_local_busy" if t in self.busy else "chip:barrier_local_idle")
+                self.busy.discard(t)
+            else:
+                hit.add("chip:barrier_all_busy" if self.busy else "chip:barrier_all_idle")
+                self.busy.clear()
+        elif c.op in CHIP_OPS:
+            if sb.hulls:
+                hit.add("chip:chip_op_while_busy")
+            self.busy.clear()
+        sb.step(c.op, a)
+        return True
+
+
+def coverage_bins(cfg: HwConfig, *, illegal: bool = False) -> set[str]:
+    """Return every coverage bin :func:`covered` can report for a legal stream on ``cfg`` (bins a configuration
+    cannot reach, e.g. a multi-word row when a row fits one word, are left out); ``illegal`` adds
+    :data:`HAZARD_BIN` on a concurrent chip (reached by a stream that stops with HAZARD).
 
     * ``op:<NAME>`` for each opcode;
     * field corners: ``<op>:<field>=0`` / ``=max``, windows ``=full`` / ``count=1`` / ending at the last
@@ -35,10 +144,13 @@ def coverage_bins(cfg: HwConfig) -> set[str]:
       negative and positive column sums (and, for nearest rounding, sums half a step from a code), negative
       inputs (sign-bit plane), exact non-zero MVMs, REQUANT ties (positive and negative),
       rounding up, saturation at both ends; results observed: a READ of an MVM's output, and of an MVM that
-      read a REQUANT's output.
+      read a REQUANT's output;
+    * on a concurrent chip, the concurrency bins of :func:`chip_coverage_bins`.
     """
     isa = Isa.of(cfg)
-    bins = {f"op:{o.name}" for o in Opcode}
+    bins = {f"op:{o.name}" for o in Opcode} | chip_coverage_bins(cfg)
+    if illegal and is_concurrent(cfg):
+        bins.add(HAZARD_BIN)
     bins |= {f"write_w:{b}" for b in ("array=0", "array=max", "row=0", "row=max", "col=0", "end=max", "count=1",
                                       "count=full", "weight=min", "weight=max")}
     bins |= {f"load_in:{b}" for b in ("addr=0", "end=max", "count=1", "input=min", "input=max")}
@@ -84,6 +196,7 @@ class StreamStats:
     requant_ties: int = 0           #: values exactly halfway between two results (unsaturated)
     requant_saturated: int = 0
     results: int = 0                #: READ outputs
+    mvm_overlaps: int = 0           #: MVMs sent while another tile had MVMs since its last synchronisation
 
     @property
     def nonzero_fraction(self) -> float:
@@ -92,8 +205,10 @@ class StreamStats:
 
 
 def _replay(cfg: HwConfig, cmds: Iterable[Command]) -> tuple[set[str], StreamStats]:
-    """Replay legal commands on the semantics; return the bins hit and the counts (stops at HALT or an error)."""
+    """Replay legal commands on the semantics; return the bins hit and the counts (stops at HALT or an error, and
+    at a HAZARD, whose bin it adds)."""
     isa = Isa.of(cfg)
+    chip = _ChipCoverage(cfg) if is_concurrent(cfg) else None
     st = semantics.MachineState(cfg)
     hit: set[str] = set()
     s = SimpleNamespace(**{f.name: 0 for f in fields(StreamStats)})      # the counts, frozen at the end
@@ -123,6 +238,8 @@ def _replay(cfg: HwConfig, cmds: Iterable[Command]) -> tuple[set[str], StreamSta
 
     for c in cmds:
         if semantics.check(cfg, c.op, c.args) is not ErrorCode.NONE:
+            break
+        if chip is not None and not chip.step(c, hit):
             break
         s.commands += 1
         hit.add(f"op:{c.op.name}")
@@ -292,6 +409,7 @@ def _replay(cfg: HwConfig, cmds: Iterable[Command]) -> tuple[set[str], StreamSta
             semantics.ACTIONS[c.op](st, **a)
         if c.op is Opcode.HALT:
             break
+    s.mvm_overlaps = chip.overlaps if chip is not None else 0
     return hit, StreamStats(**vars(s))
 
 
@@ -311,7 +429,7 @@ def cosim_coverage_bins(cfg: HwConfig) -> set[str]:
     a row or the input buffer is longer than one word, REQUANT shift 0 and >0).
 
     A subset of :func:`coverage_bins` (which adds address corners and value bins: ADC saturation, REQUANT ties,
-    observed results).
+    observed results); on a concurrent chip, with every concurrency bin (:func:`chip_coverage_bins`).
     """
     isa = Isa.of(cfg)
     return ({f"op:{o.name}" for o in Opcode}
@@ -321,7 +439,8 @@ def cosim_coverage_bins(cfg: HwConfig) -> set[str]:
                "mvm:ncols=all", "requant:shift=0", "requant:shift>0", "requant:count>1", "read:count=1",
                "read:count>1", "write_w:count=1", "load_in:count=1"}
             | ({"write_w:multiword"} if cfg.logical_cols > isa.per_word(Opcode.WRITE_W) else set())     # reachable only
-            | ({"load_in:multiword"} if cfg.in_depth > isa.per_word(Opcode.LOAD_IN) else set()))  # when it fits
+            | ({"load_in:multiword"} if cfg.in_depth > isa.per_word(Opcode.LOAD_IN) else set())   # when it fits
+            | chip_coverage_bins(cfg))
 
 
 def cosim_covered(cfg: HwConfig, cmds: Iterable[Command]) -> set[str]:

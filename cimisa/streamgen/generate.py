@@ -12,6 +12,10 @@ A stream
   WRITE_W / LOAD_IN with corner windows; READs; BARRIERs;
 * ends with HALT (optional).
 
+On a concurrent chip (several tiles with command queues) the builder of :mod:`cimisa.streamgen.chipgen` adds
+MVMs spread over the tiles, queue runs, WRITE_Ws while other tiles compute and local BARRIERs, hazard-free by
+construction; any other configuration gets exactly the streams of this module.
+
 Field values are drawn with corner cases in mind: windows that are full, a single first or last element, start
 at 0 or end at the last address; strides 0, 1, the largest that fits; array 0 and the last array; ADC resolution
 1 and the maximum; shifts 0 and the maximum.
@@ -32,6 +36,7 @@ from typing import Protocol
 import numpy as np
 
 from cimisa import semantics
+from cimisa.concurrency import is_concurrent
 from cimisa.config import HwConfig
 from cimisa.isa import PAYLOAD, Command, ErrorCode, Isa, Opcode
 
@@ -311,11 +316,16 @@ def generate(cfg: HwConfig, rng: Randomness, n: int = 40, *, prologue: bool = Tr
     """Return a random legal program for ``cfg``: prologue (optional), at least ``n`` body commands, HALT.
 
     The body holds every non-HALT opcode at least once. ``rng`` supplies ``randint(lo, hi)``; with the same
-    draws the same stream comes out.
+    draws the same stream comes out. On a concurrent chip (:func:`cimisa.concurrency.is_concurrent`) the body
+    also spreads MVMs over the tiles and has no HAZARD (:mod:`cimisa.streamgen.chipgen`).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, not {n!r}")
-    b = _Builder(cfg, rng)
+    if is_concurrent(cfg):
+        from cimisa.streamgen.chipgen import ChipBuilder  # noqa: PLC0415 (chipgen extends this module's builder)
+        b: _Builder = ChipBuilder(cfg, rng)
+    else:
+        b = _Builder(cfg, rng)
     if prologue:
         b.prologue()
     b.body(n)

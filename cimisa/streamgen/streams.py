@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cimisa.concurrency import Scoreboard, is_concurrent
 from cimisa.config import HwConfig
 from cimisa.isa import Command, ErrorCode, Isa, Opcode
 from cimisa.streamgen.boundary import fits
 from cimisa.streamgen.generate import random_commands
 
 __all__ = ["StreamCase", "random_stream", "illegal_commands", "illegal_streams", "reachable_errors", "with_opcode",
-           "opcodes_of"]
+           "opcodes_of", "hazard_cases"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,44 @@ def illegal_commands(cfg: HwConfig) -> list[tuple[str, ErrorCode, Command]]:
         ("requant-src", ErrorCode.BAD_OUT_ADDR, Command.requant(src=O - 1, count=2, dst=0, dst_stride=1)),
         ("requant-count0", ErrorCode.BAD_OUT_ADDR, Command(Opcode.REQUANT, dict(src=0, count=0, dst=0,
                                                                                 dst_stride=0, shift=0))),
+        ("barrier-local-array", ErrorCode.BAD_ARRAY, Command.barrier(cfg.n_arrays)),
+        ("barrier-all-array", ErrorCode.BAD_ARRAY, Command(Opcode.BARRIER, dict(array=cfg.n_arrays, local=0))),
     ]
+    return out
+
+
+def hazard_cases(cfg: HwConfig) -> list[tuple[str, list[Command]]]:
+    """Command lists whose last MVM stops a concurrent chip with HAZARD (none unless ``is_concurrent(cfg)``).
+
+    Each starts from synchronised tiles; every command but the last is legal. Cases: the same outputs on two tiles;
+    one shared address at the end of a hull (the span's last element, strided); a hull of two MVMs whose gap holds
+    the other tile's outputs (no shared address: the hull is conservative); after a WRITE_W (which does not
+    synchronise); after a local BARRIER of the *other* tile (which clears only that tile); an accumulating MVM on
+    the spans of two other tiles (three or more tiles: the lowest is reported).
+    """
+    if not is_concurrent(cfg):
+        return []
+    apt, O = cfg.chip.arrays_per_tile, cfg.out_depth
+    t1 = apt                                               # the first array of tile 1
+    last = cfg.n_arrays - 1                                # on the last tile
+    n = max(1, min(4, cfg.logical_cols, O // 4))
+
+    def m(array, out_addr, ncols=n, out_stride=1, accumulate=False):
+        return Command.mvm(array=array, row0=0, nrows=min(2, cfg.rows), col0=0, ncols=ncols, in_addr=0,
+                           out_addr=out_addr, out_stride=out_stride, accumulate=accumulate, adc_bits=cfg.adc_bits)
+
+    stride = max(1, min(3, (O - 1) // max(1, n - 1))) if n > 1 else 1
+    end = (n - 1) * stride                                 # the last output of a strided span from 0
+    out = [
+        ("same-outputs", [m(0, 0), m(t1, 0)]),
+        ("last-element", [m(0, 0, out_stride=stride), m(last, end, ncols=1)]),
+        ("hull-gap", [m(0, 0, ncols=1), m(0, 2 * n + 1, ncols=1), m(t1, n, ncols=1)]),
+        ("after-write_w", [m(t1, O - n), Command.write_w(t1, 0, 0, [1]), m(0, O - 1, ncols=1)]),
+        ("after-other-barrier", [m(0, 0), Command.barrier(t1), m(t1 + apt - 1, n - 1, ncols=1)]),
+    ]
+    if cfg.n_tiles >= 3:
+        out.append(("two-hulls", [m(t1, n), m(2 * apt, 0), m(0, 0, ncols=min(2 * n, cfg.logical_cols),
+                                                           accumulate=True)]))
     return out
 
 
@@ -101,9 +139,10 @@ def reachable_errors(cfg: HwConfig) -> set[ErrorCode]:
     """Return the error codes some encodable stream provokes on ``cfg``.
 
     An out-of-range field needs a field wider than its range: with ``n_arrays`` a power of two, no array index
-    is out of range, so ``BAD_ARRAY`` cannot occur.
+    is out of range, so ``BAD_ARRAY`` cannot occur. ``HAZARD`` occurs only on a concurrent chip.
     """
     codes = {code for _, code, cmd in illegal_commands(cfg) if fits(cfg, cmd)}
+    codes |= {ErrorCode.HAZARD} if hazard_cases(cfg) else set()
     return codes | {ErrorCode.ILLEGAL_OPCODE, ErrorCode.TRUNCATED}
 
 
@@ -111,8 +150,9 @@ def illegal_streams(cfg: HwConfig, seed: int = 0, prefix: int = 6) -> list[Strea
     """Return streams that each stop with one error, after ``prefix`` random legal commands.
 
     After the offending command come more legal commands and a HALT, which the machine must discard. Covers
-    every code in :func:`reachable_errors`: each out-of-range check (several variants), undefined opcodes, a
-    payload cut short by the end of the stream, and a stream without HALT.
+    every code in :func:`reachable_errors`: each out-of-range check (several variants; a BARRIER naming an array
+    past the last), undefined opcodes, a payload cut short by the end of the stream, a stream without HALT and,
+    on a concurrent chip, each race of :func:`hazard_cases`.
     """
     isa = Isa.of(cfg)
     out: list[StreamCase] = []
@@ -152,4 +192,15 @@ def illegal_streams(cfg: HwConfig, seed: int = 0, prefix: int = 6) -> list[Strea
     # A stream that simply ends before HALT.
     pre = random_commands(cfg, seed * 1000 + 202, prefix, halt=False, prologue=False)
     case("truncated:no-halt", ErrorCode.TRUNCATED, pre, isa.encode(pre))
+    # Races between tiles (a concurrent chip): after random legal commands, the tiles synchronised by an
+    # all-tile BARRIER (or not, when no tile has MVMs pending), then the hazard.
+    for k, (name, cmds) in enumerate(hazard_cases(cfg)):
+        pre = random_commands(cfg, seed * 1000 + 300 + k, prefix, halt=False, prologue=False)
+        sb = Scoreboard(cfg)
+        for c in pre:
+            sb.step(c.op, c.args)
+        if sb.hulls or k % 2:
+            pre = pre + [Command.barrier()]
+        post = random_commands(cfg, seed * 1000 + 700 + k, 3, prologue=False)
+        case(f"hazard:{name}", ErrorCode.HAZARD, pre + cmds + post, isa.encode(pre + cmds + post))
     return out
