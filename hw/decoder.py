@@ -116,6 +116,9 @@ class CommandDecoder(wiring.Component):
             a = h.args.read
             with m.If((a.count == 0) | (a.addr + a.count > cfg.out_depth)):
                 m.d.comb += err.eq(ErrorCode.BAD_OUT_ADDR)
+        with m.Elif(h.opcode == Opcode.BARRIER):
+            with m.If(h.args.barrier.array >= cfg.n_arrays):
+                m.d.comb += err.eq(ErrorCode.BAD_ARRAY)
         return err
 
     def payload_ok(self, h):
