@@ -39,6 +39,10 @@ __all__ = ["StreamPrediction", "predict", "predict_words", "stop_cycles"]
 
 _INF = float("inf")
 
+#: Who wins the bus among tiles that could be granted in the same cycle (T6: the lowest index). A module-level
+#: name so that the mutant tests can swap it.
+_grant = min
+
 # Element kinds (one element per stream word, as the decoder hands them on).
 _TILE, _MVM, _CHIP, _BAR, _HALT, _ERR = range(6)
 
@@ -199,6 +203,7 @@ def _chip(cfg: HwConfig, elems, n_words: int, commands: int, keep: bool) -> Stre
     Dq = cfg.chip.queue_depth
     queue = [deque() for _ in range(T)]     # (element, push cycle)
     free = [0] * T                          # cycle the tile's controller can take its next element (INF: on the bus)
+    popped = [-1] * T                       # cycle of the tile's latest take (its slot frees one cycle later: T3)
     wait_bus: dict[int, tuple[int, int, int, int]] = {}  # tile -> (grantable from, back, start, element)
     busy = [0] * T
     bwait = [0] * T
@@ -233,6 +238,8 @@ def _chip(cfg: HwConfig, elems, n_words: int, commands: int, keep: bool) -> Stre
             elif kind in (_TILE, _MVM):
                 if len(queue[u]) < Dq:
                     cand_d = max(base, gfree)
+                    if popped[u] == cand_d and len(queue[u]) + 1 >= Dq:
+                        cand_d += 1                 # a take in this cycle frees its slot in the next (T3)
             elif kind == _BAR and u >= 0:
                 if not queue[u] and u not in wait_bus:
                     cand_d = max(base, gfree, free[u])
@@ -284,6 +291,7 @@ def _chip(cfg: HwConfig, elems, n_words: int, commands: int, keep: bool) -> Stre
         if cand_p == t:
             for u in pops:
                 k, _pushed = queue[u].popleft()
+                popped[u] = t
                 kind, _u, a, b, ci, nm = elems[k]
                 if kind == _MVM:
                     mvms[u] += 1
@@ -297,7 +305,7 @@ def _chip(cfg: HwConfig, elems, n_words: int, commands: int, keep: bool) -> Stre
                         tl.append((f"tile{u}", t, t + a, nm, ci))
         # ---- the bus grants the lowest waiting tile whose latency has passed (T6) ----
         if cand_b == t:
-            u = min(v for v, w in wait_bus.items() if w[0] <= t)
+            u = _grant(v for v, w in wait_bus.items() if w[0] <= t)
             ready, back, start, k = wait_bus.pop(u)
             free[u] = t + back
             bus_free = t + back
