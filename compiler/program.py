@@ -19,6 +19,25 @@ same input (``full_stream`` does so).
 Every MVM's addresses are derived per row and per column from the tiles it fires and checked to be one
 arithmetic progression each; the window must contain no cell of another tile. A violation is a kit bug and
 raises ``RuntimeError``.
+
+Concurrent chips (:func:`cimisa.concurrency.is_concurrent`: several tiles with command queues). The passes above
+number the placement's logical arrays; :func:`for_chip` (which :func:`compile_model` applies on such a chip)
+turns the programs into a stream whose MVMs run side by side on the tiles and that has no hazard:
+
+* **arrays**: every MVM and WRITE_W names the physical array of the chip map
+  (:func:`compiler.chipmap.map_to_chip` on the configuration, ``fixed`` budget: the arrays of one stage on
+  different tiles); a placement that needs weight-reload epochs there is refused (:class:`ShapeError`);
+* **order**: within each run of MVMs (a stage: between two chip commands) the MVMs are list-scheduled over the
+  tiles: each tile keeps its own MVMs in schedule order; the next MVM is taken, round-robin from the tile after
+  the last one's, among the tiles whose next MVM needs no barrier and whose earlier writes to the same outputs
+  (an overwrite and another MVM on a shared address) are out; only when none is free does the earliest
+  ready MVM go, after its barriers. Weight programming alternates tiles row by row (each array's rows in order);
+* **barriers**: the stream is walked with :class:`cimisa.concurrency.Scoreboard`; before an MVM whose outputs
+  meet another tile's hull goes a local ``BARRIER`` naming an array of that tile (as many as it meets). The
+  all-tile barriers of the sequential programs go: REQUANT, READ and LOAD_IN wait for every tile anyway. Each
+  local barrier is needed: without it the MVM after it is a HAZARD.
+
+Results and final status equal those of the sequential stream (``tests/test_concurrent_streams.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +46,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from cimisa.concurrency import Scoreboard, is_concurrent
 from cimisa.config import HwConfig
 from cimisa.errors import ModelError, ShapeError
 from cimisa.isa import Command, Opcode
@@ -36,7 +56,8 @@ from compiler.place import Placement, as_strategy, place
 from compiler.quant import QuantizedMonarch, default_requant_shift, quantize_dense, quantize_monarch
 from compiler.schedule import Schedule, schedule
 
-__all__ = ["MatmulProgram", "CompiledModel", "compile_model", "build_programs", "Buffers", "allocate_buffers"]
+__all__ = ["MatmulProgram", "CompiledModel", "compile_model", "build_programs", "Buffers", "allocate_buffers",
+           "for_chip", "chip_arrays", "concurrent_program", "interleave_tiles"]
 
 
 @dataclass(frozen=True)
@@ -299,6 +320,8 @@ class CompiledModel:
     quant: dict[str, QuantizedMonarch] = field(repr=False)
     schedule: Schedule | None = field(default=None, repr=False)
     adc_mode: AdcMode | str = AdcMode.EXACT
+    #: logical -> physical array of the commands (:func:`for_chip`); None: the commands name logical arrays
+    physical: tuple[int, ...] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return (f"CompiledModel(hw={self.hw.name!r}, strategy={str(self.strategy)!r}, nblocks={self.nblocks}, "
@@ -357,17 +380,146 @@ class CompiledModel:
         return cmds
 
 
+def chip_arrays(placement: Placement, hw: HwConfig, chipmap=None) -> tuple[int, ...]:
+    """The physical array of every logical array of ``placement`` on the concurrent chip ``hw``: ``chipmap``'s
+    (a :class:`compiler.chipmap.ChipMap` for ``hw``), else :func:`compiler.chipmap.map_to_chip` with the
+    ``fixed`` budget (the map ``mapper build`` gives the default budget). A placement that needs more arrays than
+    ``hw`` has, or weight-reload epochs, has no single stream: :class:`ShapeError`."""
+    from compiler.chipmap import map_to_chip  # noqa: PLC0415
+    if placement.n_arrays > hw.n_arrays:
+        raise ShapeError(f"{placement.strategy} needs {placement.n_arrays} arrays; the chip {hw.name} has "
+                         f"{hw.n_arrays}: a concurrent stream cannot reload weights (use a bigger chip)")
+    cm = chipmap if chipmap is not None else map_to_chip(placement, hw)
+    if cm.hw.n_arrays != hw.n_arrays or cm.hw.chip.arrays_per_tile != hw.chip.arrays_per_tile:
+        raise ShapeError(f"the chip map is for {cm.hw.name} ({cm.hw.n_arrays} arrays), the stream for {hw.name} "
+                         f"({hw.n_arrays})")
+    if len(cm.epochs) > 1:
+        raise ShapeError(f"{placement.strategy} needs {len(cm.epochs)} weight-reload epochs on {hw.name}: a "
+                         f"concurrent stream holds one (use a bigger chip)")
+    if len(cm.physical) != placement.n_arrays:
+        raise ShapeError(f"the chip map has {len(cm.physical)} arrays, the placement {placement.n_arrays}")
+    return tuple(int(a) for a in cm.physical)
+
+
+def _tile_order(last: int | None, n_tiles: int, tile: int) -> int:
+    """Rank of ``tile`` in the round-robin that starts after ``last``."""
+    return (tile - (last if last is not None else -1) - 1) % n_tiles
+
+
+def _out_set(args) -> frozenset[int]:
+    return frozenset(range(args["out_addr"], args["out_addr"] + args["ncols"] * args["out_stride"],
+                           args["out_stride"]))
+
+
+def _order_mvms(mvms: list[Command], sb: Scoreboard, last: int | None) -> tuple[list[Command], int | None]:
+    """List-schedule one run of MVMs (module docstring) and put the local barriers they need; return the
+    commands and the tile of the last MVM. ``sb`` is stepped over every command returned."""
+    n_tiles = sb.n_tiles
+    tiles = [sb.tile_of(c.args["array"]) for c in mvms]
+    outs = [_out_set(c.args) for c in mvms]
+    # an MVM waits for the earlier ones of other tiles that write one of its outputs, unless both accumulate
+    # (accumulations commute); MVMs of one tile keep their order anyway
+    deps = [[j for j in range(i) if tiles[j] != tiles[i] and not (mvms[i].args["accumulate"]
+                                                                   and mvms[j].args["accumulate"])
+             and not outs[i].isdisjoint(outs[j])] for i in range(len(mvms))]
+    queues: dict[int, list[int]] = {}
+    for i, t in enumerate(tiles):
+        queues.setdefault(t, []).append(i)
+    head = dict.fromkeys(queues, 0)
+    done = [False] * len(mvms)
+    out: list[Command] = []
+    for _ in range(len(mvms)):
+        ready = [queues[t][head[t]] for t in queues if head[t] < len(queues[t])]
+        ready = [i for i in ready if all(done[j] for j in deps[i])]
+        free = [i for i in ready if sb.conflict(mvms[i].args) is None]
+        if free:
+            i = min(free, key=lambda i: _tile_order(last, n_tiles, tiles[i]))
+        else:
+            i = min(ready)
+            while (u := sb.needs_barrier(mvms[i].args)) is not None:
+                bar = Command.barrier(array=u * sb.apt)
+                sb.step(bar.op, bar.args)
+                out.append(bar)
+        sb.step(Opcode.MVM, mvms[i].args)
+        out.append(mvms[i])
+        done[i] = True
+        head[tiles[i]] += 1
+        last = tiles[i]
+    return out, last
+
+
+def concurrent_program(commands, hw: HwConfig, physical: tuple[int, ...]) -> list[Command]:
+    """A sequential program's commands (MVM, REQUANT, BARRIER; logical arrays) for the concurrent chip ``hw``:
+    physical arrays, MVM runs ordered over the tiles, local barriers where needed, no all-tile barrier (module
+    docstring). The program must start with every tile synchronised (it follows a LOAD_IN)."""
+    sb = Scoreboard(hw)
+    out: list[Command] = []
+    run: list[Command] = []
+    last = None
+
+    def flush():
+        nonlocal last
+        if run:
+            cmds, last = _order_mvms(run, sb, last)
+            out.extend(cmds)
+            run.clear()
+
+    for c in commands:
+        if c.op is Opcode.MVM:
+            run.append(Command(Opcode.MVM, dict(c.args, array=physical[c.args["array"]])))
+            continue
+        flush()
+        if c.op is Opcode.BARRIER and not c.args.get("local", 0):
+            continue                       # every boundary of an MVM run is a chip command: it waits anyway
+        if c.op is Opcode.BARRIER:
+            c = Command.barrier(array=physical[c.args["array"]])
+        sb.step(c.op, c.args)
+        out.append(c)
+    flush()
+    return out
+
+
+def interleave_tiles(commands, hw: HwConfig) -> list[Command]:
+    """Tile commands (WRITE_W) reordered to alternate tiles, round-robin, each tile's commands in their order."""
+    apt = hw.chip.arrays_per_tile
+    per: dict[int, list[Command]] = {}
+    for c in commands:
+        per.setdefault(c.args["array"] // apt, []).append(c)
+    out: list[Command] = []
+    queues = [per[t] for t in sorted(per)]
+    for k in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[k] for q in queues if k < len(q))
+    return out
+
+
+def for_chip(compiled: CompiledModel, hw: HwConfig | None = None, chipmap=None) -> CompiledModel:
+    """``compiled`` (logical arrays) as the stream of the concurrent chip ``hw`` (default ``compiled.hw``; see
+    the module docstring); on a configuration that is not concurrent, ``compiled`` itself."""
+    hw = compiled.hw if hw is None else hw
+    if compiled.physical is not None:
+        raise ValueError("the model is already compiled for a chip")
+    if not is_concurrent(hw):
+        return compiled if hw is compiled.hw else replace(compiled, hw=hw)
+    phys = chip_arrays(compiled.placement, hw, chipmap)
+    progs = {name: replace(p, commands=tuple(concurrent_program(p.commands, hw, phys)))
+             for name, p in compiled.programs.items()}
+    wc = [Command(c.op, dict(c.args, array=phys[c.args["array"]]), c.data) for c in compiled.weight_commands]
+    return replace(compiled, hw=hw, programs=progs, weight_commands=tuple(interleave_tiles(wc, hw)), physical=phys)
+
+
 def compile_model(spec, factors: dict, hw: HwConfig, *, strategy: Strategy | str = Strategy.AUTO,
                   arrays: int | None = None, requant_shifts: dict[str, int] | None = None,
                   adc_mode: AdcMode | str = AdcMode.EXACT, colocate: bool = False,
-                  placement: Placement | None = None) -> CompiledModel:
+                  placement: Placement | None = None, concurrent: bool = True, chipmap=None) -> CompiledModel:
     """Compile a model: quantise factors, place, schedule, and build programs and weight commands.
 
     ``factors`` maps every mapped matmul name to ``(R, L, bias)`` (float, numpy or torch; bias is ignored here:
     it is added digitally by the runner). ``requant_shifts`` overrides :func:`compiler.quant.default_requant_shift`
     per matmul. ``adc_mode`` is ``"exact"`` (lossless when the configuration allows) or ``"paper"`` (the
     paper's ADC resolutions, see :mod:`compiler.schedule`). ``colocate`` lets ``auto`` fire same-input stage-1
-    blocks together (programs then carry ``depends_on``).
+    blocks together (programs then carry ``depends_on``). On a concurrent chip (:func:`is_concurrent`) the
+    programs are :func:`for_chip`'s (physical arrays of ``chipmap``, default the ``fixed`` map; ordered over the
+    tiles, local barriers), unless ``concurrent`` is False (the logical programs, e.g. to rewrite them first).
     """
     mapped = spec.mapped()
     missing = [m.name for m in mapped if m.name not in factors]
@@ -402,5 +554,6 @@ def compile_model(spec, factors: dict, hw: HwConfig, *, strategy: Strategy | str
             shifts[mi] = default_requant_shift(quant[m.name], hw.input_bits)
     progs, _ = build_programs(placement, sched, hw, shifts)
     wc = weight_commands(placement, hw, quant)
-    return CompiledModel(hw=hw, strategy=strategy, nblocks=nb, placement=placement, weight_commands=tuple(wc),
-                         programs=progs, quant=quant, schedule=sched, adc_mode=adc_mode)
+    out = CompiledModel(hw=hw, strategy=strategy, nblocks=nb, placement=placement, weight_commands=tuple(wc),
+                        programs=progs, quant=quant, schedule=sched, adc_mode=adc_mode)
+    return for_chip(out, chipmap=chipmap) if concurrent and is_concurrent(hw) else out

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from cimisa.concurrency import is_concurrent
 from cimisa.config import CostParams, HwConfig, load_hw
 from cimisa.errors import ModelError, ShapeError
 from cimisa.isa import Command
@@ -357,7 +358,9 @@ def build(model: str, hw: str | HwConfig = "paper-256", options: BuildOptions = 
     selection = None
     if o.adc_mode == AdcMode.ACCURACY:
         step("adc")
-        selection = select_for_build(_compile(spec, factors, cfg, o, main.placement), o.max_error)
+        # on the sequential twin of a concurrent chip (logical arrays, the schedule's numbering), then for_chip
+        seq = cfg.replace(chip={"queue_depth": 0}) if is_concurrent(cfg) else cfg
+        selection = select_for_build(_compile(spec, factors, seq, o, main.placement), o.max_error)
         compare[o.strategy] = main = replace(main, schedule=selection.schedule)
     step("chip")
     ref_st = o.reference or Strategy.LINEAR
@@ -368,7 +371,8 @@ def build(model: str, hw: str | HwConfig = "paper-256", options: BuildOptions = 
     commands = checked = None
     if factors is not None:
         step("stream")
-        cm = selection.compiled if selection else _compile(spec, factors, cfg, o, main.placement)
+        from compiler.program import for_chip  # noqa: PLC0415
+        cm = for_chip(selection.compiled, cfg) if selection else _compile(spec, factors, cfg, o, main.placement)
         commands = tuple(cm.full_stream(stream_inputs(cm, STREAM_SEED)))
         step("check")
         if o.check:
@@ -392,7 +396,10 @@ def _build_nblocks(model: str, spec: ModelSpec, nblocks: int | None) -> int:
 
 
 def _compile(spec: ModelSpec, factors: dict, cfg: HwConfig, o: BuildOptions, placement: Placement):
-    """The compiled model of a build's stream (weights, programs) on ``placement``."""
+    """The compiled model of a build's stream (weights, programs) on ``placement``; on a concurrent chip
+    (:func:`cimisa.concurrency.is_concurrent`) the chip's stream: the physical arrays of the ``fixed`` chip map
+    (the build's own under the default budget), MVMs ordered over the tiles, local barriers
+    (:func:`compiler.program.for_chip`)."""
     from compiler.program import compile_model  # noqa: PLC0415
     if placement.n_arrays > cfg.n_arrays:
         raise ShapeError(f"{o.strategy} needs {placement.n_arrays} arrays; {cfg.name} has {cfg.n_arrays} "

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cimisa.config import HwConfig
+from cimisa.errors import StreamError
 from compiler.kinds import AdcMode, Strategy
 from compiler.stream_inputs import STREAM_SEED, stream_inputs
 
@@ -61,10 +62,13 @@ def stream_check(spec, factors, hw: HwConfig, strategy: Strategy, *, colocate: b
     error of the stream's output against the float product of the same integer factors with the paper's ADC
     resolutions (``log2`` of the rows per column); ``adc_error_configured``: the same with the configuration's
     own ADCs (``exact`` mode: as many bits as the configuration has, the step covering the full column-sum range).
+    On a concurrent chip the streams are the chip's (:func:`compiler.program.for_chip`); a stream the golden
+    model stops (e.g. a HAZARD) is a :class:`~cimisa.errors.StreamError` naming the command.
     """
     from compiler.program import compile_model  # noqa: PLC0415
     from compiler.quant import float_product, reference_int_product  # noqa: PLC0415
     from sw_model import run_commands  # noqa: PLC0415
+    from sw_model.errors import CimError  # noqa: PLC0415
     big = hw.replace(n_arrays=max(hw.n_arrays, 1))
     exact_hw = big.lossless()
     ok, matmuls, errors = True, 0, {}
@@ -73,7 +77,11 @@ def stream_check(spec, factors, hw: HwConfig, strategy: Strategy, *, colocate: b
                            adc_mode=AdcMode.PAPER if mode == "paper" else AdcMode.EXACT, colocate=colocate,
                            placement=placement)
         inputs = _stream_inputs(cm)
-        out = run_commands(cfg, cm.full_stream(inputs)).results
+        try:
+            out = run_commands(cfg, cm.full_stream(inputs)).results
+        except CimError as exc:        # HAZARD on a concurrent chip, or any other stop: the compiler's fault
+            raise StreamError(f"the {strategy} stream compiled for {cfg.name} does not run on the golden model "
+                              f"({exc}); this is a compiler bug, please report it") from None
         pos = 0
         errs = []
         for name in cm.program_order(inputs):
