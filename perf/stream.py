@@ -35,7 +35,7 @@ from cimisa.concurrency import Scoreboard, is_concurrent
 from cimisa.config import HwConfig
 from cimisa.isa import Command, ErrorCode, Isa, Opcode
 
-__all__ = ["StreamPrediction", "predict", "predict_words", "stop_cycles"]
+__all__ = ["StreamPrediction", "predict", "predict_words", "stop_cycles", "HARNESSES"]
 
 _INF = float("inf")
 
@@ -160,13 +160,21 @@ def _elements(cfg: HwConfig, words: Sequence[int], concurrent: bool):
     return out, ci
 
 
-def _stop(cfg: HwConfig, t: int, stop_elem: int, n_words: int) -> int:
+#: Testbenches whose cycle counts :func:`predict_words` reproduces: the co-simulation harness (cocotb and the fast
+#: C++ harness, ``measured_cycles`` of ``python -m sim run``) and :mod:`hw.pysim`'s, which counts one cycle fewer
+#: when two or more words follow the element that stopped the machine (they differ only in that drain).
+HARNESSES = ("cosim", "pysim")
+
+
+def _stop(cfg: HwConfig, t: int, stop_elem: int, n_words: int, harness: str) -> int:
     """Cycles counted when the element ``stop_elem`` stopped the machine in cycle ``t``: the stop constant, or the
-    cycles needed to accept (and discard) the words after it, one per cycle, if that is longer."""
-    return max(t + stop_cycles(cfg), t + (n_words - 1 - stop_elem))
+    cycles the testbench needs to offer (and the machine to discard) the words after it, one per cycle, if that
+    is longer."""
+    trail = n_words - 1 - stop_elem
+    return max(t + stop_cycles(cfg), t + trail + (harness == "cosim"))
 
 
-def _sequential(cfg: HwConfig, elems, n_words: int, commands: int, keep: bool) -> StreamPrediction:
+def _sequential(cfg: HwConfig, elems, n_words: int, commands: int, keep: bool, harness: str) -> StreamPrediction:
     """One controller: element ``k`` is accepted when element ``k - 1`` completes (the first in cycle 1)."""
     t = 1
     busy = 0
@@ -176,7 +184,7 @@ def _sequential(cfg: HwConfig, elems, n_words: int, commands: int, keep: bool) -
         if kind in (_HALT, _ERR):
             if keep:
                 tl.append(("tile0", t, t + 1, name, ci))
-            return _result(cfg, False, _stop(cfg, t, k, n_words), commands, n_words,
+            return _result(cfg, False, _stop(cfg, t, k, n_words, harness), commands, n_words,
                            "HALTED" if kind == _HALT else "ERROR", t, [busy + 1], [0], [mvms], 0, 0, 0, tl, keep)
         if keep:
             tl.append(("tile0", t, t + dur, name, ci))
@@ -196,7 +204,7 @@ def _result(cfg, concurrent, cycles, commands, n_words, state, stop, busy, wait,
                             timeline=tuple(tl) if keep else None)
 
 
-def _chip(cfg: HwConfig, elems, n_words: int, commands: int, keep: bool) -> StreamPrediction:
+def _chip(cfg: HwConfig, elems, n_words: int, commands: int, keep: bool, harness: str) -> StreamPrediction:
     """The event model of a concurrent chip (spec T1-T8)."""
     T = cfg.n_tiles
     L = timing.bus_latency(cfg)
@@ -270,7 +278,7 @@ def _chip(cfg: HwConfig, elems, n_words: int, commands: int, keep: bool) -> Stre
             if kind == _ERR or kind == _HALT:
                 if keep:
                     tl.append(("dispatch", t, t + 1, nm, ci))
-                return _result(cfg, True, _stop(cfg, t, e, n_words), commands, n_words,
+                return _result(cfg, True, _stop(cfg, t, e, n_words, harness), commands, n_words,
                                "HALTED" if kind == _HALT else "ERROR", t, busy, bwait, mvms, bus_busy, gbusy, stall,
                                tl, keep)
             if kind in (_TILE, _MVM):
@@ -321,16 +329,21 @@ def _chip(cfg: HwConfig, elems, n_words: int, commands: int, keep: bool) -> Stre
                    bus_busy, gbusy, stall, tl, keep)
 
 
-def predict_words(cfg: HwConfig, words: Sequence[int], *, timeline: bool = False) -> StreamPrediction:
-    """Predict the cycles of the stream ``words`` on ``cfg``'s generated hardware (see the module docstring)."""
+def predict_words(cfg: HwConfig, words: Sequence[int], *, timeline: bool = False,
+                  harness: str = "cosim") -> StreamPrediction:
+    """Predict the cycles of the stream ``words`` on ``cfg``'s generated hardware (see the module docstring), as
+    the testbench ``harness`` (:data:`HARNESSES`) counts them."""
+    if harness not in HARNESSES:
+        raise ValueError(f"harness must be one of {', '.join(HARNESSES)}, not {harness!r}")
     words = list(words)
     conc = is_concurrent(cfg)
     elems, commands = _elements(cfg, words, conc)
     if conc:
-        return _chip(cfg, elems, len(words), commands, timeline)
-    return _sequential(cfg, elems, len(words), commands, timeline)
+        return _chip(cfg, elems, len(words), commands, timeline, harness)
+    return _sequential(cfg, elems, len(words), commands, timeline, harness)
 
 
-def predict(cfg: HwConfig, cmds: Sequence[Command], *, timeline: bool = False) -> StreamPrediction:
+def predict(cfg: HwConfig, cmds: Sequence[Command], *, timeline: bool = False,
+            harness: str = "cosim") -> StreamPrediction:
     """Predict the cycles of the commands ``cmds`` (encoded as :meth:`cimisa.isa.Isa.encode` does)."""
-    return predict_words(cfg, Isa.of(cfg).encode(cmds), timeline=timeline)
+    return predict_words(cfg, Isa.of(cfg).encode(cmds), timeline=timeline, harness=harness)

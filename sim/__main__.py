@@ -116,20 +116,32 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _ratio(v) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
 def _print_summary(s: dict, out) -> None:
     b = s["build"]
     built = "reused" if b["reused"] else f"{b['seconds']:.1f} s"
     print(f"{s['model']} on {s['hw']} ({s['hw_tag']}), {s['simulator']}: build {built}")
     width = max([24] + [len(st["name"]) for st in s["streams"]])
-    print(f"{'stream':<{width}} {'commands':>9} {'words':>7} {'cycles':>9} {'cycles/s':>10} {'results':>8} "
-          f"{'status':<28} {'mismatches':>10}")
+    print(f"{'stream':<{width}} {'commands':>9} {'words':>7} {'cycles':>9} {'predicted':>9} {'ratio':>7} "
+          f"{'cycles/s':>10} {'results':>8} {'status':<28} {'mismatches':>10}")
     for st in s["streams"]:
         status = "/".join(str(v) for v in st["status"])
         print(f"{st['name']:<{width}} {st['commands']:>9} {st['words']:>7} {st['cycles']:>9} "
+              f"{st.get('predicted_cycles', '-'):>9} {_ratio(st.get('cycle_ratio')):>7} "
               f"{st['cycles_per_s']:>10.0f} {st['results']:>8} {status:<28} {st['mismatches']:>10}")
     where = f" -> {out}/summary.json" if out else ""
-    print(f"total: {s['commands']} commands, {s['cycles']} cycles, {s['cycles_per_s']:.0f} cycles/s, "
+    pred = ""
+    if "predicted_cycles" in s:
+        worst = s["cycle_ratio_worst"]
+        on = f" on {s['cycle_ratio_worst_stream']}" if worst is not None else ""
+        pred = f", predicted {s['predicted_cycles']} (worst predicted/measured {_ratio(worst)}{on})"
+    print(f"total: {s['commands']} commands, {s['cycles']} cycles{pred}, {s['cycles_per_s']:.0f} cycles/s, "
           f"{s['mismatches']} mismatches{where}")
+    if s.get("cycle_note"):
+        print(f"note: cycle ratios: {s['cycle_note']}")
 
 
 def _check(args) -> int:

@@ -1,6 +1,7 @@
 """The co-simulation flow behind ``python -m sim run``: map a model, run RTL and sw_model, summarise.
 
-:func:`cosim_model` returns the summary as data (the CLI prints it); with ``out_dir`` it also writes
+:func:`cosim_model` returns the summary as data (the CLI prints it), every stream with the cycles the performance
+model predicts for it (:mod:`perf.stream`) next to the measured ones; with ``out_dir`` it also writes
 ``summary.json``, the simulator's log, job and report files and, with ``waves``, the wave file, all at once
 through :func:`cimisa.fsutil.atomic_dir` (nothing is left behind when a step fails).
 """
@@ -18,13 +19,14 @@ from pathlib import Path
 from cimisa.config import HwConfig, load_hw
 from cimisa.errors import KitError
 from cimisa.fsutil import atomic_dir, check_out_dir
+from perf.stream import predict_words
 from sim import fast, runner
 from sim.cases import make_cases
 from sim.job import Case, JobReport
 from sim.model_stream import DEFAULT_HW, STRATEGIES, STREAM_SEED, resolve_stream, stream_source
 from sim.streams import illegal_streams, random_stream
 
-__all__ = ["cosim_model", "cosim_check", "summarize", "MAX_RANDOM", "MAX_LENGTH", "MAX_RANDOM_COMMANDS"]
+__all__ = ["cosim_model", "cosim_check", "summarize", "cycle_fields", "MAX_RANDOM", "MAX_LENGTH", "MAX_RANDOM_COMMANDS"]
 
 #: The fast path: the exported Verilog in a plain Verilator C++ harness (:mod:`sim.fast`), no cocotb.
 FAST = fast.SIMULATOR
@@ -56,9 +58,40 @@ def _engine(cfg: HwConfig, simulator: str, waves: bool):
                                                          work_dir=work_dir)
 
 
-def summarize(cfg: HwConfig, report: JobReport, *, model: str, strategies: Sequence[str], build) -> dict:
-    """Return the JSON summary of a co-simulation run."""
-    return {
+#: Why a stream's ``cycle_ratio`` is null (the prediction is still reported).
+NOTE_HANDSHAKE = ("--gap/--backpressure: the prediction assumes words offered back to back and results always "
+                  "accepted; not comparable")
+NOTE_TIMED_OUT = "the run timed out: its measured cycles are not the stream's"
+
+
+def cycle_fields(cfg: HwConfig, case: Case, measured: int, *, timed_out: bool = False) -> dict:
+    """``predicted_cycles`` (:func:`perf.stream.predict_words`), ``measured_cycles``, ``cycle_ratio`` (predicted /
+    measured; None with a ``cycle_note`` when the run used a gappy or back-pressured handshake or timed out)."""
+    pred = predict_words(cfg, case.words).cycles
+    note = NOTE_HANDSHAKE if (case.gap or case.backpressure) else NOTE_TIMED_OUT if timed_out else None
+    ratio = round(pred / measured, 6) if note is None and measured > 0 else None
+    return {"predicted_cycles": pred, "measured_cycles": measured, "cycle_ratio": ratio, "cycle_note": note}
+
+
+def _worst(streams: Sequence[dict]) -> tuple[float | None, str | None]:
+    """The per-stream ratio farthest from 1 and its stream (None when no ratio is comparable)."""
+    rated = [st for st in streams if st.get("cycle_ratio") is not None]
+    if not rated:
+        return None, None
+    w = max(rated, key=lambda st: abs(math.log(st["cycle_ratio"])) if st["cycle_ratio"] > 0 else math.inf)
+    return w["cycle_ratio"], w["name"]
+
+
+def summarize(cfg: HwConfig, report: JobReport, *, model: str, strategies: Sequence[str], build,
+              cases: Sequence[Case] | None = None) -> dict:
+    """Return the JSON summary of a co-simulation run; with ``cases`` (the job's, in order) each stream also gets
+    the performance model's prediction (:func:`cycle_fields`) and the summary the total and the worst ratio."""
+    streams = [{"name": c.name, "commands": c.commands, "words": c.words, "cycles": c.cycles,
+                "cycles_per_s": c.sim_cycles / c.wall_s if c.wall_s else 0.0, "results": c.results,
+                "expected_results": c.expected_results, "status": list(c.status),
+                "expected_status": list(c.expected_status), "mismatches": c.mismatches,
+                "timed_out": c.timed_out, "first_mismatches": c.details[:10]} for c in report.cases]
+    out = {
         "model": model,
         "hw": cfg.name,
         "hw_tag": cfg.tag,
@@ -75,12 +108,19 @@ def summarize(cfg: HwConfig, report: JobReport, *, model: str, strategies: Seque
         "process_wall_s": report.wall_s,
         "mismatches": report.mismatches,
         "ok": report.mismatches == 0,
-        "streams": [{"name": c.name, "commands": c.commands, "words": c.words, "cycles": c.cycles,
-                     "cycles_per_s": c.sim_cycles / c.wall_s if c.wall_s else 0.0, "results": c.results,
-                     "expected_results": c.expected_results, "status": list(c.status),
-                     "expected_status": list(c.expected_status), "mismatches": c.mismatches,
-                     "timed_out": c.timed_out, "first_mismatches": c.details[:10]} for c in report.cases],
+        "streams": streams,
     }
+    if cases is not None:
+        if [c.name for c in cases] != [c.name for c in report.cases]:
+            raise KitError("the simulator's report does not list the job's streams in order")
+        for st, case, rc in zip(streams, cases, report.cases):
+            st.update(cycle_fields(cfg, case, rc.cycles, timed_out=rc.timed_out))
+        worst, where = _worst(streams)
+        notes = sorted({st["cycle_note"] for st in streams if st["cycle_note"]})
+        out.update(predicted_cycles=sum(st["predicted_cycles"] for st in streams),
+                   measured_cycles=report.cycles, cycle_ratio_worst=worst, cycle_ratio_worst_stream=where,
+                   cycle_note="; ".join(notes) or None)
+    return out
 
 
 #: Bounds of ``python -m sim check``: random streams, commands per stream, and commands in all.
@@ -125,10 +165,10 @@ def _simulate(cfg: HwConfig, cases: Sequence[Case], simulator: str, *, waves: bo
     with _engine(cfg, simulator, waves) as (build, run_cases):
         if out is None:
             report = run_cases(cases)
-            return summarize(cfg, report, model=model, strategies=strategies, build=build)
+            return summarize(cfg, report, model=model, strategies=strategies, build=build, cases=cases)
         with atomic_dir(out, force=force) as tmp:
             report = run_cases(cases, work_dir=tmp / "sim")
-            summary = summarize(cfg, report, model=model, strategies=strategies, build=build)
+            summary = summarize(cfg, report, model=model, strategies=strategies, build=build, cases=cases)
             _write_out(tmp, summary, report, out)
     return summary
 
