@@ -29,8 +29,15 @@ check it, with one address interval per tile:
 
 The hull is conservative (two interleaved output sets conflict even if no address is shared); a compiler avoids it
 by putting a BARRIER of the other tile first (:meth:`Scoreboard.needs_barrier`). On a chip that is not concurrent
-no stream has a hazard. A stream without hazards on a chip is also free of them on any chip whose tiles are unions of that
-chip's tiles (fewer, larger tiles), because a BARRIER names an array, not a tile.
+no stream has a hazard.
+
+The check depends on the tiling, so a stream is checked (or compiled) for the chip it runs on. A stream without
+hazards on a chip has no *race* (two MVMs that may run at the same time writing a common address) on any chip
+whose tiles are unions of that chip's tiles (fewer, larger tiles: a BARRIER names an array, so it also synchronises
+the larger tile that holds it), and so computes the in-order results there too; but that chip may still stop it
+with HAZARD, because one hull then covers the MVMs of several smaller tiles *and the gaps between them* (tiles 0
+and 1 of four writing ``[0, 2)`` and ``[10, 12)``, tile 2 writing ``[5, 6)``: no hazard on four tiles, a HAZARD
+on two).
 """
 
 from __future__ import annotations

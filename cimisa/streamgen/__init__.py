@@ -33,6 +33,7 @@ from cimisa.streamgen.coverage import (
 from cimisa.streamgen.generate import HOT_ARRAY, PROBE_SIZE, Randomness, generate, probe_array, random_commands
 from cimisa.streamgen.streams import (
     StreamCase,
+    hazard_cases,
     illegal_commands,
     illegal_streams,
     opcodes_of,
@@ -44,4 +45,4 @@ from cimisa.streamgen.streams import (
 __all__ = ["Randomness", "generate", "random_commands", "coverage_bins", "covered", "stream_stats", "StreamStats",
            "PROBE_SIZE", "HOT_ARRAY", "probe_array", "boundary_cases", "fits", "any_command", "StreamCase",
            "random_stream", "illegal_commands", "illegal_streams", "reachable_errors", "with_opcode", "opcodes_of",
-           "cosim_coverage_bins", "cosim_covered", "chip_coverage_bins", "HAZARD_BIN"]
+           "cosim_coverage_bins", "cosim_covered", "chip_coverage_bins", "HAZARD_BIN", "hazard_cases"]
