@@ -313,6 +313,8 @@ def test_the_hull_check_depends_on_the_tiling():
     gap = [mvm(0, 0), mvm(24, 10), mvm(48, 5, ncols=1), Command.halt()]
     assert sw_model.run_commands(T4, gap).ok and races(T2, gap) == []
     assert sw_model.run_commands(T2, gap, raise_on_error=False).status_tuple() == ("ERROR", "HAZARD", 2)
+    assert races(T4, [mvm(0, 0), mvm(24, 1)]) == [1] and races(T4, [mvm(0, 0), Command.barrier(0), mvm(24, 1)]) == []
+    assert races(T4, [mvm(0, 0, out_stride=4), mvm(24, 2, ncols=1)]) == []           # a hull HAZARD, no race
     split = [mvm(0, 0), mvm(24, 0), Command.halt()]
     assert sw_model.run_commands(T2, split).ok
     assert sw_model.run_commands(T4, split, raise_on_error=False).status_tuple() == ("ERROR", "HAZARD", 1)
@@ -354,6 +356,14 @@ def test_chip_bins_by_hand():
     assert streamgen.chip_coverage_bins(TINY) == set() and not any(b.startswith("chip:")
                                                                     for b in streamgen.covered(TINY, cmds))
     assert streamgen.stream_stats(cfg, cmds).mvm_overlaps == 4
+    chip = {b for b in streamgen.covered(cfg, [Command.barrier(0)]) if b.startswith("chip:")}
+    assert chip == {"chip:barrier_local_idle"}
+    chip = {b for b in streamgen.covered(cfg, [mvm(0, 0), Command.barrier(0), Command.barrier(0)])
+            if b.startswith("chip:barrier")}
+    assert chip == {"chip:barrier_local_busy", "chip:barrier_local_idle"}
+    assert "chip:queue_run" not in streamgen.covered(cfg, [mvm(1, 0)] * 4 + [Command.read(0, 1), mvm(1, 0)])
+    assert streamgen.covered(cfg, [mvm(0, 0), mvm(24, 0)]) >= {streamgen.HAZARD_BIN, "chip:mvm_tile=0"}
+    assert "chip:mvm_tile=1" not in streamgen.covered(cfg, [mvm(0, 0), mvm(24, 0)])
 
 
 def test_one_tile_streams_are_unchanged_by_the_chip_generator():

@@ -385,3 +385,62 @@ def test_rtl_datapath_mutants_are_caught(monkeypatch, name, cls_name, old, new, 
     else:
         streams = hw_tile.truncation_streams(cfg)
     assert hw_tile.stream_problems(cfg, streams, hw_tile.TileBatch(cfg))
+
+
+# ---- the concurrency hazard check (cimisa.concurrency.Scoreboard, shared by the golden models) ------------------
+#: (name, Scoreboard method or module function, old, new): each must make the hand cases of
+#: tests/test_concurrency.py (and the golden model's HAZARD streams) fail.
+SCOREBOARD_MUTANTS = [
+    ("hull_replaced_not_merged", "step", "[lo, hi] if h is None else [min(h[0], lo), max(h[1], hi)]", "[lo, hi]"),
+    ("local_barrier_clears_all", "step", 'self.hulls.pop(args["array"] // self.apt, None)', "self.hulls.clear()"),
+    ("chip_op_does_not_clear", "step", "elif op in CHIP_OPS:\n        self.hulls.clear()",
+     "elif op in CHIP_OPS:\n        pass"),
+    ("write_w_clears", "step", "elif op in CHIP_OPS:", "elif op in CHIP_OPS | {Opcode.WRITE_W}:"),
+    ("local_flag_ignored", "step", 'if args["local"]:', "if False:"),
+    ("span_end_one_short", "out_span", 'lo + (args["ncols"] - 1) * args["out_stride"] + 1',
+     'lo + (args["ncols"] - 1) * args["out_stride"]'),
+    ("span_stride_ignored", "out_span", 'lo + (args["ncols"] - 1) * args["out_stride"] + 1', 'lo + args["ncols"]'),
+    ("adjacent_spans_meet", "conflict", "lo < b and a < hi", "lo <= b and a <= hi"),
+    ("own_tile_conflicts", "conflict", "u != t and lo < b", "lo < b"),
+    ("highest_tile_reported", "conflict", "return min(hit) if hit else None", "return max(hit) if hit else None"),
+]
+
+
+@pytest.mark.parametrize("name,fn_name,old,new", SCOREBOARD_MUTANTS, ids=[m[0] for m in SCOREBOARD_MUTANTS])
+def test_scoreboard_cases_catch_mutant(monkeypatch, name, fn_name, old, new):
+    from cimisa import concurrency
+    from tests import test_concurrency as conc_tests
+    assert conc_tests.scoreboard_problems() == []
+    if fn_name == "out_span":
+        monkeypatch.setattr(concurrency, "out_span", mutant(concurrency.out_span, old, new))
+    else:
+        monkeypatch.setattr(concurrency.Scoreboard, fn_name, mutant(concurrency.Scoreboard.__dict__[fn_name], old, new))
+    assert conc_tests.scoreboard_problems()
+
+
+#: The concurrency coverage (cimisa.streamgen.coverage._ChipCoverage) and the generator's hazard avoidance
+#: (cimisa.streamgen.chipgen.ChipBuilder.emit): (name, class, method, old, new, killing test of test_concurrency).
+CHIP_STREAM_MUTANTS = [
+    ("queue_run_long_one_early", "_ChipCoverage", "step", "self.run[1] >= self.depth + 2",
+     "self.run[1] >= self.depth + 1", "test_chip_bins_by_hand"),
+    ("busy_barrier_swapped", "_ChipCoverage", "step", '"chip:barrier_local_busy" if t in self.busy',
+     '"chip:barrier_local_busy" if t not in self.busy', "test_chip_bins_by_hand"),
+    ("run_not_broken_by_other_commands", "_ChipCoverage", "step", "    self.run = (-1, 0)\n", "",
+     "test_chip_bins_by_hand"),
+    ("hazard_not_stopping", "_ChipCoverage", "step", "hit.add(HAZARD_BIN)\n            return False",
+     "hit.add(HAZARD_BIN)", "test_chip_bins_by_hand"),
+    ("generator_ignores_hazards", "ChipBuilder", "emit", "while (u := self.sb.conflict(cmd.args)) is not None:",
+     "while False:", "test_concurrent_streams_are_legal_hazard_free_and_cover_every_bin"),
+]
+
+
+@pytest.mark.parametrize("name,cls_name,meth,old,new,killer", CHIP_STREAM_MUTANTS,
+                         ids=[m[0] for m in CHIP_STREAM_MUTANTS])
+def test_chip_stream_checks_catch_mutant(monkeypatch, name, cls_name, meth, old, new, killer):
+    from cimisa.streamgen import chipgen, coverage
+    from tests import test_concurrency as conc_tests
+    cls = {"_ChipCoverage": coverage._ChipCoverage, "ChipBuilder": chipgen.ChipBuilder}[cls_name]
+    monkeypatch.setattr(cls, meth, mutant(cls.__dict__[meth], old, new))
+    test = getattr(conc_tests, killer)
+    with pytest.raises(AssertionError):
+        test(conc_tests.MICRO3) if killer.startswith("test_concurrent") else test()

@@ -1,4 +1,4 @@
-"""Random legal streams for a concurrent chip (:func:`cimisa.concurrency.is_concurrent`): the tiles compute side by side.
+"""Random legal streams for a concurrent chip (:func:`cimisa.concurrency.is_concurrent`): tiles compute side by side.
 
 :func:`cimisa.streamgen.generate` draws from :class:`ChipBuilder` instead of the one-tile builder when the
 configuration is concurrent (any other configuration keeps exactly the one-tile streams). On top of the one-tile
