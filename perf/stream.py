@@ -241,8 +241,8 @@ def _chip(cfg: HwConfig, elems, n_words: int, commands: int, keep: bool, harness
         if e < n:
             kind, u, a, _b, _ci, _nm = elems[e]
             base = max(arrival, t)
-            if kind == _ERR:
-                cand_d = base
+            if kind == _ERR:                # once the global controller is idle (a READ in flight finishes)
+                cand_d = max(base, gfree)
             elif kind in (_TILE, _MVM):
                 if len(queue[u]) < Dq:
                     cand_d = max(base, gfree)
@@ -325,8 +325,9 @@ def _chip(cfg: HwConfig, elems, n_words: int, commands: int, keep: bool, harness
                 ci = elems[k][4]
                 tl.append((f"tile{u}", start, t + back, "MVM", ci))
                 tl.append(("bus", t, t + back, "MVM", ci))
-    return _result(cfg, True, last_done + 1, commands, n_words, "TRUNCATED", last_done - 1, busy, bwait, mvms,
-                   bus_busy, gbusy, stall, tl, keep)
+    # Truncated: the status changes in the first cycle every controller is idle after the stream's last element.
+    return _result(cfg, True, last_done + stop_cycles(cfg), commands, n_words, "TRUNCATED", last_done, busy, bwait,
+                   mvms, bus_busy, gbusy, stall, tl, keep)
 
 
 def predict_words(cfg: HwConfig, words: Sequence[int], *, timeline: bool = False,

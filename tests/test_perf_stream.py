@@ -132,9 +132,9 @@ def test_hazard_stops_at_the_failing_header():
         predict(C, long, harness="icarus")
 
 
-def test_truncated_stream_ends_when_its_last_element_completes():
+def test_truncated_stream_ends_when_every_controller_is_idle():
     p = predict(C, [mvm(0), mvm(1, out=8)])
-    assert p.state == "TRUNCATED" and p.cycles == 2 + F + L + 2 * B + 1
+    assert p.state == "TRUNCATED" and p.cycles == 2 + F + L + 2 * B + K
 
 
 @pytest.mark.parametrize("hw", ["fpga-micro", "fpga-tiny", "fpga-tiny-sliced"])
@@ -200,3 +200,121 @@ def test_words_and_commands_agree_and_it_is_fast():
     assert time.perf_counter() - t < 2.0
     assert p == predict(cfg, cmds) and p.words == len(words) and p.commands == len(cmds)
     assert p.to_json()["cycles"] == p.cycles
+
+
+# ---- against the RTL (hw.chip.CimChip / hw.tile.CimTile in Amaranth's simulator; the fast Verilator harness) ----
+
+HAND = {
+    "two-tiles": [mvm(0, out=0), mvm(1, out=8), Command.halt()],
+    "bus-tie": [mvm(1, nrows=4, out=0), mvm(0, nrows=3, out=8), ww(0), Command.halt()],
+    "queue-full": [mvm(0), ww(0, 0), ww(0, 1), ww(0, 2), mvm(1, out=8), Command.halt()],
+    "local-barrier": [mvm(0, nrows=16, out=0), mvm(1, out=8), Command.barrier(array=1), mvm(1, out=8),
+                      Command.halt()],
+    "all-barrier": [mvm(0, nrows=16, out=0), mvm(1, out=8), Command.barrier(), mvm(1, out=8), Command.halt()],
+    "chip-drain": [Command.load_in(0, [1, 2, 3]), mvm(0), mvm(1, out=8), Command.read(0, 2), mvm(0),
+                   Command.halt()],
+    "hazard": [mvm(0, out=0), mvm(1, out=1), Command.halt()],
+    "truncated": [mvm(0), mvm(1, out=8)],
+}
+
+
+def _rtl_cycles(cfg, streams):
+    """``{name: (measured, predicted)}`` of ``streams`` ({name: words}) on cfg's RTL top in hw.pysim."""
+    from hw.pysim import TileSim  # noqa: PLC0415
+    sim = TileSim(cfg)
+    return {name: (sim.run(w).cycles, predict_words(cfg, w, harness="pysim").cycles) for name, w in streams.items()}
+
+
+def test_rtl_chip_cycles_equal_the_hand_timelines(monkeypatch):
+    isa = Isa.of(C)
+    got = _rtl_cycles(C, {n: isa.encode(c) for n, c in HAND.items()})
+    assert {n: m for n, (m, _p) in got.items()} == {n: p for n, (_m, p) in got.items()}
+    monkeypatch.setattr(ps, "_grant", max)            # the mutant must be caught by the RTL comparison too
+    assert predict(C, HAND["bus-tie"], harness="pysim").cycles != got["bus-tie"][0]
+
+
+@pytest.mark.parametrize("cfg", [C, chip(2, depth=1, hop_ns=1.0), chip(3, depth=4, hop_ns=3.0)],
+                         ids=lambda c: f"{c.name}-q{c.chip.queue_depth}-l{bus_latency(c)}")
+def test_rtl_chip_cycles_equal_prediction_on_random_streams(cfg):
+    from cimisa.streamgen import hazard_cases, illegal_streams  # noqa: PLC0415
+    isa = Isa.of(cfg)
+    streams = {f"random-{s}": isa.encode(random_commands(cfg, s, 40)) for s in range(5)}
+    if cfg is C:
+        streams.update({st.name: st.words for st in illegal_streams(cfg, seed=0, prefix=2)[::3]})
+        streams.update({n: isa.encode(c) for n, c in hazard_cases(cfg)})
+    got = _rtl_cycles(cfg, streams)
+    diff = {n: mp for n, mp in got.items() if mp[0] != mp[1]}
+    assert not diff, diff
+    assert sum(m for m, _ in got.values()) > 20 * len(got)
+
+
+def test_rtl_single_tile_cycles_equal_prediction():
+    from cimisa.streamgen import illegal_streams  # noqa: PLC0415
+    cfg = load_hw("fpga-micro")
+    isa = Isa.of(cfg)
+    streams = {f"random-{s}": isa.encode(random_commands(cfg, s, 30)) for s in range(3)}
+    streams.update({st.name: st.words for st in illegal_streams(cfg, seed=0, prefix=2)[::2]})
+    got = _rtl_cycles(cfg, streams)
+    assert {n: m for n, (m, _p) in got.items()} == {n: p for n, (_m, p) in got.items()}
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("strategy", ["linear", "auto"])
+def test_tiny_bert_on_four_tiles_predicted_equals_measured(strategy):
+    """The mapper's tiny-bert stream on fpga-tiny-4t in the fast Verilator harness (one build, cached)."""
+    from sim import fast  # noqa: PLC0415
+    from sim.cases import make_cases  # noqa: PLC0415
+    from sim.model_stream import model_stream  # noqa: PLC0415
+    if fast.unavailable_reason():
+        pytest.skip(fast.unavailable_reason())
+    cfg = load_hw("fpga-tiny-4t")
+    st = model_stream("tiny-bert", cfg, strategy)
+    fast.build(cfg)
+    rep = fast.run(cfg, make_cases(cfg, [(st.name, st.words)]))
+    (case,) = rep.cases
+    assert case.mismatches == 0 and case.status[0] == "HALTED"
+    p = predict_words(cfg, st.words)
+    assert p.cycles == case.cycles
+    one = load_hw("fpga-tiny")                          # the same model on one tile is predicted slower
+    assert predict_words(one, model_stream("tiny-bert", one, strategy).words).cycles > p.cycles
+
+
+# ---- the co-simulation summary (sim.flow / python -m sim) ---------------------------------------------------------
+
+def _fake_report(cases, cycles, timed_out=()):
+    from sim.job import CaseReport, JobReport  # noqa: PLC0415
+    return JobReport("verilator-fast", [
+        CaseReport(name=c.name, words=len(c.words), commands=c.commands, cycles=n, sim_cycles=n + 20, wall_s=0.1,
+                   status=c.expected_status, expected_status=c.expected_status, results=len(c.expected_results),
+                   expected_results=len(c.expected_results), mismatches=0, timed_out=c.name in timed_out)
+        for c, n in zip(cases, cycles)])
+
+
+def test_summary_reports_predicted_measured_and_ratio(capsys):
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from sim.__main__ import _print_summary  # noqa: PLC0415
+    from sim.cases import make_cases  # noqa: PLC0415
+    from sim.flow import NOTE_HANDSHAKE, NOTE_TIMED_OUT, summarize  # noqa: PLC0415
+    isa = Isa.of(C)
+    items = [("a", isa.encode(HAND["two-tiles"])), ("b", isa.encode(HAND["chip-drain"])),
+             ("c", isa.encode(HAND["bus-tie"]))]
+    pred = [predict_words(C, w).cycles for _, w in items]
+    build = SimpleNamespace(directory="d", verilog="v", seconds=1.0, reused=True)
+    cases = make_cases(C, items)
+    s = summarize(C, _fake_report(cases, [pred[0], pred[1] + 10, pred[2]], timed_out={"c"}), model="m",
+                  strategies=[], build=build, cases=cases)
+    a, b, c = s["streams"]
+    assert (a["predicted_cycles"], a["measured_cycles"], a["cycle_ratio"], a["cycle_note"]) == (pred[0], pred[0], 1.0,
+                                                                                                  None)
+    assert b["cycle_ratio"] == round(pred[1] / (pred[1] + 10), 6) and b["cycles"] == b["measured_cycles"]
+    assert c["cycle_ratio"] is None and c["cycle_note"] == NOTE_TIMED_OUT
+    assert s["cycle_ratio_worst"] == b["cycle_ratio"] and s["cycle_ratio_worst_stream"] == "b"
+    assert s["predicted_cycles"] == sum(pred) and s["cycle_note"] == NOTE_TIMED_OUT
+    _print_summary(s, None)
+    out = capsys.readouterr().out
+    assert "predicted" in out and f"{b['cycle_ratio']:.4f} on b" in out and "note: cycle ratios" in out
+    gappy = make_cases(C, items, gap=0.3)                 # not comparable: reported, no ratio
+    s = summarize(C, _fake_report(gappy, pred), model="m", strategies=[], build=build, cases=gappy)
+    assert [st["cycle_ratio"] for st in s["streams"]] == [None] * 3 and s["cycle_ratio_worst"] is None
+    assert s["cycle_note"] == NOTE_HANDSHAKE and s["streams"][0]["predicted_cycles"] == pred[0]
