@@ -28,10 +28,12 @@ turns the programs into a stream whose MVMs run side by side on the tiles and th
   (:func:`compiler.chipmap.map_to_chip` on the configuration, ``fixed`` budget: the arrays of one stage on
   different tiles); a placement that needs weight-reload epochs there is refused (:class:`ShapeError`);
 * **order**: within each run of MVMs (a stage: between two chip commands) the MVMs are list-scheduled over the
-  tiles: each tile keeps its own MVMs in schedule order; the next MVM is taken, round-robin from the tile after
-  the last one's, among the tiles whose next MVM needs no barrier and whose earlier writes to the same outputs
-  (an overwrite and another MVM on a shared address) are out; only when none is free does the earliest
-  ready MVM go, after its barriers. Weight programming alternates tiles row by row (each array's rows in order);
+  tiles: each tile keeps its own MVMs in schedule order; an MVM is *ready* when the earlier MVMs of other tiles
+  that write one of its outputs are out (unless both accumulate: accumulations commute), *free* when it needs
+  no barrier. The next MVM is a free one, on another tile than the last if possible, from the tile with the
+  most MVMs left, ties round-robin from the last tile (so consecutive MVMs alternate tiles as long as the run
+  allows it); only when none is free does the earliest ready MVM go, after its barriers. Weight programming
+  alternates tiles row by row (each array's rows in order);
 * **barriers**: the stream is walked with :class:`cimisa.concurrency.Scoreboard`; before an MVM whose outputs
   meet another tile's hull goes a local ``BARRIER`` naming an array of that tile (as many as it meets). The
   all-tile barriers of the sequential programs go: REQUANT, READ and LOAD_IN wait for every tile anyway. Each
@@ -46,7 +48,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from cimisa.concurrency import Scoreboard, is_concurrent
+from cimisa.concurrency import Scoreboard, is_concurrent, out_span
 from cimisa.config import HwConfig
 from cimisa.errors import ModelError, ShapeError
 from cimisa.isa import Command, Opcode
@@ -411,12 +413,25 @@ def _out_set(args) -> frozenset[int]:
                            args["out_stride"]))
 
 
+def _blocks(i: int, sb: Scoreboard, tiles: list[int], spans: list[tuple[int, int]], done: list[bool]) -> int:
+    """How many pending MVMs of other tiles the hull of ``i``'s tile would newly meet once ``i`` is issued."""
+    t, (lo, hi) = tiles[i], spans[i]
+    h = sb.hulls.get(t)
+    a, b = (lo, hi) if h is None else (min(h[0], lo), max(h[1], hi))
+    n = 0
+    for j, (lo_j, hi_j) in enumerate(spans):
+        if j != i and not done[j] and tiles[j] != t and lo_j < b and a < hi_j:
+            n += h is None or not (lo_j < h[1] and h[0] < hi_j)
+    return n
+
+
 def _order_mvms(mvms: list[Command], sb: Scoreboard, last: int | None) -> tuple[list[Command], int | None]:
     """List-schedule one run of MVMs (module docstring) and put the local barriers they need; return the
     commands and the tile of the last MVM. ``sb`` is stepped over every command returned."""
     n_tiles = sb.n_tiles
     tiles = [sb.tile_of(c.args["array"]) for c in mvms]
     outs = [_out_set(c.args) for c in mvms]
+    spans = [out_span(c.args) for c in mvms]
     # an MVM waits for the earlier ones of other tiles that write one of its outputs, unless both accumulate
     # (accumulations commute); MVMs of one tile keep their order anyway
     deps = [[j for j in range(i) if tiles[j] != tiles[i] and not (mvms[i].args["accumulate"]
@@ -433,7 +448,12 @@ def _order_mvms(mvms: list[Command], sb: Scoreboard, last: int | None) -> tuple[
         ready = [i for i in ready if all(done[j] for j in deps[i])]
         free = [i for i in ready if sb.conflict(mvms[i].args) is None]
         if free:
-            i = min(free, key=lambda i: _tile_order(last, n_tiles, tiles[i]))
+            # the fewest MVMs of other tiles newly blocked by the grown hull; then another tile than the last one
+            # if possible, the one with the most MVMs left (so the run keeps alternating to its end); ties
+            # round-robin from the last tile
+            i = min(free, key=lambda i: (_blocks(i, sb, tiles, spans, done), tiles[i] == last,
+                                         head[tiles[i]] - len(queues[tiles[i]]),
+                                         _tile_order(last, n_tiles, tiles[i])))
         else:
             i = min(ready)
             while (u := sb.needs_barrier(mvms[i].args)) is not None:
@@ -480,15 +500,22 @@ def concurrent_program(commands, hw: HwConfig, physical: tuple[int, ...]) -> lis
 
 
 def interleave_tiles(commands, hw: HwConfig) -> list[Command]:
-    """Tile commands (WRITE_W) reordered to alternate tiles, round-robin, each tile's commands in their order."""
+    """Tile commands (WRITE_W) reordered to alternate tiles, each tile's commands in their order: next from the
+    tile, other than the last one's, with the most commands left (ties: round-robin), so that as few neighbours
+    as the tile counts allow share a tile."""
     apt = hw.chip.arrays_per_tile
     per: dict[int, list[Command]] = {}
     for c in commands:
         per.setdefault(c.args["array"] // apt, []).append(c)
+    head = dict.fromkeys(per, 0)
     out: list[Command] = []
-    queues = [per[t] for t in sorted(per)]
-    for k in range(max((len(q) for q in queues), default=0)):
-        out.extend(q[k] for q in queues if k < len(q))
+    last = None
+    for _ in range(len(commands)):
+        t = min((u for u in per if head[u] < len(per[u])),
+                key=lambda u: (u == last, head[u] - len(per[u]), _tile_order(last, hw.n_tiles, u)))
+        out.append(per[t][head[t]])
+        head[t] += 1
+        last = t
     return out
 
 
