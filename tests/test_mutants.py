@@ -224,8 +224,9 @@ def test_hand_oracles_catch_rule_mutants(monkeypatch, name, fn, old, new, oracle
 
 
 CHECK_MUTANTS = [   # (name, old, new, occurrence of old, occurrences in the source)
-    ("write_w_array", 'if a["array"] >= cfg.n_arrays:', 'if a["array"] > cfg.n_arrays:', 0, 2),
-    ("mvm_array", 'if a["array"] >= cfg.n_arrays:', 'if a["array"] > cfg.n_arrays:', 1, 2),
+    ("write_w_array", 'if a["array"] >= cfg.n_arrays:', 'if a["array"] > cfg.n_arrays:', 0, 3),
+    ("mvm_array", 'if a["array"] >= cfg.n_arrays:', 'if a["array"] > cfg.n_arrays:', 1, 3),
+    ("barrier_array", 'if a["array"] >= cfg.n_arrays:', 'if a["array"] > cfg.n_arrays:', 2, 3),
     ("load_in_end", 'a["addr"] + a["count"] > cfg.in_depth', 'a["addr"] + a["count"] >= cfg.in_depth', 0, 1),
     ("mvm_in_last", 'a["in_addr"] + (a["nrows"] - 1) * a["in_stride"] >= cfg.in_depth',
      'a["in_addr"] + (a["nrows"] - 1) * a["in_stride"] > cfg.in_depth', 0, 1),

@@ -104,9 +104,11 @@ def test_boundary_cases_agree_with_the_checks():
             assert streamgen.fits(cfg, cmd)
             assert semantics.check(cfg, cmd.op, cmd.args) is code, (cfg.name, name)
         ops = {cmd.op for _, cmd, code in cases if code is not ErrorCode.NONE}
-        assert ops == {Opcode.WRITE_W, Opcode.LOAD_IN, Opcode.MVM, Opcode.REQUANT, Opcode.READ}
+        assert ops - {Opcode.BARRIER} == {Opcode.WRITE_W, Opcode.LOAD_IN, Opcode.MVM, Opcode.REQUANT, Opcode.READ}
+        assert (Opcode.BARRIER in ops) == ("mvm:array=max+1" in names)       # where an index past the end fits
     # 3 arrays: the index 3 is encodable, so both ends of the array bound are there
-    assert {"write_w:array=max+1", "mvm:array=max+1"} <= {n for n, _, _ in streamgen.boundary_cases(ODD)}
+    assert {"write_w:array=max+1", "mvm:array=max+1", "barrier:array=max+1", "barrier:all,array=max+1"} <= {
+        n for n, _, _ in streamgen.boundary_cases(ODD)}
     assert "mvm:array=max+1" not in {n for n, _, _ in streamgen.boundary_cases(MICRO)}   # 1-bit field
 
 

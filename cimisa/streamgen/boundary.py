@@ -23,7 +23,8 @@ def boundary_cases(cfg: HwConfig) -> list[tuple[str, Command, ErrorCode]]:
 
     Covers each ``>=`` / ``>`` of :func:`cimisa.semantics.check`: array index, row and column windows (through the
     start and through the count), ADC resolution 1..max, input and output windows (contiguous, and strided so that
-    the *last* element lands on or past the end), REQUANT source and destination, READ. Commands whose fields do
+    the *last* element lands on or past the end), REQUANT source and destination, READ, BARRIER's array (local and
+    all-tile). Commands whose fields do
     not fit their widths on ``cfg`` are left out; payloads (when legal) hold small non-zero values.
     """
     R, C, I, O, N = cfg.rows, cfg.logical_cols, cfg.in_depth, cfg.out_depth, cfg.n_arrays
@@ -144,6 +145,9 @@ def boundary_cases(cfg: HwConfig) -> list[tuple[str, Command, ErrorCode]]:
     rd("end=max", ok, addr=O // 2, count=O - O // 2)
     rd("end=max+1", e.BAD_OUT_ADDR, addr=O // 2, count=O - O // 2 + 1)
     rd("count=0", e.BAD_OUT_ADDR, count=0)
+    out.append(("barrier:array=max", Command.barrier(N - 1), ok))
+    out.append(("barrier:array=max+1", Command.barrier(N), e.BAD_ARRAY))
+    out.append(("barrier:all,array=max+1", Command(Opcode.BARRIER, dict(array=N, local=0)), e.BAD_ARRAY))
     return [(name, cmd, code) for name, cmd, code in out if fits(cfg, cmd)]
 
 
