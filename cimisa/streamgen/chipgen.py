@@ -218,7 +218,8 @@ class ChipBuilder(_Builder):
             self.mvm_on(b, shape, array=arr)
 
     def t_barrier_tile(self) -> None:
-        """A local BARRIER of a busy tile (one with pending commands) or an idle one; an all-tile BARRIER."""
+        """A local BARRIER of a busy tile (one with pending commands) or an idle one; an all-tile BARRIER (of a busy
+    chip, or of an idle one: sometimes a second BARRIER, all-tile or local, right after the first)."""
         busy = sorted(self.sb.hulls)
         idle = [t for t in range(self.n_tiles) if t not in self.sb.hulls]
         mode = self.pick(["busy", "idle", "all"])
@@ -231,6 +232,8 @@ class ChipBuilder(_Builder):
             self.emit(Command.barrier(self.array_of(self.pick(idle))))
         else:
             self.emit(Command.barrier())
+            if self.chance(0.5):
+                self.emit(Command.barrier(*([] if self.chance(0.5) else [self.array_of(self.ri(0, self.n_tiles - 1))])))
 
     def t_adjacent(self) -> None:
         """An MVM whose outputs start right after, or end right before, another tile's hull (no overlap)."""
