@@ -23,10 +23,15 @@ from cimisa.config import HwConfig
 from cimisa.isa import Command, Isa, Opcode
 
 __all__ = ["adc_rounds", "command_cycles", "mvm_cycles", "mvm_front", "mvm_back", "row_groups", "stream_cycles",
-           "bus_latency", "bus_words_per_cycle", "rtl_chip_problems", "BUS_WORD_BYTES", "MAX_RTL_TILES"]
+           "bus_latency", "bus_words_per_cycle", "rtl_chip_problems", "BUS_WORD_BYTES", "MAX_RTL_TILES",
+           "CHIP_HALT_CYCLES"]
 
 #: Bytes the chip's bus carries per word: one 32-bit accumulator.
 BUS_WORD_BYTES = 4
+#: Cycles the harness counts after the cycle in which :class:`hw.chip.CimChip`'s dispatcher accepts HALT (or a
+#: header with an error): its status register is written at the end of that cycle and seen one cycle later,
+#: exactly as on one controller (T8).
+CHIP_HALT_CYCLES = 2
 #: Most tiles the RTL generates (one controller, ADC bank and command queue each).
 MAX_RTL_TILES = 16
 

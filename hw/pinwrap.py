@@ -1,4 +1,4 @@
-"""A two-pin wrapper around :class:`~hw.tile.CimTile` for FPGA resource and timing reports."""
+"""A two-pin wrapper around the RTL top (:func:`hw.chip.top`: a tile or a chip) for FPGA resource and timing reports."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw._util import check_cfg
-from hw.tile import CimTile
+from hw.chip import top
 
 __all__ = ["PinWrapper"]
 
@@ -37,7 +37,7 @@ class PinWrapper(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.tile = tile = CimTile(self._cfg)
+        m.submodules.tile = tile = top(self._cfg)
         ins = Cat(tile.cmd.valid, tile.cmd.payload, tile.res.ready)
         shreg = Signal(len(ins))
         m.d.sync += shreg.eq(Cat(self.sin, shreg[:-1]))

@@ -1,4 +1,5 @@
-"""Run a command stream through :class:`~hw.tile.CimTile` in Amaranth's Python simulator.
+"""Run a command stream through the RTL top (:func:`hw.chip.top`: :class:`~hw.tile.CimTile` or
+:class:`~hw.chip.CimChip`) in Amaranth's Python simulator.
 
 This is the testbench used by the pysim tests and the cycle benchmark (:class:`TileSim` keeps one simulator for
 many streams, :func:`run_tile` runs one); it drives ``cmd`` with the words (``last``
@@ -18,6 +19,7 @@ import sw_model
 from cimisa.check import Verdict, check_runs
 from cimisa.config import HwConfig
 from cimisa.isa import ErrorCode, RunState
+from hw.chip import CimChip, top
 from hw.tile import CimTile
 
 __all__ = ["TileRun", "TileSim", "run_tile", "check_words"]
@@ -47,9 +49,9 @@ class TileSim:
     of these per configuration; :func:`run_tile` is the one-stream case.
     """
 
-    def __init__(self, cfg, tile: CimTile | None = None):
+    def __init__(self, cfg, tile: CimTile | CimChip | None = None):
         self.cfg = cfg
-        self.dut = dut = tile if tile is not None else CimTile(cfg)
+        self.dut = dut = tile if tile is not None else top(cfg)
         self._words: list[int] = []
         self._ready = None
         self._max = 0
@@ -126,7 +128,7 @@ class TileSim:
 
 def run_tile(cfg: HwConfig, words: Sequence[int], *, max_cycles: int | None = None,
              res_ready: Callable[[int], bool] | None = None, vcd: str | None = None,
-             tile: CimTile | None = None) -> TileRun:
+             tile: CimTile | CimChip | None = None) -> TileRun:
     """Simulate ``words`` (``last`` set on the final word) on a fresh tile and return a :class:`TileRun`.
 
     The one-stream case of :class:`TileSim` (same options).
