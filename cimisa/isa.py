@@ -30,8 +30,8 @@ from cimisa.errors import KitError
 from cimisa.rules import MAX_REQUANT_SHIFT
 
 __all__ = [
-    "Opcode", "ErrorCode", "RunState", "FIELDS", "FIELD_DEFAULTS", "PAYLOAD", "Command", "Isa", "EncodeError", "DecodeError",
-    "OPCODE_BITS", "bits_for",
+    "Opcode", "ErrorCode", "RunState", "FIELDS", "FIELD_DEFAULTS", "PAYLOAD", "Command", "Isa", "EncodeError",
+    "DecodeError", "OPCODE_BITS", "bits_for",
 ]
 
 OPCODE_BITS = 4
