@@ -33,11 +33,13 @@ def _seed(text: str) -> int:
 def make_parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
     p = KitArgumentParser(prog="python -m hw",
-                          description="CIM tile RTL: Verilog export, lint, FPGA synthesis reports, block diagram.")
+                          description="CIM RTL (one tile, or a concurrent chip of several tiles): Verilog "
+                                      "export, lint, FPGA synthesis reports, block diagram.")
     progress.add_common_options(p, threads=False, top_level=True)
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     e = sub.add_parser("export", help="write cim_tile_<tag>.v and its JSON sidecar into a folder",
-                       description="Export the tile RTL of a configuration as Verilog (cim_tile_<tag>.v) with a JSON "
+                       description="Export the RTL of a configuration (a tile, or a concurrent chip) as Verilog "
+                                   "(cim_tile_<tag>.v) with a JSON "
                                    "sidecar of its ports and parameters; optionally lint it with Verilator.")
     e.add_argument("--hw", required=True, help="built-in configuration name or a .toml/.json file")
     e.add_argument("--out", default=None, help="output folder (default: export-<hw> in the current folder; written "
@@ -54,10 +56,10 @@ def make_parser() -> argparse.ArgumentParser:
     progress.add_common_options(ln, threads=False)
     ln.set_defaults(func=_lint)
     s = sub.add_parser("synth", help="yosys + nextpnr: resources and Fmax",
-                       description="Synthesise (yosys), place and route (nextpnr) the tile for an FPGA target and "
+                       description="Synthesise (yosys), place and route (nextpnr) the RTL for an FPGA target and "
                                    "print its resources and Fmax; takes one to several minutes.")
     s.add_argument("--hw", required=True, help="built-in configuration name or a .toml/.json file")
-    s.add_argument("--target", required=True, help="ice40-up5k | ecp5-25k | ecp5-85k")
+    s.add_argument("--target", required=True, help="ice40-up5k | ecp5-25k | ecp5-45k | ecp5-85k")
     s.add_argument("--out", help="also write the figures to this JSON file (default: print only)")
     s.add_argument("--work-dir", help="keep yosys/nextpnr files and logs in this folder (kept when a tool fails)")
     s.add_argument("--seed", type=_seed, default=1, help="nextpnr placement seed (default: %(default)s)")

@@ -1,4 +1,5 @@
-"""Verilog export of :class:`~hw.tile.CimTile` with a JSON sidecar, and Verilator lint.
+"""Verilog export of the RTL top (:func:`hw.chip.top`: :class:`~hw.tile.CimTile` or :class:`~hw.chip.CimChip`)
+with a JSON sidecar, and Verilator lint.
 
 The co-simulation runner calls :func:`export_verilog` and :func:`lint` as library functions; ``python -m hw
 export`` is a thin front end.
@@ -20,6 +21,7 @@ from cimisa.config import HwConfig, load_hw
 from cimisa.errors import KitError
 from cimisa.fsutil import atomic_write_text
 from cimisa.isa import Isa
+from hw.chip import CimChip, top
 from hw.tile import CimTile
 
 __all__ = ["TOP", "LINT_WAIVERS", "LintError", "export_verilog", "sidecar", "verilator_path", "lint", "log_dir",
@@ -83,10 +85,10 @@ def _layout_fields(shape) -> dict | None:
     return out
 
 
-def sidecar(cfg: HwConfig, tile: CimTile | None = None) -> dict:
+def sidecar(cfg: HwConfig, tile: CimTile | CimChip | None = None) -> dict:
     """Return the JSON sidecar of the exported tile: configuration, word width, flattened ports."""
     isa = Isa.of(cfg)
-    tile = tile if tile is not None else CimTile(cfg)
+    tile = tile if tile is not None else top(cfg)
     ports = [{"name": "clk", "dir": "input", "width": 1}, {"name": "rst", "dir": "input", "width": 1}]
     for path, member, value in tile.signature.flatten(tile):
         name = "__".join(str(p) for p in path)
@@ -112,7 +114,7 @@ def export_verilog(cfg: HwConfig | str, out_dir: str | os.PathLike) -> Path:
     atomically (temporary file + rename), so a failure leaves no partial file behind.
     """
     cfg = load_hw(cfg)
-    tile = CimTile(cfg)
+    tile = top(cfg)
     text = verilog.convert(tile, name=TOP, emit_src=False)
     meta = sidecar(cfg, tile)
     out_dir = Path(out_dir)

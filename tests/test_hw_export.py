@@ -1,4 +1,5 @@
-"""Verilog export + Verilator lint for fpga-micro, fpga-tiny and fpga-tiny-sliced; the ``python -m hw`` command line."""
+"""Verilog export + Verilator lint for fpga-micro, fpga-tiny, fpga-tiny-sliced and a 2-tile chip; the ``python -m hw``
+command line."""
 
 from __future__ import annotations
 
@@ -43,6 +44,26 @@ def test_export_is_deterministic(tmp_path):
     assert a.read_bytes() == b.read_bytes()
     assert a.with_suffix(".json").read_bytes() == b.with_suffix(".json").read_bytes()
     assert str(tmp_path) not in a.read_text()
+
+
+def test_export_and_lint_a_two_tile_chip(tmp_path):
+    """A concurrent configuration exports CimChip with CimTile's ports, lint-clean under the same waivers."""
+    from tests.test_hw_chip import CHIP2
+    path = export_verilog(CHIP2, tmp_path)
+    text = path.read_text()
+    assert "module cim_tile(" in text and "tile1" in text and "queue1" in text
+    ports = {p["name"] for p in json.loads(path.with_suffix(".json").read_text())["ports"]}
+    assert ports == {"clk", "rst", "cmd__valid", "cmd__ready", "cmd__payload", "res__valid", "res__ready",
+                     "res__payload", "status"}
+    lint(path)
+
+
+def test_an_unbuildable_chip_is_one_cli_error(tmp_path):
+    cfg = tmp_path / "mesh.toml"
+    cfg.write_text('base = "fpga-tiny-2t"\n[chip]\ntopology = "mesh"\nmesh_cols = 2\n')
+    r = _cli("export", "--hw", str(cfg), "--out", str(tmp_path / "out"))
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "topology must be bus" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_lint_reports_failure(tmp_path):
