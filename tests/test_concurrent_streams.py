@@ -30,7 +30,7 @@ def _compiled(model: str, hw, strategy: str):
                                  colocate=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _stream(model: str, hw_name: str, strategy: str):
     from compiler.stream_inputs import STREAM_SEED, stream_inputs
     cm = _compiled(model, load_hw(hw_name), strategy)
