@@ -15,6 +15,25 @@ cycles of write-back, which hold the chip's shared bus to the output buffer; the
 :func:`bus_latency` cycles after the request at the earliest (the network's hop latency) and carries one 32-bit
 accumulator per cycle (its bandwidth). The event rules are in :mod:`perf.stream`; :func:`rtl_chip_problems`
 says why a configuration's chip cannot be generated.
+
+**The chip timing spec as built** (``docs/hw.md``; cycle 0 is the first cycle word 0 is offered, ``L =
+bus_latency``, ``Dq = chip.queue_depth``): T1 element ``k`` reaches the dispatcher in cycle ``k + 1`` at the
+earliest; T2 the dispatcher takes at most one element per cycle, in order: a tile element (MVM header passing the
+HAZARD check, WRITE_W header or payload word) when its tile's queue holds fewer than ``Dq`` elements and the
+global controller is idle; a chip element when every tile is idle and the global controller is in its idle
+state; BARRIER when its tile (``local``) or every tile is idle and the global controller is idle; HALT when
+everything is idle; **a header with an error once the global controller is idle** (pinned: a READ in flight
+delivers all its words first, so the result words equal the golden model's; tiles still computing are not waited
+for); T3 an element pushed in cycle ``c`` can be taken in ``c + 1``, a take in ``c`` frees its slot for a push in
+``c + 1``; T4 a tile is idle when its queue is empty and its controller idle, not between WRITE_W payload words;
+T5 the single controller's cycles per element, except an MVM taken in ``c`` requests the bus in ``r = c +
+mvm_front`` and, granted in ``g``, writes back in ``g .. g + mvm_back - 1`` and takes its next element in ``g +
+mvm_back``; T6 ``g`` is the first cycle ``>= r + L`` in which the bus is free, lowest tile first; T7 a chip element
+runs ``command_cycles`` on the global controller; T8 (pinned) the harness counts :data:`CHIP_HALT_CYCLES` = 2
+cycles after the cycle in which the dispatcher accepts HALT or an erroneous header (as on one controller: a stream
+of MVM + HALT on a chip takes ``stream_cycles + 1 + L``, the queue's cycle and the hop latency); a stream that ends
+without HALT stops (TRUNCATED) in the first cycle every controller is idle after its last element, counted the
+same way (+2).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from cimisa.timing import bus_latency, mvm_back, mvm_cycles, mvm_front, stream_c
 from hw.chip import ChipError, CimChip, top
 from hw.pysim import TileSim
 from hw.tile import CimTile
+from perf.stream import predict, predict_words
 
 pytestmark = pytest.mark.rtl
 
@@ -143,6 +144,7 @@ def test_illegal_streams_stop_the_chip_as_the_golden_model():
         v = check_runs(ref, got, name=case.name)
         assert v.ok, v
         assert got.error is case.intent, case.name
+        assert got.cycles == predict_words(CHIP2, case.words, harness="pysim").cycles, case.name
 
 
 def test_truncated_streams():
@@ -155,6 +157,8 @@ def test_truncated_streams():
         v = check_runs(ref, got)
         assert v.ok, v
         assert got.error is ErrorCode.TRUNCATED
+        # the status changes in the first cycle every controller is idle after the last element
+        assert got.cycles == predict_words(CHIP2, words, harness="pysim").cycles
 
 
 # ---- cycles: the timing spec, computed by hand ----------------------------------------------------------------
@@ -234,7 +238,6 @@ def test_cycles_barrier_waits_only_for_its_tile():
 # ---- the performance model's prediction, when it exists ---------------------------------------------------------
 
 def test_random_stream_cycles_equal_the_performance_model():
-    from perf.stream import predict
     for cfg in (CHIP2, CHIP3):
         for seed in range(3):
             cmds = streamgen.random_commands(cfg, seed, 24)
@@ -244,7 +247,6 @@ def test_random_stream_cycles_equal_the_performance_model():
 
 
 def test_hand_written_stream_cycles_equal_the_performance_model():
-    from perf.stream import predict
     cmds = program(CHIP2, [0, 2]) + [
         mvm(0, 0), mvm(2, 8, ncols=6), mvm(1, 16, nrows=5), Command.barrier(2), mvm(3, 24, ncols=3),
         Command.write_w(2, 3, 1, [1, 2, 3]), Command.read(0, 4), mvm(2, 8, accumulate=True), Command.halt()]
