@@ -37,11 +37,11 @@ LOCAL = "local-bert"
 
 
 def make_local_bert(folder: Path) -> Path:
-    """Save a 2-layer BERT (hidden 64, FFN 128, 2 heads; seeded random weights) into ``folder``; return it."""
+    """Save a 2-layer BERT (hidden 64, FFN 256, 2 heads; seeded random weights) into ``folder``; return it."""
     import torch  # noqa: PLC0415
     from transformers import BertConfig, BertModel  # noqa: PLC0415
     cfg = BertConfig(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=128, max_position_embeddings=64)
+                     intermediate_size=256, max_position_embeddings=64)
     torch.manual_seed(1)
     BertModel(cfg).save_pretrained(folder)
     return folder
