@@ -123,6 +123,7 @@ def _run(machine, progs, inputs: dict[str, np.ndarray], on_mvm=None) -> dict[str
         n = min(x.shape[1], p.in_len)
         st.inbuf[p.in_addr:p.in_addr + p.in_len] = 0
         st.inbuf[p.in_addr:p.in_addr + n] = x[:, :n].T
+        machine.sync.step(Opcode.LOAD_IN, {"addr": p.in_addr, "count": p.in_len})   # as the LOAD_INs would
         k = 0
         for c in p.commands:
             if c.op is Opcode.MVM:
@@ -293,8 +294,10 @@ def schedule_with(compiled, settings: dict[str, tuple[tuple[int, int], ...]]):
         mvms = [c for c in p.commands if c.op is Opcode.MVM]
         keys[name] = mvms
     by_window: dict[tuple, list[int]] = {}
+    phys = getattr(compiled, "physical", None)       # a concurrent chip's stream names physical arrays
     for ai, a in enumerate(acts):
-        by_window.setdefault((a.array, a.row0, a.nrows, a.col0, a.ncols), []).append(ai)
+        arr = a.array if phys is None else phys[a.array]
+        by_window.setdefault((arr, a.row0, a.nrows, a.col0, a.ncols), []).append(ai)
     used: dict[tuple, int] = {}
     for name, mvms in keys.items():
         if name not in settings:

@@ -139,6 +139,7 @@ class Machine:
             raise ValueError("batch inputs/outputs outside the buffers")
         self.set_batch(b)
         self.state.inbuf[in_addr:in_addr + n] = x.T
+        self.sync.step(Opcode.LOAD_IN, {"addr": in_addr, "count": n})   # the LOAD_INs it stands for: a chip command
         for c in cmds:
             self.execute(c)
         return self.state.outbuf[out_addr:out_addr + out_len].T.copy()

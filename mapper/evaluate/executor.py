@@ -178,7 +178,8 @@ class CimExecutor:
         self.adc_rule = adc_rule
         for cmd in compiled.weight_commands:
             machine.execute(cmd)
-        self.raw = {name: (prog, tuple(c for c in prog.commands if c.op in (Opcode.MVM, Opcode.REQUANT)))
+        keep = (Opcode.MVM, Opcode.REQUANT, Opcode.BARRIER)      # a concurrent chip's local barriers too
+        self.raw = {name: (prog, tuple(c for c in prog.commands if c.op in keep))
                     for name, prog in compiled.programs.items()}
         self.programs = {}
         self.adc_shifts = {}
@@ -241,6 +242,7 @@ class CimExecutor:
         for x in np.asarray(x_q, dtype=np.int64):
             m.set_batch(None)
             st.inbuf[prog.in_addr:prog.in_addr + x.shape[0]] = x
+            m.sync.step(Opcode.LOAD_IN, {"addr": prog.in_addr, "count": x.shape[0]})   # as a LOAD_IN would
             for c in cmds:
                 m.execute(c)
             rows.append(st.outbuf[prog.out_addr:prog.out_addr + prog.out_len].copy())
