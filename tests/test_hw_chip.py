@@ -110,14 +110,14 @@ def test_write_w_on_one_tile_while_another_computes():
 
 def test_three_tiles_random_and_hazard_free_streams():
     isa = Isa.of(CHIP3)
-    for seed in range(4):
+    for seed in range(3):
         words = isa.encode(streamgen.random_commands(CHIP3, seed, 24))
         ref = sw_model.run(CHIP3, words, raise_on_error=False)
         v = check_runs(ref, sim_of(CHIP3).run(words), name=f"chip3 seed {seed}")
         assert v.ok, v
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(4))
 def test_random_streams_equal_the_golden_model(seed):
     words = Isa.of(CHIP2).encode(streamgen.random_commands(CHIP2, seed, 30))
     ref = sw_model.run(CHIP2, words, raise_on_error=False)
