@@ -49,12 +49,9 @@ _TILE, _MVM, _CHIP, _BAR, _HALT, _ERR = range(6)
 
 def stop_cycles(cfg: HwConfig) -> int:
     """Cycles the harness counts after the cycle in which the element that stops the machine (HALT, or a header
-    with an error) is accepted: ``cimisa.timing``'s constant for the chip (T8) when it defines one, else the
-    single controller's 2 (the status register is written at the end of that cycle; the harness sees it one
-    cycle later)."""
-    if is_concurrent(cfg):
-        return int(getattr(timing, "CHIP_HALT_CYCLES", 2))
-    return 2
+    with an error) is accepted: ``cimisa.timing.CHIP_HALT_CYCLES`` on a concurrent chip (T8), 2 on one controller
+    (the status register is written at the end of that cycle; the harness sees it one cycle later)."""
+    return timing.CHIP_HALT_CYCLES if is_concurrent(cfg) else 2
 
 
 @dataclass(frozen=True)
