@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from amaranth import Cat, Const, Mux, Signal, Value, signed
 from amaranth.hdl import Module
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from cimisa.concurrency import is_concurrent
@@ -176,11 +176,14 @@ class CimChip(wiring.Component):
         t_el = Signal(range(T))
         m.d.comb += t_el.eq(tile_of(arr))
 
-        # HAZARD: the MVM's output span against the other tiles' hulls.
+        # HAZARD: the MVM's output span against the other tiles' hulls. The span is computed from the stream word
+        # and registered with the decoder's register (same enable), keeping its multiplier off the handshake path.
         mv = h.args.mvm
         aw = len(mv.out_addr) + len(mv.ncols) + len(mv.out_stride) + 1
         lo, hi = Signal(aw), Signal(aw)
-        m.d.comb += [lo.eq(mv.out_addr), hi.eq(mv.out_addr + (mv.ncols - 1) * mv.out_stride + 1)]
+        w_in = data.View(isa.header_layout, self.cmd.payload.word[:isa.header_layout.size]).args.mvm
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [lo.eq(w_in.out_addr), hi.eq(w_in.out_addr + (w_in.ncols - 1) * w_in.out_stride + 1)]
         h_v = Signal(T)
         h_lo = [Signal(aw, name=f"hull_lo{u}") for u in range(T)]
         h_hi = [Signal(aw, name=f"hull_hi{u}") for u in range(T)]
