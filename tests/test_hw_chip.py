@@ -280,3 +280,16 @@ def test_chip_mutants_are_caught(monkeypatch, old, new, test):
             test()
     finally:
         _SIMS.clear()
+
+
+def test_controller_roles_and_arguments_are_checked():
+    from hw.controller import Controller
+    with pytest.raises(ValueError, match="role must be one of"):
+        Controller(CHIP2, role="chip")
+    with pytest.raises(ValueError, match="array_base"):
+        Controller(CHIP2, role="tile", array_base=CHIP2.n_arrays)
+    g, t = Controller(CHIP2, role="global"), Controller(CHIP2, role="tile", array_base=2)
+    for c in (g, t):
+        c._MustUse__silence = True
+    assert "xbar" not in g.signature.members and "bus_req" in t.signature.members
+    assert t.signature.members["xbar"].signature.members["rd_array"].shape == 1   # 2 arrays per tile
