@@ -35,7 +35,7 @@ turns the programs into a stream whose MVMs run side by side on the tiles and th
   allows it); only when none is free does the earliest ready MVM go, after its barriers. Weight programming
   alternates tiles row by row (each array's rows in order);
 * **barriers**: the stream is walked with :class:`cimisa.concurrency.Scoreboard`; before an MVM whose outputs
-  meet another tile's hull goes a local ``BARRIER`` naming an array of that tile (as many as it meets). The
+  meet another tile's hull and lattice goes a local ``BARRIER`` naming an array of that tile (as many as it meets). The
   all-tile barriers of the sequential programs go: REQUANT, READ and LOAD_IN wait for every tile anyway. Each
   local barrier is needed: without it the MVM after it is a HAZARD.
 
@@ -48,7 +48,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from cimisa.concurrency import Scoreboard, is_concurrent, out_span
+from cimisa.concurrency import Scoreboard, is_concurrent, merge_lattice, out_mask, out_span
 from cimisa.config import HwConfig
 from cimisa.errors import ModelError, ShapeError
 from cimisa.isa import Command, Opcode
@@ -413,16 +413,23 @@ def _out_set(args) -> frozenset[int]:
                            args["out_stride"]))
 
 
-def _blocks(i: int, sb: Scoreboard, tiles: list[int], spans: list[tuple[int, int]], done: list[bool]) -> int:
-    """How many pending MVMs of other tiles the hull of ``i``'s tile would newly meet once ``i`` is issued."""
-    t, (lo, hi) = tiles[i], spans[i]
-    h = sb.hulls.get(t)
-    a, b = (lo, hi) if h is None else (min(h[0], lo), max(h[1], hi))
-    n = 0
-    for j, (lo_j, hi_j) in enumerate(spans):
-        if j != i and not done[j] and tiles[j] != t and lo_j < b and a < hi_j:
-            n += h is None or not (lo_j < h[1] and h[0] < hi_j)
-    return n
+def _blocks(i: int, sb: Scoreboard, tiles: list[int], mvms: list[Command], spans: list[tuple[int, int]],
+            done: list[bool]) -> int:
+    """How many pending MVMs of other tiles the record (hull and lattice, :class:`Scoreboard`) of ``i``'s tile
+    would newly meet once ``i`` is issued."""
+    t, (lo, hi), a_i = tiles[i], spans[i], mvms[i].args
+    h, lat = sb.hulls.get(t), sb.lattices.get(t)
+    mask, ph = out_mask(a_i), a_i["out_addr"]
+    new = ((lo, hi), (mask, ph)) if h is None else ((min(h[0], lo), max(h[1], hi)),
+                                                    (merge_lattice(*lat, mask, ph), lat[1]))
+
+    def meets(j, rec) -> bool:
+        (a, b), (mk, p) = rec
+        lo_j, hi_j = spans[j]
+        return lo_j < b and a < hi_j and not (mvms[j].args["out_addr"] ^ p) & out_mask(mvms[j].args) & mk
+
+    return sum(1 for j in range(len(spans)) if j != i and not done[j] and tiles[j] != t and meets(j, new)
+               and (h is None or not meets(j, (h, lat))))
 
 
 def _order_mvms(mvms: list[Command], sb: Scoreboard, last: int | None) -> tuple[list[Command], int | None]:
@@ -448,10 +455,10 @@ def _order_mvms(mvms: list[Command], sb: Scoreboard, last: int | None) -> tuple[
         ready = [i for i in ready if all(done[j] for j in deps[i])]
         free = [i for i in ready if sb.conflict(mvms[i].args) is None]
         if free:
-            # the fewest MVMs of other tiles newly blocked by the grown hull; then another tile than the last one
-            # if possible, the one with the most MVMs left (so the run keeps alternating to its end); ties
+            # the fewest MVMs of other tiles newly blocked by the grown hull and lattice; then another tile than the
+            # last one if possible, the one with the most MVMs left (so the run keeps alternating to its end); ties
             # round-robin from the last tile
-            i = min(free, key=lambda i: (_blocks(i, sb, tiles, spans, done), tiles[i] == last,
+            i = min(free, key=lambda i: (_blocks(i, sb, tiles, mvms, spans, done), tiles[i] == last,
                                          head[tiles[i]] - len(queues[tiles[i]]),
                                          _tile_order(last, n_tiles, tiles[i])))
         else:

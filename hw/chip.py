@@ -55,11 +55,11 @@ class CimChip(wiring.Component):
     WRITE_W header or payload word) is pushed into its tile's queue (depth ``chip.queue_depth``) when that queue
     has room and the global controller is idle; a chip element (LOAD_IN, REQUANT, READ) goes to the global
     controller when every tile is idle; BARRIER waits for its tile (``local``) or every tile, HALT for every tile;
-    a header with an error (the decoder's, or HAZARD: an MVM whose output span meets another tile's hull, the
-    per-tile registers of :class:`cimisa.concurrency.Scoreboard`) stops the chip as soon as the global controller
-    is idle (a READ in flight delivers all its words first; tiles still computing are not waited for). The
-    dispatcher owns the status register: ``index`` counts dispatched commands; after the stream's ``last`` element
-    without HALT the state becomes ERROR/TRUNCATED once every controller is idle.
+    a header with an error (the decoder's, or HAZARD: an MVM whose output span meets another tile's hull and
+    lattice, the per-tile registers of :class:`cimisa.concurrency.Scoreboard`) stops the chip as soon as the
+    global controller is idle (a READ in flight delivers all its words first; tiles still computing are not waited
+    for). The dispatcher owns the status register: ``index`` counts dispatched commands; after the stream's
+    ``last`` element without HALT the state becomes ERROR/TRUNCATED once every controller is idle.
 
     Parameters
     ----------
@@ -176,18 +176,27 @@ class CimChip(wiring.Component):
         t_el = Signal(range(T))
         m.d.comb += t_el.eq(tile_of(arr))
 
-        # HAZARD: the MVM's output span against the other tiles' hulls. The span is computed from the stream word
-        # and registered with the decoder's register (same enable), keeping its multiplier off the handshake path.
+        # HAZARD: the MVM's output span and lattice against the other tiles' hulls and lattices. The span (and the
+        # lattice mask) is computed from the stream word and registered with the decoder's register (same enable),
+        # keeping its multiplier off the handshake path.
         mv = h.args.mvm
         aw = len(mv.out_addr) + len(mv.ncols) + len(mv.out_stride) + 1
         lo, hi = Signal(aw), Signal(aw)
+        mw = len(mv.out_stride)                               # lattice masks: out_stride - 1 (a power of two) or 0
+        mk = Signal(mw)
         w_in = data.View(isa.header_layout, self.cmd.payload.word[:isa.header_layout.size]).args.mvm
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [lo.eq(w_in.out_addr), hi.eq(w_in.out_addr + (w_in.ncols - 1) * w_in.out_stride + 1)]
+            st = w_in.out_stride
+            m.d.sync += [lo.eq(w_in.out_addr), hi.eq(w_in.out_addr + (w_in.ncols - 1) * w_in.out_stride + 1),
+                         mk.eq(Mux((st != 0) & ((st & (st - 1)) == 0), st - 1, 0))]
+        ph = mv.out_addr                                      # the MVM's phase on its lattice
         h_v = Signal(T)
         h_lo = [Signal(aw, name=f"hull_lo{u}") for u in range(T)]
         h_hi = [Signal(aw, name=f"hull_hi{u}") for u in range(T)]
-        conflict = Cat(*[(t_el != u) & h_v[u] & (lo < h_hi[u]) & (h_lo[u] < hi) for u in range(T)]).any()
+        h_mk = [Signal(mw, name=f"lattice_mask{u}") for u in range(T)]
+        h_ph = [Signal(len(ph), name=f"lattice_phase{u}") for u in range(T)]
+        conflict = Cat(*[(t_el != u) & h_v[u] & (lo < h_hi[u]) & (h_lo[u] < hi)
+                         & (((ph ^ h_ph[u]) & mk & h_mk[u]) == 0) for u in range(T)]).any()
 
         is_mvm = (op == Opcode.MVM) & ~e.payload
         err = Signal(ErrorCode)
@@ -238,10 +247,16 @@ class CimChip(wiring.Component):
                 for u in range(T):
                     with m.If(t_el == u):
                         with m.If(h_v[u]):
+                            # the lattice narrows below the lowest bit where the phases differ
+                            common = Signal(mw, name=f"common{u}")
+                            diff = Signal(mw, name=f"diff{u}")
+                            m.d.comb += [common.eq(h_mk[u] & mk), diff.eq((h_ph[u] ^ ph) & common)]
                             m.d.sync += [h_lo[u].eq(Mux(lo < h_lo[u], lo, h_lo[u])),
-                                         h_hi[u].eq(Mux(hi > h_hi[u], hi, h_hi[u]))]
+                                         h_hi[u].eq(Mux(hi > h_hi[u], hi, h_hi[u])),
+                                         h_mk[u].eq(Mux(diff == 0, common, (diff & -diff) - 1))]
                         with m.Else():
-                            m.d.sync += [h_v[u].eq(1), h_lo[u].eq(lo), h_hi[u].eq(hi)]
+                            m.d.sync += [h_v[u].eq(1), h_lo[u].eq(lo), h_hi[u].eq(hi), h_mk[u].eq(mk),
+                                         h_ph[u].eq(ph)]
             with m.Elif(barrier & h.args.barrier.local):
                 m.d.sync += h_v.eq(h_v & ~(Const(1, T) << t_el))
             with m.Elif(barrier | chip_el):

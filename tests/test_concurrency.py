@@ -81,6 +81,22 @@ CASES = [
     ("halt-clears", [mvm(0, 0), Command.halt(), mvm(24, 0)], "NONE NONE NONE"),
     ("write_w-keeps", [mvm(0, 0), Command.write_w(0, 0, 0, [1]), Command.write_w(24, 0, 0, [1]), mvm(24, 0)],
      "NONE NONE NONE HAZARD"),
+    # lattices (power-of-two strides): phases that differ on both masks never meet; a common address does
+    ("lattice-phases-differ", [mvm(0, 0, ncols=4, out_stride=4), mvm(24, 1, ncols=4, out_stride=4)], "NONE NONE"),
+    ("lattice-same-phase", [mvm(0, 0, ncols=4, out_stride=4), mvm(24, 8, ncols=2, out_stride=4)], "NONE HAZARD"),
+    ("lattice-mixed-moduli", [mvm(0, 0, ncols=4, out_stride=2), mvm(24, 2, ncols=2, out_stride=4)], "NONE HAZARD"),
+    # a tile's lattice narrows to the low bits where its phases agree (0 and 2 of 4: 0 of 2)
+    ("lattice-merge-narrows", [mvm(0, 0, ncols=4, out_stride=4), mvm(1, 2, ncols=4, out_stride=4),
+                               mvm(24, 6, ncols=2, out_stride=4)], "NONE NONE HAZARD"),
+    ("lattice-narrowed-keeps-odd", [mvm(0, 0, ncols=4, out_stride=4), mvm(1, 2, ncols=4, out_stride=4),
+                                    mvm(24, 3, ncols=4, out_stride=2)], "NONE NONE NONE"),
+    ("lattice-stride-1-meets", [mvm(0, 0, ncols=4, out_stride=4), mvm(24, 5, ncols=1)], "NONE HAZARD"),
+    ("lattice-cleared-by-barrier", [mvm(0, 0, ncols=4, out_stride=4), Command.barrier(0),
+                                    mvm(0, 1, ncols=4, out_stride=4), mvm(24, 2, ncols=4, out_stride=4)],
+     "NONE NONE NONE NONE"),
+    # a stride that is not a power of two carries no lattice: the hull decides
+    ("stride-3-no-lattice", [mvm(0, 0, ncols=3, out_stride=3), mvm(24, 6, ncols=2, out_stride=3)], "NONE HAZARD"),
+    ("stride-3-hull", [mvm(0, 0, ncols=3, out_stride=3), mvm(24, 1, ncols=2, out_stride=3)], "NONE HAZARD"),
 ]
 
 

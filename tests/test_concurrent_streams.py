@@ -54,9 +54,11 @@ def _runs(cmds):
     return out + ([cur] if cur else [])
 
 
-def alternation_faults(cmds) -> list[str]:
+def alternation_faults(cmds, slack: int = 1) -> list[str]:
     """Barrier-free MVM runs whose consecutive MVMs stay on one tile more often than their tile counts force
-    (``max(0, 2 * most - len - 1)`` same-tile neighbours at the least)."""
+    (``max(0, 2 * most - len - 1)`` same-tile neighbours at the least) plus ``slack``: the list scheduler puts
+    avoiding a barrier first, and with strided outputs an MVM that merges two phases of its tile's lattice is
+    best left to the end of the run (tiny-llama's ``auto``: ``0 1 2 3 1 2 0 0``)."""
     faults = []
     for k, run in enumerate(_runs(cmds)):
         if any(c.op is Opcode.BARRIER for c in run):
@@ -64,7 +66,7 @@ def alternation_faults(cmds) -> list[str]:
         tiles = [_tile(c) for c in run]
         same = sum(a == b for a, b in zip(tiles, tiles[1:]))
         most = max(collections.Counter(tiles).values())
-        if same > max(0, 2 * most - len(tiles) - 1):
+        if same > max(0, 2 * most - len(tiles) - 1) + slack:
             faults.append(f"run {k}: tiles {tiles}")
     return faults
 
@@ -183,10 +185,15 @@ def test_order_and_barriers_by_hand():
             Command.requant(src=0, count=8, dst=0, dst_stride=1, shift=0), _mvm(72, 0)]
     assert show(program.concurrent_program(prog, HW4, ident)) == [
         ("M", 2, 64), ("M", 0, 0), ("B", 0), ("M", 1, 0), ("R", None, None), ("M", 3, 0)]
-    # interleaved (strided) outputs on two tiles: one tile's MVMs first, then one barrier
+    # interleaved outputs with a power-of-two stride (a Monarch second stage): phases 0, 2 on tile 0 and 1, 3 on
+    # tile 1 never meet (cimisa.concurrency's lattices): they alternate, no barrier
     prog = [_mvm(0, 0, stride=4), _mvm(24, 1, stride=4), _mvm(1, 2, stride=4), _mvm(25, 3, stride=4)]
     assert show(program.concurrent_program(prog, HW4, ident)) == [
-        ("M", 0, 0), ("M", 0, 2), ("B", 0), ("M", 1, 1), ("M", 1, 3)]
+        ("M", 0, 0), ("M", 1, 1), ("M", 0, 2), ("M", 1, 3)]
+    # the same with stride 3 (no lattice): the hulls meet, so one tile's MVMs first, then one barrier
+    prog = [_mvm(0, 0, stride=3), _mvm(24, 1, stride=3), _mvm(1, 2, stride=3), _mvm(25, 4, stride=3)]
+    assert show(program.concurrent_program(prog, HW4, ident)) == [
+        ("M", 0, 0), ("M", 0, 2), ("B", 0), ("M", 1, 1), ("M", 1, 4)]
 
 
 @pytest.mark.parametrize("model,strategy", MODELS)
@@ -194,7 +201,7 @@ def test_every_barrier_is_needed(model, strategy):
     """Removing any one local barrier makes the golden model stop with HAZARD at the MVM it protected."""
     _, cmds = _stream(model, "fpga-tiny-4t", strategy)
     bars = [i for i, c in enumerate(cmds) if c.op is Opcode.BARRIER]
-    if strategy != "dense":
+    if strategy == "linear":           # row-split blocks accumulate across tiles (sparse needs none: lattices)
         assert bars
     for i in bars:
         cut = cmds[:i] + cmds[i + 1:]

@@ -394,7 +394,8 @@ def test_rtl_datapath_mutants_are_caught(monkeypatch, name, cls_name, old, new, 
 SCOREBOARD_MUTANTS = [
     ("hull_replaced_not_merged", "step", "[lo, hi] if h is None else [min(h[0], lo), max(h[1], hi)]", "[lo, hi]"),
     ("local_barrier_clears_all", "step", 'self.hulls.pop(args["array"] // self.apt, None)', "self.hulls.clear()"),
-    ("chip_op_does_not_clear", "step", "elif op in CHIP_OPS:\n        self.hulls.clear()",
+    ("chip_op_does_not_clear", "step",
+     "elif op in CHIP_OPS:\n        self.hulls.clear()\n        self.lattices.clear()",
      "elif op in CHIP_OPS:\n        pass"),
     ("write_w_clears", "step", "elif op in CHIP_OPS:", "elif op in CHIP_OPS | {Opcode.WRITE_W}:"),
     ("local_flag_ignored", "step", 'if args["local"]:', "if False:"),
@@ -404,6 +405,11 @@ SCOREBOARD_MUTANTS = [
     ("adjacent_spans_meet", "conflict", "lo < b and a < hi", "lo <= b and a <= hi"),
     ("own_tile_conflicts", "conflict", "u != t and lo < b", "lo < b"),
     ("highest_tile_reported", "conflict", "return min(hit) if hit else None", "return max(hit) if hit else None"),
+    ("lattice_masks_or", "conflict", "& mask & self.lattices[u][0]", "& (mask | self.lattices[u][0])"),
+    ("lattice_ignored_phases", "conflict", "(phase ^ self.lattices[u][1])", "(phase ^ phase)"),
+    ("lattice_merge_keeps_mask", "step", "(merge_lattice(*lat, mask, phase), lat[1])", "(lat[0], lat[1])"),
+    ("lattice_kept_past_local_barrier", "step", 'self.lattices.pop(args["array"] // self.apt, None)', "pass"),
+    ("lattice_any_stride", "out_mask", "s - 1 if s > 0 and s & (s - 1) == 0 else 0", "s - 1 if s > 0 else 0"),
 ]
 
 
@@ -412,8 +418,8 @@ def test_scoreboard_cases_catch_mutant(monkeypatch, name, fn_name, old, new):
     from cimisa import concurrency
     from tests import test_concurrency as conc_tests
     assert conc_tests.scoreboard_problems() == []
-    if fn_name == "out_span":
-        monkeypatch.setattr(concurrency, "out_span", mutant(concurrency.out_span, old, new))
+    if fn_name in ("out_span", "out_mask"):                   # module functions
+        monkeypatch.setattr(concurrency, fn_name, mutant(getattr(concurrency, fn_name), old, new))
     else:
         monkeypatch.setattr(concurrency.Scoreboard, fn_name, mutant(concurrency.Scoreboard.__dict__[fn_name], old, new))
     assert conc_tests.scoreboard_problems()
