@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from amaranth import Cat, Const, Mux, Signal, Value, signed
 from amaranth.hdl import Module
-from amaranth.lib import data, fifo, stream, wiring
-from amaranth.lib.wiring import In, Out, connect, flipped
+from amaranth.lib import data, fifo, wiring
+from amaranth.lib.wiring import connect, flipped
 
 from cimisa.concurrency import is_concurrent
 from cimisa.config import ACC_BITS
@@ -21,7 +21,7 @@ from hw.buffers import Buffer
 from hw.controller import Controller, tile_cfg
 from hw.crossbar import Crossbar
 from hw.decoder import CommandDecoder, decoded_layout
-from hw.tile import CimTile
+from hw.tile import CimTile, top_members
 
 __all__ = ["CimChip", "top", "ChipError"]
 
@@ -78,12 +78,7 @@ class CimChip(wiring.Component):
             self._MustUse__silence = True
             raise ChipError(f"CimChip needs a concurrent chip the RTL can build: "
                             f"{'; '.join(problems) or 'one tile or no command queues (use CimTile)'}")
-        isa = Isa.of(cfg)
-        super().__init__({
-            "cmd": In(stream.Signature(isa.cmd_layout)),
-            "res": Out(stream.Signature(isa.result_shape)),
-            "status": Out(isa.status_layout),
-        })
+        super().__init__(top_members(cfg))
 
     @property
     def cfg(self):

@@ -15,7 +15,17 @@ from hw.controller import Controller
 from hw.crossbar import Crossbar
 from hw.decoder import CommandDecoder
 
-__all__ = ["CimTile"]
+__all__ = ["CimTile", "top_members"]
+
+
+def top_members(cfg) -> dict:
+    """The members of a top (:class:`CimTile`, :class:`hw.chip.CimChip`): ``cmd``, ``res``, ``status``."""
+    isa = Isa.of(cfg)
+    return {
+        "cmd": In(stream.Signature(isa.cmd_layout)),
+        "res": Out(stream.Signature(isa.result_shape)),
+        "status": Out(isa.status_layout),
+    }
 
 
 class CimTile(wiring.Component):
@@ -50,12 +60,7 @@ class CimTile(wiring.Component):
 
     def __init__(self, cfg):
         self._cfg = cfg = check_cfg(cfg, self)
-        isa = Isa.of(cfg)
-        super().__init__({
-            "cmd": In(stream.Signature(isa.cmd_layout)),
-            "res": Out(stream.Signature(isa.result_shape)),
-            "status": Out(isa.status_layout),
-        })
+        super().__init__(top_members(cfg))
 
     @property
     def cfg(self):
