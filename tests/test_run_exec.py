@@ -184,8 +184,8 @@ def test_cost_is_priced_at_the_bits_that_ran(tiny_bert, rule):
 @pytest.mark.parametrize("rule", ["bound", "accuracy"])
 def test_executor_on_a_concurrent_chip_equals_one_tile(tiny_bert, rule):
     """On fpga-tiny-4t (four tiles running side by side) the executor runs the chip stream (physical arrays on
-    several tiles, the local barriers it has) without a hazard and every matmul returns what the same model gives on fpga-tiny; the accuracy rule
-    maps its per-MVM choice onto the chip stream's arrays."""
+    several tiles, the local barriers it has) without a hazard and every matmul returns what the same model gives
+    on fpga-tiny; the accuracy rule maps its per-MVM choice onto the chip stream's arrays."""
     prep, acts = tiny_bert
     outs = {}
     for name in ("fpga-tiny", "fpga-tiny-4t"):
