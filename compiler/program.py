@@ -403,9 +403,10 @@ def chip_arrays(placement: Placement, hw: HwConfig, chipmap=None) -> tuple[int, 
     return tuple(int(a) for a in cm.physical)
 
 
-def _tile_order(last: int | None, n_tiles: int, tile: int) -> int:
-    """Rank of ``tile`` in the round-robin that starts after ``last``."""
-    return (tile - (last if last is not None else -1) - 1) % n_tiles
+def _turn(tile: int, last: int | None, left: int, n_tiles: int) -> tuple:
+    """Sort key of the alternation over tiles: another tile than ``last`` first, then the tile with the most
+    commands ``left``, then round-robin from the tile after ``last``."""
+    return tile == last, -left, (tile - (last if last is not None else -1) - 1) % n_tiles
 
 
 def _out_set(args) -> frozenset[int]:
@@ -458,9 +459,8 @@ def _order_mvms(mvms: list[Command], sb: Scoreboard, last: int | None) -> tuple[
             # the fewest MVMs of other tiles newly blocked by the grown hull and lattice; then another tile than the
             # last one if possible, the one with the most MVMs left (so the run keeps alternating to its end); ties
             # round-robin from the last tile
-            i = min(free, key=lambda i: (_blocks(i, sb, tiles, mvms, spans, done), tiles[i] == last,
-                                         head[tiles[i]] - len(queues[tiles[i]]),
-                                         _tile_order(last, n_tiles, tiles[i])))
+            i = min(free, key=lambda i: (_blocks(i, sb, tiles, mvms, spans, done),
+                                         *_turn(tiles[i], last, len(queues[tiles[i]]) - head[tiles[i]], n_tiles)))
         else:
             i = min(ready)
             while (u := sb.needs_barrier(mvms[i].args)) is not None:
@@ -518,8 +518,8 @@ def interleave_tiles(commands, hw: HwConfig) -> list[Command]:
     out: list[Command] = []
     last = None
     for _ in range(len(commands)):
-        t = min((u for u in per if head[u] < len(per[u])),
-                key=lambda u: (u == last, head[u] - len(per[u]), _tile_order(last, hw.n_tiles, u)))
+        t = min((u for u in per if head[u] < len(per[u])), key=lambda u: _turn(u, last, len(per[u]) - head[u],
+                                                                                 hw.n_tiles))
         out.append(per[t][head[t]])
         head[t] += 1
         last = t
