@@ -173,7 +173,7 @@ class CimChip(wiring.Component):
 
         # HAZARD: the MVM's output span and lattice against the other tiles' hulls and lattices. The span (and the
         # lattice mask) is computed from the stream word and registered with the decoder's register (same enable),
-        # keeping its multiplier off the handshake path.
+        # keeping its multiplier off the handshake path; the adders before the multiplier run beside it.
         mv = h.args.mvm
         aw = len(mv.out_addr) + len(mv.ncols) + len(mv.out_stride) + 1
         lo, hi = Signal(aw), Signal(aw)
@@ -182,7 +182,8 @@ class CimChip(wiring.Component):
         w_in = data.View(isa.header_layout, self.cmd.payload.word[:isa.header_layout.size]).args.mvm
         with m.If(self.cmd.valid & self.cmd.ready):
             st = w_in.out_stride
-            m.d.sync += [lo.eq(w_in.out_addr), hi.eq(w_in.out_addr + (w_in.ncols - 1) * w_in.out_stride + 1),
+            m.d.sync += [lo.eq(w_in.out_addr),
+                         hi.eq(w_in.out_addr + 1 - w_in.out_stride + w_in.ncols * w_in.out_stride),
                          mk.eq(Mux((st != 0) & ((st & (st - 1)) == 0), st - 1, 0))]
         ph = mv.out_addr                                      # the MVM's phase on its lattice
         h_v = Signal(T)

@@ -72,7 +72,14 @@ class CommandDecoder(wiring.Component):
         return f"CommandDecoder({self._cfg.name!r})"
 
     def check(self, m: Module, h) -> Signal:
-        """Return a signal holding the error code of header view ``h`` (combinational)."""
+        """Return a signal holding the error code of header view ``h`` (combinational).
+
+        The strided bound ``addr + (n - 1) * stride >= depth`` is checked as ``n * stride >= depth + stride -
+        addr`` (the same for ``n >= 1``, which the earlier checks guarantee): the multiplier takes the stream
+        word's fields directly and the signed right-hand side is computed beside it, so the decoder's longest
+        path is stream word -> multiplier -> comparator -> error register, with no adder before or after the
+        multiplier.
+        """
         cfg = self._cfg
         err = Signal(ErrorCode)
         legal = h.opcode.as_value().matches(*[op.value for op in Opcode])
@@ -100,16 +107,16 @@ class CommandDecoder(wiring.Component):
                 m.d.comb += err.eq(ErrorCode.BAD_COL)
             with m.Elif((a.adc_bits == 0) | (a.adc_bits > cfg.adc_bits)):
                 m.d.comb += err.eq(ErrorCode.BAD_ADC)
-            with m.Elif(a.in_addr + (a.nrows - 1) * a.in_stride >= cfg.in_depth):
+            with m.Elif(a.nrows * a.in_stride >= cfg.in_depth + a.in_stride - a.in_addr):   # nrows >= 1 here
                 m.d.comb += err.eq(ErrorCode.BAD_IN_ADDR)
-            with m.Elif((a.out_addr + (a.ncols - 1) * a.out_stride >= cfg.out_depth)
+            with m.Elif((a.ncols * a.out_stride >= cfg.out_depth + a.out_stride - a.out_addr)   # ncols >= 1
                         | ((a.ncols > 1) & (a.out_stride == 0))):
                 m.d.comb += err.eq(ErrorCode.BAD_OUT_ADDR)
         with m.Elif(h.opcode == Opcode.REQUANT):
             a = h.args.requant
             with m.If((a.count == 0) | (a.src + a.count > cfg.out_depth)):
                 m.d.comb += err.eq(ErrorCode.BAD_OUT_ADDR)
-            with m.Elif((a.dst + (a.count - 1) * a.dst_stride >= cfg.in_depth)
+            with m.Elif((a.count * a.dst_stride >= cfg.in_depth + a.dst_stride - a.dst)   # count >= 1 here
                         | ((a.count > 1) & (a.dst_stride == 0))):
                 m.d.comb += err.eq(ErrorCode.BAD_IN_ADDR)
         with m.Elif(h.opcode == Opcode.READ):

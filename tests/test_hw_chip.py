@@ -271,8 +271,12 @@ def _mutate(monkeypatch, old, new):
     ("with m.If(is_mvm & (e.error == ErrorCode.NONE) & conflict):", "with m.If(0):",
      lambda: test_hazards_stop_the_chip_as_the_golden_model(CHIP3)),
     ("ok = all_idle & g_idle", "ok = g_idle", test_cycles_two_tiles_overlap_and_serialise_their_write_backs),
+    ("hi.eq(w_in.out_addr + 1 - w_in.out_stride", "hi.eq(w_in.out_addr - w_in.out_stride",
+     lambda: test_hazards_stop_the_chip_as_the_golden_model(CHIP2)),
+    ("hi.eq(w_in.out_addr + 1 - w_in.out_stride", "hi.eq(w_in.out_addr + 2 - w_in.out_stride",
+     test_concurrent_mvms_barriers_and_reads_equal_the_golden_model),      # adjacent spans on two tiles
 ], ids=["arbiter_highest_wins", "local_barrier_clears_all", "queue_one_deeper", "no_hazard_check",
-        "halt_without_waiting"])
+        "halt_without_waiting", "span_one_short", "span_one_long"])
 def test_chip_mutants_are_caught(monkeypatch, old, new, test):
     _mutate(monkeypatch, old, new)
     try:

@@ -308,13 +308,13 @@ def test_rtl_requant_rounding_constant_halved_is_caught(monkeypatch):
 
 #: (name, decoder method, old, new[, occurrence, occurrences]): off-by-one bounds in the RTL decoder.
 DECODER_MUTANTS = [
-    ("mvm_in_addr_bound", "check", "a.in_addr + (a.nrows - 1) * a.in_stride >= cfg.in_depth",
-     "a.in_addr + (a.nrows - 1) * a.in_stride > cfg.in_depth"),
+    ("mvm_in_addr_bound", "check", "a.nrows * a.in_stride >= cfg.in_depth + a.in_stride - a.in_addr",
+     "a.nrows * a.in_stride > cfg.in_depth + a.in_stride - a.in_addr"),
     ("load_in_bound", "check", "(a.addr + a.count > cfg.in_depth)", "(a.addr + a.count >= cfg.in_depth)"),
-    ("requant_dst_bound", "check", "(a.dst + (a.count - 1) * a.dst_stride >= cfg.in_depth)",
-     "(a.dst + (a.count - 1) * a.dst_stride > cfg.in_depth)"),
-    ("mvm_out_addr_bound", "check", "(a.out_addr + (a.ncols - 1) * a.out_stride >= cfg.out_depth)",
-     "(a.out_addr + (a.ncols - 1) * a.out_stride > cfg.out_depth)"),
+    ("requant_dst_bound", "check", "(a.count * a.dst_stride >= cfg.in_depth + a.dst_stride - a.dst)",
+     "(a.count * a.dst_stride > cfg.in_depth + a.dst_stride - a.dst)"),
+    ("mvm_out_addr_bound", "check", "(a.ncols * a.out_stride >= cfg.out_depth + a.out_stride - a.out_addr)",
+     "(a.ncols * a.out_stride > cfg.out_depth + a.out_stride - a.out_addr)"),
     ("read_bound", "check", "(a.addr + a.count > cfg.out_depth)", "(a.addr + a.count >= cfg.out_depth)"),
     ("write_w_array_bound", "check", "with m.If(a.array >= cfg.n_arrays):", "with m.If(a.array > cfg.n_arrays):", 0,
      2),
@@ -337,8 +337,8 @@ def test_rtl_decoder_bound_mutant_is_caught(monkeypatch, name, attr, old, new, n
 def test_rtl_decoder_in_addr_bound_is_caught_by_the_tile_tier(monkeypatch):
     """The same off-by-one, through the whole tile: the one-past-max streams do not stop where sw_model stops."""
     from hw.decoder import CommandDecoder
-    _patch_rtl(monkeypatch, CommandDecoder, "check", "a.in_addr + (a.nrows - 1) * a.in_stride >= cfg.in_depth",
-               "a.in_addr + (a.nrows - 1) * a.in_stride > cfg.in_depth")
+    _patch_rtl(monkeypatch, CommandDecoder, "check", "a.nrows * a.in_stride >= cfg.in_depth + a.in_stride - a.in_addr",
+               "a.nrows * a.in_stride > cfg.in_depth + a.in_stride - a.in_addr")
     cfg = hw_tile.MICRO
     assert hw_tile.stream_problems(cfg, hw_tile.bounds_past_max_streams(cfg), hw_tile.TileBatch(cfg))
 
