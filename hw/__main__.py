@@ -68,7 +68,12 @@ def make_parser() -> argparse.ArgumentParser:
     progress.add_common_options(s, threads=False)
     s.set_defaults(func=_synth)
     d = sub.add_parser("diagram", help="draw the block diagram (PNG)",
-                       description="Draw the block diagram of the CIM tile as a PNG file.")
+                       description="Draw the block diagram of the CIM tile as a PNG file; with --hw naming a "
+                                   "concurrent configuration (several tiles with command queues), the chip's "
+                                   "(dispatcher, tile queues, bus), every number from the configuration.")
+    d.add_argument("--hw", default=None,
+                   help="built-in configuration name or a .toml/.json file (default: the tile's diagram, the same "
+                        "for every configuration that executes in order; docs/img/chip_block.png: fpga-tiny-4t)")
     d.add_argument("--out", default=DIAGRAM_OUT,
                    help="PNG file (default: %(default)s in the current folder; docs/img/hw_block.png for the docs)")
     d.add_argument("--force", action="store_true", help="replace an existing --out file")
@@ -134,10 +139,13 @@ def _synth(args) -> int:
 
 
 def _diagram(args) -> int:
+    from cimisa.config import load_hw
     from cimisa.fsutil import check_out_file
+    from hw.diagram import diagram_for, draw
+    cfg = None if args.hw is None else load_hw(args.hw)
+    diagram_for(cfg)                       # a chip the RTL cannot generate is refused before the output is checked
     out = check_out_file(args.out, force=args.force)
-    from hw.diagram import draw
-    draw(out)
+    draw(out, cfg)
     print(args.out)
     return 0
 
