@@ -118,7 +118,7 @@ def main(argv=None) -> int:
             print(f"{name:11} {row0:4} {nrows:5} {col0:4} {ncols:5} {g:6} {meas:8} {form:7} "
                   f"{nrows * ncols / meas:10.3f}")
     result = {"mvm_cycles": rows,
-              "formula": ("nrows + ncols + fmt.digits*(G + 1 + cols_per_weight*ceil(ncols/adcs_per_array) + bias_cols)"
+              "formula": ("nrows + ncols + fmt.digits*(G + 2 + cols_per_weight*ceil(ncols/adcs_per_array) + bias_cols)"
                           " + 6"),
               "synth": []}
     result["chips"] = chip_table([n for n in CHIPS if not args.only or n == args.only])

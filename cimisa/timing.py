@@ -73,11 +73,11 @@ def adc_rounds(cfg: HwConfig, ncols: int) -> int:
 def mvm_cycles(cfg: HwConfig, row0: int, nrows: int, ncols: int) -> int:
     """Return the cycles of one MVM: gather, per drive cycle (crossbar groups + ADC rounds), write-back.
 
-    ``nrows + ncols + fmt.digits * (G + 1 + adc_rounds(ncols)) + 6`` with ``G = row_groups(...)``; in the
-    default format ``nrows + ncols + input_bits * (G + 1 + ceil(ncols / adcs_per_array)) + 6``.
+    ``nrows + ncols + fmt.digits * (G + 2 + adc_rounds(ncols)) + 6`` with ``G = row_groups(...)``; in the
+    default format ``nrows + ncols + input_bits * (G + 2 + ceil(ncols / adcs_per_array)) + 6``.
     """
     g = row_groups(cfg, row0, nrows)
-    return nrows + ncols + cfg.fmt.digits * (g + 1 + adc_rounds(cfg, ncols)) + 6
+    return nrows + ncols + cfg.fmt.digits * (g + 2 + adc_rounds(cfg, ncols)) + 6
 
 
 def mvm_back(cfg: HwConfig, ncols: int) -> int:

@@ -71,8 +71,10 @@ class Crossbar(wiring.Component):
     port : ``In(crossbar_port(cfg))``
 
     Cycle-level contract: a read issued in cycle t (``rd_en``) shows its weights on ``rd_rows`` in cycle t+1 and
-    its sums in ``colsum`` from cycle t+2. One read per cycle, fully pipelined. A row write in cycle t is seen by
-    reads from cycle t+1. Writes never go out of range: ``wr_array``/``wr_row`` are checked by the decoder.
+    its sums in ``colsum`` from cycle t+3 (the weights are registered in t+1, summed in t+2: the block RAM's
+    clock-to-output delay and the adders in separate cycles). One read per cycle, fully pipelined. A row write in
+    cycle t is seen by reads from cycle t+1. Writes never go out of range: ``wr_array``/``wr_row`` are checked by
+    the decoder.
     """
 
     def __init__(self, cfg):
@@ -111,12 +113,16 @@ class Crossbar(wiring.Component):
             ]
             rows.append(rd.data)
 
-        # The drives and the "first" flag travel with the read, one cycle.
+        # The read data is registered before the column-sum adders (the block RAM's clock-to-output delay and the
+        # adders in separate cycles); the drives and the "first" flag travel with the read, two cycles.
         fmt = cfg.fmt
-        drives = Signal.like(p.rd_drive)
-        first = Signal()
-        valid = Signal()
-        m.d.sync += [drives.eq(p.rd_drive), first.eq(p.rd_first), valid.eq(p.rd_en)]
+        rows_q = [Signal.like(r, name=f"rows_q{s}", reset_less=True) for s, r in enumerate(rows)]
+        drives0, drives = Signal.like(p.rd_drive), Signal.like(p.rd_drive)
+        first0, first, valid0, valid = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [drives0.eq(p.rd_drive), first0.eq(p.rd_first), valid0.eq(p.rd_en),
+                     drives.eq(drives0), first.eq(first0), valid.eq(valid0)]
+        m.d.sync += [q.eq(r) for q, r in zip(rows_q, rows)]
+        rows = rows_q
 
         cells = [[cell_values(fmt, rows[s][c]) for c in range(cfg.logical_cols)] for s in range(rpc)]
         shape = colsum_shape(cfg)

@@ -53,7 +53,10 @@ def mvm_states(m, cfg, r, finish, *, bus=None, lat: int = 1):
         with m.If(g == r.g1):
             m.next = "M_XWAIT"
 
-    with m.State("M_XWAIT"):
+    with m.State("M_XWAIT"):           # the last group's read data is in the crossbar's register
+        m.next = "M_XWAIT2"
+
+    with m.State("M_XWAIT2"):          # ... and its sums are added in this cycle
         m.d.sync += [k.eq(0), laddr.eq(0), sl.eq(0)]
         m.next = "M_ADC"
 

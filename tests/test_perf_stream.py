@@ -46,7 +46,7 @@ F, B = mvm_front(C, 0, 4, 2), mvm_back(C, 2)
 
 def test_config_is_concurrent_and_constants():
     assert C.n_tiles == 3 and L == 2 and Isa.of(C).payload_words(ww(0).op, C.logical_cols) == 1
-    assert (F, B) == (20, 4) and F + B == mvm_cycles(C, 0, 4, 2)
+    assert (F, B) == (24, 4) and F + B == mvm_cycles(C, 0, 4, 2)
 
 
 def test_two_mvms_on_two_tiles_serialise_only_on_the_bus():
@@ -88,7 +88,7 @@ def test_full_queue_holds_the_dispatcher():
     done = x + 9 + F + L + B
     p = predict(C, cmds)
     assert p.cycles == done + K
-    assert p.dispatch_stall == (x + 1 - 4) + 3 * 1 + (done - 37)
+    assert p.dispatch_stall == (x + 1 - 4) + 3 * 1 + (done - (x + 9))   # HALT waits from x + 9
     deeper = dataclasses.replace(C, chip=dataclasses.replace(C.chip, queue_depth=3))   # queue depth off by one
     assert predict(deeper, cmds).cycles < p.cycles
 
