@@ -247,9 +247,12 @@ class CimChip(wiring.Component):
                             common = Signal(mw, name=f"common{u}")
                             diff = Signal(mw, name=f"diff{u}")
                             m.d.comb += [common.eq(h_mk[u] & mk), diff.eq((h_ph[u] ^ ph) & common)]
+                            # (diff & -diff) - 1 without adders: bit i set while diff[0..i] are all 0 (a prefix
+                            # OR), so the dispatch handshake does not reach a carry chain here
+                            below = Cat(*[~diff[:i + 1].any() for i in range(mw)])
                             m.d.sync += [h_lo[u].eq(Mux(lo < h_lo[u], lo, h_lo[u])),
                                          h_hi[u].eq(Mux(hi > h_hi[u], hi, h_hi[u])),
-                                         h_mk[u].eq(Mux(diff == 0, common, (diff & -diff) - 1))]
+                                         h_mk[u].eq(Mux(diff == 0, common, below))]
                         with m.Else():
                             m.d.sync += [h_v[u].eq(1), h_lo[u].eq(lo), h_hi[u].eq(hi), h_mk[u].eq(mk),
                                          h_ph[u].eq(ph)]

@@ -275,8 +275,11 @@ def _mutate(monkeypatch, old, new):
      lambda: test_hazards_stop_the_chip_as_the_golden_model(CHIP2)),
     ("hi.eq(w_in.out_addr + 1 - w_in.out_stride", "hi.eq(w_in.out_addr + 2 - w_in.out_stride",
      test_concurrent_mvms_barriers_and_reads_equal_the_golden_model),      # adjacent spans on two tiles
+    ("h_mk[u].eq(Mux(diff == 0, common, below))", "h_mk[u].eq(common)",
+     lambda: test_hazards_stop_the_chip_as_the_golden_model(CHIP2)),       # case narrowed-lattice
+    ("~diff[:i + 1].any()", "~diff[:i].any()", lambda: test_hazards_stop_the_chip_as_the_golden_model(CHIP2)),
 ], ids=["arbiter_highest_wins", "local_barrier_clears_all", "queue_one_deeper", "no_hazard_check",
-        "halt_without_waiting", "span_one_short", "span_one_long"])
+        "halt_without_waiting", "span_one_short", "span_one_long", "lattice_not_narrowed", "lattice_one_bit_wide"])
 def test_chip_mutants_are_caught(monkeypatch, old, new, test):
     _mutate(monkeypatch, old, new)
     try:

@@ -106,8 +106,9 @@ def hazard_cases(cfg: HwConfig) -> list[tuple[str, list[Command]]]:
     Each starts from synchronised tiles; every command but the last is legal. Cases: the same outputs on two tiles;
     one shared address at the end of a hull (the span's last element, strided); a hull of two MVMs whose gap holds
     the other tile's outputs (no shared address: the hull is conservative); after a WRITE_W (which does not
-    synchronise); after a local BARRIER of the *other* tile (which clears only that tile); an accumulating MVM on
-    the spans of two other tiles (three or more tiles: the lowest is reported).
+    synchronise); after a local BARRIER of the *other* tile (which clears only that tile); an output of a tile
+    whose lattice was narrowed by two MVMs of different phases; an accumulating MVM on the spans of two other tiles
+    (three or more tiles: the lowest is reported).
     """
     if not is_concurrent(cfg):
         return []
@@ -129,6 +130,10 @@ def hazard_cases(cfg: HwConfig) -> list[tuple[str, list[Command]]]:
         ("after-write_w", [m(t1, O - n), Command.write_w(t1, 0, 0, [1]), m(0, O - 1, ncols=1)]),
         ("after-other-barrier", [m(0, 0), Command.barrier(t1), m(t1 + apt - 1, n - 1, ncols=1)]),
     ]
+    if apt >= 2 and cfg.logical_cols >= 2 and O >= 8:
+        # tile 0's lattice narrows (phases 0 and 2 of stride 4: the even addresses); output 6 is the second MVM's
+        out.append(("narrowed-lattice", [m(0, 0, ncols=2, out_stride=4), m(1, 2, ncols=2, out_stride=4),
+                                         m(t1, 6, ncols=1, out_stride=4)]))
     if cfg.n_tiles >= 3:
         out.append(("two-hulls", [m(t1, n), m(2 * apt, 0), m(0, 0, ncols=min(2 * n, cfg.logical_cols),
                                                            accumulate=True)]))
