@@ -21,11 +21,12 @@ import functools
 import math
 import sys
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from cimisa import rules
+from cimisa import kernel_int8, rules
 from cimisa.kernel_formats import _LIMITS, format_codes, format_path, format_sums, mvm_acc_format  # noqa: F401
 from cimisa.rules import FLOAT_EXACT
 
@@ -70,6 +71,16 @@ class Window:
         a = np.ones((self.w.shape[1], self.w.shape[0] + 1))
         a[:, :-1] = self.w.T
         return a
+
+    @functools.cached_property
+    def w8(self):
+        """``w.T`` as an int8 torch tensor for the int8 engine (:func:`cimisa.kernel_int8.weights`), or None."""
+        return kernel_int8.weights(self.w)
+
+    @functools.cached_property
+    def fits_int8(self) -> bool:
+        """Whether every weight lies in ``-128..127`` (the int8 engine can take the window)."""
+        return bool(self.w.size) and -128 <= int(self.w.min()) and int(self.w.max()) <= 127
 
     @functools.cached_property
     def formats(self) -> dict:
@@ -132,6 +143,12 @@ def mvm_acc(w, x, input_bits, adc_bits, adc_shift, window: Window | None = None)
     u = x.reshape(nrows, -1) & ((1 << nb) - 1)                 # the nb-bit two's complement patterns, 0..2**nb-1
     colmin, colmax = win.colmin, win.colmax
     path, plan = _choose(win, nb, adc_bits, s)
+    timed = False
+    if _wants_int8(win, path, plan, nb, u.shape[1]):
+        if kernel_int8.active() is not None and win.w8 is not None:
+            return _int8_codes(win, u, nb, adc_bits, s).reshape((ncols,) + batch)
+        timed = kernel_int8.mode() == "auto"                    # auto loads torch after a while of these
+        t0 = time.perf_counter()
     if path in ("product", "packed residues"):
         rp, acc = _packed_residues(win, u, nb, s, plan) if s else (None, None)
         if acc is None:                                         # the exact product on its own
@@ -148,22 +165,85 @@ def mvm_acc(w, x, input_bits, adc_bits, adc_shift, window: Window | None = None)
         planes = rules.bit_plane_table(nb)[u]                   # (nrows, B, nb): bit b of every input
         colsum = _matmul(win.t(colmax - colmin), planes.reshape(nrows, -1), colmax - colmin)  # analog sums
         acc = rules.convert_planes(colsum.reshape(ncols, -1, nb), nb, adc_bits, s)  # ADC, shift-add
+    if timed:
+        kernel_int8.note_numpy_time(time.perf_counter() - t0)
     return acc.reshape((ncols,) + batch)
 
 
-def mvm_path(w, input_bits, adc_bits, adc_shift, fmt=None) -> str:
+def _wants_int8(win, path, plan, nb, b) -> bool:
+    """Whether the int8 engine is the one to take this MVM (``b`` vectors), if it is there: never for the
+    exact product or weights outside int8; always when set to ``"int8"``; under ``"auto"`` when
+    :func:`_int8_cheaper`."""
+    if path == "product" or not win.fits_int8:
+        return False
+    m = kernel_int8.mode()
+    return m == "int8" or (m == "auto" and _int8_cheaper(win, plan, nb, b))
+
+
+def _int8_cheaper(win, plan, nb, b) -> bool:
+    """Whether the int8 engine is expected to be faster than the numpy form ``plan`` (None: one product per bit
+    plane) on ``b`` vectors. A cost model fitted on one 2-core x86 machine (``python bench/bench_golden.py``,
+    its engine-choice table: windows of 16..256 rows, batches of 1..633): per call 23 (int8) or 28 (numpy) us,
+    per output plane ``0.64 + 0.006 * nrows`` ns (int8: every plane through the int32 conversion) or per packed
+    word ``1.5 + 0.047 * nrows`` ns (numpy: float64 products; a float32 exact product beside them counts half).
+    The numpy forms win on short windows with few words on large batches (a 16-row window over 633 vectors),
+    int8 elsewhere, up to 2.5x at 256 rows. Both engines give the same
+    bits: a wrong guess only costs time."""
+    if plan is None:
+        return True
+    nrows, ncols = win.w.shape
+    exact = 0 if plan.codes or plan.top else 0.5 if (win.colmax - win.colmin) << (nb - 1) < _F32_EXACT else 1
+    words = -(-nb // plan.g) + exact                            # the exact product of the residue form: float32?
+    int8 = 23e3 + ncols * b * kernel_int8.planes_per_vector(nb) * (0.64 + 0.006 * nrows)
+    return int8 < 28e3 + ncols * b * words * (1.5 + 0.047 * nrows)
+
+
+def _int8_codes(win, u, nb, adc_bits, s):
+    """The MVM through the int8 engine: every plane's exact column sums (:func:`cimisa.kernel_int8.plane_sums`),
+    then, when the ADC rule is floor-then-clip (:func:`_is_floor_clip`), the shift and clip in place and the
+    shift-add as one exact float product with the plane weights; otherwise :func:`cimisa.rules.convert_planes`."""
+    sums = kernel_int8.plane_sums(win.w8, u, nb)                # (ncols, B, P) int32, planes past nb all 0
+    p = sums.shape[2]
+    peak = max(-win.colmin, win.colmax)                         # every |sum| <= peak
+    if not _is_floor_clip(rules.adc_code, adc_bits, s, peak.bit_length()):
+        return rules.convert_planes(sums[..., :nb].astype(np.int64), nb, adc_bits, s)
+    lo, hi = rules.signed_range(adc_bits)
+    if s:
+        np.right_shift(sums, s, out=sums)
+    np.clip(sums, max(lo, -(1 << 31)), min(hi, (1 << 31) - 1), out=sums)   # int32 sums: the same clip
+    weights = rules.plane_weights(nb, s) + (0,) * (p - nb)
+    bound = min(1 << (adc_bits - 1), (peak >> s) + 1) << (nb + s)      # > |any shift-added sum|
+    ft = np.int64 if bound >= FLOAT_EXACT else np.float32 if bound < _F32_EXACT else np.float64   # exact types
+    return (sums.reshape(-1, p).astype(ft) @ _typed_weights(weights, ft)).astype(np.int64, copy=False)
+
+
+@functools.lru_cache(maxsize=256)
+def _typed_weights(weights: tuple, ft) -> np.ndarray:
+    return np.array(weights, dtype=ft)
+
+
+def mvm_path(w, input_bits, adc_bits, adc_shift, fmt=None, batch: int = 1) -> str:
     """Return the form in which :func:`mvm_acc` computes the window ``w`` (or its :class:`Window`):
     ``"product"``, ``"packed codes"``, ``"packed residues"`` or ``"bit planes"``; ``"formats"`` for a number
     format ``fmt`` (:class:`cimisa.formats.NumberFormat`) that is not the default (:func:`mvm_acc_format`; its
     form: :func:`format_path`).
 
+    ``"int8 planes"`` when the int8 engine (:mod:`cimisa.kernel_int8`) takes the window now, on ``batch``
+    vectors, instead of one of the last three (:func:`_wants_int8`).
+
     >>> w = np.array([[1, -2], [3, 4]])
-    >>> mvm_path(w, 4, 8, 0), mvm_path(w, 4, 2, 0), mvm_path(w, 4, 3, 1)
+    >>> with kernel_int8.use("numpy"):
+    ...     mvm_path(w, 4, 8, 0), mvm_path(w, 4, 2, 0), mvm_path(w, 4, 3, 1)
     ('product', 'packed codes', 'bit planes')
     """
     if fmt is not None and not fmt.is_default:
         return "formats"
-    return _choose(w if isinstance(w, Window) else Window.of(w), input_bits, adc_bits, adc_shift)[0]
+    win = w if isinstance(w, Window) else Window.of(w)
+    path, plan = _choose(win, input_bits, adc_bits, adc_shift)
+    if (_wants_int8(win, path, plan, input_bits, batch) and kernel_int8.active() is not None
+            and win.w8 is not None):
+        return "int8 planes"
+    return path
 
 
 def _choose(win, nb, adc_bits, s):

@@ -16,10 +16,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from cimisa import kernel, kernel_formats, rules, semantics
+from cimisa import kernel, kernel_formats, kernel_int8, rules, semantics
 from cimisa.config import HwConfig, load_hw
 from cimisa.formats import ADC_ROUNDINGS, INPUT_ENCODINGS, WEIGHT_ENCODINGS, NumberFormat
 from cimisa.isa import Opcode
@@ -75,8 +78,22 @@ def random_windows(seed: int, n: int = 60):
         yield w, x, nb, int(rng.integers(1, 16)), int(rng.integers(0, 9))
 
 
+def engine(name):
+    """The kernel engine ``name`` (:mod:`cimisa.kernel_int8`) for a ``with`` block; skip when int8 is missing."""
+    try:
+        return kernel_int8.use(name)
+    except RuntimeError as e:
+        pytest.skip(str(e))
+
+
+@pytest.mark.parametrize("eng", ["numpy", "int8"])
 @pytest.mark.parametrize("seed", range(6))
-def test_mvm_acc_matches_naive(seed):
+def test_mvm_acc_matches_naive(seed, eng):
+    with engine(eng):
+        _mvm_acc_matches_naive(seed)
+
+
+def _mvm_acc_matches_naive(seed):
     paths = set()
     for w, x, nb, adc_bits, shift in random_windows(seed):
         wb = int(np.abs(w).max()).bit_length() + 1
@@ -178,8 +195,14 @@ def test_float_guard_falls_back_to_int64(monkeypatch):
     assert int(np.float64(w[0, 0])) != int(w[0, 0])
 
 
-def test_forced_int64_path_equals_float_path(monkeypatch):
+@pytest.mark.parametrize("eng", ["numpy", "int8"])
+def test_forced_int64_path_equals_float_path(monkeypatch, eng):
     """Every path with the float64 guard at 0 (all int64) gives the same results as with BLAS."""
+    with engine(eng):
+        _forced_int64_path_equals_float_path(monkeypatch)
+
+
+def _forced_int64_path_equals_float_path(monkeypatch):
     rng = np.random.default_rng(1)
     cases = []
     for _ in range(30):
@@ -190,6 +213,55 @@ def test_forced_int64_path_equals_float_path(monkeypatch):
     monkeypatch.setattr(kernel, "FLOAT_EXACT", 0)
     for (w, x, a, s), y in zip(cases, want):
         assert np.array_equal(semantics.mvm_acc(w, x, 8, a, s), y)
+
+
+_AUTO = """
+import sys, time
+import numpy as np
+from cimisa import kernel, kernel_int8
+rng = np.random.default_rng(0)
+w, x = rng.integers(-8, 8, (64, 16)), rng.integers(-128, 128, (64, 8))
+kernel.mvm_acc(w, x, 8, 3, 0)
+assert "torch" not in sys.modules and kernel.mvm_path(w, 8, 3, 0) != "int8 planes"   # a short run: numpy
+kernel_int8.LOAD_AFTER = 0.05
+t0 = time.perf_counter()
+while "torch" not in sys.modules and time.perf_counter() - t0 < 60:
+    kernel.mvm_acc(w, x, 8, 3, 0)
+print(kernel.mvm_path(w, 8, 3, 0), "torch" in sys.modules)
+"""
+
+
+def test_auto_engine_loads_torch_only_after_a_while():
+    """``auto``: a short run never loads torch (about a second); after ``LOAD_AFTER`` seconds of MVMs the int8
+    engine would take, it does, and takes them."""
+    out = subprocess.run([sys.executable, "-c", _AUTO], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    want = "int8 planes True" if kernel_int8.active(load=True) is not None else "packed codes True"
+    assert out.stdout.split("\n")[-2] == want
+
+
+def test_auto_engine_cost_model():
+    """``auto``'s cost model (fitted by bench/bench_golden.py's engine-choice table): int8 for one vector and for
+    256-row windows; the packed residues of a 16-row window on 633 vectors (2 words and a float32 product) stay
+    with numpy; one product per plane (no packing) always goes to int8."""
+    rng = np.random.default_rng(0)
+    short, tall = (kernel.Window.of(rng.integers(-128, 128, (r, 96))) for r in (16, 256))
+    s16 = rules.adc_shift_for(short.colmin, short.colmax, 8)
+    path, plan = kernel._choose(short, 8, 8, s16)
+    assert path == "packed residues"
+    assert not kernel._int8_cheaper(short, plan, 8, 633) and kernel._int8_cheaper(short, plan, 8, 1)
+    for b in (1, 64, 633):
+        assert kernel._int8_cheaper(tall, kernel._choose(tall, 8, 8, 0)[1], 8, b)
+    assert kernel._int8_cheaper(short, None, 8, 633)
+    with kernel_int8.use("numpy"):
+        assert not kernel._wants_int8(tall, "packed codes", kernel._choose(tall, 8, 8, 0)[1], 8, 64)
+    assert not kernel._wants_int8(tall, "product", None, 8, 64)
+
+
+def test_engine_setting_is_checked():
+    with pytest.raises(ValueError, match="must be one of auto, int8, numpy"):
+        kernel_int8.use("fast")
+    assert kernel_int8.mode() == "auto"
 
 
 def test_perturbed_batched_kernel_is_caught(monkeypatch):

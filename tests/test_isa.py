@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 import cimisa.config
 import cimisa.isa
+import cimisa.kernel
+import cimisa.kernel_int8
 import cimisa.semantics
 from cimisa import docgen
 from cimisa.config import load_hw
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CFGS = [load_hw("fpga-micro"), load_hw("fpga-tiny"), load_hw("paper-256")]
 
 
-@pytest.mark.parametrize("module", [cimisa.semantics, cimisa.isa, cimisa.config])
+@pytest.mark.parametrize("module", [cimisa.semantics, cimisa.isa, cimisa.config, cimisa.kernel, cimisa.kernel_int8])
 def test_doctests(module):
     res = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert res.failed == 0

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from cimisa import kernel, kernel_formats, rules, semantics, streamgen
+from cimisa import kernel, kernel_formats, kernel_int8, rules, semantics, streamgen
 from cimisa.isa import Isa, Opcode
 from sw_model import naive
 from tests import test_hw_tile as hw_tile
@@ -36,7 +36,7 @@ def mutant(fn, old: str, new: str, *, nth: int = 0, total: int = 1):
     at = -1
     for _ in range(nth + 1):
         at = src.index(old, at + 1)
-    ns = dict(f.__globals__)
+    ns = dict(inspect.unwrap(f).__globals__)
     exec(compile(src[:at] + new + src[at + len(old):], f"<mutant of {f.__qualname__}>", "exec"), ns)
     return ns[f.__name__]
 
@@ -90,11 +90,13 @@ def test_property_catches_naive_mutant(monkeypatch, name, fn_name, old, new, cfg
 
 
 def _patch_semantics(monkeypatch, name: str, old: str, new: str) -> None:
-    """Replace ``cimisa.semantics.<name>``, ``cimisa.kernel.<name>`` or ``cimisa.kernel_formats.<name>`` (in every
-    module that holds it, and its ACTIONS entry, if it is one) by a mutant."""
-    fn = getattr(kernel, name, None) or getattr(kernel_formats, name, None) or getattr(semantics, name)
+    """Replace ``cimisa.semantics.<name>``, ``cimisa.kernel.<name>``, ``cimisa.kernel_formats.<name>`` or
+    ``cimisa.kernel_int8.<name>`` (in every module that holds it, and its ACTIONS entry, if it is one) by a
+    mutant."""
+    fn = (getattr(kernel, name, None) or getattr(kernel_formats, name, None) or getattr(kernel_int8, name, None)
+          or getattr(semantics, name))
     m = mutant(fn, old, new)
-    for mod in (kernel, kernel_formats, semantics):
+    for mod in (kernel, kernel_formats, kernel_int8, semantics):
         if getattr(mod, name, None) is fn:
             monkeypatch.setattr(mod, name, m)
     for op, action in list(semantics.ACTIONS.items()):
@@ -123,6 +125,22 @@ KERNEL_MUTANTS = [
     ("separate_product_sign_fix_negated", "mvm_acc", "acc += _sign_fix(nb, s)", "acc -= _sign_fix(nb, s)"),
 ]
 
+
+#: The int8 engine (cimisa.kernel_int8 and cimisa.kernel._int8_codes): the planes, the ADC and the shift-add on the
+#: int32 sums. Caught by the seeded kernel-vs-naive comparison and by the random streams of the micro
+#: configuration, both run with the int8 engine.
+INT8_MUTANTS = [
+    ("int8_step_dropped", "_int8_codes", "    if s:\n        np.right_shift", "    if False:\n        np.right_shift"),
+    ("int8_clip_skipped", "_int8_codes", "np.clip(sums, max(lo, -(1 << 31)), min(hi, (1 << 31) - 1), out=sums)",
+     "None"),
+    ("int8_clip_one_high", "_int8_codes", "min(hi, (1 << 31) - 1)", "min(hi + 1, (1 << 31) - 1)"),
+    ("int8_sign_plane_positive", "_int8_codes", "weights = rules.plane_weights(nb, s)",
+     "weights = tuple(abs(v) for v in rules.plane_weights(nb, s))"),
+    ("int8_plane_bit0_dropped", "_plane_table", "for b in range(min(8, nbytes))", "for b in range(1, min(8, nbytes))"),
+    ("int8_top_input_bit_dropped", "plane_sums", "np.take(_plane_table(p), u & 255)",
+     "np.take(_plane_table(p), u & 127)"),
+    ("int8_second_byte_dropped", "plane_sums", "(u >> (8 * k)) & 255", "(u >> (8 * k)) & 0"),
+]
 
 #: The number-format kernel (cimisa.kernel.mvm_acc_format and its helpers), against the naive loops on the random
 #: streams of a format configuration (tests/test_sw_model.py FORMATS) that exercises it.
@@ -179,22 +197,48 @@ def kernel_matches_naive(seeds=range(6)) -> bool:
     return True
 
 
-def test_kernel_comparison_passes_on_the_real_kernel():
-    assert kernel_matches_naive(range(2))
+def _int8_or_skip():
+    try:
+        return kernel_int8.use("int8")
+    except RuntimeError as e:
+        pytest.skip(str(e))
+
+
+@pytest.mark.parametrize("engine", ["numpy", "int8"])
+def test_kernel_comparison_passes_on_the_real_kernel(engine):
+    with (_int8_or_skip() if engine == "int8" else kernel_int8.use("numpy")):
+        assert kernel_matches_naive(range(2))
 
 
 @pytest.mark.parametrize("name,fn_name,old,new", KERNEL_MUTANTS, ids=[m[0] for m in KERNEL_MUTANTS])
 def test_kernel_comparison_catches_mutant(monkeypatch, name, fn_name, old, new):
     _patch_semantics(monkeypatch, fn_name, old, new)
-    assert not kernel_matches_naive()
+    with kernel_int8.use("numpy"):                               # the packed forms
+        assert not kernel_matches_naive()
 
 
 @pytest.mark.parametrize("name,fn_name,old,new", SEM_MUTANTS, ids=[m[0] for m in SEM_MUTANTS])
 def test_property_catches_semantics_mutant(monkeypatch, name, fn_name, old, new):
     """The vectorised side too: the property compares the two models, whichever is wrong."""
     _patch_semantics(monkeypatch, fn_name, old, new)
-    with pytest.raises(AssertionError):
+    with kernel_int8.use("numpy"), pytest.raises(AssertionError):
         run_property(sw_tests.MICRO)
+
+
+@pytest.mark.parametrize("name,fn_name,old,new", INT8_MUTANTS, ids=[m[0] for m in INT8_MUTANTS])
+def test_kernel_comparison_catches_int8_mutant(monkeypatch, name, fn_name, old, new):
+    with _int8_or_skip():
+        _patch_semantics(monkeypatch, fn_name, old, new)
+        assert not kernel_matches_naive()
+
+
+@pytest.mark.parametrize("name,fn_name,old,new", INT8_MUTANTS[:4], ids=[m[0] for m in INT8_MUTANTS[:4]])
+def test_property_catches_int8_mutant(monkeypatch, name, fn_name, old, new):
+    """The machine's random streams on the micro configuration reach the int8 engine's ADC and shift-add."""
+    with _int8_or_skip():
+        _patch_semantics(monkeypatch, fn_name, old, new)
+        with pytest.raises(AssertionError):
+            run_property(sw_tests.MICRO)
 
 
 _ADC_FLOOR = "    return v >> shift  "

@@ -20,7 +20,7 @@ from itertools import product
 import numpy as np
 import pytest
 
-from cimisa import config, kernel, rules
+from cimisa import config, kernel, kernel_int8, rules, semantics
 from cimisa.config import BUILTIN, load_hw
 from cimisa.isa import Command, Isa, Opcode
 from sw_model.machine import Machine
@@ -350,7 +350,29 @@ def check_kernel_paths(cases: int = 300, seed: int = 0) -> set[str]:
 
 
 def test_kernel_paths_equal_the_rules():
-    assert check_kernel_paths() == {"product", "packed codes", "packed residues", "bit planes"}
+    with kernel_int8.use("numpy"):
+        assert check_kernel_paths() == {"product", "packed codes", "packed residues", "bit planes"}
+
+
+def test_int8_engine_equals_the_rules():
+    """The int8 engine takes every window of weights in -128..127 that is not one exact product (the rest keep
+    the numpy forms), and equals the rules' per-plane form, inputs of 1..16 bits (up to two bytes of planes)."""
+    try:
+        engine = kernel_int8.use("int8")
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    with engine:
+        assert check_kernel_paths(400) == {"product", "int8 planes", "packed codes", "packed residues", "bit planes"}
+        rng = np.random.default_rng(5)
+        for nb in range(1, 17):
+            w = rng.integers(-128, 128, (int(rng.integers(1, 300)), 3))
+            x = rng.integers(-(1 << (nb - 1)), 1 << (nb - 1), (w.shape[0], 4))
+            for adc_bits, shift in ((1, 0), (4, 2), (8, 0), (12, 5), (40, 1)):
+                path = semantics.mvm_path(w, nb, adc_bits, shift)
+                assert path == "product" if rules.adc_fits(*rules.colsum_bounds(w), adc_bits, shift) and not shift \
+                    else path == "int8 planes", (nb, adc_bits, shift, path)
+                assert np.array_equal(semantics.mvm_acc(w, x, nb, adc_bits, shift),
+                                      _rules_mvm(w, x, nb, adc_bits, shift)), (nb, adc_bits, shift)
 
 
 @pytest.mark.parametrize("fn_name,old,new", [
@@ -364,7 +386,7 @@ def test_kernel_check_can_fail(monkeypatch, fn_name, old, new):
     the exact product above the last word's fields; that product's bits read as residue fields; a field sum
     halved)."""
     monkeypatch.setattr(kernel, fn_name, mutant(getattr(kernel, fn_name), old, new))
-    with pytest.raises(AssertionError):
+    with kernel_int8.use("numpy"), pytest.raises(AssertionError):
         check_kernel_paths(120)
 
 
