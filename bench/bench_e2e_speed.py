@@ -5,7 +5,9 @@ all-MiniLM-L6-v2 (the ``minilm`` wheel), Monarch ``--nblocks`` blocks, hardware 
 CIM commands on the golden model, once per matmul for all tokens of all sentences. Timed (side by side, same
 process, same thread setting): the CIM forward pass (``mapper.evaluate.run.embed``) on
 
-* ``Machine`` (``cimisa.kernel.mvm_acc``: the batched kernel, bit planes packed into exact float64 products),
+* ``Machine`` (``cimisa.kernel.mvm_acc``: the batched kernel) with its default engine (``auto``: torch's exact
+  int8 product of every bit plane, :mod:`cimisa.kernel_int8`, torch being loaded here) and with the ``numpy``
+  engine (bit planes packed into exact float64 products),
 * ``NoisyMachine`` without noise (``mapper run``'s default fast machine, its own float path),
 
 and the embeddings are compared (they must be identical). Model preparation, compilation and one warm-up pass per
@@ -46,6 +48,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from cimisa import kernel_int8  # noqa: E402
 from cimisa.config import load_hw  # noqa: E402
 from cimisa.fsutil import atomic_write_text  # noqa: E402
 from mapper.evaluate import run as R  # noqa: E402
@@ -75,26 +78,30 @@ def main(argv=None) -> int:
     print(f"MiniLM nblocks {args.nblocks}, paper-256, {args.adc_bits}-bit ADCs (bound rule), {len(texts)} sentences, "
           f"{tokens} tokens; preparation + compilation {t_prep:.1f} s (not timed below)")
     res, embs, runs = {}, {}, {}
-    for label, fast in (("Machine (batched kernel)", False), ("NoisyMachine (no noise)", True)):
+    machines = (("Machine (batched kernel)", False, "auto"), ("Machine, numpy engine", False, "numpy"),
+                ("NoisyMachine (no noise)", True, "auto"))
+    for label, fast, engine in machines:
         model, ex = R.build_cim_model(prep, setup, adc_bits=args.adc_bits, fast=fast)
-        R.embed(model, batch)                      # warm-up: window data, work arrays (not timed)
-        runs[label] = (model, ex, ex.calls, ex.mvms, [float("inf")])
-    for _ in range(args.reps):                     # in turns, so that a changing load hits both alike
-        for label, (model, _ex, _c, _m, best) in runs.items():
-            t1 = time.perf_counter()
-            embs[label] = R.embed(model, batch)
-            best[0] = min(best[0], time.perf_counter() - t1)
-    for label, (_model, ex, calls0, mvms0, (best,)) in runs.items():
+        with kernel_int8.use(engine):
+            R.embed(model, batch)                  # warm-up: window data, work arrays (not timed)
+        runs[label] = (model, ex, ex.calls, ex.mvms, [float("inf")], engine)
+    for _ in range(args.reps):                     # in turns, so that a changing load hits all alike
+        for label, (model, _ex, _c, _m, best, engine) in runs.items():
+            with kernel_int8.use(engine):
+                t1 = time.perf_counter()
+                embs[label] = R.embed(model, batch)
+                best[0] = min(best[0], time.perf_counter() - t1)
+    for label, (_model, ex, calls0, mvms0, (best,), _engine) in runs.items():
         calls, mvms = (ex.calls - calls0) // args.reps, (ex.mvms - mvms0) // args.reps
         res[label] = {"seconds": best, "sentences_per_s": len(texts) / best, "tokens_per_s": tokens / best,
                       "matmul_calls_per_pass": calls, "mvm_token_commands_per_pass": mvms}
         print(f"{label:<26} {best:7.2f} s  {len(texts) / best:7.1f} sentences/s  {tokens / best:8.0f} tokens/s  "
               f"({calls} matmul programs, {mvms} MVM x token per pass)")
-    a, b = embs.values()
-    same = bool(torch.equal(a, b))
-    ra, rb = res.values()
-    print(f"Machine / NoisyMachine speed: {ra['sentences_per_s'] / rb['sentences_per_s']:.2f}x; embeddings "
-          f"identical: {same}")
+    a, an, b = embs.values()
+    same = bool(torch.equal(a, b) and torch.equal(a, an))
+    ra, rn, rb = res.values()
+    print(f"Machine / NoisyMachine speed: {ra['sentences_per_s'] / rb['sentences_per_s']:.2f}x; default engine / "
+          f"numpy engine: {ra['sentences_per_s'] / rn['sentences_per_s']:.2f}x; embeddings identical: {same}")
     print(f"target >= 30 sentences/s: {'met' if ra['sentences_per_s'] >= 30 else 'NOT met'} "
           f"({ra['sentences_per_s']:.1f})")
     atomic_write_text(args.json, json.dumps({"threads": env, "torch_threads": torch.get_num_threads(),

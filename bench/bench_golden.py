@@ -23,7 +23,12 @@ Number formats (:mod:`cimisa.kernel_formats`): a row per format and ADC setting 
 two vectors. The ``sat`` windows get one column of weights 127 (every cell 1), so that an 8-bit ADC at step 1
 can saturate on them; the path each takes is :func:`cimisa.kernel.format_path`.
 
-    python bench/bench_golden.py [--batch 64] [--reps 20] [--threads 1] [--json bench/results/golden.json]
+Kernel engines (:mod:`cimisa.kernel_int8`): every ADC setting is timed with the ``int8`` engine (torch's exact int8
+product of every bit plane) and the ``numpy`` engine (the packed float64 forms); the last table times both on
+windows of 16..256 rows and batches of 1..633 vectors and shows the engine ``auto`` picks against the faster one.
+
+    python bench/bench_golden.py [--batch 64] [--reps 20] [--threads 1] [--no-engine-choice]
+                                 [--json bench/results/golden.json]
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cimisa import kernel, rules, semantics  # noqa: E402
+from cimisa import kernel, kernel_int8, rules, semantics  # noqa: E402
 from cimisa.config import load_hw  # noqa: E402
 from cimisa.formats import NumberFormat  # noqa: E402
 from cimisa.fsutil import atomic_write_text  # noqa: E402
@@ -100,8 +105,14 @@ def timed_in_turns(fns, reps, rounds=5):
     return best, outs
 
 
-def measure(name, cfg, W, X, machine, args, reference) -> dict:
-    """Time one ADC setting on the batched, per-vector, legacy and naive paths; print and return its row."""
+def measure(name, engine, cfg, W, X, machine, args, reference) -> dict:
+    """Time one ADC setting with one kernel engine on the batched, per-vector, legacy and naive paths; print and
+    return its row."""
+    with kernel_int8.use(engine):
+        return _measure(name, engine, cfg, W, X, machine, args, reference)
+
+
+def _measure(name, engine, cfg, W, X, machine, args, reference) -> dict:
     macs = cfg.rows * cfg.cols
     adc_bits, shift = setting(cfg, W, name)
     mvm = Command.mvm(array=0, row0=0, nrows=cfg.rows, col0=0, ncols=cfg.cols, in_addr=0, out_addr=0,
@@ -141,14 +152,14 @@ def measure(name, cfg, W, X, machine, args, reference) -> dict:
     t_n = time.perf_counter() - t0
     same = (np.array_equal(y_b[:nv], y_v) and np.array_equal(y_v, y_l) and np.array_equal(y_b[:nn], np.array(y_n)))
     path = semantics.mvm_path(W, cfg.input_bits, adc_bits, shift)
-    r = {"adc": name, "adc_bits": adc_bits, "adc_shift": shift, "path": path, "batch": args.batch,
+    r = {"adc": name, "engine": engine, "adc_bits": adc_bits, "adc_shift": shift, "path": path, "batch": args.batch,
          "batched_mac_per_s": macs * args.batch / t_b, "float64_matmul_mac_per_s": blas,
          "per_vector_mac_per_s": macs * nv / t_v, "legacy_mac_per_s": macs * nv / t_l,
          "naive_mac_per_s": macs * nn / t_n, "outputs_identical": bool(same)}
     r["vs_float64"] = r["batched_mac_per_s"] / blas
     r["batched_vs_legacy"] = r["batched_mac_per_s"] / r["legacy_mac_per_s"]
     r["batched_vs_naive"] = r["batched_mac_per_s"] / r["naive_mac_per_s"]
-    print(f"{name:<12}{path:>16}{r['batched_mac_per_s']:>12.3e}{r['vs_float64']:>11.1%} "
+    print(f"{name:<12}{engine:>7}{path:>14}{r['batched_mac_per_s']:>12.3e}{r['vs_float64']:>11.1%} "
           f"{r['per_vector_mac_per_s']:>12.3e}{r['legacy_mac_per_s']:>12.3e}{r['batched_vs_legacy']:>13.1f}x")
     return r
 
@@ -195,6 +206,44 @@ def measure_formats(args, rng) -> list[dict]:
     return out
 
 
+def _with_engine(engine, *args):
+    with kernel_int8.use(engine):
+        return kernel.mvm_acc(*args)
+
+
+def measure_engine_choice(args, rng) -> list[dict]:
+    """Time both kernel engines on windows of 16..256 rows of 8-bit weights (96 columns) and batches of 1, 64 and
+    633 vectors (MiniLM's token count), 8-bit ADCs with and without a step; report the engine ``auto`` picks
+    (:func:`cimisa.kernel._int8_cheaper`, a cost model) and its time against the faster one."""
+    print("engine choice: 96-column windows of 8-bit weights, 8-bit inputs; auto's pick against the faster engine")
+    print(f"{'rows':>5}{'batch':>6}{'ADC':>6}{'numpy form':>17}{'numpy us':>10}{'int8 us':>9}{'auto':>7}"
+          f"{'auto / best':>12}")
+    out = []
+    for rows in (16, 32, 64, 128, 256):
+        W = rng.integers(-128, 128, (rows, 96))
+        win = kernel.Window.of(W)
+        for b in (1, 64, 633):
+            X = rng.integers(-128, 128, (rows, b))
+            for adc, (bits, shift) in (("step", (8, rules.adc_shift_for(win.colmin, win.colmax, 8))),
+                                       ("sat", (8, 0))):
+                with kernel_int8.use("numpy"):
+                    form = kernel.mvm_path(win, 8, bits, shift, batch=b)
+                fns = [functools.partial(_with_engine, engine, W, X, 8, bits, shift, win)
+                       for engine in ("numpy", "int8")]
+                (t_n, t_i), (y_n, y_i) = timed_in_turns(fns, max(5, args.reps // 2))
+                pick = "int8" if kernel.mvm_path(win, 8, bits, shift, batch=b) == "int8 planes" else "numpy"
+                r = {"rows": rows, "batch": b, "adc": adc, "numpy_form": form, "numpy_us": t_n * 1e6,
+                     "int8_us": t_i * 1e6, "auto": pick, "same": bool(np.array_equal(y_n, y_i))}
+                r["auto_vs_best"] = (t_i if pick == "int8" else t_n) / min(t_n, t_i)
+                print(f"{rows:>5}{b:>6}{adc:>6}{form:>17}{r['numpy_us']:>10.1f}{r['int8_us']:>9.1f}{pick:>7}"
+                      f"{r['auto_vs_best']:>11.2f}x")
+                out.append(r)
+    worst = max(r["auto_vs_best"] for r in out)
+    print(f"auto within 10 % of the faster engine in {sum(r['auto_vs_best'] <= 1.1 for r in out)} of {len(out)} "
+          f"cases (worst {worst:.2f}x)")
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=64, help="input vectors per MVM (>= 64 for the target)")
@@ -203,6 +252,8 @@ def main(argv=None) -> int:
     ap.add_argument("--naive-mvms", type=int, default=2, help="vectors for the naive model (slow)")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (set before numpy loads)")
     ap.add_argument("--logical", type=int, default=18, help="logical columns of the number-format window")
+    ap.add_argument("--no-engine-choice", dest="engine_choice", action="store_false",
+                    help="skip the table of auto's engine choice (windows of 16..256 rows, batches 1..633)")
     ap.add_argument("--json", type=Path, default=Path("bench/results/golden.json"))
     args = ap.parse_args(argv)
     cfg = load_hw("paper-256").lossless()
@@ -225,22 +276,30 @@ def main(argv=None) -> int:
     print(f"workload: {cfg.rows}x{cfg.cols} array, 8-bit weights, {cfg.input_bits}-bit bit-serial inputs, "
           f"full-window MVMs, batch {args.batch}")
     print(f"reference numpy float64 matmul ({cfg.cols}x{cfg.rows} @ {cfg.rows}x{args.batch}): {blas:.3e} MAC/s")
-    print(f"{'ADC setting':<12}{'path':>16}{'MAC/s':>12}{'vs float64':>12}{'per-vector':>12}{'legacy':>12}"
+    engines = [e for e in ("int8", "numpy") if e == "numpy" or kernel_int8.active(load=True) is not None]
+    print(f"kernel engines: {', '.join(engines)} (the kit's default, 'auto': int8 once torch is loaded, which "
+          f"the model runners do; numpy: the packed float64 forms)")
+    print(f"{'ADC setting':<12}{'engine':>7}{'path':>14}{'MAC/s':>12}{'vs float64':>12}{'per-vector':>12}{'legacy':>12}"
           f"{'batch/legacy':>14}")
-    rows = [measure(name, cfg, W, X, machine, args, reference) for name in ("lossless", "adc8-step", "adc8-sat")]
+    rows = [measure(name, engine, cfg, W, X, machine, args, reference)
+            for name in ("lossless", "adc8-step", "adc8-sat") for engine in engines]
     formats = measure_formats(args, rng)
-    ok = all(r["outputs_identical"] for r in rows) and all(r["exact"] for r in formats)
+    choice = measure_engine_choice(args, rng) if "int8" in engines and args.engine_choice else []
+    ok = (all(r["outputs_identical"] for r in rows) and all(r["exact"] for r in formats)
+          and all(r["same"] for r in choice))
     for r in rows:
-        print(f"{r['adc']:<12} batched / naive: {r['batched_vs_naive']:.0f}x  (naive {r['naive_mac_per_s']:.3e} "
-              f"MAC/s); outputs identical: {r['outputs_identical']}")
-    print("target: batched >= 30% of the float64 matmul: "
-          + ", ".join(f"{r['adc']} {'met' if r['vs_float64'] >= 0.3 else 'NOT met'}" for r in rows))
+        print(f"{r['adc']:<12}{r['engine']:>6} batched / naive: {r['batched_vs_naive']:.0f}x  (naive "
+              f"{r['naive_mac_per_s']:.3e} MAC/s); outputs identical: {r['outputs_identical']}")
+    for engine in engines:
+        print(f"target ({engine} engine): batched >= 30% of the float64 matmul: "
+              + ", ".join(f"{r['adc']} {'met' if r['vs_float64'] >= 0.3 else 'NOT met'} ({r['vs_float64']:.1%})"
+                          for r in rows if r["engine"] == engine))
     res = {"array": f"{cfg.rows}x{cfg.cols}", "input_bits": cfg.input_bits, "weight_bits": cfg.weight_bits,
-           "threads": env, "rows": rows, "formats": formats, "load_before": os.getloadavg()}
+           "threads": env, "rows": rows, "formats": formats, "engine_choice": choice, "load_before": os.getloadavg()}
     atomic_write_text(args.json, json.dumps(res, indent=2) + "\n")
     if not ok:
-        print("error: batched, per-vector, legacy and naive outputs (or a format and its definition) disagree",
-              file=sys.stderr)
+        print("error: batched, per-vector, legacy and naive outputs (or a format and its definition, or the two "
+              "engines) disagree", file=sys.stderr)
         return 1
     return 0
 
