@@ -1,14 +1,17 @@
 """The batched MVM kernel in any number format (:mod:`cimisa.formats`): cells, drive cycles, ADCs, shift-adds.
 
 :func:`mvm_acc_format` computes what :meth:`cimisa.formats.NumberFormat.mvm_column` specifies, for every logical
-column of a window and every input vector of a batch at once, bit for bit, in one of two forms
-(:func:`format_path` names it):
+column of a window and every input vector of a batch at once, bit for bit, in one of these forms
+(:func:`format_path` names it; ``packed`` is ``cycles`` with several cycles per float32 word, :func:`format_sums`):
 
 ``product``
   no code can saturate and the step is 1 (``fmt.fits(window bounds, adc_bits, 0)``): every code equals its sum,
   and by linearity the MVM is the exact product of the *logical* weights and inputs the cells and drives stand
   for (``sum_p slice_weight_p * cell_p + bias_weight * bias_cell``, ``sum_d digit_weight_d * drive_d``: computed
   from the format's own cells and drives, so a wrong cell or weight still shows): one small BLAS product;
+``int8 cycles``
+  ``cycles`` with the column sums from the int8 engine (:mod:`cimisa.kernel_int8`: one exact int8 product of the
+  cells and every cycle's drives, int32 sums) when every cell and drive lies in ``-128..127``;
 ``cycles``
   every drive cycle's physical column sums in one product (drives looked up in a per-format table indexed by the
   inputs' two's complement patterns; float32 when every sum is below 2**24, float64 below 2**53, int64 beyond),
@@ -16,7 +19,7 @@ column of a window and every input vector of a batch at once, bit for bit, in on
   product with the digit weights, the slices a product with the slice weights, plus the bias column's value
   (one scalar clip when every column and cycle has the same code range).
 
-The default format is :func:`cimisa.kernel.mvm_acc`'s (bit planes packed into float64 words); :mod:`cimisa.kernel`
+The default format is :func:`cimisa.kernel.mvm_acc`'s (its own two engines); :mod:`cimisa.kernel`
 re-exports these names. Tests: ``tests/test_golden_batch.py`` (every path against ``mvm_column`` and the naive
 model, every encoding, cell and DAC width, rounding), ``tests/test_formats.py``, the format-kernel mutants of
 ``tests/test_mutants.py``.
@@ -25,19 +28,21 @@ model, every encoding, cell and DAC width, rounding), ``tests/test_formats.py``,
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from cimisa import rules
+from cimisa import kernel_int8, rules
 from cimisa.rules import FLOAT_EXACT
 
 _F32_EXACT = 1 << 24          # float32 holds every integer of magnitude below this exactly
 
-__all__ = ["mvm_acc_format", "format_sums", "format_codes", "format_path", "FORMAT_PATHS"]
+__all__ = ["mvm_acc_format", "format_sums", "format_codes", "format_path", "FORMAT_PATHS", "INT8_FORMAT_PATHS"]
 
-#: The forms of :func:`mvm_acc_format` (module docstring).
+#: The forms of :func:`mvm_acc_format` (module docstring): with the numpy engine, and with the int8 engine.
 FORMAT_PATHS = ("product", "packed", "cycles")
+INT8_FORMAT_PATHS = ("product", "int8 cycles")
 
 _LIMITS: dict = {}     # what is derived from a format alone (code limits, drive tables), by key; tests clear it
 
@@ -106,6 +111,16 @@ class _FormatCells:
         return (sigma, g) if g >= 2 else (0, 1)
 
     @functools.cached_property
+    def fits_int8(self) -> bool:
+        """Whether the int8 engine can take the window: every cell in ``-128..127``, every sum within int32."""
+        return self.bound < 1 << 31 and bool(self.t.size) and self.t.min() >= -128 and self.t.max() <= 127
+
+    @functools.cached_property
+    def t8(self):
+        """``t`` as an int8 torch tensor (:func:`cimisa.kernel_int8.as_int8`; torch must be loaded)."""
+        return kernel_int8.as_int8(self.t)
+
+    @functools.cached_property
     def typed(self) -> dict:
         """:attr:`logical`'s weights by type, made on first use."""
         return {}
@@ -171,9 +186,9 @@ def _code_limits(fmt, adc_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return lo, hi, blo, bhi
 
 
-def format_path(win, fmt, adc_bits: int, adc_shift: int) -> str:
-    """Return the form (:data:`FORMAT_PATHS`) in which :func:`mvm_acc_format` computes the window ``win`` (a
-    :class:`cimisa.kernel.Window` or weights) in the format ``fmt``.
+def format_path(win, fmt, adc_bits: int, adc_shift: int, batch: int = 1) -> str:
+    """Return the form (:data:`FORMAT_PATHS`, :data:`INT8_FORMAT_PATHS`) in which :func:`mvm_acc_format` computes
+    the window ``win`` (a :class:`cimisa.kernel.Window` or weights) in the format ``fmt`` on ``batch`` vectors.
 
     >>> from cimisa.formats import NumberFormat
     >>> f = NumberFormat(4, 4, 1, "differential"); w = np.array([[3, 7], [5, 4]])
@@ -186,6 +201,8 @@ def format_path(win, fmt, adc_bits: int, adc_shift: int) -> str:
     fc = _format_cells(_window(win), fmt)
     if not adc_shift and fmt.fits(fc.bounds, adc_bits, 0, fmt.adc_rounding):
         return "product"
+    if _wants_int8(fc, batch) and _drive_int8(fmt) is not None and kernel_int8.active() is not None:
+        return "int8 cycles"
     return "packed" if fc.pack[1] > 1 else "cycles"
 
 
@@ -199,6 +216,10 @@ def format_sums(win, x, fmt) -> np.ndarray:
     fc = _format_cells(win, fmt)
     nrows = win.w.shape[0]
     u = _patterns(fmt, np.asarray(x, dtype=np.int64).reshape(nrows, -1))
+    drive8 = _drive_int8(fmt) if _wants_int8(fc, u.shape[1]) else None
+    if drive8 is not None and kernel_int8.active() is not None:
+        s = kernel_int8.product(fc.t8, np.take(drive8, u, axis=0).reshape(nrows, -1))   # int32, exact
+        return s.astype(fc.t.dtype, copy=False).reshape(s.shape[0], u.shape[1], fmt.digits)
     sigma, g = fc.pack
     if g == 1:
         drive = np.take(_typed(_drive_table(fmt), fc.t.dtype), u, axis=0)   # (nrows, B, D)
@@ -212,6 +233,27 @@ def format_sums(win, x, fmt) -> np.ndarray:
         p -= top * np.float32(2.0 ** (sigma * j))
     out[..., 0] = p
     return out.reshape(p.shape[0], u.shape[1], -1)[:, :, :fmt.digits]
+
+
+def _wants_int8(fc, b: int) -> bool:
+    """Whether the int8 engine (:mod:`cimisa.kernel_int8`) is to compute the sums of the cells ``fc`` for ``b``
+    input vectors, if it is there: the cells and sums fit, and the setting is ``"int8"``, or ``"auto"`` where it
+    is expected to be faster: over the float32 words of the packed form, or on ``nrows * b >= 4096`` (the numpy
+    form's small float32 product wins below: measured 0.7-0.9x on 16-64-row windows of one vector and 16-row
+    windows of 64 vectors, 1.0-3.1x from 64 rows and 64 vectors up; bench/bench_golden.py's format table)."""
+    m = kernel_int8.mode()
+    if m == "numpy" or not fc.fits_int8:
+        return False
+    return m == "int8" or fc.pack[1] > 1 or fc.w.shape[0] * b >= 4096
+
+
+def _drive_int8(fmt):
+    """The drive table (:func:`_drive_table`) in int8, or None when a drive lies outside ``-128..127``."""
+    def make():
+        t = _drive_table(fmt)
+        return t.astype(np.int8) if t.min() >= -128 and t.max() <= 127 else False
+    hit = _cached(("drive8", fmt), make)
+    return None if hit is False else hit
 
 
 def _packed_table(fmt, sigma: int, g: int) -> np.ndarray:
@@ -302,6 +344,12 @@ def mvm_acc_format(win, x, fmt, adc_bits: int, adc_shift: int) -> np.ndarray:
     if format_path(win, fmt, adc_bits, adc_shift) == "product":
         acc = _product(win, x2, fmt)
     else:
+        fc = _format_cells(win, fmt)
+        timed = (kernel_int8.mode() == "auto" and _wants_int8(fc, x2.shape[1]) and _drive_int8(fmt) is not None
+                 and kernel_int8.active() is None)              # auto loads torch after a while of these
+        t0 = time.perf_counter()
         acc = _cycles(win, x2, fmt, adc_bits, adc_shift)
         np.left_shift(acc, adc_shift, out=acc)
+        if timed:
+            kernel_int8.note_numpy_time(time.perf_counter() - t0)
     return acc.reshape((ncols,) + x.shape[1:])

@@ -23,7 +23,8 @@ import sys
 
 import numpy as np
 
-__all__ = ["MODES", "LOAD_AFTER", "use", "mode", "active", "weights", "plane_sums", "note_numpy_time"]
+__all__ = ["MODES", "LOAD_AFTER", "use", "mode", "active", "weights", "as_int8", "plane_sums", "product",
+           "note_numpy_time"]
 
 #: The engine settings of :func:`use`.
 MODES = ("auto", "int8", "numpy")
@@ -105,10 +106,7 @@ def note_numpy_time(seconds: float) -> None:
 def weights(w: np.ndarray):
     """Return ``w.T`` as a contiguous int8 torch tensor, or None when a weight lies outside ``-128..127`` or the
     window has more than :data:`MAX_ROWS` rows (torch must be loaded)."""
-    torch = _checked_torch()
-    if torch is None or w.shape[0] > MAX_ROWS or w.size == 0 or w.min() < -128 or w.max() > 127:
-        return None
-    return torch.from_numpy(np.ascontiguousarray(w.T, dtype=np.int8))
+    return None if w.shape[0] > MAX_ROWS else as_int8(w.T)
 
 
 @functools.lru_cache(maxsize=16)
@@ -132,7 +130,6 @@ def plane_sums(w8, u: np.ndarray, nb: int) -> np.ndarray:
 
     The planes are looked up one byte per bit (:func:`_plane_table`), so that the int8 matrix of planes
     ``(nrows, B * P)`` is a view of the looked-up words."""
-    torch = _checked_torch()
     nrows, b = u.shape
     p = planes_per_vector(nb)
     if p <= 8:
@@ -142,5 +139,19 @@ def plane_sums(w8, u: np.ndarray, nb: int) -> np.ndarray:
         table = _plane_table(8)
         for k in range(p // 8):
             np.take(table, (u >> (8 * k)) & 255, out=planes[:, :, k])
-    flat = torch.from_numpy(planes.view(np.uint8).reshape(nrows, b * p)).view(torch.int8)
-    return torch._int_mm(w8, flat).numpy().reshape(w8.shape[0], b, p)
+    return product(w8, planes.view(np.uint8).reshape(nrows, b * p)).reshape(w8.shape[0], b, p)
+
+
+def product(a8, b: np.ndarray) -> np.ndarray:
+    """Return ``a8 @ b`` as int32 numpy: ``a8`` an int8 torch tensor (:func:`weights`), ``b`` a numpy array of
+    int8 or uint8 values in ``-128..127`` (its bytes are read as int8), exact while no sum leaves int32."""
+    torch = _checked_torch()
+    return torch._int_mm(a8, torch.from_numpy(b).view(torch.int8)).numpy()
+
+
+def as_int8(a: np.ndarray):
+    """Return ``a`` (2-D) as a contiguous int8 torch tensor, or None when a value lies outside ``-128..127``."""
+    torch = _checked_torch()
+    if torch is None or a.size == 0 or a.min() < -128 or a.max() > 127:
+        return None
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int8))

@@ -258,6 +258,24 @@ def test_auto_engine_cost_model():
     assert not kernel._wants_int8(tall, "product", None, 8, 64)
 
 
+def test_auto_engine_rule_for_number_formats():
+    """``auto`` on number formats: int8 over the packed form and from ``nrows * batch >= 4096``, numpy's small
+    float32 product below; ``numpy`` never, ``int8`` always (where the cells fit)."""
+    rng = np.random.default_rng(1)
+    twos, diff = NumberFormat(8, 8, 2, "twos", "twos", 2, "nearest"), NumberFormat(8, 8, 1, "differential")
+    cells = {r: kernel_formats._format_cells(kernel.Window.of(rng.integers(-128, 128, (r, 8))), twos)
+             for r in (16, 64)}
+    assert cells[16].pack[1] == 1 and cells[16].fits_int8
+    assert not kernel_formats._wants_int8(cells[16], 64) and kernel_formats._wants_int8(cells[16], 256)
+    assert kernel_formats._wants_int8(cells[64], 64) and not kernel_formats._wants_int8(cells[64], 1)
+    packed = kernel_formats._format_cells(kernel.Window.of(rng.integers(-128, 128, (64, 8))), diff)
+    assert packed.pack[1] > 1 and kernel_formats._wants_int8(packed, 1)
+    with kernel_int8.use("numpy"):
+        assert not kernel_formats._wants_int8(packed, 1)
+    with engine("int8"):
+        assert kernel_formats._wants_int8(cells[16], 1)
+
+
 def test_engine_setting_is_checked():
     with pytest.raises(ValueError, match="must be one of auto, int8, numpy"):
         kernel_int8.use("fast")
@@ -363,14 +381,36 @@ def format_kernel_mismatches(seeds=range(3)) -> list:
     return bad, paths
 
 
-def test_format_kernel_matches_the_scalar_definition():
-    bad, paths = format_kernel_mismatches()
+@pytest.mark.parametrize("eng", ["numpy", "int8"])
+def test_format_kernel_matches_the_scalar_definition(eng):
+    with engine(eng):
+        bad, paths = format_kernel_mismatches()
     assert not bad, bad[:3]
-    assert paths == set(kernel_formats.FORMAT_PATHS)
+    assert paths == set(kernel_formats.FORMAT_PATHS if eng == "numpy" else kernel_formats.INT8_FORMAT_PATHS)
 
 
-def test_format_kernel_exact_in_every_type(monkeypatch):
+def test_int8_engine_takes_only_cells_and_drives_within_int8():
+    """8-bit offset cells (0..255) stay with the numpy forms; 4-bit ones go to int8 (drives of 8-bit DACs too:
+    0..127 per cycle, or -127..127 sign-magnitude); both exact."""
+    rng = np.random.default_rng(3)
+    with engine("int8"):
+        for fmt, want in ((NumberFormat(8, 8, 8, "offset", "twos", 8), "cycles"),
+                          (NumberFormat(8, 8, 4, "offset", "twos", 8), "int8 cycles"),
+                          (NumberFormat(8, 8, 4, "offset", "sign-magnitude", 8), "int8 cycles")):
+            w = rng.integers(-128, 128, (20, 3))
+            x = rng.integers(-128, 128, (20, 2))
+            assert kernel.format_path(w, fmt, 3, 1) == want, fmt.describe()
+            assert np.array_equal(kernel.mvm_acc_format(w, x, fmt, 3, 1), scalar_mvm(fmt, w, x, 3, 1))
+
+
+@pytest.mark.parametrize("eng", ["numpy", "int8"])
+def test_format_kernel_exact_in_every_type(monkeypatch, eng):
     """float64 (no float32) and int64 (no float) products give the same results as the default choice."""
+    with engine(eng):
+        _format_kernel_exact_in_every_type(monkeypatch)
+
+
+def _format_kernel_exact_in_every_type(monkeypatch):
     for f32, f64 in ((0, kernel_formats.FLOAT_EXACT), (0, 0)):
         monkeypatch.setattr(kernel_formats, "_F32_EXACT", f32)
         monkeypatch.setattr(kernel_formats, "FLOAT_EXACT", f64)
@@ -407,5 +447,7 @@ def test_perturbed_format_kernel_is_caught(monkeypatch):
         return acc
 
     monkeypatch.setattr(kernel_formats, "_cycles", perturbed)
-    bad, _ = format_kernel_mismatches(range(1))
-    assert bad
+    for eng in ("numpy", "int8"):
+        with engine(eng):
+            bad, _ = format_kernel_mismatches(range(1))
+        assert bad, eng

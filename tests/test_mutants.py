@@ -176,6 +176,11 @@ def format_streams_differ(cfg, seeds=range(12)) -> bool:
 @pytest.mark.parametrize("name,fn_name,old,new,cfg_name", FORMAT_KERNEL_MUTANTS,
                          ids=[m[0] for m in FORMAT_KERNEL_MUTANTS])
 def test_format_streams_catch_kernel_mutant(monkeypatch, name, fn_name, old, new, cfg_name):
+    with kernel_int8.use("numpy"):                               # the numpy forms
+        _format_streams_catch(monkeypatch, fn_name, old, new, cfg_name)
+
+
+def _format_streams_catch(monkeypatch, fn_name, old, new, cfg_name):
     cfg = next(c for c in sw_tests.FORMATS if c.name == cfg_name)
     assert not format_streams_differ(cfg, range(3))             # the real kernel agrees
     _patch_semantics(monkeypatch, fn_name, old, new)
@@ -184,6 +189,22 @@ def test_format_streams_catch_kernel_mutant(monkeypatch, name, fn_name, old, new
         assert format_streams_differ(cfg)
     finally:
         kernel._LIMITS.clear()
+
+
+#: The int8 engine's part of the number-format kernel, caught by the same random format streams run with it.
+FORMAT_INT8_MUTANTS = [
+    ("int8_drive_table_off_by_one", "_drive_int8", "return t.astype(np.int8) if", "return (t + 1).astype(np.int8) if",
+     "c2-twos-dac2-nearest"),
+    ("int8_sums_low_bit_dropped", "format_sums", "return s.astype(fc.t.dtype, copy=False)",
+     "return (s >> 1 << 1).astype(fc.t.dtype, copy=False)", "c1-offset-sm-dac2"),
+]
+
+
+@pytest.mark.parametrize("name,fn_name,old,new,cfg_name", FORMAT_INT8_MUTANTS,
+                         ids=[m[0] for m in FORMAT_INT8_MUTANTS])
+def test_format_streams_catch_int8_mutant(monkeypatch, name, fn_name, old, new, cfg_name):
+    with _int8_or_skip():
+        _format_streams_catch(monkeypatch, fn_name, old, new, cfg_name)
 
 
 def kernel_matches_naive(seeds=range(6)) -> bool:
