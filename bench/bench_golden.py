@@ -19,9 +19,10 @@ comparison) and the naive model. All outputs are compared. The ADC settings come
 Number formats (:mod:`cimisa.kernel_formats`): a row per format and ADC setting on one 256-row window of
 ``--logical`` (18) logical columns of random 8-bit weights (1-bit differential cells: 252 physical columns, as on
 ``paper-256``), the same batch, timed in turns with the default format's kernel on the same logical window
-(``vs default``: its time over theirs) and checked against the naive model (``NumberFormat.mvm_column``) on
-two vectors. The ``sat`` windows get one column of weights 127 (every cell 1), so that an 8-bit ADC at step 1
-can saturate on them; the path each takes is :func:`cimisa.kernel.format_path`.
+(``vs default``: its time over theirs; both with the default engine, and the format kernel again with the numpy
+engine) and checked against the naive model (``NumberFormat.mvm_column``) on two vectors. The ``sat`` windows
+get one column of weights 127 (every cell 1), so that an 8-bit ADC at step 1 can saturate on them; the path each
+takes is :func:`cimisa.kernel.format_path`.
 
 Kernel engines (:mod:`cimisa.kernel_int8`): every ADC setting is timed with the ``int8`` engine (torch's exact int8
 product of every bit plane) and the ``numpy`` engine (the packed float64 forms); the last table times both on
@@ -182,7 +183,8 @@ def measure_formats(args, rng) -> list[dict]:
     X = rng.integers(-128, 128, (rows, b))
     win0 = kernel.Window.of(W0)
     print(f"number formats: {rows}x{n} logical window, 8-bit weights and inputs, batch {b}")
-    print(f"{'format':<20}{'path':>9}{'ms':>9}{'MAC/s':>12}{'default ms':>12}{'vs default':>11}  exact")
+    print(f"{'format':<20}{'path':>12}{'ms':>9}{'MAC/s':>12}{'default ms':>12}{'vs default':>11}"
+          f"{'numpy engine':>18}  exact")
     out = []
     for name, fmt, bits, shift, sat in FORMAT_CASES:
         W = W0.copy()
@@ -191,19 +193,31 @@ def measure_formats(args, rng) -> list[dict]:
         win = kernel.Window.of(W)
         kernel.mvm_acc_format(win, X, fmt, bits, shift)            # the window's cells and bounds, cached
         fns = [functools.partial(kernel.mvm_acc_format, win, X, fmt, bits, shift),
-               functools.partial(kernel.mvm_acc, W0, X, 8, bits, shift, win0)]
-        (t_f, t_d), (y, _) = timed_in_turns(fns, args.reps)
+               functools.partial(kernel.mvm_acc, W0, X, 8, bits, shift, win0),
+               functools.partial(_format_with_engine, "numpy", win, X, fmt, bits, shift)]
+        (t_f, t_d, t_n), (y, _, y_n) = timed_in_turns(fns, args.reps)
         bias = [fmt.bias_cell] * rows if fmt.bias_cols else None
         want = [[fmt.mvm_column([fmt.cells(int(v)) for v in W[:, c]], bias, X[:, k].tolist(), bits, shift)
                  for k in range(2)] for c in range(n)]
         r = {"format": name, "describe": fmt.describe(), "adc_bits": bits, "adc_shift": shift,
-             "path": kernel.format_path(win, fmt, bits, shift), "physical_cols": fmt.conversions(n),
+             "path": kernel.format_path(win, fmt, bits, shift, batch=b), "physical_cols": fmt.conversions(n),
              "ms": t_f * 1e3, "mac_per_s": rows * n * b / t_f, "default_ms": t_d * 1e3, "vs_default": t_d / t_f,
-             "exact": bool(np.array_equal(y[:, :2], np.array(want)))}
-        print(f"{name:<20}{r['path']:>9}{r['ms']:>9.3f}{r['mac_per_s']:>12.3e}{r['default_ms']:>12.3f}"
-              f"{r['vs_default']:>10.2f}x  {r['exact']}")
+             "numpy_engine_ms": t_n * 1e3, "numpy_path": _format_path_with_engine("numpy", win, fmt, bits, shift),
+             "exact": bool(np.array_equal(y[:, :2], np.array(want)) and np.array_equal(y, y_n))}
+        print(f"{name:<20}{r['path']:>12}{r['ms']:>9.3f}{r['mac_per_s']:>12.3e}{r['default_ms']:>12.3f}"
+              f"{r['vs_default']:>10.2f}x{r['numpy_path']:>9}{r['numpy_engine_ms']:>9.3f}  {r['exact']}")
         out.append(r)
     return out
+
+
+def _format_with_engine(engine, *args):
+    with kernel_int8.use(engine):
+        return kernel.mvm_acc_format(*args)
+
+
+def _format_path_with_engine(engine, *args):
+    with kernel_int8.use(engine):
+        return kernel.format_path(*args)
 
 
 def _with_engine(engine, *args):
