@@ -8,6 +8,9 @@ product (above the last word's fields when it fits) minus the fields' low bits w
 (``packed residues``); work arrays are reused per thread. Windows that do not pack go
 plane by plane through :func:`cimisa.rules.convert_planes`. The packed forms run only where a cached check shows
 that :func:`cimisa.rules.adc_code` is floor-then-clip, so a changed ADC rule still reaches every model.
+The *int8 engine* (:mod:`cimisa.kernel_int8`) takes windows of weights within int8 instead, where it is expected
+to be faster (:func:`_int8_cheaper`): all bit planes' exact column sums in one int8 product, then the floor, clip
+and shift-add on the int32 sums (:func:`_int8_codes`; :func:`cimisa.rules.convert_planes` for another ADC rule).
 :class:`Window` caches a window's bounds and float copies; :func:`mvm_path` names the path a window takes.
 Number formats other than the default run through :mod:`cimisa.kernel_formats` (re-exported here:
 :func:`mvm_acc_format`, :func:`format_sums`, :func:`format_codes`, :func:`format_path`).

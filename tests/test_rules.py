@@ -250,9 +250,19 @@ MODELS = {
 }
 
 
-def test_a_perturbed_adc_rule_reaches_every_model(monkeypatch):
+@pytest.mark.parametrize("eng", ["numpy", "int8"])
+def test_a_perturbed_adc_rule_reaches_every_model(monkeypatch, eng):
     """Mutation: the ADC in cimisa.rules rounds to nearest instead of flooring; every model's results change, so
-    they all call it (none has a copy of its own)."""
+    they all call it (none has a copy of its own), with either kernel engine."""
+    try:
+        engine = kernel_int8.use(eng)
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    with engine:
+        _perturbed_adc_rule_reaches_every_model(monkeypatch)
+
+
+def _perturbed_adc_rule_reaches_every_model(monkeypatch):
     before = {k: _saturating_run(f) for k, f in MODELS.items()}
     assert all(np.array_equal(before[k], before["fast"]) for k in ("naive", "noise-free"))
     real = rules.adc_code
