@@ -7,12 +7,13 @@ input vector in one call, several times faster than the float64 BLAS products of
 :mod:`cimisa.kernel` (``python bench/bench_golden.py`` prints both). :func:`cimisa.kernel.mvm_acc` then applies the
 ADC and the shift-add to the int32 sums in place.
 
-Which engine runs (:func:`use`, :func:`mode`): ``"auto"`` (the default) takes this one when torch is loaded and
-passes a check, and otherwise loads torch once the numpy forms have spent :data:`LOAD_AFTER` seconds on MVMs this
-engine would take (loading torch costs about a second: a short single-vector run does not pay for it);
+Which engine runs (:func:`use`, :func:`mode`): ``"auto"`` (the default) takes this one for the MVMs on which it
+is expected to be faster (:func:`cimisa.kernel._int8_cheaper`, :func:`cimisa.kernel_formats._wants_int8`) when
+torch is loaded and passes a check, and otherwise loads torch once the numpy forms have spent :data:`LOAD_AFTER`
+seconds on such MVMs (loading torch costs about a second: a short single-vector run does not pay for it);
 ``"int8"`` loads it at once (a ``RuntimeError`` when it cannot); ``"numpy"`` never does. Every engine gives the same
-bits; the tests check each against the rules (``tests/test_rules.py``) and catch mutants of each
-(``tests/test_mutants.py``).
+bits; the tests check each against the rules and the naive model (``tests/test_rules.py``,
+``tests/test_golden_batch.py``) and catch mutants of each (``tests/test_mutants.py``).
 """
 
 from __future__ import annotations
