@@ -184,21 +184,21 @@ def _wants_int8(win, path, plan, nb, b) -> bool:
 
 
 def _int8_cheaper(win, plan, nb, b) -> bool:
-    """Whether the int8 engine is expected to be faster than the numpy form ``plan`` (None: one product per bit
-    plane) on ``b`` vectors. A cost model fitted on one 2-core x86 machine (``python bench/bench_golden.py``,
+    """Whether the int8 engine is expected to be clearly faster than the numpy form ``plan`` (None: one product
+    per bit plane) on ``b`` vectors. A cost model fitted on one 2-core x86 machine (``python bench/bench_golden.py``,
     its engine-choice table: windows of 16..256 rows, batches of 1..633): per call 23 (int8) or 28 (numpy) us,
-    per output plane ``0.64 + 0.006 * nrows`` ns (int8: every plane through the int32 conversion) or per packed
-    word ``1.5 + 0.047 * nrows`` ns (numpy: float64 products; a float32 exact product beside them counts half).
-    The numpy forms win on short windows with few words on large batches (a 16-row window over 633 vectors),
-    int8 elsewhere, up to 2.5x at 256 rows. Both engines give the same
-    bits: a wrong guess only costs time."""
+    per output plane ``0.63 + 0.0061 * nrows`` ns (int8: every plane through the int32 conversion) or per packed
+    word ``2.0 + 0.046 * nrows`` ns (numpy: float64 products; the float32 exact product of a residue form counts
+    0.1 word). int8 is taken when expected 15 % faster: near-ties (32-row windows of MiniLM over 633 tokens,
+    residue forms of 2 words) stay with numpy, which measured up to 10 % faster there inside a model run. int8
+    wins elsewhere, up to 2.5x at 256 rows. Both engines give the same bits: a wrong guess only costs time."""
     if plan is None:
         return True
     nrows, ncols = win.w.shape
-    exact = 0 if plan.codes or plan.top else 0.5 if (win.colmax - win.colmin) << (nb - 1) < _F32_EXACT else 1
+    exact = 0 if plan.codes or plan.top else 0.1 if (win.colmax - win.colmin) << (nb - 1) < _F32_EXACT else 1
     words = -(-nb // plan.g) + exact                            # the exact product of the residue form: float32?
-    int8 = 23e3 + ncols * b * kernel_int8.planes_per_vector(nb) * (0.64 + 0.006 * nrows)
-    return int8 < 28e3 + ncols * b * words * (1.5 + 0.047 * nrows)
+    int8 = 23e3 + ncols * b * kernel_int8.planes_per_vector(nb) * (0.63 + 0.0061 * nrows)
+    return 1.15 * int8 < 28e3 + ncols * b * words * (2.0 + 0.046 * nrows)
 
 
 def _int8_codes(win, u, nb, adc_bits, s):
