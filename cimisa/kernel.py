@@ -83,7 +83,7 @@ class Window:
     @functools.cached_property
     def fits_int8(self) -> bool:
         """Whether every weight lies in ``-128..127`` (the int8 engine can take the window)."""
-        return bool(self.w.size) and -128 <= int(self.w.min()) and int(self.w.max()) <= 127
+        return kernel_int8.fits(self.w)
 
     @functools.cached_property
     def formats(self) -> dict:
@@ -148,7 +148,7 @@ def mvm_acc(w, x, input_bits, adc_bits, adc_shift, window: Window | None = None)
     path, plan = _choose(win, nb, adc_bits, s)
     timed = False
     if _wants_int8(win, path, plan, nb, u.shape[1]):
-        if kernel_int8.active() is not None and win.w8 is not None:
+        if _int8_ready(win):
             return _int8_codes(win, u, nb, adc_bits, s).reshape((ncols,) + batch)
         timed = kernel_int8.mode() == "auto"                    # auto loads torch after a while of these
         t0 = time.perf_counter()
@@ -181,6 +181,11 @@ def _wants_int8(win, path, plan, nb, b) -> bool:
         return False
     m = kernel_int8.mode()
     return m == "int8" or (m == "auto" and _int8_cheaper(win, plan, nb, b))
+
+
+def _int8_ready(win) -> bool:
+    """Whether the int8 engine can run on ``win`` now (torch loaded and checked, the weights as int8)."""
+    return kernel_int8.active() is not None and win.w8 is not None
 
 
 def _int8_cheaper(win, plan, nb, b) -> bool:
@@ -243,8 +248,7 @@ def mvm_path(w, input_bits, adc_bits, adc_shift, fmt=None, batch: int = 1) -> st
         return "formats"
     win = w if isinstance(w, Window) else Window.of(w)
     path, plan = _choose(win, input_bits, adc_bits, adc_shift)
-    if (_wants_int8(win, path, plan, input_bits, batch) and kernel_int8.active() is not None
-            and win.w8 is not None):
+    if _wants_int8(win, path, plan, input_bits, batch) and _int8_ready(win):
         return "int8 planes"
     return path
 

@@ -113,7 +113,7 @@ class _FormatCells:
     @functools.cached_property
     def fits_int8(self) -> bool:
         """Whether the int8 engine can take the window: every cell in ``-128..127``, every sum within int32."""
-        return self.bound < 1 << 31 and bool(self.t.size) and self.t.min() >= -128 and self.t.max() <= 127
+        return self.bound < 1 << 31 and kernel_int8.fits(self.t)
 
     @functools.cached_property
     def t8(self):
@@ -201,7 +201,7 @@ def format_path(win, fmt, adc_bits: int, adc_shift: int, batch: int = 1) -> str:
     fc = _format_cells(_window(win), fmt)
     if not adc_shift and fmt.fits(fc.bounds, adc_bits, 0, fmt.adc_rounding):
         return "product"
-    if _wants_int8(fc, batch) and _drive_int8(fmt) is not None and kernel_int8.active() is not None:
+    if _wants_int8(fc, batch) and kernel_int8.active() is not None:
         return "int8 cycles"
     return "packed" if fc.pack[1] > 1 else "cycles"
 
@@ -216,9 +216,8 @@ def format_sums(win, x, fmt) -> np.ndarray:
     fc = _format_cells(win, fmt)
     nrows = win.w.shape[0]
     u = _patterns(fmt, np.asarray(x, dtype=np.int64).reshape(nrows, -1))
-    drive8 = _drive_int8(fmt) if _wants_int8(fc, u.shape[1]) else None
-    if drive8 is not None and kernel_int8.active() is not None:
-        s = kernel_int8.product(fc.t8, np.take(drive8, u, axis=0).reshape(nrows, -1))   # int32, exact
+    if _wants_int8(fc, u.shape[1]) and kernel_int8.active() is not None:
+        s = kernel_int8.product(fc.t8, np.take(_drive_int8(fmt), u, axis=0).reshape(nrows, -1))   # int32, exact
         return s.astype(fc.t.dtype, copy=False).reshape(s.shape[0], u.shape[1], fmt.digits)
     sigma, g = fc.pack
     if g == 1:
@@ -237,12 +236,12 @@ def format_sums(win, x, fmt) -> np.ndarray:
 
 def _wants_int8(fc, b: int) -> bool:
     """Whether the int8 engine (:mod:`cimisa.kernel_int8`) is to compute the sums of the cells ``fc`` for ``b``
-    input vectors, if it is there: the cells and sums fit, and the setting is ``"int8"``, or ``"auto"`` where it
+    input vectors, if it is there: the cells, drives and sums fit, and the setting is ``"int8"``, or ``"auto"`` where it
     is expected to be faster: over the float32 words of the packed form, or on ``nrows * b >= 4096`` (the numpy
     form's small float32 product wins below: measured 0.7-0.9x on 16-64-row windows of one vector and 16-row
     windows of 64 vectors, 1.0-3.1x from 64 rows and 64 vectors up; bench/bench_golden.py's format table)."""
     m = kernel_int8.mode()
-    if m == "numpy" or not fc.fits_int8:
+    if m == "numpy" or not fc.fits_int8 or _drive_int8(fc.fmt) is None:
         return False
     return m == "int8" or fc.pack[1] > 1 or fc.w.shape[0] * b >= 4096
 
@@ -251,7 +250,7 @@ def _drive_int8(fmt):
     """The drive table (:func:`_drive_table`) in int8, or None when a drive lies outside ``-128..127``."""
     def make():
         t = _drive_table(fmt)
-        return t.astype(np.int8) if t.min() >= -128 and t.max() <= 127 else False
+        return t.astype(np.int8) if kernel_int8.fits(t) else False
     hit = _cached(("drive8", fmt), make)
     return None if hit is False else hit
 
@@ -345,7 +344,7 @@ def mvm_acc_format(win, x, fmt, adc_bits: int, adc_shift: int) -> np.ndarray:
         acc = _product(win, x2, fmt)
     else:
         fc = _format_cells(win, fmt)
-        timed = (kernel_int8.mode() == "auto" and _wants_int8(fc, x2.shape[1]) and _drive_int8(fmt) is not None
+        timed = (kernel_int8.mode() == "auto" and _wants_int8(fc, x2.shape[1])
                  and kernel_int8.active() is None)              # auto loads torch after a while of these
         t0 = time.perf_counter()
         acc = _cycles(win, x2, fmt, adc_bits, adc_shift)

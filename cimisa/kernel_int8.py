@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["MODES", "LOAD_AFTER", "use", "mode", "active", "weights", "as_int8", "plane_sums", "product",
+__all__ = ["MODES", "LOAD_AFTER", "use", "mode", "active", "fits", "weights", "as_int8", "plane_sums", "product",
            "note_numpy_time"]
 
 #: The engine settings of :func:`use`.
@@ -104,6 +104,11 @@ def note_numpy_time(seconds: float) -> None:
     _state["spent"] += seconds
 
 
+def fits(a: np.ndarray) -> bool:
+    """Whether ``a`` is not empty and every value lies in ``-128..127`` (int8)."""
+    return bool(a.size) and int(a.min()) >= -128 and int(a.max()) <= 127
+
+
 def weights(w: np.ndarray):
     """Return ``w.T`` as a contiguous int8 torch tensor, or None when a weight lies outside ``-128..127`` or the
     window has more than :data:`MAX_ROWS` rows (torch must be loaded)."""
@@ -153,6 +158,6 @@ def product(a8, b: np.ndarray) -> np.ndarray:
 def as_int8(a: np.ndarray):
     """Return ``a`` (2-D) as a contiguous int8 torch tensor, or None when a value lies outside ``-128..127``."""
     torch = _checked_torch()
-    if torch is None or a.size == 0 or a.min() < -128 or a.max() > 127:
+    if torch is None or not fits(a):
         return None
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int8))
