@@ -194,7 +194,7 @@ def measure_formats(args, rng) -> list[dict]:
         kernel.mvm_acc_format(win, X, fmt, bits, shift)            # the window's cells and bounds, cached
         fns = [functools.partial(kernel.mvm_acc_format, win, X, fmt, bits, shift),
                functools.partial(kernel.mvm_acc, W0, X, 8, bits, shift, win0),
-               functools.partial(_format_with_engine, "numpy", win, X, fmt, bits, shift)]
+               functools.partial(_with_engine, "numpy", kernel.mvm_acc_format, win, X, fmt, bits, shift)]
         (t_f, t_d, t_n), (y, _, y_n) = timed_in_turns(fns, args.reps)
         bias = [fmt.bias_cell] * rows if fmt.bias_cols else None
         want = [[fmt.mvm_column([fmt.cells(int(v)) for v in W[:, c]], bias, X[:, k].tolist(), bits, shift)
@@ -202,7 +202,8 @@ def measure_formats(args, rng) -> list[dict]:
         r = {"format": name, "describe": fmt.describe(), "adc_bits": bits, "adc_shift": shift,
              "path": kernel.format_path(win, fmt, bits, shift, batch=b), "physical_cols": fmt.conversions(n),
              "ms": t_f * 1e3, "mac_per_s": rows * n * b / t_f, "default_ms": t_d * 1e3, "vs_default": t_d / t_f,
-             "numpy_engine_ms": t_n * 1e3, "numpy_path": _format_path_with_engine("numpy", win, fmt, bits, shift),
+             "numpy_engine_ms": t_n * 1e3, "numpy_path": _with_engine("numpy", kernel.format_path, win, fmt, bits,
+                                                                         shift),
              "exact": bool(np.array_equal(y[:, :2], np.array(want)) and np.array_equal(y, y_n))}
         print(f"{name:<20}{r['path']:>12}{r['ms']:>9.3f}{r['mac_per_s']:>12.3e}{r['default_ms']:>12.3f}"
               f"{r['vs_default']:>10.2f}x{r['numpy_path']:>9}{r['numpy_engine_ms']:>9.3f}  {r['exact']}")
@@ -210,19 +211,10 @@ def measure_formats(args, rng) -> list[dict]:
     return out
 
 
-def _format_with_engine(engine, *args):
+def _with_engine(engine, fn, *args):
+    """``fn(*args)`` with the kernel engine ``engine``."""
     with kernel_int8.use(engine):
-        return kernel.mvm_acc_format(*args)
-
-
-def _format_path_with_engine(engine, *args):
-    with kernel_int8.use(engine):
-        return kernel.format_path(*args)
-
-
-def _with_engine(engine, *args):
-    with kernel_int8.use(engine):
-        return kernel.mvm_acc(*args)
+        return fn(*args)
 
 
 def measure_engine_choice(args, rng) -> list[dict]:
@@ -242,7 +234,7 @@ def measure_engine_choice(args, rng) -> list[dict]:
                                        ("sat", (8, 0))):
                 with kernel_int8.use("numpy"):
                     form = kernel.mvm_path(win, 8, bits, shift, batch=b)
-                fns = [functools.partial(_with_engine, engine, W, X, 8, bits, shift, win)
+                fns = [functools.partial(_with_engine, engine, kernel.mvm_acc, W, X, 8, bits, shift, win)
                        for engine in ("numpy", "int8")]
                 (t_n, t_i), (y_n, y_i) = timed_in_turns(fns, max(5, args.reps // 2))
                 pick = "int8" if kernel.mvm_path(win, 8, bits, shift, batch=b) == "int8 planes" else "numpy"

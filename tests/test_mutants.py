@@ -24,6 +24,7 @@ from tests import test_hw_tile as hw_tile
 from tests import test_hw_units as hw_units
 from tests import test_place as place_tests
 from tests import test_sw_model as sw_tests
+from tests.test_golden_batch import engine
 
 
 def mutant(fn, old: str, new: str, *, nth: int = 0, total: int = 1):
@@ -203,7 +204,7 @@ FORMAT_INT8_MUTANTS = [
 @pytest.mark.parametrize("name,fn_name,old,new,cfg_name", FORMAT_INT8_MUTANTS,
                          ids=[m[0] for m in FORMAT_INT8_MUTANTS])
 def test_format_streams_catch_int8_mutant(monkeypatch, name, fn_name, old, new, cfg_name):
-    with _int8_or_skip():
+    with engine("int8"):
         _format_streams_catch(monkeypatch, fn_name, old, new, cfg_name)
 
 
@@ -218,16 +219,9 @@ def kernel_matches_naive(seeds=range(6)) -> bool:
     return True
 
 
-def _int8_or_skip():
-    try:
-        return kernel_int8.use("int8")
-    except RuntimeError as e:
-        pytest.skip(str(e))
-
-
-@pytest.mark.parametrize("engine", ["numpy", "int8"])
-def test_kernel_comparison_passes_on_the_real_kernel(engine):
-    with (_int8_or_skip() if engine == "int8" else kernel_int8.use("numpy")):
+@pytest.mark.parametrize("eng", ["numpy", "int8"])
+def test_kernel_comparison_passes_on_the_real_kernel(eng):
+    with engine(eng):
         assert kernel_matches_naive(range(2))
 
 
@@ -248,7 +242,7 @@ def test_property_catches_semantics_mutant(monkeypatch, name, fn_name, old, new)
 
 @pytest.mark.parametrize("name,fn_name,old,new", INT8_MUTANTS, ids=[m[0] for m in INT8_MUTANTS])
 def test_kernel_comparison_catches_int8_mutant(monkeypatch, name, fn_name, old, new):
-    with _int8_or_skip():
+    with engine("int8"):
         _patch_semantics(monkeypatch, fn_name, old, new)
         assert not kernel_matches_naive()
 
@@ -256,7 +250,7 @@ def test_kernel_comparison_catches_int8_mutant(monkeypatch, name, fn_name, old, 
 @pytest.mark.parametrize("name,fn_name,old,new", INT8_MUTANTS[:4], ids=[m[0] for m in INT8_MUTANTS[:4]])
 def test_property_catches_int8_mutant(monkeypatch, name, fn_name, old, new):
     """The machine's random streams on the micro configuration reach the int8 engine's ADC and shift-add."""
-    with _int8_or_skip():
+    with engine("int8"):
         _patch_semantics(monkeypatch, fn_name, old, new)
         with pytest.raises(AssertionError):
             run_property(sw_tests.MICRO)

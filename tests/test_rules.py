@@ -25,6 +25,7 @@ from cimisa.config import BUILTIN, load_hw
 from cimisa.isa import Command, Isa, Opcode
 from sw_model.machine import Machine
 from sw_model.noise import NoiseParams, NoisyMachine
+from tests.test_golden_batch import engine
 
 
 # ---- ranges and bits ----------------------------------------------------------------------------------------------
@@ -254,11 +255,7 @@ MODELS = {
 def test_a_perturbed_adc_rule_reaches_every_model(monkeypatch, eng):
     """Mutation: the ADC in cimisa.rules rounds to nearest instead of flooring; every model's results change, so
     they all call it (none has a copy of its own), with either kernel engine."""
-    try:
-        engine = kernel_int8.use(eng)
-    except RuntimeError as e:
-        pytest.skip(str(e))
-    with engine:
+    with engine(eng):
         _perturbed_adc_rule_reaches_every_model(monkeypatch)
 
 
@@ -367,11 +364,7 @@ def test_kernel_paths_equal_the_rules():
 def test_int8_engine_equals_the_rules():
     """The int8 engine takes every window of weights in -128..127 that is not one exact product (the rest keep
     the numpy forms), and equals the rules' per-plane form, inputs of 1..16 bits (up to two bytes of planes)."""
-    try:
-        engine = kernel_int8.use("int8")
-    except RuntimeError as e:
-        pytest.skip(str(e))
-    with engine:
+    with engine("int8"):
         assert check_kernel_paths(400) == {"product", "int8 planes", "packed codes", "packed residues", "bit planes"}
         rng = np.random.default_rng(5)
         for nb in range(1, 17):
